@@ -1,0 +1,125 @@
+// swift-tools-version:6.0
+//
+// automate: a supervised multi-service stack with consistent backups and restore-by-relaunch.
+// Libraries first (one job each), then one thin executable per process. See README.md.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("StrictConcurrency"),
+]
+
+let package = Package(
+    name: "automate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "automate", targets: ["automate"]),
+        .executable(name: "automate-supervisor", targets: ["automate-supervisor"]),
+        .executable(name: "backup-gateway", targets: ["backup-gateway"]),
+        .library(name: "AutomateRPC", targets: ["AutomateRPC"]),
+        .library(name: "AutomateManifest", targets: ["AutomateManifest"]),
+        .library(name: "AutomateSupervisor", targets: ["AutomateSupervisor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        // MARK: system libraries and C shims
+
+        /// fork/exec from one long-lived thread (PR_SET_PDEATHSIG is per forking thread), process
+        /// groups, user switching, child-subreaper: what Foundation's Process cannot do.
+        .target(name: "CAutomateShims"),
+        /// libcurl, for outbound HTTP (S3 upstream, search engine).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // MARK: libraries
+
+        /// Length-prefixed protobuf RPC over Unix-domain sockets (the wire every service speaks).
+        .target(
+            name: "AutomateRPC",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Proto/rpc_envelope.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// Service manifests (`services/*.toml`): parsing, validation with file/line/field, dependency order.
+        .target(
+            name: "AutomateManifest",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: swiftSettings
+        ),
+        /// The supervisor core: child processes, hooks, health, restarts, logs, the control service.
+        .target(
+            name: "AutomateSupervisor",
+            dependencies: [
+                "CAutomateShims", "AutomateRPC", "AutomateManifest",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Proto/supervisor_control.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// The `automate` command line (argument parsing and rendering; the executable is thin).
+        .target(
+            name: "AutomateCLI",
+            dependencies: [
+                "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The S3 API: filesystem store, SigV4 verification and signing, re-signing proxy.
+        .target(
+            name: "S3Gateway",
+            dependencies: [
+                "CCurl",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: executables (thin)
+
+        .executableTarget(name: "automate", dependencies: ["AutomateCLI"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "automate-supervisor",
+            dependencies: [
+                "AutomateSupervisor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "backup-gateway",
+            dependencies: [
+                "S3Gateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tests
+
+        .testTarget(name: "AutomateRPCTests", dependencies: ["AutomateRPC"], swiftSettings: swiftSettings),
+        .testTarget(name: "AutomateManifestTests", dependencies: ["AutomateManifest"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AutomateSupervisorTests",
+            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v5]
+)
