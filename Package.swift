@@ -62,6 +62,8 @@ let package = Package(
             name: "AutomateSupervisor",
             dependencies: [
                 "CAutomateShims", "AutomateRPC", "AutomateManifest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

@@ -1,0 +1,21 @@
+import ArgumentParser
+
+/// An error the CLI reports as one plain line (and a non-zero exit), saying what to do.
+public struct CLIError: Error, CustomStringConvertible {
+    public let message: String
+    public let exitCode: Int32
+
+    public init(_ message: String, exitCode: Int32 = 1) {
+        self.message = message
+        self.exitCode = exitCode
+    }
+
+    public var description: String { message }
+}
+
+extension CLIError {
+    /// The supervisor of `home` is not running.
+    static func notRunning(_ home: String) -> CLIError {
+        CLIError("the supervisor is not running for \(home): run `automate start`", exitCode: 3)
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import AutomateSupervisor
+import CAutomateShims
+import Foundation
+
+struct Stop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop every service (in reverse dependency order) and the supervisor.",
+        discussion: "Returns once the supervisor has exited. Stopping a stack that is not running is not an error.")
+
+    @OptionGroup var homeOptions: HomeOptions
+
+    @Option(help: "Seconds to wait for the supervisor to exit.")
+    var timeout: Int = 600
+
+    func run() async throws {
+        let home = homeOptions.resolved
+        guard SupervisorLock.holder(path: home.lockFilePath) != nil else {
+            print("The supervisor is not running for \(home.path).")
+            return
+        }
+        let client = try await SupervisorClient.connect(home: home)
+        let pid: Int32
+        do {
+            pid = try await client.shutdown()
+        } catch {
+            throw explain(error)
+        }
+        // Open the pidfd before anything else: it turns readable when the supervisor exits.
+        let pidfd = automate_pidfd_open(pid)
+        print("Stopping the stack (supervisor pid \(pid))...")
+        let started = ContinuousClock.now
+        let printer = ProgressPrinter(names: [], quiet: false)
+        let events = Task {
+            for try await event in client.watch(includeCurrent: false) where event.hasStatus {
+                if event.status.state == ServiceState.stopped.rawValue || event.status.state == ServiceState.stopping.rawValue {
+                    printer.report(event.status, elapsed: ContinuousClock.now - started)
+                }
+            }
+        }
+        defer { events.cancel() }
+        if pidfd >= 0 {
+            defer { close(pidfd) }
+            let exited = await Task.detached { automate_poll_readable(pidfd, Int32(timeout) * 1000) }.value
+            guard exited == 1 else {
+                throw CLIError("the supervisor (pid \(pid)) is still stopping after \(timeout)s; see \(home.supervisorLogPath)")
+            }
+        }
+        let seconds = String(format: "%.2f", (ContinuousClock.now - started).seconds)
+        print("Stopped (\(seconds)s).")
+    }
+}

@@ -1,0 +1,51 @@
+import NIOCore
+
+/// Splits the inbound byte stream into length-prefixed frames and decodes each as an `RPCEnvelope`.
+///
+/// A length above `maxFrameSize` or a frame that is not a valid envelope throws, which makes the
+/// connection handler log the error and close that connection.
+struct RPCFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = RPCEnvelope
+
+    let maxFrameSize: Int
+
+    init(maxFrameSize: Int) {
+        self.maxFrameSize = maxFrameSize
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try Self.readFrame(from: &buffer, maxFrameSize: maxFrameSize) else {
+            return .needMoreData
+        }
+        context.fireChannelRead(wrapInboundOut(try RPCEnvelope(decoding: frame)))
+        return .continue
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+
+    /// Takes one whole frame (without its length prefix) off the front of `buffer`, or returns nil
+    /// and leaves `buffer` untouched if the frame is not complete yet.
+    static func readFrame(from buffer: inout ByteBuffer, maxFrameSize: Int) throws -> ByteBuffer? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard UInt64(length) <= UInt64(maxFrameSize) else {
+            throw RPCFrameTooLargeError(length: Int(length), maxFrameSize: maxFrameSize)
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        return buffer.readSlice(length: Int(length))
+    }
+}
+
+/// A peer announced a frame longer than the configured maximum.
+struct RPCFrameTooLargeError: Error, CustomStringConvertible {
+    var length: Int
+    var maxFrameSize: Int
+    var description: String {
+        "frame of \(length) bytes exceeds the maximum frame size of \(maxFrameSize) bytes; raise maxFrameSize on both ends if such messages are expected"
+    }
+}

@@ -1,0 +1,304 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+
+/// One accepted connection on the server. Everything here runs on the connection's event loop, so
+/// the table of calls in flight needs no lock. Each request gets one `Task` running its handler; the
+/// task hands its final frame back to the loop, which writes it and coalesces flushes.
+final class RPCServerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = RPCEnvelope
+    typealias OutboundOut = ByteBuffer
+
+    private struct ActiveCall {
+        var task: Task<Void, Never>?
+        var deadlineTimer: Scheduled<Void>?
+    }
+
+    private let methods: [String: RPCServerMethod]
+    private let logger: Logger
+    private let eventLoop: any EventLoop
+    private let maxFrameSize: Int
+    /// An `EventLoopTaskExecutor` for this connection's loop when handlers run on it, else nil.
+    private let taskExecutor: (any Sendable)?
+    private var context: ChannelHandlerContext?
+    private var calls: [UInt64: ActiveCall] = [:]
+    /// Inside channelRead..channelReadComplete: writes are flushed at channelReadComplete.
+    private var inReadBurst = false
+    private var flushScheduled = false
+    private var writabilityWaiters: [EventLoopPromise<Void>] = []
+    private var draining = false
+    private var drainTimer: Scheduled<Void>?
+
+    init(
+        methods: [String: RPCServerMethod], logger: Logger, eventLoop: any EventLoop, maxFrameSize: Int,
+        runHandlersOnEventLoop: Bool
+    ) {
+        if runHandlersOnEventLoop, #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+            self.taskExecutor = EventLoopTaskExecutor(eventLoop)
+        } else {
+            self.taskExecutor = nil
+        }
+        self.methods = methods
+        self.maxFrameSize = maxFrameSize
+        self.logger = logger
+        self.eventLoop = eventLoop
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBurst = true
+        let envelope = unwrapInboundIn(data)
+        if envelope.cancel {
+            finishEarly(callID: envelope.callID, RPCError(.cancelled, "cancelled by the client"))
+            return
+        }
+        guard envelope.callID != 0 else {
+            closeOnProtocolError(context: context, "request with call_id 0 (call ids start at 1)")
+            return
+        }
+        guard calls[envelope.callID] == nil else {
+            closeOnProtocolError(context: context, "call_id \(envelope.callID) is already in flight")
+            return
+        }
+        if draining {
+            writeStatus(callID: envelope.callID, RPCError(.unavailable, "the server is shutting down; retry after it restarts"))
+            return
+        }
+        guard let method = methods[envelope.method] else {
+            writeStatus(callID: envelope.callID, RPCError(.unimplemented, "unknown method '\(envelope.method)'"))
+            return
+        }
+        startCall(context: context, envelope: envelope, method: method)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            let waiters = writabilityWaiters
+            writabilityWaiters.removeAll()
+            for waiter in waiters { waiter.succeed() }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let calls = self.calls
+        self.calls.removeAll()
+        for call in calls.values {
+            call.deadlineTimer?.cancel()
+            call.task?.cancel()
+        }
+        failWritabilityWaiters()
+        drainTimer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
+            logger.debug("RPC connection reset by the client: \(error)")
+        } else {
+            logger.error("closing RPC connection: \(error)")
+        }
+        context.close(promise: nil)
+    }
+
+    // MARK: calls
+
+    private func startCall(context: ChannelHandlerContext, envelope: RPCEnvelope, method: RPCServerMethod) {
+        let callID = envelope.callID
+        var deadline: ContinuousClock.Instant?
+        var timer: Scheduled<Void>?
+        if envelope.timeoutMicros > 0 {
+            // Capped at 2^50 µs (35 years) so that converting to nanoseconds cannot overflow.
+            let micros = Int64(min(envelope.timeoutMicros, 1 << 50))
+            deadline = ContinuousClock.now.advanced(by: .microseconds(micros))
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: .microseconds(micros)) {
+                bound.value.finishEarly(
+                    callID: callID,
+                    RPCError(.deadlineExceeded, "\(envelope.method) did not finish within its deadline of \(Duration.microseconds(micros))"))
+            }
+        }
+        let callContext = RPCCallContext(
+            method: envelope.method, callID: callID, deadline: deadline, logger: logger)
+        let connection = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let stream = RPCServerCallStream(callID: callID, connection: connection)
+        let payload = envelope.payload
+        calls[callID] = ActiveCall(task: nil, deadlineTimer: timer)
+        // The task starts later (tasks are always enqueued), so it cannot finish before `task` is stored.
+        let operation: @Sendable () async -> Void = {
+            let frame = await runHandler(method, payload, callContext, stream)
+            if connection.eventLoop.inEventLoop {
+                connection.value.callFinished(callID: callID, frame: frame)
+            } else {
+                connection.eventLoop.execute {
+                    connection.value.callFinished(callID: callID, frame: frame)
+                }
+            }
+        }
+        let task: Task<Void, Never>
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *), let executor = taskExecutor as? EventLoopTaskExecutor {
+            task = Task(executorPreference: executor, operation: operation)
+        } else {
+            task = Task(operation: operation)
+        }
+        calls[callID]?.task = task
+    }
+
+    /// The handler's task is done: send its final frame unless the call already ended.
+    private func callFinished(callID: UInt64, frame: ByteBuffer) {
+        guard let call = calls.removeValue(forKey: callID) else { return }
+        call.deadlineTimer?.cancel()
+        if frame.readableBytes - 4 > maxFrameSize {
+            writeStatus(callID: callID, oversizedResponse(frame))
+        } else {
+            write(frame)
+        }
+        callEnded()
+    }
+
+    /// Ends a call before its handler returns (client cancel, deadline, shutdown): cancels the
+    /// handler's task and sends the status now. The handler's own result is then dropped.
+    private func finishEarly(callID: UInt64, _ status: RPCError) {
+        guard let call = calls.removeValue(forKey: callID) else { return }
+        call.deadlineTimer?.cancel()
+        call.task?.cancel()
+        writeStatus(callID: callID, status)
+        callEnded()
+    }
+
+    /// Writes one message of a streaming call; the returned future completes when the handler may
+    /// send the next one (at once, or when the channel becomes writable again).
+    func writeStreamMessage(callID: UInt64, frame: ByteBuffer) -> EventLoopFuture<Void> {
+        guard let context, calls[callID] != nil else {
+            return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over (cancelled, past its deadline, or its client went away)"))
+        }
+        if frame.readableBytes - 4 > maxFrameSize {
+            return eventLoop.makeFailedFuture(oversizedResponse(frame))
+        }
+        write(frame)
+        if context.channel.isWritable {
+            return context.eventLoop.makeSucceededVoidFuture()
+        }
+        context.flush()
+        flushScheduled = false
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        writabilityWaiters.append(promise)
+        return promise.futureResult
+    }
+
+    // MARK: shutdown
+
+    /// Stops taking new calls; closes the connection once its calls are done, or after `grace`
+    /// cancels the ones still running (they end with CANCELLED). The future completes on close.
+    func drain(grace: TimeAmount) -> EventLoopFuture<Void> {
+        guard let context else { return eventLoop.makeSucceededVoidFuture() }
+        draining = true
+        let closed = context.channel.closeFuture
+        if calls.isEmpty {
+            context.close(promise: nil)
+        } else if drainTimer == nil {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            drainTimer = context.eventLoop.scheduleTask(in: grace) {
+                bound.value.cancelAllAndClose()
+            }
+        }
+        return closed
+    }
+
+    private func cancelAllAndClose() {
+        for callID in Array(calls.keys) {
+            finishEarly(callID: callID, RPCError(.cancelled, "the server is shutting down"))
+        }
+        context?.close(promise: nil)
+    }
+
+    private func callEnded() {
+        if draining, calls.isEmpty, let context {
+            drainTimer?.cancel()
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: writing
+
+    private func writeStatus(callID: UInt64, _ status: RPCError) {
+        write(Self.statusFrame(callID: callID, status))
+    }
+
+    static func statusFrame(callID: UInt64, _ status: RPCError) -> ByteBuffer {
+        var frame = ByteBuffer()
+        RPCEnvelope.writeFrame(
+            into: &frame, callID: callID, statusCode: status.code.rawValue, statusMessage: status.message,
+            endOfStream: true)
+        return frame
+    }
+
+    /// Writes without flushing; one flush per read burst or per turn of the event loop.
+    private func write(_ frame: ByteBuffer) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(frame), promise: nil)
+        if !inReadBurst && !flushScheduled {
+            flushScheduled = true
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                bound.value.flushNow()
+            }
+        }
+    }
+
+    private func flushNow() {
+        guard flushScheduled else { return }
+        flushScheduled = false
+        context?.flush()
+    }
+
+    private func oversizedResponse(_ frame: ByteBuffer) -> RPCError {
+        RPCError(
+            .resourceExhausted,
+            "the response frame of \(frame.readableBytes - 4) bytes exceeds the server's maximum frame size of \(maxFrameSize) bytes; page the result or raise maxFrameSize")
+    }
+
+    private func closeOnProtocolError(context: ChannelHandlerContext, _ reason: String) {
+        logger.error("closing RPC connection: protocol error: \(reason)")
+        context.close(promise: nil)
+    }
+
+    private func failWritabilityWaiters() {
+        let waiters = writabilityWaiters
+        writabilityWaiters.removeAll()
+        for waiter in waiters {
+            waiter.fail(RPCError(.cancelled, "the connection closed"))
+        }
+    }
+}
+
+/// Runs a handler and turns its outcome into the call's final frame.
+private func runHandler(
+    _ method: RPCServerMethod, _ payload: ByteBuffer, _ context: RPCCallContext, _ stream: RPCServerCallStream
+) async -> ByteBuffer {
+    do {
+        return try await method.run(payload, context, stream)
+    } catch {
+        return RPCServerConnectionHandler.statusFrame(callID: context.callID, RPCError(mapping: error))
+    }
+}

@@ -1,0 +1,98 @@
+import AutomateRPC
+import Foundation
+import Logging
+
+/// The supervisor's control service: what `automate status|restart|stop` and watchers talk to, on
+/// `<home>/run/automate-supervisor.sock`.
+public enum ControlService {
+    /// Method names on the wire.
+    public enum Method {
+        public static let status = "automate.supervisor.v1.Supervisor/Status"
+        public static let startService = "automate.supervisor.v1.Supervisor/StartService"
+        public static let stopService = "automate.supervisor.v1.Supervisor/StopService"
+        public static let restartService = "automate.supervisor.v1.Supervisor/RestartService"
+        public static let shutdown = "automate.supervisor.v1.Supervisor/Shutdown"
+        public static let watch = "automate.supervisor.v1.Supervisor/Watch"
+    }
+
+    public typealias StatusRequest = Automate_Supervisor_V1_StatusRequest
+    public typealias StatusResponse = Automate_Supervisor_V1_StatusResponse
+    public typealias ServiceRequest = Automate_Supervisor_V1_ServiceRequest
+    public typealias ServiceResponse = Automate_Supervisor_V1_ServiceResponse
+    public typealias ShutdownRequest = Automate_Supervisor_V1_ShutdownRequest
+    public typealias ShutdownResponse = Automate_Supervisor_V1_ShutdownResponse
+    public typealias WatchRequest = Automate_Supervisor_V1_WatchRequest
+
+    /// Registers every method on `server`. `shutdown` is called (once) when a client asks the
+    /// supervisor to stop; the reply goes out first.
+    public static func register(
+        on server: RPCServer, supervisor: Supervisor, home: AutomateHome,
+        shutdown: @escaping @Sendable () -> Void
+    ) {
+        server.registerUnary(Method.status) { (request: StatusRequest, _) -> StatusResponse in
+            var response = StatusResponse()
+            let all = await supervisor.status()
+            for name in request.services where !all.contains(where: { $0.name == name }) {
+                throw RPCError(.notFound, "no service named \"\(name)\"")
+            }
+            response.services = request.services.isEmpty ? all : all.filter { request.services.contains($0.name) }
+            response.supervisorPid = getpid()
+            response.supervisorStartedAtUnixMs = Int64(supervisor.startedAt.timeIntervalSince1970 * 1000)
+            response.home = home.path
+            response.supervisorRssBytes = ProcessMemory.residentBytes()
+            return response
+        }
+        server.registerUnary(Method.startService) { (request: ServiceRequest, _) -> ServiceResponse in
+            try await serviceCall { try await supervisor.start(service: request.name) }
+        }
+        server.registerUnary(Method.stopService) { (request: ServiceRequest, _) -> ServiceResponse in
+            try await serviceCall { try await supervisor.stop(service: request.name) }
+        }
+        server.registerUnary(Method.restartService) { (request: ServiceRequest, _) -> ServiceResponse in
+            try await serviceCall { try await supervisor.restart(service: request.name) }
+        }
+        server.registerUnary(Method.shutdown) { (_: ShutdownRequest, _) -> ShutdownResponse in
+            shutdown()
+            var response = ShutdownResponse()
+            response.supervisorPid = getpid()
+            return response
+        }
+        server.registerServerStream(Method.watch) { (request: WatchRequest, writer: RPCResponseWriter<SupervisorEvent>, _) in
+            for await event in await supervisor.events(includeCurrent: request.includeCurrent) {
+                try await writer.send(event)
+            }
+        }
+    }
+
+    private static func serviceCall(_ body: () async throws -> ServiceStatus) async throws -> ServiceResponse {
+        do {
+            var response = ServiceResponse()
+            response.status = try await body()
+            return response
+        } catch let error as SupervisorError where error.code == .unknownService {
+            throw RPCError(.notFound, error.message)
+        }
+    }
+}
+
+/// The resident memory of this process.
+public enum ProcessMemory {
+    /// VmRSS from /proc/self/status, in bytes (0 if unreadable).
+    public static func residentBytes(pid: String = "self") -> UInt64 {
+        field("VmRSS", pid: pid)
+    }
+
+    /// VmHWM (peak resident set) from /proc/<pid>/status, in bytes.
+    public static func peakResidentBytes(pid: String = "self") -> UInt64 {
+        field("VmHWM", pid: pid)
+    }
+
+    private static func field(_ name: String, pid: String) -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            let digits = line.split(separator: " ").compactMap { UInt64($0) }.first ?? 0
+            return digits * 1024
+        }
+        return 0
+    }
+}

@@ -1,0 +1,76 @@
+import AutomateManifest
+import Foundation
+
+/// Everything a service's process and hooks are started with, derived once from its manifest and the
+/// stack's folders: the expanded command, the environment, the user, the log.
+public struct ServiceContext: Sendable {
+    /// The manifest with every `${...}` expanded.
+    public let manifest: ServiceManifest
+    /// The environment of the process and of its hooks.
+    public let environment: [String: String]
+    /// The user it runs as (nil: the supervisor's).
+    public let user: ServiceUser?
+    /// Its data folder, `<home>/data/<data_dir>`.
+    public let dataDirectory: String
+    /// Its log.
+    public let log: LogFile
+    /// Its hooks.
+    public let hooks: HookRunner
+    /// Its RPC socket path, when the manifest names one.
+    public let socketPath: String?
+
+    /// Where the stack's pieces live, as the supervisor was told.
+    public struct Layout: Sendable {
+        public var home: AutomateHome
+        public var hooksDirectory: String
+        public var binDirectory: String
+        /// Prepended to PATH for services and hooks (Python tools such as osmem-server, aws).
+        public var toolsDirectories: [String]
+        public init(home: AutomateHome, hooksDirectory: String, binDirectory: String, toolsDirectories: [String]) {
+            self.home = home
+            self.hooksDirectory = hooksDirectory
+            self.binDirectory = binDirectory
+            self.toolsDirectories = toolsDirectories
+        }
+    }
+
+    /// Variables from the supervisor's environment that services may see (everything else is left out,
+    /// so a service behaves the same under systemd, a terminal or a test).
+    static let passedThrough = ["TZ", "TMPDIR", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"]
+
+    /// Builds the context; `user` is the user the supervisor will switch to (nil when it can't).
+    public static func make(
+        manifest: ServiceManifest, layout: Layout, user: ServiceUser?,
+        inherited: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> ServiceContext {
+        let home = layout.home
+        let runUser = user ?? ServiceUser.current()
+        let variables = manifest.builtinVariables(
+            home: home.path, runDir: home.runDirectory, dataRoot: home.dataDirectory, logDir: home.logDirectory,
+            binDir: layout.binDirectory, hooksDir: layout.hooksDirectory, runUser: runUser.name)
+        let expander = VariableExpander(variables: variables, config: manifest.config)
+        let resolved = try manifest.resolved(using: expander)
+
+        var environment: [String: String] = [:]
+        for key in passedThrough { if let value = inherited[key] { environment[key] = value } }
+        let basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        environment["PATH"] = (layout.toolsDirectories + [layout.binDirectory, basePath]).joined(separator: ":")
+        environment["LANG"] = environment["LANG"] ?? "C.UTF-8"
+        environment["HOME"] = runUser.homeDirectory
+        environment["USER"] = runUser.name
+        environment["LOGNAME"] = runUser.name
+        environment.merge(variables) { $1 }
+        environment["AUTOMATE_SUPERVISOR_SOCKET"] = home.controlSocketPath
+        let socketPath = resolved.socket.map { home.runDirectory + "/" + $0 }
+        if let socketPath { environment["AUTOMATE_SERVICE_SOCKET"] = socketPath }
+        environment.merge(resolved.configEnvironment) { $1 }
+        environment.merge(resolved.environment) { $1 }
+
+        return ServiceContext(
+            manifest: resolved, environment: environment, user: user,
+            dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
+            log: LogFile(path: home.logPath(service: manifest.name)),
+            hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.name),
+            socketPath: socketPath)
+    }
+}

@@ -1,0 +1,248 @@
+import AutomateManifest
+import Foundation
+import Logging
+
+/// Owns every supervised service of one stack: starts them in dependency order (a dependent only once
+/// what it needs is healthy), keeps their status, broadcasts their events, and stops them in reverse
+/// order, one at a time.
+public actor Supervisor {
+    /// How the supervisor was set up.
+    public struct Configuration: Sendable {
+        public var layout: ServiceContext.Layout
+        /// How long a service waits for its dependencies to become healthy before it is `failed`.
+        public var dependencyTimeout: Duration = .seconds(300)
+        public init(layout: ServiceContext.Layout) { self.layout = layout }
+    }
+
+    public nonisolated let configuration: Configuration
+    public nonisolated let manifests: ManifestSet
+    /// The time this supervisor started.
+    public nonisolated let startedAt = Date()
+    private let logger: Logger
+    private var runners: [String: ServiceRunner] = [:]
+    private var statuses: [String: ServiceStatus] = [:]
+    private var subscribers: [UInt64: AsyncStream<SupervisorEvent>.Continuation] = [:]
+    private var dependencyWaiters: [UInt64: DependencyWaiter] = [:]
+    private var nextID: UInt64 = 0
+    /// Changes from the runners, in the order each runner made them.
+    private nonisolated let changes: AsyncStream<Change>.Continuation
+    private var consumer: Task<Void, Never>?
+
+    private struct Change: Sendable {
+        let status: ServiceStatus
+        let kind: String
+        let message: String
+    }
+
+    private struct DependencyWaiter {
+        let service: String
+        let dependencies: [String]
+        let continuation: CheckedContinuation<DependencyOutcome, Never>
+    }
+
+    /// Builds a runner per manifest; nothing starts yet.
+    /// - Parameter users: the user each service runs as (nil: the supervisor's own).
+    public init(
+        configuration: Configuration, manifests: ManifestSet, users: [String: ServiceUser], logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.manifests = manifests
+        self.logger = logger
+        var runners: [String: ServiceRunner] = [:]
+        var statuses: [String: ServiceStatus] = [:]
+        let (changeStream, changes) = AsyncStream<Change>.makeStream()
+        self.changes = changes
+        for manifest in manifests.services {
+            let context = try ServiceContext.make(
+                manifest: manifest, layout: configuration.layout, user: users[manifest.name])
+            let runner = ServiceRunner(
+                context: context, logger: logger,
+                emit: { status, kind, message in
+                    changes.yield(Change(status: status, kind: kind, message: message))
+                },
+                awaitDependencies: { [weak self] service in
+                    guard let self else { return .cancelled }
+                    return await self.waitForDependencies(of: service)
+                })
+            runners[manifest.name] = runner
+            var initial = ServiceStatus()
+            initial.name = manifest.name
+            initial.state = ServiceState.stopped.rawValue
+            initial.kind = manifest.kind.rawValue
+            initial.health = HealthResult.none.rawValue
+            initial.dependsOn = manifest.dependsOn
+            statuses[manifest.name] = initial
+        }
+        self.runners = runners
+        self.statuses = statuses
+        self.consumer = Task { [weak self] in
+            for await change in changeStream {
+                await self?.record(status: change.status, kind: change.kind, message: change.message)
+            }
+        }
+    }
+
+    // MARK: whole stack
+
+    /// Starts every service; each waits for its own dependencies.
+    public func startAll() async {
+        logger.info("starting \(manifests.startOrder.count) services: \(manifests.startOrder.joined(separator: ", "))")
+        for name in manifests.startOrder {
+            await runners[name]?.start()
+        }
+    }
+
+    /// Stops every service in reverse dependency order, one at a time.
+    public func stopAll() async {
+        broadcast(kind: "supervisor", service: "", message: "stopping all services")
+        for name in manifests.startOrder.reversed() {
+            guard let runner = runners[name] else { continue }
+            cancelDependencyWaits(of: name)
+            await runner.stop()
+        }
+        broadcast(kind: "supervisor", service: "", message: "all services stopped")
+    }
+
+    /// Ends every event stream (watchers see the end of the stream), before the control socket closes.
+    public func finishEvents() {
+        for (_, subscriber) in subscribers { subscriber.finish() }
+        subscribers.removeAll()
+    }
+
+    // MARK: one service
+
+    /// Starts one service (after a stop or a failure).
+    public func start(service: String) async throws -> ServiceStatus {
+        let runner = try runner(named: service)
+        await runner.start()
+        return await runner.status()
+    }
+
+    /// Stops one service; its dependents keep running.
+    public func stop(service: String) async throws -> ServiceStatus {
+        let runner = try runner(named: service)
+        cancelDependencyWaits(of: service)
+        await runner.stop()
+        return await runner.status()
+    }
+
+    /// Stops and starts one service.
+    public func restart(service: String) async throws -> ServiceStatus {
+        let runner = try runner(named: service)
+        cancelDependencyWaits(of: service)
+        await runner.restart()
+        return await runner.status()
+    }
+
+    // MARK: status and events
+
+    /// Every service's status, in start order.
+    public func status() -> [ServiceStatus] {
+        manifests.startOrder.compactMap { statuses[$0] }
+    }
+
+    /// A stream of every change from now on (and, if asked, one event per service first).
+    public func events(includeCurrent: Bool) -> AsyncStream<SupervisorEvent> {
+        let (stream, continuation) = AsyncStream<SupervisorEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        nextID += 1
+        let id = nextID
+        subscribers[id] = continuation
+        if includeCurrent {
+            for status in status() {
+                continuation.yield(Self.event(kind: "state", service: status.name, status: status, message: status.message))
+            }
+        }
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.unsubscribe(id) }
+        }
+        return stream
+    }
+
+    private func unsubscribe(_ id: UInt64) {
+        subscribers.removeValue(forKey: id)
+    }
+
+    private func record(status: ServiceStatus, kind: String, message: String) {
+        statuses[status.name] = status
+        logger.info("\(message)")
+        for (_, subscriber) in subscribers {
+            subscriber.yield(Self.event(kind: kind, service: status.name, status: status, message: message))
+        }
+        resolveDependencyWaiters()
+    }
+
+    private func broadcast(kind: String, service: String, message: String) {
+        logger.info("\(message)")
+        for (_, subscriber) in subscribers {
+            subscriber.yield(Self.event(kind: kind, service: service, status: nil, message: message))
+        }
+    }
+
+    private static func event(kind: String, service: String, status: ServiceStatus?, message: String) -> SupervisorEvent {
+        var event = SupervisorEvent()
+        event.atUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+        event.kind = kind
+        event.service = service
+        if let status { event.status = status }
+        event.message = message
+        return event
+    }
+
+    // MARK: dependencies
+
+    /// Resolves when every dependency of `service` is healthy, one of them failed, or the deadline passed.
+    func waitForDependencies(of service: String) async -> DependencyOutcome {
+        let dependencies = manifests.manifest(named: service)?.dependsOn ?? []
+        if let outcome = outcome(for: dependencies) { return outcome }
+        nextID += 1
+        let id = nextID
+        let timeout = configuration.dependencyTimeout
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expireDependencyWait(id)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            dependencyWaiters[id] = DependencyWaiter(service: service, dependencies: dependencies, continuation: continuation)
+        }
+    }
+
+    private func outcome(for dependencies: [String]) -> DependencyOutcome? {
+        for dependency in dependencies where statuses[dependency]?.state == ServiceState.failed.rawValue {
+            return .failed(dependency)
+        }
+        let ready = dependencies.allSatisfy { ServiceState(rawValue: statuses[$0]?.state ?? "")?.isReady ?? false }
+        return ready ? .ready : nil
+    }
+
+    private func resolveDependencyWaiters() {
+        for (id, waiter) in dependencyWaiters {
+            if let outcome = outcome(for: waiter.dependencies) {
+                dependencyWaiters.removeValue(forKey: id)
+                waiter.continuation.resume(returning: outcome)
+            }
+        }
+    }
+
+    private func expireDependencyWait(_ id: UInt64) {
+        guard let waiter = dependencyWaiters.removeValue(forKey: id) else { return }
+        let pending = waiter.dependencies.filter { !(ServiceState(rawValue: statuses[$0]?.state ?? "")?.isReady ?? false) }
+        waiter.continuation.resume(returning: .timedOut(pending))
+    }
+
+    private func cancelDependencyWaits(of service: String) {
+        for (id, waiter) in dependencyWaiters where waiter.service == service {
+            dependencyWaiters.removeValue(forKey: id)
+            waiter.continuation.resume(returning: .cancelled)
+        }
+    }
+
+    private func runner(named name: String) throws -> ServiceRunner {
+        guard let runner = runners[name] else {
+            let known = manifests.services.map(\.name).joined(separator: ", ")
+            throw SupervisorError(.unknownService, "no service named \"\(name)\" (known: \(known))")
+        }
+        return runner
+    }
+}

@@ -1,0 +1,161 @@
+import AutomateManifest
+import AutomateRPC
+import CAutomateShims
+import Foundation
+import Logging
+
+/// The `automate-supervisor` process from start to exit: prepares the home, takes its lock, loads and
+/// validates the manifests, serves the control socket, runs every service, and stops them all on
+/// SIGTERM/SIGINT or a `Shutdown` call.
+public struct SupervisorDaemon: Sendable {
+    /// Command-line settings.
+    public struct Options: Sendable {
+        public var home: AutomateHome
+        public var servicesDirectory: String
+        public var hooksDirectory: String
+        public var binDirectory: String
+        public var toolsDirectories: [String]
+        /// Log to stderr as well as to the supervisor log.
+        public var foreground: Bool
+        /// A descriptor to write one readiness line to (`ready <pid>` or `error: ...`), then close.
+        public var readyDescriptor: Int32?
+
+        public init(
+            home: AutomateHome, servicesDirectory: String, hooksDirectory: String, binDirectory: String,
+            toolsDirectories: [String], foreground: Bool, readyDescriptor: Int32?
+        ) {
+            self.home = home
+            self.servicesDirectory = servicesDirectory
+            self.hooksDirectory = hooksDirectory
+            self.binDirectory = binDirectory
+            self.toolsDirectories = toolsDirectories
+            self.foreground = foreground
+            self.readyDescriptor = readyDescriptor
+        }
+    }
+
+    public let options: Options
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    /// Runs until shutdown. Returns the process exit code (0 after a clean stop, 2 for invalid
+    /// manifests, 1 for other start-up failures).
+    public func run() async -> Int32 {
+        let home = options.home
+        umask(0o027)
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            try prepareHome(home)
+        } catch {
+            return fail("\(error)", code: 1, logger: nil)
+        }
+        let logFile = LogFile(path: home.supervisorLogPath)
+        let handler = SupervisorLogHandler(file: logFile, toStandardError: options.foreground)
+        let logger = Logger(label: "automate-supervisor") { _ in handler }
+
+        let lock: SupervisorLock
+        do {
+            lock = try SupervisorLock.acquire(path: home.lockFilePath)
+        } catch {
+            return fail("\(error)", code: 1, logger: logger)
+        }
+        defer { lock.release() }
+
+        let manifests: ManifestSet
+        do {
+            manifests = try ManifestLoader.load(servicesDirectory: options.servicesDirectory, home: home)
+        } catch let errors as ManifestErrors {
+            return fail("invalid manifests, nothing was started:\n\(errors)", code: 2, logger: logger)
+        } catch {
+            return fail("\(error)", code: 2, logger: logger)
+        }
+
+        let users: [String: ServiceUser]
+        do {
+            users = try await ServiceUsers.resolve(for: manifests, logger: logger)
+            try ServiceUsers.prepareRunDirectory(home: home, users: users)
+        } catch {
+            return fail("\(error)", code: 1, logger: logger)
+        }
+
+        // Grandchildren are out of PR_SET_PDEATHSIG's reach: the guard kills their groups if we die.
+        if automate_group_guard_start() < 0 {
+            logger.warning("could not start the process-group guard: \(String(cString: strerror(errno)))")
+        }
+        if automate_set_child_subreaper() != 0 {
+            logger.warning("could not become a child subreaper: \(String(cString: strerror(errno)))")
+        }
+
+        let layout = ServiceContext.Layout(
+            home: home, hooksDirectory: options.hooksDirectory, binDirectory: options.binDirectory,
+            toolsDirectories: options.toolsDirectories)
+        let supervisor: Supervisor
+        do {
+            supervisor = try Supervisor(
+                configuration: .init(layout: layout), manifests: manifests, users: users, logger: logger)
+        } catch {
+            return fail("invalid manifests, nothing was started:\n\(error)", code: 2, logger: logger)
+        }
+
+        let (shutdownRequests, requestShutdown) = AsyncStream<String>.makeStream()
+        let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { signal in
+            requestShutdown.yield("received \(SignalName.name(of: signal))")
+        }
+        let server = RPCServer(configuration: .init(socketPath: home.controlSocketPath), logger: logger)
+        ControlService.register(on: server, supervisor: supervisor, home: home) {
+            requestShutdown.yield("shutdown requested over the control socket")
+        }
+        do {
+            try await server.start()
+        } catch {
+            return fail("cannot serve the control socket: \(error)", code: 1, logger: logger)
+        }
+        logger.info("supervisor \(getpid()) serving \(home.controlSocketPath) for \(home.path)")
+        signalReady("ready \(getpid())")
+
+        await supervisor.startAll()
+        var reasons = shutdownRequests.makeAsyncIterator()
+        let reason = await reasons.next() ?? "shutdown"
+        logger.info("\(reason): stopping")
+        await supervisor.stopAll()
+        await supervisor.finishEvents()
+        await server.shutdown()
+        signals.cancel()
+        logger.info("supervisor stopped")
+        return 0
+    }
+
+    private func prepareHome(_ home: AutomateHome) throws {
+        let folders: [(String, mode_t)] = [
+            (home.path, 0o755), (home.logDirectory, 0o750), (home.dataDirectory, 0o755),
+            (home.configDirectory, 0o755), (home.secretsDirectory, 0o700), (home.runDirectory, 0o700),
+        ]
+        for (path, mode) in folders {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw SupervisorError(.filesystem, "cannot create \(path): \(error.localizedDescription)")
+            }
+            // Exact modes, whatever the umask and whoever made the folder first.
+            if chmod(path, mode) != 0 {
+                throw SupervisorError(.filesystem, "cannot set mode of \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private func signalReady(_ line: String) {
+        guard let fd = options.readyDescriptor else { return }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    private func fail(_ message: String, code: Int32, logger: Logger?) -> Int32 {
+        logger?.error("\(message)")
+        FileHandle.standardError.write(Data("automate-supervisor: \(message)\n".utf8))
+        signalReady("error: \(message.replacingOccurrences(of: "\n", with: "\n  "))")
+        return code
+    }
+}

@@ -1,0 +1,3 @@
+import AutomateCLI
+
+await AutomateCommand.runCLI()

@@ -1,0 +1,216 @@
+import AutomateRPC
+import AutomateSupervisor
+import Foundation
+import Testing
+
+/// A throw-away stack for one test: its own home in a temp folder, its own services folder (copied
+/// from the repository's or written by the test), free loopback ports, and the real `automate` and
+/// `automate-supervisor` executables from this build.
+final class TestStack: @unchecked Sendable {
+    let root: String
+    let home: AutomateHome
+    let servicesDirectory: String
+    let hooksDirectory: String
+
+    /// The folder holding this build's executables (next to the test bundle).
+    static let binDirectory: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = (exe as NSString).deletingLastPathComponent
+        // swift-testing runs inside <bin>/<package>PackageTests.xctest
+        while !FileManager.default.fileExists(atPath: directory + "/automate-supervisor") && directory != "/" {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return directory
+    }()
+
+    /// The repository root (for its services/ and hooks/).
+    static let repository: String = {
+        var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
+        while !FileManager.default.fileExists(atPath: directory + "/Package.swift") && directory != "/" {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return directory
+    }()
+
+    init(name: String) throws {
+        let base = FileManager.default.temporaryDirectory.path + "/automate-test-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        chmod(base, 0o755)
+        root = base
+        home = AutomateHome(path: base + "/home")
+        servicesDirectory = base + "/services"
+        hooksDirectory = base + "/hooks"
+        try FileManager.default.createDirectory(atPath: servicesDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: hooksDirectory, withIntermediateDirectories: true)
+    }
+
+    /// Copies the repository's manifest and hooks of `service`.
+    func useRepositoryService(_ service: String) throws {
+        try FileManager.default.copyItem(
+            atPath: Self.repository + "/services/\(service).toml", toPath: servicesDirectory + "/\(service).toml")
+        let hooks = Self.repository + "/hooks/\(service)"
+        if FileManager.default.fileExists(atPath: hooks) {
+            try FileManager.default.copyItem(atPath: hooks, toPath: hooksDirectory + "/\(service)")
+        }
+    }
+
+    /// Writes a manifest.
+    func writeManifest(_ service: String, _ text: String) throws {
+        try text.write(toFile: servicesDirectory + "/\(service).toml", atomically: true, encoding: .utf8)
+    }
+
+    /// Writes an executable hook.
+    func writeHook(_ service: String, _ hook: String, _ script: String) throws {
+        let folder = hooksDirectory + "/\(service)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try script.write(toFile: folder + "/\(hook)", atomically: true, encoding: .utf8)
+        chmod(folder + "/\(hook)", 0o755)
+    }
+
+    /// Writes a config overlay (`<home>/config/<service>.toml`).
+    func writeOverlay(_ service: String, _ text: String) throws {
+        try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
+        try text.write(toFile: home.configOverlayPath(service: service), atomically: true, encoding: .utf8)
+    }
+
+    /// Runs `automate <arguments>` against this stack.
+    @discardableResult
+    func automate(_ arguments: [String]) async throws -> CommandResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTOMATE_HOME"] = home.path
+        environment["AUTOMATE_SERVICES_DIR"] = servicesDirectory
+        environment["AUTOMATE_HOOKS_DIR"] = hooksDirectory
+        return try await CommandResult.run(Self.binDirectory + "/automate", arguments, environment: environment)
+    }
+
+    /// The control service client.
+    func client() async throws -> RPCClient {
+        try await RPCClient.connect(socketPath: home.controlSocketPath)
+    }
+
+    /// Every service's status.
+    func status() async throws -> [ServiceStatus] {
+        let client = try await client()
+        defer { Task { await client.close() } }
+        return try await client.unary(
+            ControlService.Method.status, ControlService.StatusRequest(), as: ControlService.StatusResponse.self
+        ).services
+    }
+
+    /// Waits (on the supervisor's event stream, with a deadline) until `predicate` holds for `service`.
+    @discardableResult
+    func waitFor(
+        _ service: String, within timeout: Duration = .seconds(60),
+        _ predicate: @escaping @Sendable (ServiceStatus) -> Bool
+    ) async throws -> ServiceStatus {
+        let client = try await client()
+        defer { Task { await client.close() } }
+        var request = ControlService.WatchRequest()
+        request.includeCurrent = true
+        let stream = client.serverStream(ControlService.Method.watch, request, as: SupervisorEvent.self)
+        return try await withThrowingTaskGroup(of: ServiceStatus?.self) { group in
+            group.addTask {
+                for try await event in stream where event.hasStatus && event.status.name == service {
+                    if predicate(event.status) { return event.status }
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            guard let first else {
+                let now = try await self.status().first { $0.name == service }
+                throw TestFailure("\(service) did not reach the expected state within \(timeout); now: \(String(describing: now))")
+            }
+            return first
+        }
+    }
+
+    /// Stops the stack if it runs and deletes the temp folder.
+    func tearDown() async {
+        if SupervisorLock.holder(path: home.lockFilePath) != nil {
+            _ = try? await automate(["stop"])
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// A free TCP port on 127.0.0.1.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A finished command: exit status and what it printed.
+struct CommandResult: Sendable {
+    let status: AutomateSupervisor.ExitStatus
+    let output: String
+    let error: String
+
+    var succeeded: Bool { status.isSuccess }
+
+    static func run(_ path: String, _ arguments: [String], environment: [String: String]) async throws -> CommandResult {
+        let outPath = FileManager.default.temporaryDirectory.path + "/automate-cmd-\(UUID().uuidString)"
+        let errPath = outPath + ".err"
+        let out = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let err = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer {
+            unlink(outPath)
+            unlink(errPath)
+        }
+        var options = ChildProcess.Options(executable: path, arguments: arguments, environment: environment)
+        options.standardOutput = out
+        options.standardError = err
+        options.deathSignal = 0
+        let child = try ChildProcess.spawn(options)
+        close(out)
+        close(err)
+        let status = await child.waitForExit()
+        child.forget()
+        return CommandResult(
+            status: status,
+            output: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            error: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+}
+
+/// Processes alive now (pid → command line), from /proc.
+func livePids() -> Set<pid_t> {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var pids = Set<pid_t>()
+    for entry in entries {
+        guard let pid = pid_t(entry) else { continue }
+        // Zombies are dead: only count processes that are not in state Z.
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            let state = stat[stat.index(close, offsetBy: 2)]
+            if state == "Z" { continue }
+        }
+        pids.insert(pid)
+    }
+    return pids
+}
+
+/// Every process whose environment mentions `needle` (the stack's home), read from /proc.
+func processesMentioning(_ needle: String) -> [pid_t] {
+    livePids().filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        return String(decoding: data, as: UTF8.self).contains(needle)
+    }.sorted()
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs everything automate needs on Debian 12 and builds it; as root or as a user (with sudo for
+# the Debian packages).
+#
+#   scripts/install.sh            Debian packages, Python tools, release build, install under the prefix
+#   scripts/install.sh --start    ... then `automate start`
+#   scripts/install.sh --deps     Debian packages and Python tools only (what the tests need)
+#
+# Prefix: $AUTOMATE_PREFIX, else /opt/automate for root, else ~/.local/opt/automate. It gets bin/,
+# services/, hooks/ and venv/ (awscli, boto3, moto, osmem-server). `automate` is linked into
+# /usr/local/bin (root) or ~/.local/bin.
+set -euo pipefail
+
+mode=install
+for arg in "$@"; do
+  case "$arg" in
+    --start) mode=start ;;
+    --deps) mode=deps ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=""
+  prefix=${AUTOMATE_PREFIX:-/opt/automate}
+  linkdir=/usr/local/bin
+else
+  sudo="sudo"
+  command -v sudo >/dev/null || { echo "install.sh: not root and no sudo: run it as root once" >&2; exit 1; }
+  prefix=${AUTOMATE_PREFIX:-$HOME/.local/opt/automate}
+  linkdir=$HOME/.local/bin
+fi
+step() { printf '==> %s\n' "$*"; }
+
+# --- Debian packages ---------------------------------------------------------------------------------
+packages=(postgresql-15 postgresql-contrib libpq-dev libcurl4-openssl-dev libsystemd-dev libzstd-dev zstd
+  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  # The stack runs its own PostgreSQL: don't let the package make (and start) a system cluster.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $sudo mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- Python tools (a venv: Debian's Python is externally managed) -------------------------------------
+venv="$prefix/venv"
+if [ ! -x "$venv/bin/osmem-server" ] || [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/aws" ]; then
+  step "installing awscli, boto3, moto[server], osmem-server into $venv"
+  mkdir -p "$prefix"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check awscli boto3 'moto[server]' osmem-server
+  # osmem-server ships a Go binary inside the package: put it on the venv's PATH.
+  ln -sf "$("$venv/bin/python" -c 'import osmem_server; print(osmem_server.resolve_binary())')" "$venv/bin/osmem-server"
+fi
+
+# --- the service user (root only; as a user everything runs as you) ------------------------------------
+if [ "$(id -u)" -eq 0 ] && ! id automate >/dev/null 2>&1; then
+  step "creating system user automate"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin automate
+fi
+
+[ "$mode" = deps ] && { step "dependencies ready (tools in $venv/bin)"; exit 0; }
+
+# --- build and install --------------------------------------------------------------------------------
+step "building (release)"
+(cd "$repo" && swift build -c release --product automate && swift build -c release --product automate-supervisor \
+  && swift build -c release --product backup-gateway)
+bin=$(cd "$repo" && swift build -c release --show-bin-path)
+step "installing into $prefix"
+stage=$(mktemp -d "$prefix/.install.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin"
+cp "$bin/automate" "$bin/automate-supervisor" "$bin/backup-gateway" "$stage/bin/"
+cp -R "$repo/services" "$repo/hooks" "$stage/"
+chmod -R a+rX "$stage"
+for part in bin services hooks; do
+  rm -rf "$prefix/$part.old"
+  [ -e "$prefix/$part" ] && mv "$prefix/$part" "$prefix/$part.old"
+  mv "$stage/$part" "$prefix/$part"
+  rm -rf "$prefix/$part.old"
+done
+chmod a+rx "$prefix"
+mkdir -p "$linkdir"
+ln -sf "$prefix/bin/automate" "$linkdir/automate"
+step "installed: $linkdir/automate"
+case ":$PATH:" in *":$linkdir:"*) ;; *) echo "    (add $linkdir to your PATH)";; esac
+
+if [ "$mode" = start ]; then
+  step "starting the stack"
+  exec "$prefix/bin/automate" start
+fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, Python tools) and runs every test; as root or a user.
+# Tests start their own PostgreSQL, search engine and S3 servers on loopback and in temp folders.
+#   scripts/test.sh                 everything
+#   scripts/test.sh --filter NAME   only the matching tests (passed to `swift test`)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$repo/scripts/install.sh" --deps
+if [ "$(id -u)" -eq 0 ]; then prefix=${AUTOMATE_PREFIX:-/opt/automate}; else prefix=${AUTOMATE_PREFIX:-$HOME/.local/opt/automate}; fi
+export AUTOMATE_TOOLS_DIR="$prefix/venv/bin"
+export PATH="$prefix/venv/bin:$PATH"
+cd "$repo"
+echo "==> building"
+swift build --build-tests
+echo "==> testing"
+exec swift test --skip-build "$@"
