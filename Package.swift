@@ -34,6 +34,8 @@ let package = Package(
         /// fork/exec from one long-lived thread (PR_SET_PDEATHSIG is per forking thread), process
         /// groups, user switching, child-subreaper: what Foundation's Process cannot do.
         .target(name: "CAutomateShims"),
+        /// libsystemd: sd_notify, watchdog, journald.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         /// libcurl, for outbound HTTP (S3 upstream, search engine).
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
@@ -61,7 +63,7 @@ let package = Package(
         .target(
             name: "AutomateSupervisor",
             dependencies: [
-                "CAutomateShims", "AutomateRPC", "AutomateManifest",
+                "CAutomateShims", "CSystemd", "AutomateRPC", "AutomateManifest",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,6 +91,62 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: sidecars (pg-sidecar-service, es-sidecar-service) and the S3 client
+
+        /// libpq (PostgreSQL's client library) and libzstd (streaming compression), for the pg sidecar.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
+        .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto) and generated code.
+        .target(
+            name: "SidecarProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/pg_sidecar.proto", "Proto/es_sidecar.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// pg_dump/pg_restore through zstd to S3, with libpq for catalog queries.
+        .target(
+            name: "PGSidecar",
+            dependencies: [
+                "CLibPQ", "CZstd", "S3Client", "SidecarProto", "AutomateRPC",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Search-engine export/import (NDJSON through S3) and `_snapshot` mode.
+        .target(
+            name: "ESSidecar",
+            dependencies: [
+                "S3Client", "SidecarProto", "AutomateRPC",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "pg-sidecar-service",
+            dependencies: ["PGSidecar", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "es-sidecar-service",
+            dependencies: ["ESSidecar", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "S3ClientTests", dependencies: ["S3Client"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PGSidecarTests",
+            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", "S3Client"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ESSidecarTests",
+            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "S3Client"],
             swiftSettings: swiftSettings
         ),
 

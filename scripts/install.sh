@@ -36,7 +36,7 @@ step() { printf '==> %s\n' "$*"; }
 
 # --- Debian packages ---------------------------------------------------------------------------------
 packages=(postgresql-15 postgresql-contrib libpq-dev libcurl4-openssl-dev libsystemd-dev libzstd-dev zstd
-  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config)
+  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -15,29 +15,32 @@ struct Stop: AsyncParsableCommand {
 
     func run() async throws {
         let home = homeOptions.resolved
-        guard SupervisorLock.holder(path: home.lockFilePath) != nil else {
+        guard let holder = SupervisorLock.holder(path: home.lockFilePath) else {
             print("The supervisor is not running for \(home.path).")
             return
         }
+        // Opened before asking it to stop: the descriptor turns readable when the supervisor exits.
+        let pidfd = automate_pidfd_open(holder)
         let client = try await SupervisorClient.connect(home: home)
+        let started = ContinuousClock.now
+        let printer = ProgressPrinter(names: [], quiet: false)
+        let events = Task {
+            var seen: [String: String] = [:]
+            for try await event in client.watch(includeCurrent: false) where event.hasStatus {
+                let state = event.status.state
+                guard state == ServiceState.stopped.rawValue || state == ServiceState.stopping.rawValue,
+                      seen[event.status.name] != state else { continue }
+                seen[event.status.name] = state
+                printer.report(event.status, elapsed: ContinuousClock.now - started)
+            }
+        }
         let pid: Int32
         do {
             pid = try await client.shutdown()
         } catch {
             throw explain(error)
         }
-        // Open the pidfd before anything else: it turns readable when the supervisor exits.
-        let pidfd = automate_pidfd_open(pid)
         print("Stopping the stack (supervisor pid \(pid))...")
-        let started = ContinuousClock.now
-        let printer = ProgressPrinter(names: [], quiet: false)
-        let events = Task {
-            for try await event in client.watch(includeCurrent: false) where event.hasStatus {
-                if event.status.state == ServiceState.stopped.rawValue || event.status.state == ServiceState.stopping.rawValue {
-                    printer.report(event.status, elapsed: ContinuousClock.now - started)
-                }
-            }
-        }
         defer { events.cancel() }
         if pidfd >= 0 {
             defer { close(pidfd) }

@@ -20,14 +20,19 @@ public struct HealthCheckSpec: Sendable, Equatable {
     /// How long the service may take to become healthy after start before it counts as failed to start.
     /// Default 60s.
     public var grace: Duration
+    /// When set, the service must send `WATCHDOG=1` (the sd_notify protocol, to the datagram socket in
+    /// its `NOTIFY_SOCKET`) at least this often; one that stops is killed and restarted. Default: none.
+    public var watchdog: Duration?
 
     /// Creates a health check spec; every argument defaults to the documented default.
     public init(
         hook: String = HealthCheckSpec.defaultHook,
         interval: Duration = HealthCheckSpec.defaultInterval,
         timeout: Duration = HealthCheckSpec.defaultTimeout,
-        grace: Duration = HealthCheckSpec.defaultGrace
+        grace: Duration = HealthCheckSpec.defaultGrace,
+        watchdog: Duration? = nil
     ) {
+        self.watchdog = watchdog
         self.hook = hook
         self.interval = interval
         self.timeout = timeout

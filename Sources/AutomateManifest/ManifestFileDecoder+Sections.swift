@@ -168,6 +168,7 @@ extension ManifestFileDecoder {
         if let d = duration(t, ["health", "interval"]) { health.interval = d }
         if let d = duration(t, ["health", "timeout"]) { health.timeout = d }
         if let d = duration(t, ["health", "grace"]) { health.grace = d }
+        if let d = duration(t, ["health", "watchdog"]) { health.watchdog = d }
     }
 
     mutating func decodeRestart(_ t: TOMLTable, into restart: inout RestartSpec) {

@@ -21,7 +21,7 @@ struct ManifestFileDecoder {
             "name", "description", "command", "user", "depends_on", "socket", "data_dir", "working_directory",
             "kind",
         ],
-        "health": ["hook", "interval", "timeout", "grace"],
+        "health": ["hook", "interval", "timeout", "grace", "watchdog"],
         "restart": ["policy", "backoff_base", "backoff_max", "crash_loop_limit", "crash_loop_window", "reset_after"],
         "stop": ["signal", "timeout"],
         "hooks": ["init_timeout", "post_stop_timeout"],

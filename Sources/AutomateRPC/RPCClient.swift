@@ -13,12 +13,15 @@ public final class RPCClient: Sendable {
     public let socketPath: String
     private let channel: any Channel
     private let handler: NIOLoopBound<RPCClientConnectionHandler>
+    private let starts: RPCLoopInbox<RPCClientConnectionHandler.Start>
     private let maxFrameSize: Int
     private let nextCallID = LockedValue<UInt64>(0)
 
     private init(
-        socketPath: String, maxFrameSize: Int, channel: any Channel, handler: NIOLoopBound<RPCClientConnectionHandler>
+        socketPath: String, maxFrameSize: Int, channel: any Channel, handler: NIOLoopBound<RPCClientConnectionHandler>,
+        starts: RPCLoopInbox<RPCClientConnectionHandler.Start>
     ) {
+        self.starts = starts
         self.socketPath = socketPath
         self.maxFrameSize = maxFrameSize
         self.channel = channel
@@ -53,18 +56,18 @@ public final class RPCClient: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: maxFrameSize)),
-                        RPCClientConnectionHandler(logger: handlerLogger)
+                        RPCClientConnectionHandler(logger: handlerLogger, eventLoop: channel.eventLoop)
                     )
                 }
             }
         do {
             let channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-            let handler = try await channel.eventLoop.submit {
-                NIOLoopBound(
-                    try channel.pipeline.syncOperations.handler(type: RPCClientConnectionHandler.self),
-                    eventLoop: channel.eventLoop)
+            let (handler, starts) = try await channel.eventLoop.submit {
+                let handler = try channel.pipeline.syncOperations.handler(type: RPCClientConnectionHandler.self)
+                return (NIOLoopBound(handler, eventLoop: channel.eventLoop), handler.starts!)
             }.get()
-            return RPCClient(socketPath: socketPath, maxFrameSize: maxFrameSize, channel: channel, handler: handler)
+            return RPCClient(
+                socketPath: socketPath, maxFrameSize: maxFrameSize, channel: channel, handler: handler, starts: starts)
         } catch {
             throw RPCError(.unavailable, "cannot connect to \(socketPath): \(Self.describe(error))")
         }
@@ -83,12 +86,10 @@ public final class RPCClient: Sendable {
         let callID = allocateCallID()
         let frame = try requestFrame(callID: callID, method: method, request: request, timeout: timeout)
         let handler = self.handler
+        let starts = self.starts
         let payload: ByteBuffer = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
-                handler.eventLoop.execute {
-                    handler.value.startUnary(
-                        callID: callID, frame: frame, timeout: timeout, method: method, continuation: continuation)
-                }
+                starts.submit(.unary(callID: callID, frame: frame, timeout: timeout, method: method, continuation))
             }
         } onCancel: {
             handler.eventLoop.execute {
@@ -141,9 +142,7 @@ public final class RPCClient: Sendable {
                 }
             }
         }
-        handler.eventLoop.execute {
-            handler.value.startStream(callID: callID, frame: frame, timeout: timeout, method: method, sink: sink)
-        }
+        starts.submit(.stream(callID: callID, frame: frame, timeout: timeout, method: method, sink))
         return stream
     }
 

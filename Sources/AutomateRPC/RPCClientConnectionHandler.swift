@@ -23,7 +23,15 @@ final class RPCClientConnectionHandler: ChannelInboundHandler {
         var timer: Scheduled<Void>?
     }
 
+    /// A call to start, handed to the loop by `RPCClient` (in batches, see `RPCLoopInbox`).
+    enum Start: Sendable {
+        case unary(callID: UInt64, frame: ByteBuffer, timeout: Duration?, method: String, UnsafeContinuation<ByteBuffer, any Error>)
+        case stream(callID: UInt64, frame: ByteBuffer, timeout: Duration?, method: String, StreamSink)
+    }
+
     private let logger: Logger
+    /// Calls to start, submitted from any thread.
+    private(set) var starts: RPCLoopInbox<Start>!
     private var context: ChannelHandlerContext?
     private var calls: [UInt64: Call] = [:]
     /// Calls cancelled before their start reached the loop; pruned so it cannot grow without bound.
@@ -33,8 +41,25 @@ final class RPCClientConnectionHandler: ChannelInboundHandler {
     private var inReadBurst = false
     private var flushScheduled = false
 
-    init(logger: Logger) {
+    init(logger: Logger, eventLoop: any EventLoop) {
         self.logger = logger
+        self.starts = RPCLoopInbox(eventLoop: eventLoop) { [weak self] batch in
+            self?.start(batch)
+        }
+    }
+
+    private func start(_ batch: [Start]) {
+        inReadBurst = true
+        for item in batch {
+            switch item {
+            case .unary(let callID, let frame, let timeout, let method, let continuation):
+                startUnary(callID: callID, frame: frame, timeout: timeout, method: method, continuation: continuation)
+            case .stream(let callID, let frame, let timeout, let method, let sink):
+                startStream(callID: callID, frame: frame, timeout: timeout, method: method, sink: sink)
+            }
+        }
+        inReadBurst = false
+        context?.flush()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -26,8 +26,10 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     private let taskExecutor: (any Sendable)?
     private var context: ChannelHandlerContext?
     private var calls: [UInt64: ActiveCall] = [:]
-    /// Inside channelRead..channelReadComplete: writes are flushed at channelReadComplete.
+    /// Inside channelRead..channelReadComplete or a batch of completions: writes are flushed at its end.
     private var inReadBurst = false
+    /// Final frames of handlers that finished off the loop, handed over in batches.
+    private var completions: RPCLoopInbox<(UInt64, ByteBuffer)>!
     private var flushScheduled = false
     private var writabilityWaiters: [EventLoopPromise<Void>] = []
     private var draining = false
@@ -46,6 +48,9 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         self.maxFrameSize = maxFrameSize
         self.logger = logger
         self.eventLoop = eventLoop
+        self.completions = RPCLoopInbox(eventLoop: eventLoop) { [weak self] batch in
+            self?.callsFinished(batch)
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -141,6 +146,7 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             method: envelope.method, callID: callID, deadline: deadline, logger: logger)
         let connection = NIOLoopBound(self, eventLoop: context.eventLoop)
         let stream = RPCServerCallStream(callID: callID, connection: connection)
+        let completions = self.completions!
         let payload = envelope.payload
         calls[callID] = ActiveCall(task: nil, deadlineTimer: timer)
         // The task starts later (tasks are always enqueued), so it cannot finish before `task` is stored.
@@ -149,9 +155,7 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             if connection.eventLoop.inEventLoop {
                 connection.value.callFinished(callID: callID, frame: frame)
             } else {
-                connection.eventLoop.execute {
-                    connection.value.callFinished(callID: callID, frame: frame)
-                }
+                completions.submit((callID, frame))
             }
         }
         let task: Task<Void, Never>
@@ -161,6 +165,16 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             task = Task(operation: operation)
         }
         calls[callID]?.task = task
+    }
+
+    /// A batch of handlers finished: write their frames, then flush once.
+    private func callsFinished(_ batch: [(UInt64, ByteBuffer)]) {
+        inReadBurst = true
+        for (callID, frame) in batch {
+            callFinished(callID: callID, frame: frame)
+        }
+        inReadBurst = false
+        context?.flush()
     }
 
     /// The handler's task is done: send its final frame unless the call already ended.

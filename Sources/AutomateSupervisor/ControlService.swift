@@ -1,3 +1,4 @@
+import AutomateManifest
 import AutomateRPC
 import Foundation
 import Logging
@@ -13,6 +14,7 @@ public enum ControlService {
         public static let restartService = "automate.supervisor.v1.Supervisor/RestartService"
         public static let shutdown = "automate.supervisor.v1.Supervisor/Shutdown"
         public static let watch = "automate.supervisor.v1.Supervisor/Watch"
+        public static let reload = "automate.supervisor.v1.Supervisor/Reload"
     }
 
     public typealias StatusRequest = Automate_Supervisor_V1_StatusRequest
@@ -22,13 +24,30 @@ public enum ControlService {
     public typealias ShutdownRequest = Automate_Supervisor_V1_ShutdownRequest
     public typealias ShutdownResponse = Automate_Supervisor_V1_ShutdownResponse
     public typealias WatchRequest = Automate_Supervisor_V1_WatchRequest
+    public typealias ReloadRequest = Automate_Supervisor_V1_ReloadRequest
+    public typealias ReloadResponse = Automate_Supervisor_V1_ReloadResponse
 
     /// Registers every method on `server`. `shutdown` is called (once) when a client asks the
     /// supervisor to stop; the reply goes out first.
     public static func register(
         on server: RPCServer, supervisor: Supervisor, home: AutomateHome,
+        reload: @escaping @Sendable () async -> Result<Supervisor.ReloadSummary, Error>,
         shutdown: @escaping @Sendable () -> Void
     ) {
+        server.registerUnary(Method.reload) { (_: ReloadRequest, _) -> ReloadResponse in
+            switch await reload() {
+            case .success(let summary):
+                var response = ReloadResponse()
+                response.restarted = summary.restarted
+                response.started = summary.started
+                response.stopped = summary.stopped
+                return response
+            case .failure(let error as ManifestErrors):
+                throw RPCError(.invalidArgument, "invalid manifests, nothing changed:\n\(error)")
+            case .failure(let error):
+                throw RPCError(.failedPrecondition, "\(error)")
+            }
+        }
         server.registerUnary(Method.status) { (request: StatusRequest, _) -> StatusResponse in
             var response = StatusResponse()
             let all = await supervisor.status()

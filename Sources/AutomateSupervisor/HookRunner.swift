@@ -41,7 +41,7 @@ public struct HookRunner: Sendable {
     /// Runs `hook`; kills its whole process group if it outlives `timeout`.
     public func run(
         _ hook: String, timeout: Duration, environment: [String: String], user: ServiceUser?,
-        workingDirectory: String?, log: LogFile
+        workingDirectory: String?, log: any LineSink
     ) async throws -> Result {
         guard let path = path(of: hook) else {
             throw HookError(service: service, hook: hook, reason: "no such hook in \(hooksDirectory)/\(service)")
@@ -81,7 +81,7 @@ public struct HookRunner: Sendable {
         var status = await child.waitForExit(timeout: timeout)
         let timedOut = status == nil
         if timedOut {
-            log.append("timed out after \(timeout); killing its process group", source: source)
+            log.append("timed out after \(timeout); killing its process group", source: source, priority: .error)
             child.signalGroup(SIGKILL)
             _ = await child.waitForExit()
             status = nil

@@ -31,6 +31,10 @@ public final class LogFile: Sendable {
 
     /// Appends `line` as `<UTC time> [<source>] <line>` (one write, so lines never interleave).
     public func append(_ line: String, source: String) {
+        write(line, source: source)
+    }
+
+    private func write(_ line: String, source: String) {
         var text = Self.timestamp()
         text += " [\(source)] "
         text += line
@@ -39,7 +43,7 @@ public final class LogFile: Sendable {
         state.withLock { s in
             if s.size + bytes.count > maxBytes, s.size > 0 { rotate(&s) }
             guard s.fd >= 0 else { return }
-            let written = bytes.withUnsafeMutableBytes { write(s.fd, $0.baseAddress, $0.count) }
+            let written = bytes.withUnsafeMutableBytes { Glibc.write(s.fd, $0.baseAddress, $0.count) }
             if written > 0 { s.size += written }
         }
         bytes.removeAll()

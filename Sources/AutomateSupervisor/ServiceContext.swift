@@ -13,11 +13,13 @@ public struct ServiceContext: Sendable {
     /// Its data folder, `<home>/data/<data_dir>`.
     public let dataDirectory: String
     /// Its log.
-    public let log: LogFile
+    public let log: any LineSink
     /// Its hooks.
     public let hooks: HookRunner
     /// Its RPC socket path, when the manifest names one.
     public let socketPath: String?
+    /// Its sd_notify socket (`NOTIFY_SOCKET`), when the manifest asks for a watchdog.
+    public let notifySocketPath: String?
 
     /// Where the stack's pieces live, as the supervisor was told.
     public struct Layout: Sendable {
@@ -26,6 +28,8 @@ public struct ServiceContext: Sendable {
         public var binDirectory: String
         /// Prepended to PATH for services and hooks (Python tools such as osmem-server, aws).
         public var toolsDirectories: [String]
+        /// Files under `<home>/logs`, or the journal.
+        public var logTarget: LogTarget = .file
         public init(home: AutomateHome, hooksDirectory: String, binDirectory: String, toolsDirectories: [String]) {
             self.home = home
             self.hooksDirectory = hooksDirectory
@@ -63,14 +67,21 @@ public struct ServiceContext: Sendable {
         environment["AUTOMATE_SUPERVISOR_SOCKET"] = home.controlSocketPath
         let socketPath = resolved.socket.map { home.runDirectory + "/" + $0 }
         if let socketPath { environment["AUTOMATE_SERVICE_SOCKET"] = socketPath }
+        var notifySocketPath: String? = nil
+        if let watchdog = resolved.health.watchdog {
+            notifySocketPath = home.runDirectory + "/\(manifest.name).notify"
+            environment["NOTIFY_SOCKET"] = notifySocketPath
+            environment["WATCHDOG_USEC"] = String(watchdog.nanoseconds / 1000)
+        }
         environment.merge(resolved.configEnvironment) { $1 }
         environment.merge(resolved.environment) { $1 }
 
         return ServiceContext(
             manifest: resolved, environment: environment, user: user,
             dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
-            log: LogFile(path: home.logPath(service: manifest.name)),
+            log: layout.logTarget == .journal
+                ? JournalLog(identifier: manifest.name) : LogFile(path: home.logPath(service: manifest.name)),
             hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.name),
-            socketPath: socketPath)
+            socketPath: socketPath, notifySocketPath: notifySocketPath)
     }
 }

@@ -44,6 +44,8 @@ public actor ServiceRunner {
     private var nextToken: UInt64 = 0
     private var healthTask: Task<Void, Never>?
     private var endReason: String?
+    private var notifySocket: NotifySocket?
+    private var lastWatchdogPing: ContinuousClock.Instant?
 
     /// - Parameters:
     ///   - emit: called on every change of state or health with the new status.
@@ -136,7 +138,7 @@ public actor ServiceRunner {
                 ended = try await runProcessOnce()
             } catch {
                 logger.error("\(name): \(error)")
-                context.log.append("\(error)", source: "supervisor")
+                context.log.append("\(error)", source: "supervisor", priority: .error)
                 message = "\(error)"
                 ended = true
                 lastExit = nil
@@ -146,6 +148,8 @@ public actor ServiceRunner {
             guard desiredUp else { break }
             if !(await scheduleRestart()) { break }
         }
+        notifySocket?.close()
+        notifySocket = nil
         if state != .failed && state != .exited {
             transition(.stopped, message: "stopped")
         }
@@ -168,6 +172,7 @@ public actor ServiceRunner {
         options.workingDirectory = manifest.workingDirectory ?? context.dataDirectory
         let child: ChildProcess
         do {
+            try await bindNotifySocket()
             child = try ChildProcess.spawn(options)
         } catch {
             close(outWrite)
@@ -177,6 +182,7 @@ public actor ServiceRunner {
         close(outWrite)
         close(errWrite)
         process = child
+        lastWatchdogPing = nil
         startedAt = Date()
         startedInstant = .now
         endReason = nil
@@ -185,8 +191,10 @@ public actor ServiceRunner {
         log.append("started \(manifest.command.joined(separator: " ")) as pid \(child.pid)", source: "supervisor")
         transition(.starting, message: "started as pid \(child.pid)")
         startHealthChecks(for: child)
+        let watchdogTask = startWatchdog(for: child)
 
         let status = await child.waitForExit()
+        watchdogTask?.cancel()
         healthTask?.cancel()
         healthTask = nil
         child.forget()
@@ -266,7 +274,7 @@ public actor ServiceRunner {
             if !(result.status?.isSuccess ?? false) {
                 context.log.append(
                     "post-stop hook \(result.timedOut ? "timed out" : result.status?.description ?? "failed")",
-                    source: "supervisor")
+                    source: "supervisor", priority: .error)
             }
         } catch {
             context.log.append("\(error)", source: "supervisor")
@@ -363,6 +371,51 @@ public actor ServiceRunner {
         default:
             if changed { emitChange(kind: "health", message: "\(name) health \(result.rawValue): \(detail)") }
         }
+    }
+
+    // MARK: watchdog
+
+    private func bindNotifySocket() async throws {
+        guard notifySocket == nil, let path = context.notifySocketPath else { return }
+        notifySocket = try NotifySocket(path: path, user: context.user) { [weak self] fields in
+            guard let self else { return }
+            Task { await self.notified(fields) }
+        }
+    }
+
+    private func notified(_ fields: [String: String]) {
+        if fields["WATCHDOG"] == "1" { lastWatchdogPing = .now }
+    }
+
+    /// Kills and restarts the service when it stops sending `WATCHDOG=1` within its watchdog interval
+    /// (counted from its start-up grace until the first ping).
+    private func startWatchdog(for child: ChildProcess) -> Task<Void, Never>? {
+        guard let interval = context.manifest.health.watchdog else { return nil }
+        return Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval / 4)
+                guard let self, !Task.isCancelled else { return }
+                if await self.watchdogExpired(interval: interval) {
+                    await self.failWatchdog(child: child, interval: interval)
+                    return
+                }
+            }
+        }
+    }
+
+    private func watchdogExpired(interval: Duration) -> Bool {
+        guard let startedInstant else { return false }
+        let deadline = lastWatchdogPing.map { $0 + interval } ?? (startedInstant + max(interval, context.manifest.health.grace))
+        return ContinuousClock.now > deadline
+    }
+
+    private func failWatchdog(child: ChildProcess, interval: Duration) async {
+        guard process?.pid == child.pid else { return }
+        endReason = lastWatchdogPing == nil
+            ? "watchdog: no WATCHDOG=1 within its start-up grace"
+            : "watchdog: no WATCHDOG=1 for \(interval)"
+        context.log.append(endReason!, source: "supervisor")
+        await terminate(child, reason: endReason!)
     }
 
     // MARK: stopping

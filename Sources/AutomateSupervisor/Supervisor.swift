@@ -15,7 +15,9 @@ public actor Supervisor {
     }
 
     public nonisolated let configuration: Configuration
-    public nonisolated let manifests: ManifestSet
+    /// The manifests in force (replaced by ``reload(manifests:users:)``).
+    public private(set) var manifests: ManifestSet
+    private var users: [String: ServiceUser]
     /// The time this supervisor started.
     public nonisolated let startedAt = Date()
     private let logger: Logger
@@ -47,6 +49,7 @@ public actor Supervisor {
     ) throws {
         self.configuration = configuration
         self.manifests = manifests
+        self.users = users
         self.logger = logger
         var runners: [String: ServiceRunner] = [:]
         var statuses: [String: ServiceStatus] = [:]
@@ -65,13 +68,7 @@ public actor Supervisor {
                     return await self.waitForDependencies(of: service)
                 })
             runners[manifest.name] = runner
-            var initial = ServiceStatus()
-            initial.name = manifest.name
-            initial.state = ServiceState.stopped.rawValue
-            initial.kind = manifest.kind.rawValue
-            initial.health = HealthResult.none.rawValue
-            initial.dependsOn = manifest.dependsOn
-            statuses[manifest.name] = initial
+            statuses[manifest.name] = Self.initialStatus(manifest)
         }
         self.runners = runners
         self.statuses = statuses
@@ -134,6 +131,92 @@ public actor Supervisor {
         return await runner.status()
     }
 
+    // MARK: reload
+
+    /// What a reload changed.
+    public struct ReloadSummary: Sendable, Equatable {
+        public var restarted: [String] = []
+        public var started: [String] = []
+        public var stopped: [String] = []
+        public var description: String {
+            if restarted.isEmpty && started.isEmpty && stopped.isEmpty { return "no manifest changed" }
+            var parts: [String] = []
+            if !restarted.isEmpty { parts.append("restarted \(restarted.joined(separator: ", "))") }
+            if !started.isEmpty { parts.append("started \(started.joined(separator: ", "))") }
+            if !stopped.isEmpty { parts.append("stopped \(stopped.joined(separator: ", "))") }
+            return parts.joined(separator: "; ")
+        }
+    }
+
+    /// Applies new manifests: restarts only the services whose manifest changed, starts added ones and
+    /// stops removed ones (removed and changed services stop in reverse dependency order first).
+    public func reload(manifests next: ManifestSet, users nextUsers: [String: ServiceUser]) async throws -> ReloadSummary {
+        var summary = ReloadSummary()
+        let oldOrder = manifests.startOrder
+        var replacements: [String: ServiceRunner] = [:]
+        for manifest in next.services {
+            if let old = manifests.manifest(named: manifest.name), old == manifest, users[manifest.name] == nextUsers[manifest.name] {
+                continue
+            }
+            let context = try ServiceContext.make(manifest: manifest, layout: configuration.layout, user: nextUsers[manifest.name])
+            replacements[manifest.name] = makeRunner(context: context)
+            if manifests.manifest(named: manifest.name) == nil { summary.started.append(manifest.name) }
+            else { summary.restarted.append(manifest.name) }
+        }
+        summary.stopped = oldOrder.filter { next.manifest(named: $0) == nil }
+        let toStop = Set(summary.stopped + summary.restarted)
+        for name in oldOrder.reversed() where toStop.contains(name) {
+            cancelDependencyWaits(of: name)
+            await runners[name]?.stop()
+        }
+        for name in summary.stopped {
+            runners.removeValue(forKey: name)
+            statuses.removeValue(forKey: name)
+        }
+        manifests = next
+        users = nextUsers
+        for (name, runner) in replacements {
+            runners[name] = runner
+            statuses[name] = Self.initialStatus(next.manifest(named: name)!)
+        }
+        for name in next.startOrder where replacements[name] != nil {
+            await runners[name]?.start()
+        }
+        broadcast(kind: "supervisor", service: "", message: "reloaded: \(summary.description)")
+        return summary
+    }
+
+    private func makeRunner(context: ServiceContext) -> ServiceRunner {
+        let changes = self.changes
+        return ServiceRunner(
+            context: context, logger: logger,
+            emit: { status, kind, message in changes.yield(Change(status: status, kind: kind, message: message)) },
+            awaitDependencies: { [weak self] service in
+                guard let self else { return .cancelled }
+                return await self.waitForDependencies(of: service)
+            })
+    }
+
+    private static func initialStatus(_ manifest: ServiceManifest) -> ServiceStatus {
+        var initial = ServiceStatus()
+        initial.name = manifest.name
+        initial.state = ServiceState.stopped.rawValue
+        initial.kind = manifest.kind.rawValue
+        initial.health = HealthResult.none.rawValue
+        initial.dependsOn = manifest.dependsOn
+        return initial
+    }
+
+    /// How many services are healthy, of how many.
+    public func readiness() -> (healthy: Int, total: Int) {
+        let healthy = statuses.values.filter { ServiceState(rawValue: $0.state)?.isReady ?? false }.count
+        return (healthy, statuses.count)
+    }
+
+    /// Answers as soon as the actor is free: the watchdog pings only when this returns, so a stuck
+    /// supervisor stops pinging.
+    public func heartbeat() {}
+
     // MARK: status and events
 
     /// Every service's status, in start order.
@@ -164,7 +247,8 @@ public actor Supervisor {
     }
 
     private func record(status: ServiceStatus, kind: String, message: String) {
-        statuses[status.name] = status
+        // A runner replaced or removed by a reload may still report its last words: keep them out.
+        if runners[status.name] != nil { statuses[status.name] = status }
         logger.info("\(message)")
         for (_, subscriber) in subscribers {
             subscriber.yield(Self.event(kind: kind, service: status.name, status: status, message: message))

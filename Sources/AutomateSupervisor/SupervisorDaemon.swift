@@ -19,6 +19,8 @@ public struct SupervisorDaemon: Sendable {
         public var foreground: Bool
         /// A descriptor to write one readiness line to (`ready <pid>` or `error: ...`), then close.
         public var readyDescriptor: Int32?
+        /// Where service output goes; nil: the journal when stderr is the journal, else files.
+        public var logTarget: LogTarget?
 
         public init(
             home: AutomateHome, servicesDirectory: String, hooksDirectory: String, binDirectory: String,
@@ -51,8 +53,11 @@ public struct SupervisorDaemon: Sendable {
         } catch {
             return fail("\(error)", code: 1, logger: nil)
         }
-        let logFile = LogFile(path: home.supervisorLogPath)
-        let handler = SupervisorLogHandler(file: logFile, toStandardError: options.foreground)
+        let logTarget = options.logTarget ?? (JournalLog.standardErrorIsJournal() ? .journal : .file)
+        let ownLog: any LineSink = logTarget == .journal
+            ? JournalLog(identifier: "automate-supervisor") : LogFile(path: home.supervisorLogPath)
+        // Under systemd the journal already has our stderr: don't write every line twice.
+        let handler = SupervisorLogHandler(file: ownLog, toStandardError: options.foreground && logTarget == .file)
         let logger = Logger(label: "automate-supervisor") { _ in handler }
 
         let lock: SupervisorLock
@@ -88,9 +93,10 @@ public struct SupervisorDaemon: Sendable {
             logger.warning("could not become a child subreaper: \(String(cString: strerror(errno)))")
         }
 
-        let layout = ServiceContext.Layout(
+        var layout = ServiceContext.Layout(
             home: home, hooksDirectory: options.hooksDirectory, binDirectory: options.binDirectory,
             toolsDirectories: options.toolsDirectories)
+        layout.logTarget = logTarget
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(
@@ -99,12 +105,20 @@ public struct SupervisorDaemon: Sendable {
             return fail("invalid manifests, nothing was started:\n\(error)", code: 2, logger: logger)
         }
 
+        let notifier = SystemdNotifier()
+        let reloader = Reloader(
+            supervisor: supervisor, servicesDirectory: options.servicesDirectory, home: home, notifier: notifier,
+            logger: logger)
         let (shutdownRequests, requestShutdown) = AsyncStream<String>.makeStream()
-        let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { signal in
-            requestShutdown.yield("received \(SignalName.name(of: signal))")
+        let signals = SignalWatcher(signals: [SIGTERM, SIGINT, SIGHUP]) { signal in
+            if signal == SIGHUP {
+                Task { _ = await reloader.reload() }
+            } else {
+                requestShutdown.yield("received \(SignalName.name(of: signal))")
+            }
         }
         let server = RPCServer(configuration: .init(socketPath: home.controlSocketPath), logger: logger)
-        ControlService.register(on: server, supervisor: supervisor, home: home) {
+        ControlService.register(on: server, supervisor: supervisor, home: home, reload: { await reloader.reload() }) {
             requestShutdown.yield("shutdown requested over the control socket")
         }
         do {
@@ -115,16 +129,51 @@ public struct SupervisorDaemon: Sendable {
         logger.info("supervisor \(getpid()) serving \(home.controlSocketPath) for \(home.path)")
         signalReady("ready \(getpid())")
 
+        let systemd = notifier.enabled ? Task { await Self.reportToSystemd(supervisor: supervisor, notifier: notifier) } : nil
+        let watchdog = notifier.watchdogInterval.map { interval in
+            Task {
+                // Pinged from the supervisor's own actor: a stuck supervisor stops pinging.
+                while !Task.isCancelled {
+                    await supervisor.heartbeat()
+                    notifier.watchdogPing()
+                    try? await Task.sleep(for: interval / 2)
+                }
+            }
+        }
+
         await supervisor.startAll()
         var reasons = shutdownRequests.makeAsyncIterator()
         let reason = await reasons.next() ?? "shutdown"
         logger.info("\(reason): stopping")
+        notifier.stopping()
+        systemd?.cancel()
         await supervisor.stopAll()
+        watchdog?.cancel()
         await supervisor.finishEvents()
         await server.shutdown()
         signals.cancel()
         logger.info("supervisor stopped")
         return 0
+    }
+
+    /// Keeps systemd's STATUS= current and sends READY=1 once every service is healthy for the first time.
+    private static func reportToSystemd(supervisor: Supervisor, notifier: SystemdNotifier) async {
+        var announced = false
+        var last = ""
+        for await event in await supervisor.events(includeCurrent: true) {
+            if Task.isCancelled { return }
+            let (healthy, total) = await supervisor.readiness()
+            var text = "\(healthy)/\(total) services healthy"
+            if event.kind == "supervisor" && event.message.hasPrefix("reloaded") { text = "reloaded; " + text }
+            if !announced && healthy == total {
+                announced = true
+                last = text
+                notifier.ready(status: text)
+            } else if text != last {
+                last = text
+                notifier.status(text)
+            }
+        }
     }
 
     private func prepareHome(_ home: AutomateHome) throws {

@@ -6,10 +6,10 @@ import Logging
 public struct SupervisorLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
-    private let file: LogFile?
+    private let file: (any LineSink)?
     private let toStandardError: Bool
 
-    public init(file: LogFile?, toStandardError: Bool) {
+    public init(file: (any LineSink)?, toStandardError: Bool) {
         self.file = file
         self.toStandardError = toStandardError
     }
@@ -28,7 +28,14 @@ public struct SupervisorLogHandler: LogHandler {
         if !merged.isEmpty {
             text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
-        file?.append(text, source: level.rawValue)
+        let priority: LogPriority = switch level {
+        case .trace, .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error, .critical: .error
+        }
+        file?.append(text, source: level.rawValue, priority: priority)
         if toStandardError {
             FileHandle.standardError.write(Data("\(LogFile.timestamp()) \(level.rawValue): \(text)\n".utf8))
         }

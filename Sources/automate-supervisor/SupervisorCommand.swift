@@ -36,13 +36,24 @@ struct SupervisorCommand: AsyncParsableCommand {
     @Option(help: "Write one readiness line to this descriptor once the control socket is up, then close it.")
     var readyFd: Int32?
 
+    @Option(help: "Where service output goes: file (<home>/logs) or journal (default: journal when stderr is the journal, as under systemd).")
+    var logTarget: String?
+
+    func validate() throws {
+        if let logTarget, LogTarget(rawValue: logTarget) == nil {
+            throw ValidationError("--log-target must be file or journal, not \"\(logTarget)\"")
+        }
+    }
+
     func run() async throws {
         let home = self.home.map { AutomateHome(path: $0) } ?? AutomateHome.resolve()
         let daemon = SupervisorDaemon(options: .init(
             home: home, servicesDirectory: absolute(services), hooksDirectory: absolute(hooks),
             binDirectory: absolute(binDir), toolsDirectories: toolsDir.map(absolute),
             foreground: foreground, readyDescriptor: readyFd))
-        let code = await daemon.run()
+        var options = daemon.options
+        options.logTarget = logTarget.flatMap(LogTarget.init(rawValue:))
+        let code = await SupervisorDaemon(options: options).run()
         if code != 0 { throw ExitCode(code) }
     }
 

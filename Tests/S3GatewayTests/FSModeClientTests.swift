@@ -114,7 +114,7 @@ final class FSModeClientTests: XCTestCase {
         import boto3, io, hashlib, sys, json
         from botocore.config import Config
         s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3],
-                          region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
+                          region_name='us-east-1', config=Config(signature_version='s3v4', s3={'addressing_style': 'path'}))
         body = bytes(range(256)) * 4000
         r = s3.put_object(Bucket='repo', Key='boto/one.bin', Body=body)
         assert r['ETag'] == '"%s"' % hashlib.md5(body).hexdigest(), r['ETag']

@@ -27,7 +27,7 @@ logger.logLevel = .warning
 var results: [Measurement] = []
 
 func report(_ m: Measurement) {
-    print(String(format: "  %-14@ in-flight %3d: p50 %8.1f µs  p99 %8.1f µs  %10.0f calls/s", m.name as NSString, m.inFlight, m.p50Micros, m.p99Micros, m.callsPerSecond))
+    print(String(format: "  %@ in-flight %3d: p50 %8.1f µs  p99 %8.1f µs  %10.0f calls/s", m.name.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString, m.inFlight, m.p50Micros, m.p99Micros, m.callsPerSecond))
     results.append(m)
 }
 
@@ -94,7 +94,7 @@ print("")
 print("| system         | in flight | p50 µs | p99 µs | calls/s |")
 print("|----------------|----------:|-------:|-------:|--------:|")
 for m in results {
-    print(String(format: "| %-14@ | %9d | %6.1f | %6.1f | %7.0f |", m.name as NSString, m.inFlight, m.p50Micros, m.p99Micros, m.callsPerSecond))
+    print(String(format: "| %@ | %9d | %6.1f | %6.1f | %7.0f |", m.name.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString, m.inFlight, m.p50Micros, m.p99Micros, m.callsPerSecond))
 }
 func find(_ name: String, _ inFlight: Int) -> Measurement { results.first { $0.name == name && $0.inFlight == inFlight }! }
 let automate1 = find("AutomateRPC", 1), bare1 = find("bare-nio", 1), grpc1 = find("grpc-swift-2", 1)

@@ -203,6 +203,34 @@ public nonisolated struct Automate_Supervisor_V1_Event: Sendable {
   fileprivate var _status: Automate_Supervisor_V1_ServiceStatus? = nil
 }
 
+public nonisolated struct Automate_Supervisor_V1_ReloadRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a reload did. An invalid manifest changes nothing: the call fails with INVALID_ARGUMENT and
+/// every problem (file:line: field: message) in its status message.
+public nonisolated struct Automate_Supervisor_V1_ReloadResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var restarted: [String] = []
+
+  public var started: [String] = []
+
+  public var stopped: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "automate.supervisor.v1"
@@ -564,6 +592,65 @@ nonisolated extension Automate_Supervisor_V1_Event: SwiftProtobuf.Message, Swift
     if lhs.kind != rhs.kind {return false}
     if lhs._status != rhs._status {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Supervisor_V1_ReloadRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReloadRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Supervisor_V1_ReloadRequest, rhs: Automate_Supervisor_V1_ReloadRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Supervisor_V1_ReloadResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReloadResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}restarted\0\u{1}started\0\u{1}stopped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.restarted) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.started) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.stopped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.restarted.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.restarted, fieldNumber: 1)
+    }
+    if !self.started.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.started, fieldNumber: 2)
+    }
+    if !self.stopped.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.stopped, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Supervisor_V1_ReloadResponse, rhs: Automate_Supervisor_V1_ReloadResponse) -> Bool {
+    if lhs.restarted != rhs.restarted {return false}
+    if lhs.started != rhs.started {return false}
+    if lhs.stopped != rhs.stopped {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

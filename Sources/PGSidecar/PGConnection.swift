@@ -1,0 +1,114 @@
+import CLibPQ
+import Foundation
+
+public struct PGError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var sqlState: String?
+    public var description: String { message }
+}
+
+/// Where PostgreSQL is: socket directory (or host), port, superuser.
+public struct PGServer: Sendable, Codable {
+    public var host: String
+    public var port: Int
+    public var user: String
+
+    public init(host: String, port: Int, user: String) {
+        self.host = host
+        self.port = port
+        self.user = user
+    }
+
+    public func conninfo(database: String) -> String {
+        func q(_ s: String) -> String { "'" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'" }
+        return "host=\(q(host)) port=\(port) user=\(q(user)) dbname=\(q(database)) connect_timeout=10 application_name='pg-sidecar-service'"
+    }
+}
+
+/// A blocking libpq connection; use it from a thread of your own.
+public final class PGConnection {
+    private let conn: OpaquePointer
+
+    public init(_ server: PGServer, database: String = "postgres") throws {
+        guard let c = PQconnectdb(server.conninfo(database: database)) else { throw PGError(message: "PQconnectdb returned nothing") }
+        if PQstatus(c) != CONNECTION_OK {
+            let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
+            PQfinish(c)
+            throw PGError(message: "cannot connect to PostgreSQL at \(server.host):\(server.port) database \"\(database)\": \(message)")
+        }
+        conn = c
+    }
+
+    deinit { PQfinish(conn) }
+
+    /// e.g. 150012 for 15.12.
+    public var serverVersionNumber: Int { Int(PQserverVersion(conn)) }
+    public var serverVersion: String {
+        if let p = PQparameterStatus(conn, "server_version") { return String(cString: p) }
+        return String(serverVersionNumber)
+    }
+    public var majorVersion: Int { serverVersionNumber / 10000 }
+
+    /// Runs `sql` with text parameters; returns rows of optional strings.
+    @discardableResult
+    public func query(_ sql: String, _ params: [String] = []) throws -> [[String?]] {
+        let cParams = params.map { strdup($0) }
+        defer { cParams.forEach { free($0) } }
+        var pointers: [UnsafePointer<CChar>?] = cParams.map { UnsafePointer($0) }
+        let res = pointers.withUnsafeMutableBufferPointer { buf in
+            PQexecParams(conn, sql, Int32(params.count), nil, buf.baseAddress, nil, nil, 0)
+        }
+        guard let res else { throw PGError(message: String(cString: PQerrorMessage(conn))) }
+        defer { PQclear(res) }
+        let status = PQresultStatus(res)
+        if status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK {
+            let message = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw PGError(message: message, sqlState: state)
+        }
+        var rows: [[String?]] = []
+        let n = PQntuples(res), m = PQnfields(res)
+        for i in 0..<n {
+            var row: [String?] = []
+            for j in 0..<m {
+                row.append(PQgetisnull(res, i, j) != 0 ? nil : String(cString: PQgetvalue(res, i, j)))
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    public func listDatabases() throws -> [String] {
+        try query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname").compactMap { $0[0] }
+    }
+
+    public func databaseExists(_ name: String) throws -> Bool {
+        try !query("SELECT 1 FROM pg_database WHERE datname = $1", [name]).isEmpty
+    }
+
+    public func databaseSize(_ name: String) throws -> Int64 {
+        Int64(try query("SELECT pg_database_size($1)", [name]).first?[0] ?? "0") ?? 0
+    }
+
+    /// Exact row counts of every ordinary table outside the system schemas (connect to that database).
+    public func tableRowCounts() throws -> [(schema: String, table: String, rows: Int64)] {
+        let tables = try query("""
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+            ORDER BY 1, 2
+            """)
+        var out: [(String, String, Int64)] = []
+        for t in tables {
+            let schema = t[0] ?? "", table = t[1] ?? ""
+            let count = try query("SELECT count(*) FROM ONLY \(quoteIdent(schema)).\(quoteIdent(table))")
+            out.append((schema, table, Int64(count.first?[0] ?? "0") ?? 0))
+        }
+        // Large objects count as a pseudo-table so that a restore that lost them fails the check.
+        let lo = try query("SELECT count(*) FROM pg_largeobject_metadata")
+        out.append(("pg_catalog", "pg_largeobject_metadata", Int64(lo.first?[0] ?? "0") ?? 0))
+        return out
+    }
+}
+
+public func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }

@@ -1,0 +1,66 @@
+import Foundation
+import Synchronization
+
+/// A datagram socket the test binds, standing in for systemd's NOTIFY_SOCKET or journald's socket:
+/// it records every datagram it receives, in order.
+final class DatagramListener: Sendable {
+    let path: String
+    private let fd: Int32
+    private let received = Mutex<[(at: ContinuousClock.Instant, text: String)]>([])
+    private let thread = Mutex<Thread?>(nil)
+
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw TestFailure("cannot bind \(path): \(String(cString: strerror(errno)))") }
+        chmod(path, 0o666)
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let t = Thread { [self] in self.receive() }
+        t.start()
+        thread.withLock { $0 = t }
+    }
+
+    private func receive() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                let text = String(decoding: buffer[..<n], as: UTF8.self)
+                received.withLock { $0.append((.now, text)) }
+            } else if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                return
+            }
+        }
+    }
+
+    /// Every datagram so far.
+    var messages: [(at: ContinuousClock.Instant, text: String)] { received.withLock { $0 } }
+
+    /// Waits (polling its own record, with a deadline) until a datagram satisfies `predicate`.
+    func waitFor(within timeout: Duration, _ predicate: (String) -> Bool) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let hit = messages.first(where: { predicate($0.text) }) { return hit.text }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestFailure("no datagram matched within \(timeout); got: \(messages.map(\.text))")
+    }
+
+    func close() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+        unlink(path)
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import S3Client
+import XCTest
+
+final class S3ClientTests: XCTestCase {
+    nonisolated(unsafe) static var moto: MotoServer?
+
+    override class func setUp() {
+        super.setUp()
+        moto = try? MotoServer()
+    }
+
+    override class func tearDown() {
+        moto?.stop()
+        super.tearDown()
+    }
+
+    func client() throws -> S3Client {
+        guard let m = Self.moto else {
+            XCTFail("moto_server did not start: run scripts/install.sh --deps")
+            throw XCTSkip("no moto")
+        }
+        return S3Client(endpoint: m.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+    }
+
+    func testObjectLifecycle() async throws {
+        let s3 = try client()
+        let created = try await s3.createBucket("life")
+        XCTAssertTrue(created)
+        let again = try await s3.createBucket("life")
+        XCTAssertFalse(again)
+        let body = Array("héllo wörld ✓".utf8)
+        try await s3.putObject(bucket: "life", key: "a dir/ü file.txt", bytes: body)
+        let got = try await s3.getObject(bucket: "life", key: "a dir/ü file.txt")
+        XCTAssertEqual(got, body)
+        let head = try await s3.headObject(bucket: "life", key: "a dir/ü file.txt")
+        XCTAssertEqual(head?.size, Int64(body.count))
+        let missing = try await s3.headObject(bucket: "life", key: "nope")
+        XCTAssertNil(missing)
+        let listed = try await s3.listObjects(bucket: "life", prefix: "a dir/")
+        XCTAssertEqual(listed.map(\.key), ["a dir/ü file.txt"])
+        try await s3.deleteObject(bucket: "life", key: "a dir/ü file.txt")
+        let afterDelete = try await s3.listObjects(bucket: "life")
+        XCTAssertTrue(afterDelete.isEmpty)
+    }
+
+    func testTypedErrors() async throws {
+        let s3 = try client()
+        do {
+            _ = try await s3.getObject(bucket: "no-such-bucket-here", key: "x")
+            XCTFail("expected an error")
+        } catch let e as S3Error {
+            XCTAssertEqual(e.code, "NoSuchBucket")
+            XCTAssertEqual(e.status, 404)
+            XCTAssertTrue(e.isNotFound)
+        }
+        try await s3.createBucket("errs")
+        do {
+            _ = try await s3.getObject(bucket: "errs", key: "missing/key")
+            XCTFail("expected an error")
+        } catch let e as S3Error {
+            XCTAssertEqual(e.code, "NoSuchKey")
+            XCTAssertFalse(e.message.isEmpty)
+        }
+    }
+
+    func testStreamingPutAndGet() async throws {
+        let s3 = try client()
+        try await s3.createBucket("stream")
+        let total = 3_000_000
+        let sent = try await runOnOwnThread { () -> Int in
+            var offset = 0
+            try s3.putObjectSync(bucket: "stream", key: "big", length: Int64(total)) { buf in
+                let n = min(buf.count, total - offset)
+                for i in 0..<n { buf[i] = UInt8((offset + i) % 251) }
+                offset += n
+                return n
+            }
+            return offset
+        }
+        XCTAssertEqual(sent, total)
+        let (count, ok) = try await runOnOwnThread { () -> (Int64, Bool) in
+            var position = 0
+            var ok = true
+            let n = try s3.getObjectSync(bucket: "stream", key: "big") { chunk in
+                for b in chunk { if b != UInt8(position % 251) { ok = false }; position += 1 }
+            }
+            return (n, ok)
+        }
+        XCTAssertEqual(count, Int64(total))
+        XCTAssertTrue(ok)
+    }
+
+    func testMultipartFromAsyncStreamAndAbort() async throws {
+        let s3 = try client()
+        try await s3.createBucket("multi")
+        // 13 MiB in 1 MiB chunks: 5 MiB parts -> 3 parts.
+        let chunks = AsyncStream<[UInt8]> { c in
+            for i in 0..<13 { c.yield([UInt8](repeating: UInt8(i), count: 1 << 20)) }
+            c.finish()
+        }
+        let result = try await s3.uploadMultipart(bucket: "multi", key: "m/obj", partSize: 5 << 20, from: chunks)
+        XCTAssertEqual(result.parts, 3)
+        XCTAssertEqual(result.size, 13 << 20)
+        let head = try await s3.headObject(bucket: "multi", key: "m/obj")
+        XCTAssertEqual(head?.size, 13 << 20)
+        let got = try await s3.getObject(bucket: "multi", key: "m/obj")
+        XCTAssertEqual(got[6 << 20], 6)
+        XCTAssertEqual(got[(13 << 20) - 1], 12)
+
+        // A failing source aborts: nothing under the key.
+        struct Boom: Error {}
+        let failing = AsyncThrowingStream<[UInt8], Error> { c in
+            for _ in 0..<7 { c.yield([UInt8](repeating: 1, count: 1 << 20)) }
+            c.finish(throwing: Boom())
+        }
+        do {
+            _ = try await s3.uploadMultipart(bucket: "multi", key: "m/failed", partSize: 5 << 20, from: failing)
+            XCTFail("expected the error")
+        } catch is Boom {}
+        let failed = try await s3.headObject(bucket: "multi", key: "m/failed")
+        XCTAssertNil(failed)
+        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: "multi", prefix: "m/") }
+        XCTAssertTrue(open.isEmpty, "aborted upload still listed: \(open)")
+    }
+}

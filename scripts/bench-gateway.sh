@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Benchmarks the backup-gateway (fs mode, release build) on this machine, in one run on one disk:
+#   1. curl --aws-sigv4 PUT/GET of a 1 GiB file through the gateway vs the same curl PUT/GET against
+#      nginx (Debian's, WebDAV PUT location, own temp config on a loopback port);
+#   2. `aws s3 cp` up/down through the gateway vs against moto_server;
+#   3. the gateway's peak RSS (VmHWM) over the whole run.
+# Usage: scripts/bench-gateway.sh [SIZE_MIB]   (default 1024)
+# Needs: swift, curl, nginx, aws, moto_server (scripts/install.sh --deps).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+size_mib=${1:-1024}
+for t in curl nginx aws moto_server python3; do
+  command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
+done
+
+echo "==> release build"
+(cd "$repo" && swift build -c release --scratch-path .build-gateway-release --product backup-gateway >/dev/null)
+bin="$repo/.build-gateway-release/release/backup-gateway"
+
+# Same disk as the repository checkout.
+work=$(mktemp -d "${BENCH_DIR:-$repo}/.bench-gateway.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-gateway: $1 did not come up" >&2; exit 1; }
+mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / float(sys.argv[1])))" "$1"; }
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
+
+mkdir -p "$work/root/bench" "$work/nginx/root" "$work/nginx/tmp" "$work/nginx/logs"
+echo "==> making a ${size_mib} MiB file"
+head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$work/src"
+key=BENCHGATEWAYKEY; secret=bench-gateway-secret
+printf '%s\n%s\n' "$key" "$secret" > "$work/creds"; chmod 600 "$work/creds"
+
+gport=$(free_port)
+"$bin" --listen "127.0.0.1:$gport" --root "$work/root" --credentials-file "$work/creds" --log-level warning 2>"$work/gateway.log" &
+gpid=$!; pids+=("$gpid")
+wait_http "http://127.0.0.1:$gport/healthz"
+
+nport=$(free_port)
+cat > "$work/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp;
+  sendfile on;
+  server {
+    listen 127.0.0.1:$nport;
+    location / {
+      root $work/nginx/root;
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+      client_max_body_size 0;
+    }
+  }
+}
+CONF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=("$!")
+wait_http "http://127.0.0.1:$nport/"
+
+sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
+echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk)"
+g_up=$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")
+g_down=$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")
+n_up=$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")
+n_down=$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")
+cmp -s "$work/src" "$work/root/bench/big" || { echo "bench-gateway: gateway copy differs" >&2; exit 1; }
+printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (curl sigv4)" "$(mbps "$g_up")" "$(mbps "$g_down")"
+printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps "$n_up")" "$(mbps "$n_down")"
+printf '  %-28s %8sx up     %8sx down   (target >= 0.8)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
+rm -f "$work/nginx/root/big"
+
+echo "==> aws s3 cp: gateway vs moto_server"
+mport=$(free_port)
+moto_server -H 127.0.0.1 -p "$mport" >"$work/moto.log" 2>&1 &
+pids+=("$!")
+wait_http "http://127.0.0.1:$mport/moto-api/"
+export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+aws --endpoint-url "http://127.0.0.1:$mport" s3 mb s3://bench >/dev/null
+ga_up=$(secs aws --endpoint-url "http://127.0.0.1:$gport" s3 cp "$work/src" s3://bench/aws --only-show-errors)
+ga_down=$(secs aws --endpoint-url "http://127.0.0.1:$gport" s3 cp s3://bench/aws "$work/down" --only-show-errors)
+cmp -s "$work/src" "$work/down" || { echo "bench-gateway: aws download differs" >&2; exit 1; }
+rm -f "$work/down"
+ma_up=$(secs aws --endpoint-url "http://127.0.0.1:$mport" s3 cp "$work/src" s3://bench/aws --only-show-errors)
+ma_down=$(secs aws --endpoint-url "http://127.0.0.1:$mport" s3 cp s3://bench/aws "$work/down" --only-show-errors)
+rm -f "$work/down"
+printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (aws s3 cp)" "$(mbps "$ga_up")" "$(mbps "$ga_down")"
+printf '  %-28s %8s MB/s up  %8s MB/s down\n' "moto_server (aws s3 cp)" "$(mbps "$ma_up")" "$(mbps "$ma_down")"
+printf '  %-28s %8sx up     %8sx down   (targets >= 2 up, >= 10 down)\n' "gateway / moto" "$(ratio "$ma_up" "$ga_up")" "$(ratio "$ma_down" "$ga_down")"
+
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gpid/status")
+printf '==> gateway peak RSS (VmHWM): %d MiB (target <= 64)\n' "$((hwm / 1024))"
