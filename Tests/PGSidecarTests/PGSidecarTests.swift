@@ -1,0 +1,242 @@
+import AutomateRPC
+import Foundation
+import Logging
+import PGSidecar
+import S3Client
+import SidecarProto
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// End to end through the RPC socket: a real PostgreSQL 15, real pg_dump/pg_restore, moto_server as S3.
+final class PGSidecarTests: XCTestCase {
+    nonisolated(unsafe) static var moto: MotoServer?
+    nonisolated(unsafe) static var pg: PostgresServer?
+    nonisolated(unsafe) static var server: RPCServer?
+    nonisolated(unsafe) static var sidecar: PGSidecar?
+    nonisolated(unsafe) static var setupError: String?
+    static let bucket = "backups"
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            moto = try MotoServer()
+            pg = try PostgresServer()
+        } catch {
+            setupError = "\(error)"
+        }
+    }
+
+    override class func tearDown() {
+        if let server { let sem = DispatchSemaphore(value: 0); Task { await server.shutdown(); sem.signal() }; sem.wait() }
+        pg?.stop()
+        moto?.stop()
+        super.tearDown()
+    }
+
+    func fixtures() async throws -> (PostgresServer, S3Client, RPCClient) {
+        guard let pg = Self.pg, let moto = Self.moto else {
+            XCTFail("fixtures did not start (\(Self.setupError ?? "?")): run scripts/install.sh --deps")
+            throw XCTSkip("no fixtures")
+        }
+        let s3 = S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        let socket = pg.dir + "/pg-sidecar-service.sock"
+        if Self.server == nil {
+            var config = PGSidecarConfig(socketPath: socket, s3: s3, bucket: Self.bucket, server: PGServer(host: pg.socketDir, port: pg.port, user: pg.user))
+            config.partSize = 5 << 20
+            let sidecar = PGSidecar(config: config, logger: Logger(label: "test.pg-sidecar"))
+            let server = RPCServer(configuration: .init(socketPath: socket), logger: Logger(label: "test.rpc"))
+            sidecar.register(on: server)
+            try await server.start()
+            Self.server = server
+            Self.sidecar = sidecar
+            let client = try await RPCClient.connect(socketPath: socket)
+            _ = try await client.unary("CreateRepo", Automate_Sidecar_Pg_PGCreateRepoRequest(), as: Automate_Sidecar_Pg_PGCreateRepoResponse.self)
+            await client.close()
+        }
+        return (pg, s3, try await RPCClient.connect(socketPath: socket))
+    }
+
+    func backup(_ client: RPCClient, _ id: String, _ dbs: [String], service: String = "shop-service") async throws -> String {
+        var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
+        req.backupID = id
+        req.service = service
+        req.databases = dbs
+        return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+    }
+
+    func wait(_ client: RPCClient, _ op: String, timeout: Duration = .seconds(120)) async throws -> Automate_Sidecar_Pg_PGStatus {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var r = Automate_Sidecar_Pg_PGStatusRequest()
+            r.operationID = op
+            let s = try await client.unary("Status", r, as: Automate_Sidecar_Pg_PGStatus.self)
+            if s.phase == .completed || s.phase == .failed { return s }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw RPCError(.deadlineExceeded, "operation \(op) did not finish")
+    }
+
+    func restore(_ client: RPCClient, _ id: String, service: String = "shop-service", databases: [String] = [], artifacts: [Automate_Sidecar_Pg_PGArtifact] = []) async throws -> Automate_Sidecar_Pg_PGStatus {
+        var req = Automate_Sidecar_Pg_PGRestoreRequest()
+        req.backupID = id
+        req.service = service
+        req.databases = databases
+        req.artifacts = artifacts
+        let op = try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+        return try await wait(client, op)
+    }
+
+    /// Several tables (one in another schema), non-ASCII text, a large object and ~40 MB of rows.
+    func makeShop(_ pg: PostgresServer, _ db: String, rows: Int = 400_000) throws {
+        try pg.psql("postgres", "DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
+        try pg.psql("postgres", "CREATE DATABASE \(db)")
+        try pg.psql(db, """
+            CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, city text);
+            INSERT INTO customers VALUES (1, 'Zoë Ångström', 'Zürich'), (2, '山田太郎', '東京'), (3, 'Ελένη', 'Αθήνα'),
+              (4, 'emoji 🚀✨', NULL), (5, E'tab\\tand\\nnewline', 'Łódź');
+            CREATE TABLE orders (id bigint PRIMARY KEY, customer int REFERENCES customers(id), payload text, amount numeric(12,2), at timestamptz);
+            INSERT INTO orders SELECT g, 1 + g % 5, md5(g::text) || md5((g * 7)::text) || md5(random()::text), (g % 10000) / 100.0,
+              '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, \(rows)) g;
+            CREATE SCHEMA audit;
+            CREATE TABLE audit.events (id serial PRIMARY KEY, what jsonb);
+            INSERT INTO audit.events (what) SELECT jsonb_build_object('n', g, 'note', 'café ' || g) FROM generate_series(1, 1000) g;
+            CREATE TABLE docs (id int PRIMARY KEY, blob oid);
+            INSERT INTO docs VALUES (1, lo_from_bytea(0, convert_to(repeat('large object ✓ ', 100000), 'UTF8')));
+            """)
+    }
+
+    func fingerprint(_ pg: PostgresServer, _ db: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        out["customers"] = try pg.copyMD5(db, "customers", orderBy: "id")
+        out["orders"] = try pg.copyMD5(db, "orders", orderBy: "id")
+        out["audit.events"] = try pg.copyMD5(db, "audit.events", orderBy: "id")
+        out["docs"] = try pg.copyMD5(db, "docs", orderBy: "id")
+        out["lo"] = try pg.psql(db, "SELECT md5(lo_get(blob)) FROM docs WHERE id = 1")
+        return out
+    }
+
+    func testDumpDropRestoreEqual() async throws {
+        let (pg, s3, client) = try await fixtures()
+        try makeShop(pg, "shop")
+        let before = try fingerprint(pg, "shop")
+        XCTAssertEqual(before.count, 5)
+
+        let op = try await backup(client, "20260301100000", ["shop"])
+        let s = try await wait(client, op)
+        XCTAssertEqual(s.phase, .completed, s.error)
+        let db = try XCTUnwrap(s.databases.first)
+        XCTAssertEqual(db.key, "20260301100000/shop-service/pg_data/shop.fc.zst")
+        XCTAssertEqual(db.sha256.count, 64)
+        XCTAssertGreaterThan(db.size, 10 << 20, "want several 5 MiB parts")
+        XCTAssertGreaterThan(s.bytesTotal, 0)
+        XCTAssertTrue(db.tables.contains { $0.table == "orders" && $0.rows == 400_000 })
+        let head = try await s3.headObject(bucket: Self.bucket, key: db.key)
+        XCTAssertEqual(head?.size, db.size)
+        let meta = try await s3.getObject(bucket: Self.bucket, key: "20260301100000/shop-service/pg_data/metadata.json")
+        XCTAssertTrue(String(decoding: meta, as: UTF8.self).contains(db.sha256))
+
+        try pg.psql("postgres", "DROP DATABASE shop WITH (FORCE)")
+        let r = try await restore(client, "20260301100000")
+        XCTAssertEqual(r.phase, .completed, r.error)
+        XCTAssertEqual(try fingerprint(pg, "shop"), before)
+        // No temporary database left behind.
+        XCTAssertEqual(try pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%__restore_%'"), "0")
+        await client.close()
+    }
+
+    func testCorruptedObjectRefusedAndExistingDatabaseUntouched() async throws {
+        let (pg, s3, client) = try await fixtures()
+        try makeShop(pg, "corrupt", rows: 2000)
+        let op = try await backup(client, "20260301110000", ["corrupt"])
+        let s = try await wait(client, op)
+        XCTAssertEqual(s.phase, .completed, s.error)
+        let key = s.databases[0].key
+        // After the backup the live database changes; a refused restore must leave that change in place.
+        try pg.psql("corrupt", "INSERT INTO customers VALUES (99, 'after backup', NULL)")
+        let live = try fingerprint(pg, "corrupt")
+
+        var bytes = try await s3.getObject(bucket: Self.bucket, key: key)
+        bytes[bytes.count / 2] ^= 0x5A
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: bytes)
+        let r = try await restore(client, "20260301110000")
+        XCTAssertEqual(r.phase, .failed)
+        XCTAssertFalse(r.error.isEmpty)
+        XCTAssertEqual(try fingerprint(pg, "corrupt"), live)
+
+        // Truncated: refused too.
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: Array(bytes.prefix(bytes.count - 100)))
+        let t = try await restore(client, "20260301110000")
+        XCTAssertEqual(t.phase, .failed)
+        XCTAssertEqual(try fingerprint(pg, "corrupt"), live)
+        XCTAssertEqual(try pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%__restore_%'"), "0")
+        await client.close()
+    }
+
+    func testKilledPgDumpFailsAndLeavesNoObject() async throws {
+        let (pg, s3, client) = try await fixtures()
+        try makeShop(pg, "killme", rows: 300_000)
+        let op = try await backup(client, "20260301120000", ["killme"])
+        var killed = false
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !killed && ContinuousClock.now < deadline {
+            var r = Automate_Sidecar_Pg_PGStatusRequest()
+            r.operationID = op
+            let s = try await client.unary("Status", r, as: Automate_Sidecar_Pg_PGStatus.self)
+            if let d = s.databases.first, d.toolPid > 0, d.bytesDone > 0 {
+                XCTAssertEqual(kill(d.toolPid, SIGKILL), 0)
+                killed = true
+            }
+            if s.phase == .completed || s.phase == .failed { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        XCTAssertTrue(killed, "pg_dump finished before it could be killed")
+        let s = try await wait(client, op)
+        XCTAssertEqual(s.phase, .failed)
+        XCTAssertTrue(s.error.contains("pg_dump"), s.error)
+        let head = try await s3.headObject(bucket: Self.bucket, key: "20260301120000/shop-service/pg_data/killme.fc.zst")
+        XCTAssertNil(head)
+        let listed = try await s3.listObjects(bucket: Self.bucket, prefix: "20260301120000/")
+        XCTAssertTrue(listed.isEmpty, "\(listed)")
+        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: "20260301120000/") }
+        XCTAssertTrue(open.isEmpty, "multipart upload not aborted: \(open)")
+        await client.close()
+    }
+
+    func testUnknownDatabaseIsNotFoundNamingIt() async throws {
+        let (_, _, client) = try await fixtures()
+        do {
+            _ = try await backup(client, "20260301130000", ["postgres", "no_such_db_42"])
+            XCTFail("expected NOT_FOUND")
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, .notFound)
+            XCTAssertTrue(e.message.contains("\"no_such_db_42\""), e.message)
+        }
+        do {
+            _ = try await restore(client, "20260301130001")
+            XCTFail("expected NOT_FOUND")
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, .notFound, e.message)
+        }
+        await client.close()
+    }
+
+    func testPlainSQLArtifactFromPhaseOne() async throws {
+        let (pg, s3, client) = try await fixtures()
+        try makeShop(pg, "legacy", rows: 1000)
+        let before = try fingerprint(pg, "legacy")
+        let (_, sql, _) = try Fixture.run(PostgresServer.bindir + "/pg_dump", ["-Fp", "-h", pg.dir, "-p", String(pg.port), "-U", pg.user, "-d", "legacy"])
+        let bytes = Array(sql.utf8)
+        let key = "20260201000000/legacy-service/pg_data/legacy.sql"
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: bytes)
+        let sha = try Fixture.run("/bin/bash", ["-c", "printf '%s' \"$0\" | sha256sum | cut -d' ' -f1", sql]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        try pg.psql("postgres", "DROP DATABASE legacy WITH (FORCE)")
+        var a = Automate_Sidecar_Pg_PGArtifact()
+        a.database = "legacy"; a.key = key; a.format = "sql"; a.sha256 = sha; a.size = Int64(bytes.count)
+        let r = try await restore(client, "20260201000000", service: "legacy-service", artifacts: [a])
+        XCTAssertEqual(r.phase, .completed, r.error)
+        XCTAssertEqual(try fingerprint(pg, "legacy"), before)
+        await client.close()
+    }
+}
