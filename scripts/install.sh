@@ -28,7 +28,6 @@ if [ "$(id -u)" -eq 0 ]; then
   linkdir=/usr/local/bin
 else
   sudo="sudo"
-  command -v sudo >/dev/null || { echo "install.sh: not root and no sudo: run it as root once" >&2; exit 1; }
   prefix=${AUTOMATE_PREFIX:-$HOME/.local/opt/automate}
   linkdir=$HOME/.local/bin
 fi
@@ -42,6 +41,11 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    echo "install.sh: these Debian packages are missing and you are not root (and have no sudo): ${missing[*]}" >&2
+    echo "install.sh: run 'scripts/install.sh --deps' once as root, then again as yourself" >&2
+    exit 1
+  fi
   step "installing Debian packages: ${missing[*]}"
   # The stack runs its own PostgreSQL: don't let the package make (and start) a system cluster.
   if [ ! -e /etc/postgresql-common/createcluster.conf ]; then

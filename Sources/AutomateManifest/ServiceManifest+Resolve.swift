@@ -1,5 +1,6 @@
 extension ServiceManifest {
-    /// A copy with `command`, `environment` values, `backup.paths` and `workingDirectory` expanded (a
+    /// A copy with `[config]` string values (builtin variables only, e.g. `"${AUTOMATE_HOME}/backups"`),
+    /// then `command`, `environment` values, `backup.paths` and `workingDirectory` expanded (a
     /// convenience; the supervisor builds the expander, for example from ``builtinVariables(home:runDir:dataRoot:logDir:binDir:hooksDir:runUser:)``
     /// and ``config``).
     ///
@@ -21,6 +22,17 @@ extension ServiceManifest {
         }
 
         var result = self
+        // Config strings first, with the builtin variables only; then everything else sees them expanded.
+        let builtins = VariableExpander(variables: expander.variables, config: [:])
+        for (key, value) in config {
+            guard case .string(let text) = value else { continue }
+            do {
+                result.config[key] = .string(try builtins.expandTyped(text))
+            } catch {
+                report("config.\(key)", error.message)
+            }
+        }
+        let expander = VariableExpander(variables: expander.variables, config: result.config)
         result.command = command.enumerated().map { expand($0.element, "service.command[\($0.offset)]") }
         if let program = result.command.first, diagnostics.isEmpty {
             if program.isEmpty || (!program.hasPrefix("/") && program.contains("/")) {

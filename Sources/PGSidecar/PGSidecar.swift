@@ -67,6 +67,10 @@ public struct PGBackupMetadata: Codable, Sendable {
         public var tables: [Table]
         public var startedAt: String
         public var finishedAt: String
+        enum CodingKeys: String, CodingKey {
+            case name, key, format, size, sha256, tables
+            case uncompressedSize = "uncompressed_size", startedAt = "started_at", finishedAt = "finished_at"
+        }
     }
     public var formatVersion = 1
     public var backupID: String
@@ -76,6 +80,11 @@ public struct PGBackupMetadata: Codable, Sendable {
     public var startedAt: String
     public var finishedAt: String
     public var databases: [Database]
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", backupID = "backup_id", service, serverVersion = "server_version"
+        case dumpTool = "dump_tool", startedAt = "started_at", finishedAt = "finished_at", databases
+    }
 }
 
 func rfc3339(_ date: Date = Date()) -> String {
@@ -272,7 +281,6 @@ public final class PGSidecar: Sendable {
                 startedAt: started, finishedAt: rfc3339(), databases: artifacts)
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            enc.keyEncodingStrategy = .convertToSnakeCase
             try config.s3.putObjectSync(
                 bucket: config.bucket, key: dataPrefix(backupID: req.backupID, service: req.service) + "metadata.json",
                 bytes: Array(try enc.encode(meta)), contentType: "application/json")
@@ -364,7 +372,6 @@ public final class PGSidecar: Sendable {
                 throw RPCError(.notFound, "backup \(req.backupID) of \(req.service) has no \(key)")
             }
             let dec = JSONDecoder()
-            dec.keyDecodingStrategy = .convertFromSnakeCase
             let meta: PGBackupMetadata
             do { meta = try dec.decode(PGBackupMetadata.self, from: Data(body)) } catch {
                 throw RPCError(.dataLoss, "\(key) does not decode: \(error)")

@@ -230,7 +230,9 @@ final class PGSidecarTests: XCTestCase {
         let bytes = Array(sql.utf8)
         let key = "20260201000000/legacy-service/pg_data/legacy.sql"
         try await s3.putObject(bucket: Self.bucket, key: key, bytes: bytes)
-        let sha = try Fixture.run("/bin/bash", ["-c", "printf '%s' \"$0\" | sha256sum | cut -d' ' -f1", sql]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let file = pg.dir + "/legacy.sql"
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let sha = String(try Fixture.run("/usr/bin/sha256sum", [file]).1.prefix(64))
         try pg.psql("postgres", "DROP DATABASE legacy WITH (FORCE)")
         var a = Automate_Sidecar_Pg_PGArtifact()
         a.database = "legacy"; a.key = key; a.format = "sql"; a.sha256 = sha; a.size = Int64(bytes.count)
