@@ -15,6 +15,7 @@ public enum ControlService {
         public static let shutdown = "automate.supervisor.v1.Supervisor/Shutdown"
         public static let watch = "automate.supervisor.v1.Supervisor/Watch"
         public static let reload = "automate.supervisor.v1.Supervisor/Reload"
+        public static let rotateGatewayCredentials = "automate.supervisor.v1.Supervisor/RotateGatewayCredentials"
     }
 
     public typealias StatusRequest = Automate_Supervisor_V1_StatusRequest
@@ -26,14 +27,25 @@ public enum ControlService {
     public typealias WatchRequest = Automate_Supervisor_V1_WatchRequest
     public typealias ReloadRequest = Automate_Supervisor_V1_ReloadRequest
     public typealias ReloadResponse = Automate_Supervisor_V1_ReloadResponse
+    public typealias RotateRequest = Automate_Supervisor_V1_RotateGatewayCredentialsRequest
+    public typealias RotateResponse = Automate_Supervisor_V1_RotateGatewayCredentialsResponse
 
     /// Registers every method on `server`. `shutdown` is called (once) when a client asks the
     /// supervisor to stop; the reply goes out first.
     public static func register(
         on server: RPCServer, supervisor: Supervisor, home: AutomateHome,
         reload: @escaping @Sendable () async -> Result<Supervisor.ReloadSummary, Error>,
+        rotateGateway: (@Sendable () async throws -> (restarted: [String], accessKeyID: String))? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
+        server.registerUnary(Method.rotateGatewayCredentials) { (_: RotateRequest, _) -> RotateResponse in
+            guard let rotateGateway else { throw RPCError(.failedPrecondition, "this stack has no backup gateway") }
+            let (restarted, id) = try await rotateGateway()
+            var response = RotateResponse()
+            response.restarted = restarted
+            response.accessKeyID = id
+            return response
+        }
         server.registerUnary(Method.reload) { (_: ReloadRequest, _) -> ReloadResponse in
             switch await reload() {
             case .success(let summary):

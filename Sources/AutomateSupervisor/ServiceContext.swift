@@ -1,6 +1,46 @@
 import AutomateManifest
 import Foundation
 
+/// How services reach the backup gateway: its endpoint and the key pair they sign with.
+public struct GatewayAccess: Sendable, Equatable {
+    public var endpoint: String
+    public var region: String
+    public var bucket: String
+    public var credentials: GatewayCredentials
+    /// Where the gateway itself reads the pair.
+    public var credentialsFile: String
+
+    public init(endpoint: String, region: String, bucket: String, credentials: GatewayCredentials, credentialsFile: String) {
+        self.endpoint = endpoint
+        self.region = region
+        self.bucket = bucket
+        self.credentials = credentials
+        self.credentialsFile = credentialsFile
+    }
+
+    /// What a gateway-using service gets: `AUTOMATE_GATEWAY_ENDPOINT`, `..._REGION`, `..._BUCKET`,
+    /// `..._ACCESS_KEY_ID`, `..._SECRET_ACCESS_KEY`.
+    public var environment: [String: String] {
+        [
+            "AUTOMATE_GATEWAY_ENDPOINT": endpoint, "AUTOMATE_GATEWAY_REGION": region, "AUTOMATE_GATEWAY_BUCKET": bucket,
+            "AUTOMATE_GATEWAY_ACCESS_KEY_ID": credentials.accessKeyID,
+            "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": credentials.secretAccessKey,
+        ]
+    }
+
+    /// Reads endpoint, region and bucket from the gateway's manifest (`[config]` listen, port, region,
+    /// bucket), nil when the stack has no service of kind `gateway`.
+    public static func from(manifests: ManifestSet, secrets: GatewaySecrets, credentials: GatewayCredentials) -> GatewayAccess? {
+        guard let gateway = manifests.services.first(where: { $0.kind == .gateway }) else { return nil }
+        let listen = gateway.config["listen"]?.description ?? "127.0.0.1"
+        let port = gateway.config["port"]?.description ?? "10143"
+        return GatewayAccess(
+            endpoint: "http://\(listen):\(port)", region: gateway.config["region"]?.description ?? "us-east-1",
+            bucket: gateway.config["bucket"]?.description ?? "backups", credentials: credentials,
+            credentialsFile: secrets.path)
+    }
+}
+
 /// Everything a service's process and hooks are started with, derived once from its manifest and the
 /// stack's folders: the expanded command, the environment, the user, the log.
 public struct ServiceContext: Sendable {
@@ -30,6 +70,8 @@ public struct ServiceContext: Sendable {
         public var toolsDirectories: [String]
         /// Files under `<home>/logs`, or the journal.
         public var logTarget: LogTarget = .file
+        /// The backup gateway and its key pair, when the stack has a gateway.
+        public var gateway: GatewayAccess?
         public init(home: AutomateHome, hooksDirectory: String, binDirectory: String, toolsDirectories: [String]) {
             self.home = home
             self.hooksDirectory = hooksDirectory
@@ -74,6 +116,15 @@ public struct ServiceContext: Sendable {
             environment["WATCHDOG_USEC"] = String(watchdog.nanoseconds / 1000)
         }
         environment.merge(resolved.configEnvironment) { $1 }
+        if let gateway = layout.gateway {
+            if resolved.kind == .gateway {
+                environment["AUTOMATE_GATEWAY_CREDENTIALS_FILE"] = gateway.credentialsFile
+            }
+            // The key pair goes to the services whose manifest may use the gateway, and to no other.
+            if resolved.backup.gateway {
+                environment.merge(gateway.environment) { $1 }
+            }
+        }
         environment.merge(resolved.environment) { $1 }
 
         return ServiceContext(

@@ -18,6 +18,8 @@ public actor Supervisor {
     /// The manifests in force (replaced by ``reload(manifests:users:)``).
     public private(set) var manifests: ManifestSet
     private var users: [String: ServiceUser]
+    /// The layout services are started with (its gateway key pair changes on rotation).
+    private var layout: ServiceContext.Layout
     /// The time this supervisor started.
     public nonisolated let startedAt = Date()
     private let logger: Logger
@@ -50,6 +52,7 @@ public actor Supervisor {
         self.configuration = configuration
         self.manifests = manifests
         self.users = users
+        self.layout = configuration.layout
         self.logger = logger
         var runners: [String: ServiceRunner] = [:]
         var statuses: [String: ServiceStatus] = [:]
@@ -158,7 +161,7 @@ public actor Supervisor {
             if let old = manifests.manifest(named: manifest.name), old == manifest, users[manifest.name] == nextUsers[manifest.name] {
                 continue
             }
-            let context = try ServiceContext.make(manifest: manifest, layout: configuration.layout, user: nextUsers[manifest.name])
+            let context = try ServiceContext.make(manifest: manifest, layout: layout, user: nextUsers[manifest.name])
             replacements[manifest.name] = makeRunner(context: context)
             if manifests.manifest(named: manifest.name) == nil { summary.started.append(manifest.name) }
             else { summary.restarted.append(manifest.name) }
@@ -184,6 +187,28 @@ public actor Supervisor {
         }
         broadcast(kind: "supervisor", service: "", message: "reloaded: \(summary.description)")
         return summary
+    }
+
+    /// Puts a new gateway key pair in force: the gateway and every service that may use it restart with
+    /// it (in dependency order); nothing else is touched. Returns the restarted services.
+    public func updateGateway(_ access: GatewayAccess) async throws -> [String] {
+        layout.gateway = access
+        let affected = manifests.startOrder.filter { name in
+            guard let manifest = manifests.manifest(named: name) else { return false }
+            return manifest.kind == .gateway || manifest.backup.gateway
+        }
+        for name in affected.reversed() {
+            cancelDependencyWaits(of: name)
+            await runners[name]?.stop()
+        }
+        for name in affected {
+            guard let manifest = manifests.manifest(named: name) else { continue }
+            let context = try ServiceContext.make(manifest: manifest, layout: layout, user: users[name])
+            runners[name] = makeRunner(context: context)
+            await runners[name]?.start()
+        }
+        broadcast(kind: "supervisor", service: "", message: "gateway credentials rotated; restarted \(affected.joined(separator: ", "))")
+        return affected
     }
 
     private func makeRunner(context: ServiceContext) -> ServiceRunner {

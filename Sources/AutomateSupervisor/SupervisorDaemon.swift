@@ -97,6 +97,20 @@ public struct SupervisorDaemon: Sendable {
             home: home, hooksDirectory: options.hooksDirectory, binDirectory: options.binDirectory,
             toolsDirectories: options.toolsDirectories)
         layout.logTarget = logTarget
+        // The secrets helper: the gateway's key pair, made on first start.
+        var secrets: GatewaySecrets? = nil
+        if let gateway = manifests.services.first(where: { $0.kind == .gateway }) {
+            let owner = users[gateway.name]
+            let store = GatewaySecrets(home: home, owner: owner)
+            do {
+                let credentials = try store.loadOrCreate()
+                layout.gateway = GatewayAccess.from(manifests: manifests, secrets: store, credentials: credentials)
+                try prepareRepository(home: home, owner: owner)
+            } catch {
+                return fail("\(error)", code: 1, logger: logger)
+            }
+            secrets = store
+        }
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(
@@ -118,7 +132,19 @@ public struct SupervisorDaemon: Sendable {
             }
         }
         let server = RPCServer(configuration: .init(socketPath: home.controlSocketPath), logger: logger)
-        ControlService.register(on: server, supervisor: supervisor, home: home, reload: { await reloader.reload() }) {
+        let rotate: (@Sendable () async throws -> (restarted: [String], accessKeyID: String))? = secrets.map { store in
+            { @Sendable in
+                let credentials = try store.rotate()
+                guard let access = GatewayAccess.from(manifests: await supervisor.manifests, secrets: store, credentials: credentials) else {
+                    throw SupervisorError(.unknownService, "this stack has no backup gateway")
+                }
+                logger.notice("gateway key pair rotated (new access key id \(credentials.accessKeyID))")
+                return (try await supervisor.updateGateway(access), credentials.accessKeyID)
+            }
+        }
+        ControlService.register(
+            on: server, supervisor: supervisor, home: home, reload: { await reloader.reload() }, rotateGateway: rotate
+        ) {
             requestShutdown.yield("shutdown requested over the control socket")
         }
         do {
@@ -192,6 +218,14 @@ public struct SupervisorDaemon: Sendable {
                 throw SupervisorError(.filesystem, "cannot set mode of \(path): \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    /// The default backup repository, `<home>/backups`, writable by the gateway's user.
+    private func prepareRepository(home: AutomateHome, owner: ServiceUser?) throws {
+        let path = home.backupsDirectory
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o750)
+        if let owner, geteuid() == 0 { chown(path, owner.uid, owner.gid) }
     }
 
     private func signalReady(_ line: String) {

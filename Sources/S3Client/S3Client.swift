@@ -20,11 +20,17 @@ public struct S3Credentials: Sendable {
         self.secretAccessKey = secretAccessKey
     }
 
-    /// Reads `key = value` lines (`access_key_id`/`aws_access_key_id`, `secret_access_key`/
+    /// Reads two lines (access key id, secret: the gateway's format) or `key = value` lines (`access_key_id`/`aws_access_key_id`, `secret_access_key`/
     /// `aws_secret_access_key`; `#` comments, an INI `[section]` header is ignored) from `path`.
     public static func load(path: String) throws -> S3Credentials {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         var values: [String: String] = [:]
+        let plain = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        // The gateway's format: two lines, access key id then secret.
+        if plain.count == 2, !plain[0].contains("="), !plain[1].contains("=") {
+            return S3Credentials(accessKeyID: plain[0], secretAccessKey: plain[1])
+        }
         for raw in text.split(whereSeparator: \.isNewline) {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("[") { continue }

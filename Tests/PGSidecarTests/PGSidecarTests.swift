@@ -165,7 +165,8 @@ final class PGSidecarTests: XCTestCase {
         XCTAssertFalse(r.error.isEmpty)
         XCTAssertEqual(try fingerprint(pg, "corrupt"), live)
 
-        // Truncated: refused too.
+        // Truncated (otherwise intact): refused too.
+        bytes[bytes.count / 2] ^= 0x5A
         try await s3.putObject(bucket: Self.bucket, key: key, bytes: Array(bytes.prefix(bytes.count - 100)))
         let t = try await restore(client, "20260301110000")
         XCTAssertEqual(t.phase, .failed)

@@ -231,6 +231,31 @@ public nonisolated struct Automate_Supervisor_V1_ReloadResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Automate_Supervisor_V1_RotateGatewayCredentialsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The gateway's new key pair is in force; these services were restarted with it.
+public nonisolated struct Automate_Supervisor_V1_RotateGatewayCredentialsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var restarted: [String] = []
+
+  public var accessKeyID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "automate.supervisor.v1"
@@ -651,6 +676,60 @@ nonisolated extension Automate_Supervisor_V1_ReloadResponse: SwiftProtobuf.Messa
     if lhs.restarted != rhs.restarted {return false}
     if lhs.started != rhs.started {return false}
     if lhs.stopped != rhs.stopped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Supervisor_V1_RotateGatewayCredentialsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateGatewayCredentialsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Supervisor_V1_RotateGatewayCredentialsRequest, rhs: Automate_Supervisor_V1_RotateGatewayCredentialsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Supervisor_V1_RotateGatewayCredentialsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateGatewayCredentialsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}restarted\0\u{3}access_key_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.restarted) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.accessKeyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.restarted.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.restarted, fieldNumber: 1)
+    }
+    if !self.accessKeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.accessKeyID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Supervisor_V1_RotateGatewayCredentialsResponse, rhs: Automate_Supervisor_V1_RotateGatewayCredentialsResponse) -> Bool {
+    if lhs.restarted != rhs.restarted {return false}
+    if lhs.accessKeyID != rhs.accessKeyID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
