@@ -75,6 +75,9 @@ fi
 
 [ "$mode" = deps ] && { step "dependencies ready (tools in $venv/bin)"; exit 0; }
 
+# SwiftPM clones its dependencies from a local mirror that root owns; let git read it as any user
+# (for this process only).
+export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
 # --- build and install --------------------------------------------------------------------------------
 step "building (release)"
 (cd "$repo" && swift build -c release --product automate && swift build -c release --product automate-supervisor \
