@@ -75,9 +75,13 @@ fi
 
 [ "$mode" = deps ] && { step "dependencies ready (tools in $venv/bin)"; exit 0; }
 
-# SwiftPM clones its dependencies from a local mirror that root owns; let git read it as any user
-# (for this process only).
-export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
+# SwiftPM clones its dependencies from a local package mirror that root owns. Let git read it as any
+# user, for this run only: a global config of our own that marks it safe and includes the user's own.
+if [ "$(id -u)" -ne 0 ]; then
+  gitconfig=$(mktemp)
+  printf '[safe]\n\tdirectory = *\n[include]\n\tpath = %s/.gitconfig\n' "$HOME" > "$gitconfig"
+  export GIT_CONFIG_GLOBAL="$gitconfig"
+fi
 # --- build and install --------------------------------------------------------------------------------
 step "building (release)"
 (cd "$repo" && swift build -c release --product automate && swift build -c release --product automate-supervisor \

@@ -9,9 +9,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "$(id -u)" -eq 0 ]; then prefix=${AUTOMATE_PREFIX:-/opt/automate}; else prefix=${AUTOMATE_PREFIX:-$HOME/.local/opt/automate}; fi
 export AUTOMATE_TOOLS_DIR="$prefix/venv/bin"
 export PATH="$prefix/venv/bin:$PATH"
-# SwiftPM clones its dependencies from a local mirror that root owns; let git read it as any user
-# (for this process only).
-export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
+# SwiftPM clones its dependencies from a local package mirror that root owns. Let git read it as any
+# user, for this run only: a global config of our own that marks it safe and includes the user's own.
+if [ "$(id -u)" -ne 0 ]; then
+  gitconfig=$(mktemp)
+  printf '[safe]\n\tdirectory = *\n[include]\n\tpath = %s/.gitconfig\n' "$HOME" > "$gitconfig"
+  export GIT_CONFIG_GLOBAL="$gitconfig"
+fi
 cd "$repo"
 echo "==> building"
 swift build --build-tests
