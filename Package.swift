@@ -76,10 +76,23 @@ let package = Package(
         .target(
             name: "AutomateCLI",
             dependencies: [
-                "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims",
+                "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        /// The backup contract every data-owning service implements (protobuf messages and method names).
+        .target(
+            name: "BackupContract",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/backup_contract.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// Backup repositories on disk: listing, states, checksums and verification (no service needed).
+        .target(
+            name: "BackupRepository",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         /// The S3 API: filesystem store, SigV4 verification and signing, re-signing proxy.
@@ -130,12 +143,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "pg-sidecar-service",
-            dependencies: ["PGSidecar", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "es-sidecar-service",
-            dependencies: ["ESSidecar", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ESSidecar", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "S3ClientTests", dependencies: ["S3Client"], swiftSettings: swiftSettings),
@@ -174,6 +187,11 @@ let package = Package(
 
         .testTarget(name: "AutomateRPCTests", dependencies: ["AutomateRPC"], swiftSettings: swiftSettings),
         .testTarget(name: "AutomateManifestTests", dependencies: ["AutomateManifest"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BackupRepositoryTests",
+            dependencies: ["BackupRepository", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AutomateSupervisorTests",
             dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims"],

@@ -37,17 +37,25 @@ public struct ESSidecarConfig: Sendable {
         func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
         guard let socket = env["AUTOMATE_SERVICE_SOCKET"] else { throw SearchError(status: 0, message: "AUTOMATE_SERVICE_SOCKET is not set") }
         guard let url = cfg("SEARCH_URL") else { throw SearchError(status: 0, message: "config search_url is not set") }
-        guard let endpoint = cfg("S3_ENDPOINT") else { throw SearchError(status: 0, message: "config s3_endpoint is not set") }
+        // The supervisor hands gateway users AUTOMATE_GATEWAY_* ([backup] gateway = true); config overrides.
+        func gw(_ k: String) -> String? { env["AUTOMATE_GATEWAY_" + k].flatMap { $0.isEmpty ? nil : $0 } }
+        guard let endpoint = cfg("S3_ENDPOINT") ?? gw("ENDPOINT") else {
+            throw SearchError(status: 0, message: "no S3 endpoint: set config s3_endpoint or run with [backup] gateway = true")
+        }
         let external = cfg("EXTERNAL") == "true"
         guard let mode = ESMode(rawValue: cfg("MODE") ?? (external ? "snapshot" : "export")) else {
             throw SearchError(status: 0, message: "config mode must be export or snapshot")
         }
         var creds: S3Credentials? = nil
-        if let path = cfg("S3_CREDENTIALS") { creds = try S3Credentials.load(path: path) }
+        if let path = cfg("S3_CREDENTIALS") {
+            creds = try S3Credentials.load(path: path)
+        } else if let id = gw("ACCESS_KEY_ID"), let secret = gw("SECRET_ACCESS_KEY") {
+            creds = S3Credentials(accessKeyID: id, secretAccessKey: secret)
+        }
         var c = ESSidecarConfig(
             socketPath: socket, searchURL: url, mode: mode,
-            s3: S3Client(endpoint: endpoint, region: cfg("S3_REGION") ?? "us-east-1", credentials: creds),
-            bucket: cfg("S3_BUCKET") ?? "automate-backups")
+            s3: S3Client(endpoint: endpoint, region: cfg("S3_REGION") ?? gw("REGION") ?? "us-east-1", credentials: creds),
+            bucket: cfg("S3_BUCKET") ?? gw("BUCKET") ?? "backups")
         if let n = cfg("S3_CLIENT_NAME") { c.s3ClientName = n }
         if let p = cfg("PART_SIZE_MIB").flatMap(Int.init) { c.partSize = max(5, p) << 20 }
         return c

@@ -5,6 +5,11 @@ public struct SearchError: Error, CustomStringConvertible, Sendable {
     public var status: Int
     public var message: String
     public var description: String { status == 0 ? message : "search engine: HTTP \(status): \(message)" }
+
+    public init(status: Int, message: String) {
+        self.status = status
+        self.message = message
+    }
 }
 
 /// A blocking REST client for an OpenSearch/Elasticsearch-API engine (libcurl, no signing). Use it from a

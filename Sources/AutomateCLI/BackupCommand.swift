@@ -1,0 +1,152 @@
+import ArgumentParser
+import AutomateSupervisor
+import BackupRepository
+import Foundation
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Inspect backup repositories: list, show, verify (no running stack needed).",
+        subcommands: [List.self, Show.self, Verify.self])
+
+    /// `--repository`, defaulting to `<home>/backups`.
+    struct RepositoryOptions: ParsableArguments {
+        @OptionGroup var homeOptions: HomeOptions
+        @Option(help: "The backup repository folder (default: <home>/backups).")
+        var repository: String?
+
+        func resolved(_ positional: String? = nil) -> BackupRepository {
+            let path = positional ?? repository ?? homeOptions.resolved.backupsDirectory
+            return BackupRepository(path: path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the backups in a repository: id, state, size, age.")
+        @OptionGroup var options: RepositoryOptions
+        @Argument(help: "The repository folder (default: --repository or <home>/backups).")
+        var path: String?
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let repository = options.resolved(path)
+            let entries: [BackupRepository.Entry]
+            do { entries = try repository.list() } catch { throw CLIError("\(error)") }
+            if json {
+                let rows: [[String: Any]] = entries.map {
+                    ["id": $0.id.rawValue, "state": $0.state.rawValue, "restorable": $0.state.isRestorable,
+                     "size": $0.size, "services": $0.services, "fingerprint": $0.fingerprint ?? NSNull()]
+                }
+                let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            if entries.isEmpty {
+                print("No backups in \(repository.path).")
+                return
+            }
+            print(BackupTable.render(entries, now: Date()), terminator: "")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one backup: services, artifacts, sizes, fingerprint.")
+        @OptionGroup var options: RepositoryOptions
+        @Argument(help: "The backup id (yyyyMMddHHmmss).")
+        var id: String
+
+        func run() async throws {
+            let repository = options.resolved()
+            guard let backupID = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
+            let entry: BackupRepository.Entry
+            do { entry = try repository.entry(backupID) } catch { throw CLIError("\(error)") }
+            print("backup       \(entry.id)  (\(BackupTable.utc(entry.id.date)))")
+            print("state        \(entry.state.rawValue)\(entry.state.isRestorable ? "" : "  (not restorable)")")
+            print("size         \(BackupTable.bytes(entry.size))")
+            print("fingerprint  \(entry.fingerprint ?? "-")")
+            print("services     \(entry.services.joined(separator: ", "))")
+            let report = try BackupVerifier(repository: repository).verify(backupID, checkArtifacts: false)
+            for finding in report.findings {
+                print("  \(finding.file)  \(finding.detail)")
+            }
+            for problem in report.problems { print("  ! \(problem)") }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read every artifact and check sizes and sha256 (all backups when no id is given).",
+            discussion: "Prints one row per file (ok, corrupted, missing, unverified); exits 1 on any fault.")
+        @OptionGroup var options: RepositoryOptions
+        @Argument(help: "Backup ids (default: every backup in the repository).")
+        var ids: [String] = []
+
+        func run() async throws {
+            let repository = options.resolved()
+            var targets: [BackupID] = []
+            for id in ids {
+                guard let parsed = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
+                targets.append(parsed)
+            }
+            if targets.isEmpty {
+                do { targets = try repository.list().map(\.id) } catch { throw CLIError("\(error)") }
+            }
+            var faults = 0
+            for id in targets {
+                let report: BackupVerifier.Report
+                do { report = try BackupVerifier(repository: repository).verify(id) } catch { throw CLIError("\(error)") }
+                let width = max(4, report.findings.map(\.file.count).max() ?? 0)
+                print("\(id)  \(report.state.rawValue)")
+                for finding in report.findings {
+                    print("  \(finding.verdict.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))\(finding.file.padding(toLength: width, withPad: " ", startingAt: 0))  \(finding.detail)")
+                }
+                for problem in report.problems { print("  fault     \(problem)") }
+                if !report.isSound { faults += 1 }
+            }
+            if faults > 0 {
+                throw CLIError("\(faults) of \(targets.count) backups have faults", exitCode: 1)
+            }
+            print("\(targets.count) backups verified, no faults.")
+        }
+    }
+}
+
+/// Tables and units for backups.
+enum BackupTable {
+    static func render(_ entries: [BackupRepository.Entry], now: Date) -> String {
+        var rows = [["ID", "STATE", "SIZE", "AGE", "SERVICES"]]
+        for entry in entries {
+            rows.append([
+                entry.id.rawValue, entry.state.rawValue + (entry.state.isRestorable ? "" : " (not restorable)"),
+                bytes(entry.size), StatusRendering.formatDuration(now.timeIntervalSince(entry.id.date)),
+                entry.services.joined(separator: ","),
+            ])
+        }
+        var widths = [Int](repeating: 0, count: 5)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { i, cell in i < 4 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : cell }
+                .joined(separator: "  ") + "\n"
+        }.joined()
+    }
+
+    static func bytes(_ value: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var amount = Double(value)
+        var unit = 0
+        while amount >= 1024 && unit < units.count - 1 {
+            amount /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(value) B" : String(format: "%.1f %@", amount, units[unit])
+    }
+
+    static func utc(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d UTC", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec)
+    }
+}

@@ -1,0 +1,29 @@
+/// The backup contract's method names on the automate RPC wire (see `Proto/backup_contract.proto`).
+public enum BackupContract {
+    /// The service part of every method name.
+    public static let service = "automate.backup.v1.BackupService"
+
+    /// `CreateBackup(CreateBackupRequest) -> BackupStatus`: starts a backup under the given id and returns
+    /// at once with the RUNNING status (ALREADY_EXISTS with the status if that id exists).
+    public static let createBackup = "\(service)/CreateBackup"
+    /// `BackupStatus(BackupStatusRequest) -> BackupStatus` (NOT_FOUND for an unknown id).
+    public static let backupStatus = "\(service)/BackupStatus"
+    /// `WatchBackup(BackupStatusRequest) -> stream BackupStatus`: updates until the operation ends.
+    public static let watchBackup = "\(service)/WatchBackup"
+    /// `ListBackups(ListBackupsRequest) -> ListBackupsResponse`.
+    public static let listBackups = "\(service)/ListBackups"
+    /// `DeleteBackup(DeleteBackupRequest) -> DeleteBackupResponse`.
+    public static let deleteBackup = "\(service)/DeleteBackup"
+    /// `Restore(RestoreRequest) -> RestoreStatus`: starts restoring; returns at once.
+    public static let restore = "\(service)/Restore"
+    /// `RestoreStatusShortTerm(RestoreStatusRequest) -> RestoreStatus`: the part the service must wait for.
+    public static let restoreStatusShortTerm = "\(service)/RestoreStatusShortTerm"
+    /// `RestoreStatusLongTerm(RestoreStatusRequest) -> RestoreStatus`: bulk data still loading while it runs.
+    public static let restoreStatusLongTerm = "\(service)/RestoreStatusLongTerm"
+}
+
+public typealias BackupProgress = Automate_Backup_V1_Progress
+public typealias BackupOperationState = Automate_Backup_V1_OperationState
+public typealias BackupArtifact = Automate_Backup_V1_Artifact
+public typealias ServiceBackupStatus = Automate_Backup_V1_BackupStatus
+public typealias ServiceRestoreStatus = Automate_Backup_V1_RestoreStatus

@@ -1,0 +1,227 @@
+import AutomateRPC
+import ESSidecar
+import Foundation
+import Logging
+import S3Client
+import SidecarProto
+import XCTest
+
+/// Export mode end to end through the RPC socket: osmem-server as the engine, moto_server as S3.
+final class ESSidecarTests: XCTestCase {
+    nonisolated(unsafe) static var moto: MotoServer?
+    nonisolated(unsafe) static var osmem: OsmemServer?
+    nonisolated(unsafe) static var server: RPCServer?
+    nonisolated(unsafe) static var socketDir: String?
+    nonisolated(unsafe) static var setupError: String?
+    static let bucket = "backups"
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            moto = try MotoServer()
+            osmem = try OsmemServer()
+            socketDir = try Fixture.makeTempDir("essidecar")
+        } catch {
+            setupError = "\(error)"
+        }
+    }
+
+    override class func tearDown() {
+        if let server { let sem = DispatchSemaphore(value: 0); Task { await server.shutdown(); sem.signal() }; sem.wait() }
+        osmem?.stop()
+        moto?.stop()
+        if let socketDir { try? FileManager.default.removeItem(atPath: socketDir) }
+        super.tearDown()
+    }
+
+    func fixtures() async throws -> (SearchEngine, S3Client, RPCClient) {
+        guard let osmem = Self.osmem, let moto = Self.moto, let dir = Self.socketDir else {
+            XCTFail("fixtures did not start (\(Self.setupError ?? "?")): run scripts/install.sh --deps")
+            throw XCTSkip("no fixtures")
+        }
+        let s3 = S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        let socket = dir + "/es-sidecar-service.sock"
+        if Self.server == nil {
+            var config = ESSidecarConfig(socketPath: socket, searchURL: osmem.url, mode: .export, s3: s3, bucket: Self.bucket)
+            config.partSize = 5 << 20
+            let sidecar = ESSidecar(config: config, logger: Logger(label: "test.es-sidecar"))
+            let server = RPCServer(configuration: .init(socketPath: socket), logger: Logger(label: "test.rpc"))
+            sidecar.register(on: server)
+            try await server.start()
+            Self.server = server
+            let client = try await RPCClient.connect(socketPath: socket)
+            var req = Automate_Sidecar_Es_ESCreateRepoRequest()
+            req.service = "search-service"
+            _ = try await client.unary("CreateRepo", req, as: Automate_Sidecar_Es_ESCreateRepoResponse.self)
+            await client.close()
+        }
+        return (SearchEngine(url: osmem.url), s3, try await RPCClient.connect(socketPath: socket))
+    }
+
+    /// Creates `index` with explicit mappings and `count` varied documents (non-ASCII, nested, arrays).
+    func makeIndex(_ engine: SearchEngine, _ index: String, count: Int) throws {
+        try engine.json("PUT", "/\(index)", body: [
+            "settings": ["number_of_shards": 1, "number_of_replicas": 0],
+            "mappings": ["properties": [
+                "title": ["type": "text"], "tag": ["type": "keyword"], "n": ["type": "integer"],
+                "price": ["type": "double"], "ok": ["type": "boolean"], "at": ["type": "date"],
+            ]],
+        ])
+        var batch = ""
+        for i in 0..<count {
+            let doc: [String: Any] = [
+                "title": "Dokument №\(i) — ünïcödé 東京 \(i % 7 == 0 ? "🚀" : "")",
+                "tag": "t\(i % 13)", "n": i, "price": Double(i) / 4.0, "ok": i % 2 == 0,
+                "at": "2026-03-0\(1 + i % 9)T10:00:00Z",
+                "nested": ["a": [1, 2, i], "b": ["x": "y\(i)"]],
+                "list": ["α", "β", "\(i)"],
+            ]
+            let src = String(decoding: try JSONSerialization.data(withJSONObject: doc), as: UTF8.self)
+            batch += "{\"index\":{\"_index\":\"\(index)\",\"_id\":\"doc-\(i)\"}}\n\(src)\n"
+            if (i + 1) % 1000 == 0 || i == count - 1 {
+                let (status, body) = try engine.raw("POST", "/_bulk?refresh=true", body: Array(batch.utf8), contentType: "application/x-ndjson")
+                XCTAssertEqual(status, 200, String(decoding: body.prefix(300), as: UTF8.self))
+                batch = ""
+            }
+        }
+    }
+
+    /// Every document: id → source (parsed), paged.
+    func allDocs(_ engine: SearchEngine, _ index: String) throws -> [String: NSDictionary] {
+        var out: [String: NSDictionary] = [:]
+        var after: String? = nil
+        while true {
+            var q: [String: Any] = ["size": 500, "sort": [["_id": "asc"]]]
+            if let after { q["search_after"] = [after] }
+            let r = try engine.json("POST", "/\(index)/_search", body: q) as? [String: Any]
+            let hits = ((r?["hits"] as? [String: Any])?["hits"] as? [[String: Any]]) ?? []
+            if hits.isEmpty { break }
+            for h in hits { out[h["_id"] as! String] = h["_source"] as? NSDictionary }
+            after = hits.last?["_id"] as? String
+        }
+        return out
+    }
+
+    func wait(_ client: RPCClient, _ op: String) async throws -> ESStatus {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            var r = Automate_Sidecar_Es_ESStatusRequest()
+            r.operationID = op
+            let s = try await client.unary("SnapshotStatus", r, as: ESStatus.self)
+            if s.phase == .completed || s.phase == .failed { return s }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw RPCError(.deadlineExceeded, "operation \(op) did not finish")
+    }
+
+    func snapshot(_ client: RPCClient, _ name: String, _ indices: [String]) async throws -> ESStatus {
+        var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
+        req.service = "search-service"
+        req.snapshot = name
+        req.indices = indices
+        return try await wait(client, try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID)
+    }
+
+    func restore(_ client: RPCClient, _ name: String, replace: Bool = false) async throws -> ESStatus {
+        var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
+        req.service = "search-service"
+        req.snapshot = name
+        req.replaceExisting = replace
+        return try await wait(client, try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID)
+    }
+
+    func testExportDeleteRestoreEveryDocumentEqual() async throws {
+        let (engine, s3, client) = try await fixtures()
+        try makeIndex(engine, "products", count: 5000)
+        try makeIndex(engine, "reviews", count: 1500)
+        let before = [try allDocs(engine, "products"), try allDocs(engine, "reviews")]
+        XCTAssertEqual(before[0].count, 5000)
+        let mappingBefore = try engine.definition("products").mappings as NSDictionary
+
+        let s = try await snapshot(client, "20260301100000", ["products", "rev*"])
+        XCTAssertEqual(s.phase, .completed, s.error)
+        XCTAssertEqual(s.indices.map(\.index), ["products", "reviews"])
+        XCTAssertEqual(s.indices.map(\.docsDone), [5000, 1500])
+        let objects = try await s3.listObjects(bucket: Self.bucket, prefix: "automate-elasticsearch-data/search-service/20260301100000/")
+        XCTAssertEqual(Set(objects.map { ($0.key as NSString).lastPathComponent }), ["products.ndjson", "reviews.ndjson", "manifest.json"])
+
+        try engine.json("DELETE", "/products")
+        try engine.json("DELETE", "/reviews")
+        let r = try await restore(client, "20260301100000")
+        XCTAssertEqual(r.phase, .completed, r.error)
+        XCTAssertTrue(r.shortTermDone && r.longTermDone)
+        XCTAssertEqual(try allDocs(engine, "products"), before[0])
+        XCTAssertEqual(try allDocs(engine, "reviews"), before[1])
+        XCTAssertEqual(try engine.definition("products").mappings as NSDictionary, mappingBefore)
+
+        // Restoring over existing indices needs replace_existing.
+        do {
+            _ = try await restore(client, "20260301100000")
+            XCTFail("expected ALREADY_EXISTS")
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, .alreadyExists, e.message)
+        }
+        await client.close()
+    }
+
+    func testTruncatedOrAlteredObjectIsRefused() async throws {
+        let (engine, s3, client) = try await fixtures()
+        try makeIndex(engine, "orders", count: 2000)
+        let s = try await snapshot(client, "20260301110000", ["orders"])
+        XCTAssertEqual(s.phase, .completed, s.error)
+        let key = "automate-elasticsearch-data/search-service/20260301110000/orders.ndjson"
+        let original = try await s3.getObject(bucket: Self.bucket, key: key)
+        try engine.json("DELETE", "/orders")
+
+        // Truncated at a line boundary (still valid NDJSON, fewer documents): refused, nothing created.
+        var cut = original.count / 2
+        while original[cut - 1] != UInt8(ascii: "\n") { cut -= 1 }
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: Array(original.prefix(cut)))
+        let t = try await restore(client, "20260301110000")
+        XCTAssertEqual(t.phase, .failed)
+        XCTAssertTrue(t.error.contains("refusing"), t.error)
+        XCTAssertFalse(try engine.indexExists("orders"))
+
+        // Same length, one byte altered: refused.
+        var altered = original
+        altered[altered.count / 3] = UInt8(ascii: "Z")
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: altered)
+        let a = try await restore(client, "20260301110000")
+        XCTAssertEqual(a.phase, .failed)
+        XCTAssertFalse(try engine.indexExists("orders"))
+
+        // Intact again: restores.
+        try await s3.putObject(bucket: Self.bucket, key: key, bytes: original)
+        let ok = try await restore(client, "20260301110000")
+        XCTAssertEqual(ok.phase, .completed, ok.error)
+        XCTAssertEqual(try engine.count("orders"), 2000)
+        await client.close()
+    }
+
+    func testLocalSaveSurvivesEngineRestart() async throws {
+        let (engine, _, client) = try await fixtures()
+        await client.close()
+        try makeIndex(engine, "notes", count: 1200)
+        let before = try allDocs(engine, "notes")
+        let dir = try Fixture.makeTempDir("search-save")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let n = try LocalSearchSave(engine: engine, directory: dir).save()
+        XCTAssertGreaterThanOrEqual(n, 1)
+        // A second save replaces the first whole.
+        try engine.json("POST", "/notes/_doc/added-later?refresh=true", body: ["title": "added after the first save"])
+        _ = try LocalSearchSave(engine: engine, directory: dir).save()
+        let generations = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("save-") }
+        XCTAssertEqual(generations.count, 1)
+
+        // A fresh engine (a restart of the in-memory server) loads the save.
+        let fresh = try OsmemServer()
+        defer { fresh.stop() }
+        let freshEngine = SearchEngine(url: fresh.url)
+        let loaded = try LocalSearchSave(engine: freshEngine, directory: dir).loadIfEngineEmpty()
+        XCTAssertEqual(loaded, n)
+        var after = try allDocs(freshEngine, "notes")
+        XCTAssertNotNil(after.removeValue(forKey: "added-later"))
+        XCTAssertEqual(after, before)
+        XCTAssertEqual(try LocalSearchSave(engine: freshEngine, directory: dir).loadIfEngineEmpty(), 0, "not loaded twice")
+    }
+}

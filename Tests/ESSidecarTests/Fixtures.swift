@@ -1,0 +1,143 @@
+// Real-process fixtures shared (copied) by the sidecar test targets: moto_server (S3), PostgreSQL,
+// osmem-server. Each starts on a free loopback port in a temp folder and is stopped by the test.
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Fixture {
+    static let toolDirs = ["/opt/automate/venv/bin", (NSHomeDirectory() as NSString).appendingPathComponent(".local/opt/automate/venv/bin")]
+
+    /// Finds a tool in the stack's venv, then on PATH; nil when missing.
+    static func tool(_ name: String) -> String? {
+        var dirs = toolDirs
+        if let t = ProcessInfo.processInfo.environment["AUTOMATE_TOOLS_DIR"] { dirs.insert(t, at: 0) }
+        dirs += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        for d in dirs {
+            let p = (d as NSString).appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
+    static func requireTool(_ name: String) throws -> String {
+        guard let p = tool(name) else {
+            XCTFail("\(name) not found: run scripts/install.sh --deps")
+            throw XCTSkip("\(name) missing")
+        }
+        return p
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    static func makeTempDir(_ prefix: String) throws -> String {
+        let path = "/tmp/\(prefix)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o755)
+        return path
+    }
+
+    /// Runs a command to completion; returns (status, stdout, stderr).
+    @discardableResult
+    static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        var outData = Data(), errData = Data()
+        let g = DispatchGroup()
+        g.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+        outData = out.fileHandleForReading.readDataToEndOfFile()
+        g.wait()
+        p.waitUntilExit()
+        let o = String(decoding: outData, as: UTF8.self), e = String(decoding: errData, as: UTF8.self)
+        if check && p.terminationStatus != 0 {
+            throw NSError(domain: "fixture", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "\(path) \(args.joined(separator: " ")) failed: \(e)"])
+        }
+        return (p.terminationStatus, o, e)
+    }
+
+    static func waitFor(_ what: String, timeout: TimeInterval = 30, _ probe: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if probe() { return }
+            usleep(50_000)
+        }
+        throw NSError(domain: "fixture", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
+    }
+
+    static func httpOK(_ url: String) -> Bool {
+        (try? run("/usr/bin/curl", ["-s", "-o", "/dev/null", "--max-time", "1", url], check: true)) != nil
+    }
+}
+
+/// moto_server on a free loopback port.
+final class MotoServer {
+    let process = Process()
+    let port: Int
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+
+    init() throws {
+        let path = try Fixture.requireTool("moto_server")
+        port = Fixture.freePort()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["-H", "127.0.0.1", "-p", String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ACCESS_KEY_ID"] = "test"
+        env["AWS_SECRET_ACCESS_KEY"] = "test"
+        process.environment = env
+        try process.run()
+        let ep = endpoint
+        try Fixture.waitFor("moto_server on \(ep)") { Fixture.httpOK(ep + "/moto-api/") }
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+    }
+}
+
+/// osmem-server (an in-memory OpenSearch-API engine) on a free loopback port.
+final class OsmemServer {
+    let process = Process()
+    let port: Int
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    init() throws {
+        let path = try Fixture.requireTool("osmem-server")
+        port = Fixture.freePort()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["-addr", "127.0.0.1:\(port)", "-no-stdin-watch", "-parent-pid", String(getpid())]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let u = url
+        try Fixture.waitFor("osmem-server on \(u)") { Fixture.httpOK(u + "/_cluster/health") }
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+    }
+}
