@@ -194,7 +194,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AutomateSupervisorTests",
-            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims"],
+            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),
