@@ -101,6 +101,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -143,7 +144,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "pg-sidecar-service",
-            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PGSidecar", "SidecarProto", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

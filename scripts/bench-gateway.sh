@@ -31,7 +31,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-gateway: $1 did not come up" >&2; exit 1; }
 mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / float(sys.argv[1])))" "$1"; }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
-secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null || { echo "bench-gateway: failed: $*" >&2; return 1; }; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
 
 mkdir -p "$work/root/bench" "$work/nginx/root" "$work/nginx/tmp" "$work/nginx/logs"
 echo "==> making a ${size_mib} MiB file"
@@ -45,7 +45,10 @@ gpid=$!; pids+=("$gpid")
 wait_http "http://127.0.0.1:$gport/healthz"
 
 nport=$(free_port)
+nginx_user=""
+[ "$(id -u)" -eq 0 ] && nginx_user="user root root;"   # workers must write into this temp folder
 cat > "$work/nginx/nginx.conf" <<CONF
+$nginx_user
 daemon off;
 worker_processes 1;
 pid $work/nginx/nginx.pid;

@@ -79,4 +79,12 @@ static inline long automate_copy_file_range(int in_fd, int out_fd, size_t len) {
 static inline int automate_sync_file_range_write(int fd, long long offset, long long nbytes) {
     return (int)syscall(SYS_sync_file_range, fd, offset, nbytes, 2u /* SYNC_FILE_RANGE_WRITE */);
 }
+
+/* Bounded heap growth for the gateway: few malloc arenas, fixed mmap threshold (big buffers go back to the OS). */
+#include <malloc.h>
+static inline void automate_malloc_tune(void) {
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+}
 #endif

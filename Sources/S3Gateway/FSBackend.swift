@@ -231,7 +231,7 @@ struct FSBackend: S3Backend {
             let allocator = ByteBufferAllocator()
             do {
                 while remaining > 0 {
-                    let want = min(remaining, 1 << 20)
+                    let want = min(remaining, 128 << 10)
                     var buf = allocator.buffer(capacity: want)
                     let n = buf.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { p in
                         var r: Int
@@ -288,6 +288,18 @@ struct FSBackend: S3Backend {
         return decoder
     }
 
+    /// Streams the body through the payload checks into a pending file (which hashes MD5 in parallel).
+    static func receive(_ req: S3Request, body: RequestBody, into file: PendingFile) async throws -> PayloadDecoder {
+        let decoder = try PayloadDecoder(mode: req.payload, headers: req.headers, hashMD5: false)
+        for try await buf in body {
+            for piece in try decoder.feed(buf) {
+                try piece.withUnsafeReadableBytes { try file.write($0) }
+            }
+        }
+        try decoder.finish(md5: try file.drain())
+        return decoder
+    }
+
     func putObject(_ req: S3Request, bucket: String, key: String, path: String, body: RequestBody, log: RequestLog) async throws -> Response {
         let h = req.headers
         let noClobber = h["if-none-match"]?.trimmingCharacters(in: .whitespaces) == "*"
@@ -307,7 +319,7 @@ struct FSBackend: S3Backend {
         try makeDirs(dir)
         let file = try PendingFile(dir: dir)
         do {
-            let decoder = try await Self.receive(req, body: body) { try file.write($0) }
+            let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
             try file.commit(to: path, etag: etag, noClobber: noClobber)
             log.bytes = decoder.decodedBytes
@@ -394,7 +406,7 @@ struct FSBackend: S3Backend {
         guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
         let file = try PendingFile(dir: dir)
         do {
-            let decoder = try await Self.receive(req, body: body) { try file.write($0) }
+            let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
             guard statPath(dir) != nil else { throw S3Error.noSuchUpload } // aborted meanwhile
             try file.commit(to: dir + "/" + FSStore.partName(n), etag: etag, noClobber: false)

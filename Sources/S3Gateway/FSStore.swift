@@ -39,12 +39,26 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// Writes data to a hidden temp file beside its final name; `commit` fsyncs and renames it into place,
 /// `abort` removes it. A crash leaves at most a hidden `.automate-tmp-*` file that listing skips.
-final class PendingFile {
+///
+/// Data is gathered in 512 KiB buffers; each full buffer is written by a serial I/O queue while a second
+/// queue computes its MD5, so receiving, hashing and writing overlap. At most 3 buffers exist per file.
+final class PendingFile: @unchecked Sendable {
     let dir: String
     let tmpPath: String
     let fd: Int32
+    private static let bufferSize = 512 << 10
+    private static let bufferCount = 3
     private var staging: UnsafeMutableRawBufferPointer
     private var filled = 0
+    private var free: [UnsafeMutableRawBufferPointer] = []
+    private var all: [UnsafeMutableRawBufferPointer] = []
+    private let lock = NSLock()
+    private let slots = DispatchSemaphore(value: 0)
+    private let writeQueue = DispatchQueue(label: "gateway.file.write")
+    private let hashQueue = DispatchQueue(label: "gateway.file.md5")
+    private let group = DispatchGroup()
+    private var md5 = Insecure.MD5()
+    private var ioError: String?
     private(set) var written = 0
     private var flushedUpTo = 0
     private var done = false
@@ -67,11 +81,13 @@ final class PendingFile {
             }
             throw S3Error("InternalError", 500, "cannot create temp file in \(dir): \(errnoText())")
         }
-        staging = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 4096)
+        all.append(staging)
     }
 
     deinit {
-        staging.deallocate()
+        group.wait()
+        for b in all { b.deallocate() }
         if !done { close(fd); unlink(tmpPath) }
     }
 
@@ -86,28 +102,66 @@ final class PendingFile {
         }
     }
 
+    /// Hands the staging buffer to the I/O and hash queues and takes a free one (waiting if none).
     func flush() throws {
-        var off = 0
-        while off < filled {
-            let r = Glibc.write(fd, staging.baseAddress! + off, filled - off)
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw S3Error("InternalError", 500, "write failed: \(errnoText())")
+        if let e = lock.withLock({ ioError }) { throw S3Error("InternalError", 500, e) }
+        guard filled > 0 else { return }
+        let buf = staging, n = filled
+        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+        let pending = PendingCount(2)
+        let release: @Sendable () -> Void = { [self] in
+            if pending.decrement() {
+                lock.withLock { free.append(buf) }
+                slots.signal()
             }
-            off += r
         }
-        written += filled
+        group.enter(); group.enter()
+        hashQueue.async { [self] in
+            md5.update(bufferPointer: chunk)
+            release(); group.leave()
+        }
+        writeQueue.async { [self] in
+            defer { release(); group.leave() }
+            guard lock.withLock({ ioError }) == nil else { return }
+            var off = 0
+            while off < n {
+                let r = Glibc.write(fd, chunk.baseAddress! + off, n - off)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    let e = "write failed: \(errnoText())"
+                    lock.withLock { ioError = e }
+                    return
+                }
+                off += r
+            }
+            written += n
+            // Start writeback early so the final fsync has little left to do.
+            if written - flushedUpTo >= 16 << 20 {
+                _ = automate_sync_file_range_write(fd, Int64(flushedUpTo), Int64(written - flushedUpTo))
+                flushedUpTo = written
+            }
+        }
         filled = 0
-        // Start writeback early so the final fsync has little left to do.
-        if written - flushedUpTo >= 16 << 20 {
-            _ = automate_sync_file_range_write(fd, Int64(flushedUpTo), Int64(written - flushedUpTo))
-            flushedUpTo = written
+        if all.count < Self.bufferCount {
+            staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 4096)
+            all.append(staging)
+        } else {
+            slots.wait()
+            staging = lock.withLock { free.removeLast() }
         }
+    }
+
+    /// Waits for queued writes and hashes; returns the MD5 of everything written.
+    func drain() throws -> [UInt8] {
+        try flush()
+        group.wait()
+        if let e = lock.withLock({ ioError }) { throw S3Error("InternalError", 500, e) }
+        return Array(md5.finalize())
     }
 
     /// fsync, store the ETag, and move into place. `noClobber`: fail with PreconditionFailed if the name exists.
     func commit(to finalPath: String, etag: String, noClobber: Bool) throws {
-        try flush()
+        _ = try drain()
         guard fsync(fd) == 0 else { throw S3Error("InternalError", 500, "fsync failed: \(errnoText())") }
         var st = stat()
         fstat(fd, &st)
@@ -136,10 +190,20 @@ final class PendingFile {
 
     func abort() {
         guard !done else { return }
+        group.wait()
         done = true
         close(fd)
         unlink(tmpPath)
     }
+}
+
+/// A small atomic-ish countdown (guarded by a lock).
+final class PendingCount: @unchecked Sendable {
+    private var n: Int
+    private let lock = NSLock()
+    init(_ n: Int) { self.n = n }
+    /// true when it reached zero.
+    func decrement() -> Bool { lock.withLock { n -= 1; return n == 0 } }
 }
 
 func fsyncDir(_ dir: String) {

@@ -76,8 +76,12 @@ final class PayloadDecoder {
 
     /// - Parameters:
     ///   - headers: lowercased request headers.
-    init(mode: PayloadMode, headers: [String: String]) throws {
+    /// `hashMD5: false` when the sink computes the MD5 itself (pass it to `finish(md5:)`).
+    private let hashMD5: Bool
+
+    init(mode: PayloadMode, headers: [String: String], hashMD5: Bool = true) throws {
         self.mode = mode
+        self.hashMD5 = hashMD5
         switch mode {
         case .unsigned: chunked = false
         case .signedHex: chunked = false; sha256 = SHA256()
@@ -118,7 +122,7 @@ final class PayloadDecoder {
     }
 
     private func consumePayload(_ p: UnsafeRawBufferPointer) {
-        md5.update(bufferPointer: p)
+        if hashMD5 { md5.update(bufferPointer: p) }
         sha256?.update(bufferPointer: p)
         chunkHash?.update(bufferPointer: p)
         checksum?.update(p)
@@ -225,7 +229,8 @@ final class PayloadDecoder {
     }
 
     /// Called at the end of the wire body: throws the S3 error for any failed check.
-    func finish() throws {
+    func finish(md5 external: [UInt8]? = nil) throws {
+        if let external { cachedMD5 = external }
         if chunked {
             guard sawFinalChunk, case .done = state else { throw S3Error.incompleteBody }
             if case .streamingSigned(_, _, _, _, true) = mode, !trailerLines.contains(where: { $0.lowercased().hasPrefix("x-amz-trailer-signature") }) {

@@ -1,3 +1,4 @@
+import CCurl
 import Foundation
 import Hummingbird
 import Logging
@@ -74,6 +75,11 @@ public struct GatewayConfig: Sendable {
         self.host = host; self.port = port; self.mode = mode
         self.credentials = credentials; self.region = region
     }
+}
+
+/// Limits heap retention (few malloc arenas, large buffers returned to the OS); call once at start.
+public func tuneMemoryForGateway() {
+    automate_malloc_tune()
 }
 
 /// Builds the Hummingbird application for a configuration. `onRunning` gets the bound port.

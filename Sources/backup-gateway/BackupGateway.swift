@@ -40,6 +40,7 @@ struct BackupGateway: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
+        tuneMemoryForGateway()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "backup-gateway")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
