@@ -84,14 +84,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # --- build and install --------------------------------------------------------------------------------
 step "building (release)"
-(cd "$repo" && swift build -c release --product automate && swift build -c release --product automate-supervisor \
-  && swift build -c release --product backup-gateway)
+products=(automate automate-supervisor backup-gateway pg-sidecar-service es-sidecar-service)
+for product in "${products[@]}"; do
+  (cd "$repo" && swift build -c release --product "$product")
+done
 bin=$(cd "$repo" && swift build -c release --show-bin-path)
 step "installing into $prefix"
 stage=$(mktemp -d "$prefix/.install.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin"
-cp "$bin/automate" "$bin/automate-supervisor" "$bin/backup-gateway" "$stage/bin/"
+for product in "${products[@]}"; do cp "$bin/$product" "$stage/bin/"; done
 cp -R "$repo/services" "$repo/hooks" "$stage/"
 chmod -R a+rX "$stage"
 for part in bin services hooks; do

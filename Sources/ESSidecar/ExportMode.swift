@@ -239,7 +239,10 @@ public struct Exporter: Sendable {
             guard (200..<300).contains(status) else {
                 throw SearchError(status: status, message: "bulk load of \(name): \(SearchEngine.reason(body) ?? String(decoding: body.prefix(300), as: UTF8.self))")
             }
-            if let obj = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], (obj["errors"] as? Bool) == true {
+            // `"errors":false` sits near the start of a bulk answer: only a failed batch is parsed whole (a
+            // big answer parsed through Foundation costs far more memory than the batch itself).
+            let head = String(decoding: body.prefix(256), as: UTF8.self).replacingOccurrences(of: " ", with: "")
+            if !head.contains("\"errors\":false"), let obj = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], (obj["errors"] as? Bool) == true {
                 let first = (obj["items"] as? [[String: Any]])?.lazy.compactMap { ($0["index"] as? [String: Any])?["error"] }.first
                 throw SearchError(status: status, message: "bulk load of \(name) had errors: \(first.map { "\($0)" } ?? "?")")
             }

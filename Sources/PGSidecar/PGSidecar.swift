@@ -35,13 +35,21 @@ public struct PGSidecarConfig: Sendable {
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PGSidecarConfig {
         func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
         guard let socket = env["AUTOMATE_SERVICE_SOCKET"] else { throw PGError(message: "AUTOMATE_SERVICE_SOCKET is not set") }
-        guard let endpoint = cfg("S3_ENDPOINT") else { throw PGError(message: "config s3_endpoint is not set") }
+        // The supervisor hands gateway users AUTOMATE_GATEWAY_* ([backup] gateway = true); config overrides.
+        func gw(_ k: String) -> String? { env["AUTOMATE_GATEWAY_" + k].flatMap { $0.isEmpty ? nil : $0 } }
+        guard let endpoint = cfg("S3_ENDPOINT") ?? gw("ENDPOINT") else {
+            throw PGError(message: "no S3 endpoint: set config s3_endpoint or run with [backup] gateway = true")
+        }
         var creds: S3Credentials? = nil
-        if let path = cfg("S3_CREDENTIALS") { creds = try S3Credentials.load(path: path) }
+        if let path = cfg("S3_CREDENTIALS") {
+            creds = try S3Credentials.load(path: path)
+        } else if let id = gw("ACCESS_KEY_ID"), let secret = gw("SECRET_ACCESS_KEY") {
+            creds = S3Credentials(accessKeyID: id, secretAccessKey: secret)
+        }
         let host = cfg("PG_HOST") ?? env["AUTOMATE_RUN_DIR"] ?? "/tmp"
         var c = PGSidecarConfig(
-            socketPath: socket, s3: S3Client(endpoint: endpoint, region: cfg("S3_REGION") ?? "us-east-1", credentials: creds),
-            bucket: cfg("S3_BUCKET") ?? "automate-backups",
+            socketPath: socket, s3: S3Client(endpoint: endpoint, region: cfg("S3_REGION") ?? gw("REGION") ?? "us-east-1", credentials: creds),
+            bucket: cfg("S3_BUCKET") ?? gw("BUCKET") ?? "backups",
             server: PGServer(host: host, port: Int(cfg("PG_PORT") ?? "") ?? 5432, user: cfg("PG_USER") ?? "automate"))
         if let r = cfg("PG_BIN_ROOT") { c.pgBinRoot = r }
         if let l = cfg("ZSTD_LEVEL").flatMap(Int32.init) { c.zstdLevel = min(max(l, 1), 19) }
@@ -67,9 +75,13 @@ public struct PGBackupMetadata: Codable, Sendable {
         public var tables: [Table]
         public var startedAt: String
         public var finishedAt: String
+        public var encoding: String?
+        public var lcCollate: String?
+        public var lcCtype: String?
         enum CodingKeys: String, CodingKey {
-            case name, key, format, size, sha256, tables
+            case name, key, format, size, sha256, tables, encoding
             case uncompressedSize = "uncompressed_size", startedAt = "started_at", finishedAt = "finished_at"
+            case lcCollate = "lc_collate", lcCtype = "lc_ctype"
         }
     }
     public var formatVersion = 1
@@ -210,6 +222,15 @@ public final class PGSidecar: Sendable {
 
     public func status(_ id: String) -> PGStatus? { store.get(id) }
 
+    /// Aborts multipart uploads of dumps that a killed sidecar left open (call at start, before serving:
+    /// no upload of this process is running then). Returns how many.
+    @discardableResult
+    public func abortStaleUploads() throws -> Int {
+        let open = try config.s3.listMultipartUploadsSync(bucket: config.bucket).filter { $0.key.contains("/pg_data/") && $0.key.hasSuffix(".fc.zst") }
+        for u in open { try? config.s3.abortMultipartUploadSync(bucket: config.bucket, key: u.key, uploadID: u.uploadID) }
+        return open.count
+    }
+
     func newOperation(kind: String, backupID: String, service: String, databases: [String]) -> String {
         var bytes = [UInt8](repeating: 0, count: 6)
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
@@ -303,8 +324,24 @@ public final class PGSidecar: Sendable {
         let snapConn = try PGConnection(config.server, database: database)
         try snapConn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         let snapshot = try snapConn.query("SELECT pg_export_snapshot()").first?[0] ?? ""
-        let counts = try snapConn.tableRowCounts().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) }
         defer { _ = try? snapConn.query("COMMIT") }
+        // Row counts run on their own thread, in the exported snapshot, while pg_dump dumps it.
+        final class CountBox: @unchecked Sendable {
+            var result: Result<[PGBackupMetadata.Table], Error> = .success([])
+            let done = DispatchSemaphore(value: 0)
+        }
+        let box = CountBox()
+        nonisolated(unsafe) let countConn = snapConn
+        let counter = Thread {
+            box.result = Result { try countConn.tableRowCounts().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) } }
+            box.done.signal()
+        }
+        var counterJoined = false
+        func joinCounter() throws -> [PGBackupMetadata.Table] {
+            if !counterJoined { box.done.wait(); counterJoined = true }
+            return try box.result.get()
+        }
+        defer { _ = try? joinCounter() }  // never leave the connection to a running thread
 
         let tool = ToolProcess(
             path: toolPath("pg_dump", major: major),
@@ -316,6 +353,7 @@ public final class PGSidecar: Sendable {
         var raw: Int64 = 0
         do {
             try tool.start()
+            counter.start()
             let pid = tool.pid
             store.updateDatabase(id, index) { $0.step = "dumping"; $0.toolPid = pid }
             let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in
@@ -341,6 +379,7 @@ public final class PGSidecar: Sendable {
             }
             try tool.wait()  // a pg_dump that failed or was killed: its stderr, and no complete
             try zstd.finish()
+            _ = try joinCounter()
             store.updateDatabase(id, index) { $0.step = "uploading"; $0.toolPid = 0 }
             _ = try writer.finish()
         } catch {
@@ -349,13 +388,16 @@ public final class PGSidecar: Sendable {
         }
         let digest = hex(hasher.finalize())
         let size = compressedSize, r = raw
+        let counts = try joinCounter()
         store.updateDatabase(id, index) { s in
             s.phase = .completed; s.step = "done"; s.bytesDone = r; s.sha256 = digest; s.size = size
             s.tables = counts.map { t in var x = Automate_Sidecar_Pg_PGTableCount(); x.schema = t.schema; x.table = t.table; x.rows = t.rows; return x }
         }
+        let locale = try? snapConn.query("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]).first
         return PGBackupMetadata.Database(
             name: database, key: key, format: "custom+zstd", size: size, sha256: digest, uncompressedSize: r,
-            tables: counts, startedAt: started, finishedAt: rfc3339())
+            tables: counts, startedAt: started, finishedAt: rfc3339(),
+            encoding: locale?[0] ?? nil, lcCollate: locale?[1] ?? nil, lcCtype: locale?[2] ?? nil)
     }
 
     // MARK: restore
@@ -379,6 +421,7 @@ public final class PGSidecar: Sendable {
             artifacts = meta.databases.map { d in
                 var a = Automate_Sidecar_Pg_PGArtifact()
                 a.database = d.name; a.key = d.key; a.format = d.format; a.sha256 = d.sha256; a.size = d.size
+                a.encoding = d.encoding ?? ""; a.lcCollate = d.lcCollate ?? ""; a.lcCtype = d.lcCtype ?? ""
                 a.tables = d.tables.map { t in var x = Automate_Sidecar_Pg_PGTableCount(); x.schema = t.schema; x.table = t.table; x.rows = t.rows; return x }
                 return a
             }
@@ -435,7 +478,13 @@ public final class PGSidecar: Sendable {
         let temp: String = base + suffix
         store.updateDatabase(id, index) { $0.phase = .running; $0.step = "restoring"; $0.key = a.key }
         try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(temp))")
-        try admin.query("CREATE DATABASE \(quoteIdent(temp)) TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+        // The original database's encoding and locale when the backup recorded them, else the server's.
+        func literal(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
+        var create = "CREATE DATABASE \(quoteIdent(temp)) TEMPLATE template0"
+        if !a.encoding.isEmpty { create += " ENCODING \(literal(a.encoding))" }
+        if !a.lcCollate.isEmpty { create += " LC_COLLATE \(literal(a.lcCollate))" }
+        if !a.lcCtype.isEmpty { create += " LC_CTYPE \(literal(a.lcCtype))" }
+        try admin.query(create)
         var committed = false
         defer {
             if !committed { _ = try? admin.query("DROP DATABASE IF EXISTS \(quoteIdent(temp)) WITH (FORCE)") }

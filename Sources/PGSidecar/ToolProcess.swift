@@ -33,6 +33,10 @@ public final class ToolProcess: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw PGError(message: "\(path) is not an executable (is the PostgreSQL client of this major version installed?)")
         }
+        // 1 MiB pipes (F_SETPIPE_SZ): fewer wake-ups between the tool and our pipeline.
+        for pipe in [stdoutPipe, stdinPipe].compactMap({ $0 }) {
+            _ = fcntl(pipe.fileHandleForReading.fileDescriptor, 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        }
         try process.run()
         let fd = stderrPipe.fileHandleForReading.fileDescriptor
         let t = Thread { [self] in
@@ -60,7 +64,7 @@ public final class ToolProcess: @unchecked Sendable {
     }
 
     /// Reads stdout into `body` until EOF.
-    public func readStdout(chunkSize: Int = 256 << 10, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func readStdout(chunkSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let fd = stdoutPipe?.fileHandleForReading.fileDescriptor else { return }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buf.deallocate() }

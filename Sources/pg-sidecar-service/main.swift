@@ -4,6 +4,8 @@ import AutomateRPC
 import Foundation
 import Logging
 import PGSidecar
+import S3Client
+import SidecarProto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +16,37 @@ LoggingSystem.bootstrap { label in
     return h
 }
 let logger = Logger(label: "pg-sidecar-service")
+
+// Client mode, for operators and scripts/bench-sidecars.sh:
+//   pg-sidecar-service backup  <socket> <backup-id> <service> <database>...
+//   pg-sidecar-service restore <socket> <backup-id> <service> [<database>...]
+// Starts the operation, follows its status, prints the final status as JSON; exit 0 when completed.
+let arguments = CommandLine.arguments
+if arguments.count >= 5, arguments[1] == "backup" || arguments[1] == "restore" {
+    do {
+        let client = try await RPCClient.connect(socketPath: arguments[2])
+        let op: String
+        if arguments[1] == "backup" {
+            var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
+            req.backupID = arguments[3]; req.service = arguments[4]; req.databases = Array(arguments.dropFirst(5))
+            op = try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+        } else {
+            var req = Automate_Sidecar_Pg_PGRestoreRequest()
+            req.backupID = arguments[3]; req.service = arguments[4]; req.databases = Array(arguments.dropFirst(5))
+            op = try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+        }
+        var request = Automate_Sidecar_Pg_PGStatusRequest()
+        request.operationID = op
+        var final = Automate_Sidecar_Pg_PGStatus()
+        for try await s in client.serverStream("WatchStatus", request, as: Automate_Sidecar_Pg_PGStatus.self) { final = s }
+        print(try final.jsonString())
+        await client.close()
+        exit(final.phase == .completed ? 0 : 1)
+    } catch {
+        FileHandle.standardError.write(Data("pg-sidecar-service: \(error)\n".utf8))
+        exit(1)
+    }
+}
 
 let config: PGSidecarConfig
 do {
@@ -28,14 +61,23 @@ sidecar.register(on: server)
 
 signal(SIGTERM, SIG_IGN)
 signal(SIGINT, SIG_IGN)
+// The sources must live as long as the process: a released source stops delivering, and with the
+// signal ignored the process would then never stop on SIGTERM.
+nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
 let stop = AsyncStream<Int32> { continuation in
     for sig in [SIGTERM, SIGINT] {
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler { continuation.yield(sig) }
         source.resume()
-        nonisolated(unsafe) let keep = source
-        continuation.onTermination = { _ in keep.cancel() }
+        signalSources.append(source)
     }
+}
+
+do {
+    let stale = try await runOnOwnThread { try sidecar.abortStaleUploads() }
+    if stale > 0 { logger.notice("aborted \(stale) multipart upload(s) left open by an earlier run") }
+} catch {
+    logger.warning("could not look for stale multipart uploads: \(error)")
 }
 
 do {

@@ -78,4 +78,40 @@ struct StackLifecycleTests {
         let psql = try await stack.automate(["psql", "--", "-tAc", "select 1"])
         #expect(psql.succeeded)
     }
+
+    @Test("the search engine keeps its documents across automate stop / start (saved by es-sidecar-service)")
+    func searchPersistence() async throws {
+        let stack = try TestStack(name: "persist")
+        defer { Task { await stack.tearDown() } }
+        for service in ["automate-postgresql", "automate-search", "backup-gateway", "pg-sidecar-service", "es-sidecar-service"] {
+            try stack.useRepositoryService(service)
+        }
+        let pg = TestStack.freePort(), search = TestStack.freePort()
+        try stack.writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n")
+        try stack.writeOverlay("pg-sidecar-service", "[config]\npg_port = \(pg)\n")
+        try stack.writeOverlay("automate-search", "[config]\nport = \(search)\n")
+        try stack.writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
+        try stack.writeOverlay("backup-gateway", "[config]\nport = \(TestStack.freePort())\n")
+        let start = try await stack.automate(["start", "--timeout", "120"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+
+        let environment = ProcessInfo.processInfo.environment
+        let url = "http://127.0.0.1:\(search)/reports/_doc/r1"
+        let put = try await CommandResult.run("/usr/bin/curl", ["-fsS", "-XPUT", url + "?refresh=true", "-H", "content-type: application/json",
+                                                                "-d", "{\"title\":\"bericht über Prüfung\"}"], environment: environment)
+        try #require(put.succeeded, "\(put.error)")
+        let stop = try await stack.automate(["stop"])
+        try #require(stop.succeeded, "\(stop.error)")
+        let again = try await stack.automate(["start", "--timeout", "120"])
+        try #require(again.succeeded, "\(again.output)\(again.error)")
+        // The sidecar reloads the save once the empty engine is back: poll, with a deadline.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var found = ""
+        while ContinuousClock.now < deadline {
+            let get = try await CommandResult.run("/usr/bin/curl", ["-fsS", url], environment: environment)
+            if get.succeeded { found = get.output; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(found.contains("bericht über Prüfung"), "document lost across stop/start: \(found)")
+    }
 }

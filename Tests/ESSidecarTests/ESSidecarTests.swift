@@ -39,7 +39,11 @@ final class ESSidecarTests: XCTestCase {
             XCTFail("fixtures did not start (\(Self.setupError ?? "?")): run scripts/install.sh --deps")
             throw XCTSkip("no fixtures")
         }
-        let s3 = S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        // S3CLIENT_TEST_ENDPOINT (+ _KEY, _SECRET) runs against another S3 API (the backup-gateway).
+        let env = ProcessInfo.processInfo.environment
+        let s3 = env["S3CLIENT_TEST_ENDPOINT"].map {
+            S3Client(endpoint: $0, credentials: S3Credentials(accessKeyID: env["S3CLIENT_TEST_KEY"] ?? "test", secretAccessKey: env["S3CLIENT_TEST_SECRET"] ?? "test"))
+        } ?? S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
         let socket = dir + "/es-sidecar-service.sock"
         if Self.server == nil {
             var config = ESSidecarConfig(socketPath: socket, searchURL: osmem.url, mode: .export, s3: s3, bucket: Self.bucket)

@@ -40,7 +40,11 @@ final class PGSidecarTests: XCTestCase {
             XCTFail("fixtures did not start (\(Self.setupError ?? "?")): run scripts/install.sh --deps")
             throw XCTSkip("no fixtures")
         }
-        let s3 = S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        // S3CLIENT_TEST_ENDPOINT (+ _KEY, _SECRET) runs against another S3 API (the backup-gateway).
+        let env = ProcessInfo.processInfo.environment
+        let s3 = env["S3CLIENT_TEST_ENDPOINT"].map {
+            S3Client(endpoint: $0, credentials: S3Credentials(accessKeyID: env["S3CLIENT_TEST_KEY"] ?? "test", secretAccessKey: env["S3CLIENT_TEST_SECRET"] ?? "test"))
+        } ?? S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
         let socket = pg.dir + "/pg-sidecar-service.sock"
         if Self.server == nil {
             var config = PGSidecarConfig(socketPath: socket, s3: s3, bucket: Self.bucket, server: PGServer(host: pg.socketDir, port: pg.port, user: pg.user))
@@ -137,10 +141,13 @@ final class PGSidecarTests: XCTestCase {
         let meta = try await s3.getObject(bucket: Self.bucket, key: "20260301100000/shop-service/pg_data/metadata.json")
         XCTAssertTrue(String(decoding: meta, as: UTF8.self).contains(db.sha256))
 
+        let localeSQL = "SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = 'shop'"
+        let locale = try pg.psql("postgres", localeSQL)
         try pg.psql("postgres", "DROP DATABASE shop WITH (FORCE)")
         let r = try await restore(client, "20260301100000")
         XCTAssertEqual(r.phase, .completed, r.error)
         XCTAssertEqual(try fingerprint(pg, "shop"), before)
+        XCTAssertEqual(try pg.psql("postgres", localeSQL), locale)
         // No temporary database left behind.
         XCTAssertEqual(try pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%__restore_%'"), "0")
         await client.close()
@@ -241,5 +248,41 @@ final class PGSidecarTests: XCTestCase {
         XCTAssertEqual(r.phase, .completed, r.error)
         XCTAssertEqual(try fingerprint(pg, "legacy"), before)
         await client.close()
+    }
+}
+
+/// The real executable: configured from the supervisor's environment, serves its socket, stops on SIGTERM.
+final class PGSidecarExecutableTests: XCTestCase {
+    func testExecutableServesAndStopsOnSIGTERM() async throws {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let binary = [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("pg-sidecar-service").path }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let binary else { throw XCTSkip("pg-sidecar-service is not built next to the tests (swift build --build-tests builds it)") }
+        let pg = try PostgresServer()
+        defer { pg.stop() }
+        let socket = pg.dir + "/pg-sidecar-service.sock"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.environment = [
+            "PATH": "/usr/bin:/bin", "AUTOMATE_SERVICE_SOCKET": socket,
+            // No S3 needed to list databases; the stale-upload sweep only logs a warning.
+            "AUTOMATE_GATEWAY_ENDPOINT": "http://127.0.0.1:9", "AUTOMATE_GATEWAY_BUCKET": "backups",
+            "AUTOMATE_GATEWAY_ACCESS_KEY_ID": "k", "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": "s",
+            "AUTOMATE_CFG_PG_HOST": pg.dir, "AUTOMATE_CFG_PG_PORT": String(pg.port), "AUTOMATE_CFG_PG_USER": pg.user,
+        ]
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        try Fixture.waitFor("pg-sidecar-service socket") { FileManager.default.fileExists(atPath: socket) }
+        let client = try await RPCClient.connect(socketPath: socket)
+        let list = try await client.unary("ListDatabases", Automate_Sidecar_Pg_PGListDatabasesRequest(), as: Automate_Sidecar_Pg_PGListDatabasesResponse.self)
+        XCTAssertTrue(list.databases.contains("postgres"))
+        XCTAssertTrue(list.serverVersion.hasPrefix("15"), list.serverVersion)
+        await client.close()
+        kill(p.processIdentifier, SIGTERM)
+        try Fixture.waitFor("pg-sidecar-service to stop on SIGTERM", timeout: 10) { !p.isRunning }
+        XCTAssertEqual(p.terminationStatus, 0)
     }
 }

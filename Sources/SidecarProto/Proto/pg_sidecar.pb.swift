@@ -201,6 +201,14 @@ public nonisolated struct Automate_Sidecar_Pg_PGArtifact: Sendable {
   /// expected row counts (checked after load when given)
   public var tables: [Automate_Sidecar_Pg_PGTableCount] = []
 
+  /// the original database's encoding, LC_COLLATE and LC_CTYPE; empty:
+  public var encoding: String = String()
+
+  /// the server's defaults (template0)
+  public var lcCollate: String = String()
+
+  public var lcCtype: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -605,7 +613,7 @@ nonisolated extension Automate_Sidecar_Pg_PGDeleteBackupResponse: SwiftProtobuf.
 
 nonisolated extension Automate_Sidecar_Pg_PGArtifact: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PGArtifact"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}database\0\u{1}key\0\u{1}format\0\u{1}sha256\0\u{1}size\0\u{1}tables\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}database\0\u{1}key\0\u{1}format\0\u{1}sha256\0\u{1}size\0\u{1}tables\0\u{1}encoding\0\u{3}lc_collate\0\u{3}lc_ctype\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -619,6 +627,9 @@ nonisolated extension Automate_Sidecar_Pg_PGArtifact: SwiftProtobuf.Message, Swi
       case 4: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.size) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.tables) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.encoding) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.lcCollate) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.lcCtype) }()
       default: break
       }
     }
@@ -643,6 +654,15 @@ nonisolated extension Automate_Sidecar_Pg_PGArtifact: SwiftProtobuf.Message, Swi
     if !self.tables.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tables, fieldNumber: 6)
     }
+    if !self.encoding.isEmpty {
+      try visitor.visitSingularStringField(value: self.encoding, fieldNumber: 7)
+    }
+    if !self.lcCollate.isEmpty {
+      try visitor.visitSingularStringField(value: self.lcCollate, fieldNumber: 8)
+    }
+    if !self.lcCtype.isEmpty {
+      try visitor.visitSingularStringField(value: self.lcCtype, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -653,6 +673,9 @@ nonisolated extension Automate_Sidecar_Pg_PGArtifact: SwiftProtobuf.Message, Swi
     if lhs.sha256 != rhs.sha256 {return false}
     if lhs.size != rhs.size {return false}
     if lhs.tables != rhs.tables {return false}
+    if lhs.encoding != rhs.encoding {return false}
+    if lhs.lcCollate != rhs.lcCollate {return false}
+    if lhs.lcCtype != rhs.lcCtype {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
