@@ -152,15 +152,17 @@ let package = Package(
             dependencies: ["ESSidecar", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "S3ClientTests", dependencies: ["S3Client"], swiftSettings: swiftSettings),
+        /// Test-only: real-process fixtures (temp folders, ports, tools, moto_server) the sidecar tests share.
+        .target(name: "SidecarTestSupport", path: "Tests/SidecarTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "SidecarTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PGSidecarTests",
-            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", "S3Client"],
+            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ESSidecarTests",
-            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "S3Client"],
+            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
 

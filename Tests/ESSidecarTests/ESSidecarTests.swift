@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import S3Client
 import SidecarProto
+import SidecarTestSupport
 import XCTest
 
 /// Export mode end to end through the RPC socket: osmem-server as the engine, moto_server as S3.

@@ -1,5 +1,6 @@
 import ESSidecar
 import Foundation
+import SidecarTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import ESSidecar
 import Foundation
+import SidecarTestSupport
 import XCTest
 
 /// Snapshot mode against recorded request/response bodies (the shapes documented by Elasticsearch 8 and

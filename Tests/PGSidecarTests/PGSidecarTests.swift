@@ -4,6 +4,7 @@ import Logging
 import PGSidecar
 import S3Client
 import SidecarProto
+import SidecarTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

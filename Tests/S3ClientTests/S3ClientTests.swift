@@ -1,5 +1,6 @@
 import Foundation
 import S3Client
+import SidecarTestSupport
 import XCTest
 
 final class S3ClientTests: XCTestCase {

@@ -1,16 +1,16 @@
-// Real-process fixtures shared (copied) by the sidecar test targets: moto_server (S3), PostgreSQL,
-// osmem-server. Each starts on a free loopback port in a temp folder and is stopped by the test.
+// Real-process fixtures shared by the sidecar test targets: temp folders, free ports, tools from the
+// stack's venv, and moto_server (S3) on a free loopback port.
 import Foundation
 import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
 
-enum Fixture {
-    static let toolDirs = ["/opt/automate/venv/bin", (NSHomeDirectory() as NSString).appendingPathComponent(".local/opt/automate/venv/bin")]
+public enum Fixture {
+    public static let toolDirs = ["/opt/automate/venv/bin", (NSHomeDirectory() as NSString).appendingPathComponent(".local/opt/automate/venv/bin")]
 
     /// Finds a tool in the stack's venv, then on PATH; nil when missing.
-    static func tool(_ name: String) -> String? {
+    public static func tool(_ name: String) -> String? {
         var dirs = toolDirs
         if let t = ProcessInfo.processInfo.environment["AUTOMATE_TOOLS_DIR"] { dirs.insert(t, at: 0) }
         dirs += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
@@ -21,7 +21,7 @@ enum Fixture {
         return nil
     }
 
-    static func requireTool(_ name: String) throws -> String {
+    public static func requireTool(_ name: String) throws -> String {
         guard let p = tool(name) else {
             XCTFail("\(name) not found: run scripts/install.sh --deps")
             throw XCTSkip("\(name) missing")
@@ -29,7 +29,7 @@ enum Fixture {
         return p
     }
 
-    static func freePort() -> Int {
+    public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -42,7 +42,7 @@ enum Fixture {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    static func makeTempDir(_ prefix: String) throws -> String {
+    public static func makeTempDir(_ prefix: String) throws -> String {
         let path = "/tmp/\(prefix)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         chmod(path, 0o755)
@@ -51,7 +51,7 @@ enum Fixture {
 
     /// Runs a command to completion; returns (status, stdout, stderr).
     @discardableResult
-    static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (Int32, String, String) {
+    public static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
@@ -74,7 +74,7 @@ enum Fixture {
         return (p.terminationStatus, o, e)
     }
 
-    static func waitFor(_ what: String, timeout: TimeInterval = 30, _ probe: () -> Bool) throws {
+    public static func waitFor(_ what: String, timeout: TimeInterval = 30, _ probe: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if probe() { return }
@@ -83,18 +83,18 @@ enum Fixture {
         throw NSError(domain: "fixture", code: 1, userInfo: [NSLocalizedDescriptionKey: "timed out waiting for \(what)"])
     }
 
-    static func httpOK(_ url: String) -> Bool {
+    public static func httpOK(_ url: String) -> Bool {
         (try? run("/usr/bin/curl", ["-s", "-o", "/dev/null", "--max-time", "1", url], check: true)) != nil
     }
 }
 
 /// moto_server on a free loopback port.
-final class MotoServer {
-    let process = Process()
-    let port: Int
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+public final class MotoServer {
+    public let process = Process()
+    public let port: Int
+    public var endpoint: String { "http://127.0.0.1:\(port)" }
 
-    init() throws {
+    public init() throws {
         let path = try Fixture.requireTool("moto_server")
         port = Fixture.freePort()
         process.executableURL = URL(fileURLWithPath: path)
@@ -111,7 +111,7 @@ final class MotoServer {
         try Fixture.waitFor("moto_server on \(ep)") { Fixture.httpOK(ep + "/moto-api/") }
     }
 
-    func stop() {
+    public func stop() {
         if process.isRunning { kill(process.processIdentifier, SIGTERM) }
         process.waitUntilExit()
     }
