@@ -160,7 +160,3 @@ func execute(_ path: String, _ arguments: [String]) throws -> Never {
     execv(path, argv)
     throw CLIError("cannot run \(path): \(String(cString: strerror(errno)))")
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

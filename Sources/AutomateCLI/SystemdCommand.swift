@@ -52,7 +52,11 @@ struct SystemdCommand: AsyncParsableCommand {
             let directory = unitDirectory ?? units.directory
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             for (name, contents) in rendered {
-                try AtomicFile.write(contents, to: directory + "/\(name)", mode: 0o644)
+                do {
+                    try AtomicFile.write(contents, to: directory + "/\(name)", mode: 0o644)
+                } catch {
+                    throw CLIError("\(error)")
+                }
                 print("wrote \(directory)/\(name)")
             }
             let enable = rendered.map(\.name).filter { $0 == "automate.service" || $0.hasSuffix(".timer") }
@@ -126,24 +130,5 @@ struct SystemdCommand: AsyncParsableCommand {
         let status = await child.waitForExit()
         child.forget()
         guard status.isSuccess else { throw CLIError("\(arguments.joined(separator: " ")) \(status)") }
-    }
-}
-
-/// Writes a file whole or not at all: a temp file in the same folder, fsync, rename.
-enum AtomicFile {
-    static func write(_ text: String, to path: String, mode: mode_t) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let temp = directory + "/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw CLIError("cannot write \(temp): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced, fchmodat(AT_FDCWD, temp, mode, 0) == 0, rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw CLIError("cannot write \(path): \(reason)")
-        }
     }
 }

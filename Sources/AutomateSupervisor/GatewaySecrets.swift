@@ -71,31 +71,13 @@ public struct GatewaySecrets: Sendable {
         return GatewayCredentials(accessKeyID: id, secretAccessKey: secret)
     }
 
-    /// Writes the pair atomically: a 0600 temp file in the same folder, fsync, rename, fsync the folder.
+    /// Writes the pair atomically, 0600, in its 0700 folder.
     func write(_ credentials: GatewayCredentials) throws {
         let folder = home.secretsDirectory
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         chmod(folder, 0o700)
         if let owner, geteuid() == 0 { chown(folder, owner.uid, owner.gid) }
         let text = "access_key_id = \"\(credentials.accessKeyID)\"\nsecret_access_key = \"\(credentials.secretAccessKey)\"\n"
-        let temp = folder + "/.gateway.credentials.\(getpid()).tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw SupervisorError(.filesystem, "cannot write \(temp): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        fchmod(fd, 0o600)
-        if let owner, geteuid() == 0 { fchown(fd, owner.uid, owner.gid) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced, rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw SupervisorError(.filesystem, "cannot write \(path): \(reason)")
-        }
-        let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
-        }
+        try AtomicFile.write(text, to: path, mode: 0o600, owner: owner)
     }
 }

@@ -65,7 +65,7 @@ extension Duration {
     }
 
     /// Seconds as a Double.
-    var seconds: Double {
+    public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 

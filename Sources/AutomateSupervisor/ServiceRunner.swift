@@ -130,20 +130,17 @@ public actor ServiceRunner {
                 guard desiredUp else { continue }
             }
             transition(.starting, message: "starting")
-            let ended: Bool
             do {
                 try prepareDataDirectory()
                 try await runInitHook()
                 guard desiredUp else { continue }
-                ended = try await runProcessOnce()
+                try await runProcessOnce()
             } catch {
                 logger.error("\(name): \(error)")
                 context.log.append("\(error)", source: "supervisor", priority: .error)
                 message = "\(error)"
-                ended = true
                 lastExit = nil
             }
-            _ = ended
             await runPostStopHook()
             guard desiredUp else { break }
             if !(await scheduleRestart()) { break }
@@ -155,8 +152,8 @@ public actor ServiceRunner {
         }
     }
 
-    /// Starts the process, waits for it to end. Returns when it has ended.
-    private func runProcessOnce() async throws -> Bool {
+    /// Starts the process and returns once it has ended.
+    private func runProcessOnce() async throws {
         let manifest = context.manifest
         let (outRead, outWrite) = try OutputCapture.makePipe()
         let (errRead, errWrite) = try OutputCapture.makePipe()
@@ -209,7 +206,6 @@ public actor ServiceRunner {
         state = desiredUp ? .backoff : .stopping
         health = .none
         emitChange(kind: "exit", message: "\(name) \(reason)")
-        return true
     }
 
     /// Decides whether and when to start again; waits out the delay. False: stay down.

@@ -54,27 +54,14 @@ public actor Supervisor {
         self.users = users
         self.layout = configuration.layout
         self.logger = logger
-        var runners: [String: ServiceRunner] = [:]
-        var statuses: [String: ServiceStatus] = [:]
         let (changeStream, changes) = AsyncStream<Change>.makeStream()
         self.changes = changes
         for manifest in manifests.services {
             let context = try ServiceContext.make(
                 manifest: manifest, layout: configuration.layout, user: users[manifest.name])
-            let runner = ServiceRunner(
-                context: context, logger: logger,
-                emit: { status, kind, message in
-                    changes.yield(Change(status: status, kind: kind, message: message))
-                },
-                awaitDependencies: { [weak self] service in
-                    guard let self else { return .cancelled }
-                    return await self.waitForDependencies(of: service)
-                })
-            runners[manifest.name] = runner
+            runners[manifest.name] = makeRunner(context: context)
             statuses[manifest.name] = Self.initialStatus(manifest)
         }
-        self.runners = runners
-        self.statuses = statuses
         self.consumer = Task { [weak self] in
             for await change in changeStream {
                 await self?.record(status: change.status, kind: change.kind, message: change.message)
@@ -211,7 +198,8 @@ public actor Supervisor {
         return affected
     }
 
-    private func makeRunner(context: ServiceContext) -> ServiceRunner {
+    /// A runner whose changes flow into this supervisor's ordered change stream.
+    private nonisolated func makeRunner(context: ServiceContext) -> ServiceRunner {
         let changes = self.changes
         return ServiceRunner(
             context: context, logger: logger,

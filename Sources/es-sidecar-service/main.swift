@@ -55,18 +55,10 @@ let sidecar = ESSidecar(config: config, logger: logger)
 let server = RPCServer(configuration: .init(socketPath: config.socketPath), logger: logger)
 sidecar.register(on: server)
 
-signal(SIGTERM, SIG_IGN)
-signal(SIGINT, SIG_IGN)
 signal(SIGPIPE, SIG_IGN)
-nonisolated(unsafe) var sources: [DispatchSourceSignal] = []
-let stop = AsyncStream<Int32> { continuation in
-    for sig in [SIGTERM, SIGINT] {
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler { continuation.yield(sig) }
-        source.resume()
-        sources.append(source)
-    }
-}
+let (stop, stopRequested) = AsyncStream<Int32>.makeStream()
+// Lives as long as the process: a released watcher stops delivering, and the signals stay ignored.
+let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { stopRequested.yield($0) }
 
 do {
     if let local {

@@ -59,19 +59,9 @@ let sidecar = PGSidecar(config: config, logger: logger)
 let server = RPCServer(configuration: .init(socketPath: config.socketPath), logger: logger)
 sidecar.register(on: server)
 
-signal(SIGTERM, SIG_IGN)
-signal(SIGINT, SIG_IGN)
-// The sources must live as long as the process: a released source stops delivering, and with the
-// signal ignored the process would then never stop on SIGTERM.
-nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
-let stop = AsyncStream<Int32> { continuation in
-    for sig in [SIGTERM, SIGINT] {
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler { continuation.yield(sig) }
-        source.resume()
-        signalSources.append(source)
-    }
-}
+let (stop, stopRequested) = AsyncStream<Int32>.makeStream()
+// Lives as long as the process: a released watcher stops delivering, and the signals stay ignored.
+let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { stopRequested.yield($0) }
 
 do {
     let stale = try await runOnOwnThread { try sidecar.abortStaleUploads() }

@@ -3,7 +3,7 @@ import Foundation
 
 /// Delivers the given signals to a closure instead of their default action (dispatch sources, so the
 /// handler runs as ordinary code, not in signal context).
-public final class SignalWatcher: Sendable {
+public final class SignalWatcher: @unchecked Sendable {  // the sources are only read after init
     private let sources: [any DispatchSourceSignal]
 
     public init(signals: [Int32], queue: DispatchQueue = .global(), handler: @escaping @Sendable (Int32) -> Void) {
