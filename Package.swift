@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "automate", targets: ["automate"]),
         .executable(name: "automate-supervisor", targets: ["automate-supervisor"]),
         .executable(name: "backup-gateway", targets: ["backup-gateway"]),
+        .executable(name: "deployment-service", targets: ["deployment-service"]),
+        .executable(name: "teams-service", targets: ["teams-service"]),
+        .executable(name: "compliance-service", targets: ["compliance-service"]),
         .library(name: "AutomateRPC", targets: ["AutomateRPC"]),
         .library(name: "AutomateManifest", targets: ["AutomateManifest"]),
         .library(name: "AutomateSupervisor", targets: ["AutomateSupervisor"]),
@@ -27,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // MARK: system libraries and C shims
@@ -77,6 +81,7 @@ let package = Package(
             name: "AutomateCLI",
             dependencies: [
                 "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
+                "BackupContract", "DomainAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -166,6 +171,51 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: backup orchestration: the service kit, the deployment-service, reference domain services
+
+        /// What a Swift domain service uses to implement the backup contract by declaring what it owns.
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "AutomateRPC", "BackupContract", "BackupRepository", "PGSidecar", "S3Client", "SidecarProto",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The reference domain services' own APIs (teams.proto, compliance.proto) and generated code.
+        .target(
+            name: "DomainAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/teams.proto", "Proto/compliance.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// The orchestrator: one backup of every service under one id, its store (SQLite), restores.
+        .target(
+            name: "DeploymentService",
+            dependencies: [
+                "ServiceKit", "AutomateRPC", "AutomateManifest", "BackupContract", "BackupRepository", "S3Client",
+                "SidecarProto", "AutomateSupervisor",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "deployment-service", dependencies: ["DeploymentService", "ServiceKit"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "teams-service",
+            dependencies: ["ServiceKit", "DomainAPI", "AutomateRPC", "PGSidecar"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "compliance-service",
+            dependencies: [
+                "ServiceKit", "DomainAPI", "AutomateRPC", "ESSidecar", "S3Client",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: executables (thin)
 
         .executableTarget(name: "automate", dependencies: ["AutomateCLI"], swiftSettings: swiftSettings),
@@ -197,7 +247,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AutomateSupervisorTests",
-            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository"],
+            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),

@@ -84,7 +84,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # --- build and install --------------------------------------------------------------------------------
 step "building (release)"
-products=(automate automate-supervisor backup-gateway pg-sidecar-service es-sidecar-service)
+products=(automate automate-supervisor backup-gateway pg-sidecar-service es-sidecar-service deployment-service teams-service
+  compliance-service)
 for product in "${products[@]}"; do
   (cd "$repo" && swift build -c release --product "$product")
 done

@@ -6,8 +6,8 @@ import Foundation
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
-        abstract: "Inspect backup repositories: list, show, verify (no running stack needed).",
-        subcommands: [List.self, Show.self, Verify.self])
+        abstract: "Back up the stack (create, status, cancel, delete) and inspect repositories (list, show, verify: no running stack needed).",
+        subcommands: [Create.self, Status.self, Cancel.self, List.self, Show.self, Verify.self, Delete.self])
 
     /// `--repository`, defaulting to `<home>/backups`.
     struct RepositoryOptions: ParsableArguments {

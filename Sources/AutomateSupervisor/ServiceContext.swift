@@ -72,6 +72,9 @@ public struct ServiceContext: Sendable {
         public var logTarget: LogTarget = .file
         /// The backup gateway and its key pair, when the stack has a gateway.
         public var gateway: GatewayAccess?
+        /// The manifests' folder, passed to services as `AUTOMATE_SERVICES_DIR` (the deployment-service
+        /// reads the stack's manifests from it).
+        public var servicesDirectory: String?
         public init(home: AutomateHome, hooksDirectory: String, binDirectory: String, toolsDirectories: [String]) {
             self.home = home
             self.hooksDirectory = hooksDirectory
@@ -107,6 +110,7 @@ public struct ServiceContext: Sendable {
         environment["LOGNAME"] = runUser.name
         environment.merge(variables) { $1 }
         environment["AUTOMATE_SUPERVISOR_SOCKET"] = home.controlSocketPath
+        if let services = layout.servicesDirectory { environment["AUTOMATE_SERVICES_DIR"] = services }
         let socketPath = resolved.socket.map { home.runDirectory + "/" + $0 }
         if let socketPath { environment["AUTOMATE_SERVICE_SOCKET"] = socketPath }
         var notifySocketPath: String? = nil

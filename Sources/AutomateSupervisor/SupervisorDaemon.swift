@@ -97,6 +97,7 @@ public struct SupervisorDaemon: Sendable {
             home: home, hooksDirectory: options.hooksDirectory, binDirectory: options.binDirectory,
             toolsDirectories: options.toolsDirectories)
         layout.logTarget = logTarget
+        layout.servicesDirectory = options.servicesDirectory
         // The secrets helper: the gateway's key pair, made on first start.
         var secrets: GatewaySecrets? = nil
         if let gateway = manifests.services.first(where: { $0.kind == .gateway }) {

@@ -27,3 +27,20 @@ public typealias BackupOperationState = Automate_Backup_V1_OperationState
 public typealias BackupArtifact = Automate_Backup_V1_Artifact
 public typealias ServiceBackupStatus = Automate_Backup_V1_BackupStatus
 public typealias ServiceRestoreStatus = Automate_Backup_V1_RestoreStatus
+
+/// The deployment-service's method names (see `Proto/deployment_service.proto`).
+public enum DeploymentMethods {
+    public static let service = "automate.deployment.v1.DeploymentService"
+    public static let createBackup = "\(service)/CreateBackup"
+    public static let watchBackup = "\(service)/WatchBackup"
+    public static let backupStatus = "\(service)/BackupStatus"
+    public static let cancelBackup = "\(service)/CancelBackup"
+    public static let listBackups = "\(service)/ListBackups"
+    public static let deleteBackups = "\(service)/DeleteBackups"
+    public static let restore = "\(service)/Restore"
+    public static let watchRestore = "\(service)/WatchRestore"
+    public static let restoreStatus = "\(service)/RestoreStatus"
+}
+
+public typealias StackBackup = Automate_Deployment_V1_StackBackup
+public typealias StackRestore = Automate_Deployment_V1_StackRestore

@@ -88,11 +88,20 @@ public struct BackupVerifier: Sendable {
                 continue
             }
             for artifact in metadata.artifacts {
-                let relative = service + "/" + artifact.path
+                let relative = Self.normalized(service + "/" + artifact.path)
                 findings.append(check(artifact, at: folder + "/" + relative, relative: relative, contents: checkArtifacts))
             }
         }
         return Report(id: id, state: entry.state, findings: findings, problems: problems)
+    }
+
+    /// `svc/../../automate-elasticsearch-data/x` → `../automate-elasticsearch-data/x` (relative to the backup folder).
+    static func normalized(_ path: String) -> String {
+        var out: [Substring] = []
+        for part in path.split(separator: "/") {
+            if part == ".." && !out.isEmpty && out.last != ".." { out.removeLast() } else if part != "." { out.append(part) }
+        }
+        return out.joined(separator: "/")
     }
 
     private func check(_ artifact: ArtifactRecord, at path: String, relative: String, contents: Bool) -> Finding {

@@ -14,9 +14,11 @@ public struct ServiceMetadata: Codable, Sendable, Equatable {
     /// Versions of what made the artifacts (e.g. `"postgresql": "15.18"`).
     public var versions: [String: String]
     public var artifacts: [ArtifactRecord]
+    /// The deployment-service's own metadata.json only: the services present at backup time.
+    public var deployment: [DeployedServiceRecord]?
 
     public init(service: String, backupID: String, startedAt: String? = nil, finishedAt: String? = nil,
-                versions: [String: String] = [:], artifacts: [ArtifactRecord]) {
+                versions: [String: String] = [:], artifacts: [ArtifactRecord], deployment: [DeployedServiceRecord]? = nil) {
         self.format = Self.currentFormat
         self.service = service
         self.backupID = backupID
@@ -24,13 +26,47 @@ public struct ServiceMetadata: Codable, Sendable, Equatable {
         self.finishedAt = finishedAt
         self.versions = versions
         self.artifacts = artifacts
+        self.deployment = deployment
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, service, versions, artifacts
+        case format, service, versions, artifacts, deployment
         case backupID = "backup_id"
         case startedAt = "started_at"
         case finishedAt = "finished_at"
+    }
+}
+
+/// One service present at backup time, as the deployment-service recorded it.
+public struct DeployedServiceRecord: Codable, Sendable, Equatable {
+    public var name: String
+    /// `infrastructure`, `gateway`, `sidecar`, `orchestrator` or `domain`.
+    public var kind: String
+    /// True when it implements the backup contract itself.
+    public var contract: Bool
+    public var dependsOn: [String]
+    /// Its manifest as deployed, relative to the deployment-service's folder (`manifests/<name>.toml`).
+    public var manifest: String
+    /// What its `[backup]` table declared (paths as expanded at backup time).
+    public var databases: [String]
+    public var indices: [String]
+    public var paths: [String]
+
+    public init(name: String, kind: String, contract: Bool, dependsOn: [String], manifest: String,
+                databases: [String], indices: [String], paths: [String]) {
+        self.name = name
+        self.kind = kind
+        self.contract = contract
+        self.dependsOn = dependsOn
+        self.manifest = manifest
+        self.databases = databases
+        self.indices = indices
+        self.paths = paths
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, contract, manifest, databases, indices, paths
+        case dependsOn = "depends_on"
     }
 }
 

@@ -1,0 +1,41 @@
+import AutomateRPC
+import BackupContract
+import Foundation
+
+/// The deployment-service's RPC API (`Proto/deployment_service.proto` in BackupContract).
+public struct DeploymentAPI: Sendable {
+
+    let backups: BackupOrchestrator
+
+    public init(backups: BackupOrchestrator) {
+        self.backups = backups
+    }
+
+    public func register(on server: RPCServer) {
+        let backups = self.backups
+        server.registerUnary(DeploymentMethods.createBackup) { (req: Automate_Deployment_V1_CreateStackBackupRequest, _) -> StackBackup in
+            try await backups.create(serviceTimeout: req.serviceTimeoutSeconds > 0 ? .seconds(Int(req.serviceTimeoutSeconds)) : nil)
+        }
+        server.registerUnary(DeploymentMethods.backupStatus) { (req: Automate_Deployment_V1_StackBackupRequest, _) -> StackBackup in
+            try await backups.status(req.backupID)
+        }
+        server.registerServerStream(DeploymentMethods.watchBackup) { (req: Automate_Deployment_V1_StackBackupRequest, writer: RPCResponseWriter<StackBackup>, _) in
+            for await s in try await backups.watch(req.backupID) { try await writer.send(s) }
+        }
+        server.registerUnary(DeploymentMethods.cancelBackup) { (req: Automate_Deployment_V1_StackBackupRequest, _) -> StackBackup in
+            try await backups.cancel(req.backupID)
+        }
+        server.registerUnary(DeploymentMethods.listBackups) { (_: Automate_Deployment_V1_ListStackBackupsRequest, _) -> Automate_Deployment_V1_ListStackBackupsResponse in
+            var r = Automate_Deployment_V1_ListStackBackupsResponse()
+            r.backups = try await backups.list()
+            return r
+        }
+        server.registerUnary(DeploymentMethods.deleteBackups) { (req: Automate_Deployment_V1_DeleteStackBackupsRequest, _) -> Automate_Deployment_V1_DeleteStackBackupsResponse in
+            let (deleted, objects) = try await backups.delete(req.backupIds)
+            var r = Automate_Deployment_V1_DeleteStackBackupsResponse()
+            r.deleted = deleted
+            r.objectsDeleted = UInt64(objects)
+            return r
+        }
+    }
+}

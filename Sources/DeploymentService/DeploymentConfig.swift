@@ -1,0 +1,39 @@
+import Foundation
+import ServiceKit
+
+/// The deployment-service's settings, from the environment the supervisor gives it.
+public struct DeploymentConfig: Sendable {
+    /// Where the gateway is and the sidecars' sockets.
+    public var kit: KitConfig
+    /// The stack's manifests (`AUTOMATE_SERVICES_DIR`).
+    public var servicesDirectory: String
+    /// The deployment-service's own environment (for expanding the other manifests).
+    public var environment: [String: String]
+    /// Its store, `<data>/deployment-service/state.sqlite`.
+    public var storePath: String
+    /// Services backed up at once (`[config] max_parallel`, default 4).
+    public var maxParallel: Int = 4
+    /// Time a service may take for its backup (`[config] service_timeout_seconds`, default 3600).
+    public var serviceTimeout: Duration = .seconds(3600)
+
+    public init(kit: KitConfig, servicesDirectory: String, environment: [String: String], storePath: String) {
+        self.kit = kit
+        self.servicesDirectory = servicesDirectory
+        self.environment = environment
+        self.storePath = storePath
+    }
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> DeploymentConfig {
+        let kit = try KitConfig.fromEnvironment(env)
+        guard let services = env["AUTOMATE_SERVICES_DIR"], !services.isEmpty else {
+            throw DeploymentError.configuration("AUTOMATE_SERVICES_DIR is not set (start the deployment-service with automate-supervisor)")
+        }
+        guard let data = env["AUTOMATE_SERVICE_DATA"], !data.isEmpty else {
+            throw DeploymentError.configuration("AUTOMATE_SERVICE_DATA is not set (start the deployment-service with automate-supervisor)")
+        }
+        var config = DeploymentConfig(kit: kit, servicesDirectory: services, environment: env, storePath: data + "/state.sqlite")
+        if let n = env["AUTOMATE_CFG_MAX_PARALLEL"].flatMap(Int.init), n > 0 { config.maxParallel = n }
+        if let s = env["AUTOMATE_CFG_SERVICE_TIMEOUT_SECONDS"].flatMap(Int.init), s > 0 { config.serviceTimeout = .seconds(s) }
+        return config
+    }
+}

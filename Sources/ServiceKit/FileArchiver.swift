@@ -1,0 +1,159 @@
+import BackupRepository
+import Crypto
+import Foundation
+import PGSidecar
+import S3Client
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Archives a declared folder or file with GNU tar (owners, modes, symlinks, numeric ids), compresses it
+/// with zstd on the way and streams it into a multipart upload, hashing what is uploaded; and brings an
+/// archive back (zstd or gzip) into a temporary folder beside the target, swapping it in only after the
+/// sha256 matched. Blocking: call from a thread of your own.
+public struct FileArchiver: Sendable {
+    public let s3: S3Client
+    public let bucket: String
+    public var partSize: Int = 8 << 20
+    public var zstdLevel: Int32 = 1
+
+    public init(s3: S3Client, bucket: String, partSize: Int = 8 << 20, zstdLevel: Int32 = 1) {
+        self.s3 = s3
+        self.bucket = bucket
+        self.partSize = partSize
+        self.zstdLevel = zstdLevel
+    }
+
+    /// What an archive holds.
+    public struct Result: Sendable, Equatable {
+        public var size: UInt64
+        public var sha256: String
+        /// Entries tar wrote (folders, files, links).
+        public var entries: UInt64
+        /// Bytes read from disk, before compression.
+        public var rawBytes: UInt64
+    }
+
+    /// The tar program.
+    public static let tarPath: String = ["/usr/bin/tar", "/bin/tar"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/tar"
+
+    /// Archives `path` to `key`. A path that does not exist gives an empty archive (0 entries), so that a
+    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far.
+    public func archive(path: String, to key: String, progress: @escaping (UInt64) -> Void = { _ in },
+                        isCancelled: @escaping () -> Bool = { false }) throws -> Result {
+        let parent = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let index = NSTemporaryDirectory() + "automate-tar-index-\(getpid())-\(UUID().uuidString)"
+        defer { unlink(index) }
+        var info = stat()
+        let exists = lstat(path, &info) == 0
+        let members = exists ? [base] : ["--files-from=/dev/null"]
+        let tool = ToolProcess(
+            path: Self.tarPath,
+            arguments: ["--create", "--file=-", "--directory=\(parent.isEmpty ? "/" : parent)", "--numeric-owner",
+                        "--verbose", "--index-file=\(index)", "--"] + members,
+            pipeStdout: true, pipeStdin: false)
+        let writer = try MultipartWriter(client: s3, bucket: bucket, key: key, partSize: partSize)
+        var hasher = SHA256()
+        var size: UInt64 = 0
+        var raw: UInt64 = 0
+        do {
+            try tool.start()
+            let zstd = try ZstdCompressor(level: zstdLevel) { chunk in
+                hasher.update(bufferPointer: chunk)
+                size += UInt64(chunk.count)
+                try writer.write(chunk)
+            }
+            do {
+                try tool.readStdout { chunk in
+                    if isCancelled() { throw KitError.cancelled("archiving \(path) was cancelled") }
+                    raw += UInt64(chunk.count)
+                    try zstd.compress(chunk)
+                    progress(raw)
+                }
+            } catch {
+                tool.kill(SIGKILL)
+                try? tool.wait()
+                throw error
+            }
+            try tool.wait()
+            try zstd.finish()
+            _ = try writer.finish()
+        } catch {
+            writer.abort()
+            throw error
+        }
+        let entries = (try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        return Result(size: size, sha256: hex(hasher.finalize()), entries: UInt64(entries), rawBytes: raw)
+    }
+
+    /// Restores the archive at `key` over `path`: extracts into a temporary folder beside it, checks the
+    /// archive's size and sha256 (and entry count when given), then swaps the result in. On any failure the
+    /// target is left as it was. `gzip` selects `.tar.gz` archives of older backups.
+    public func restore(key: String, to path: String, expected: ArtifactRecord, tag: String, gzip: Bool,
+                        progress: @escaping (UInt64) -> Void = { _ in }) throws -> UInt64 {
+        let fm = FileManager.default
+        let parent = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let scratch = parent + "/.automate-restore-\(tag)-\(base)"
+        let old = parent + "/.automate-old-\(tag)-\(base)"
+        try? fm.removeItem(atPath: scratch)
+        try fm.createDirectory(atPath: scratch, withIntermediateDirectories: false)
+        defer { try? fm.removeItem(atPath: scratch) }
+        let index = NSTemporaryDirectory() + "automate-tar-index-\(getpid())-\(UUID().uuidString)"
+        defer { unlink(index) }
+        var args = ["--extract", "--file=-", "--directory=\(scratch)", "--numeric-owner", "--preserve-permissions",
+                    "--verbose", "--index-file=\(index)"]
+        if gzip { args.append("--gzip") }
+        if geteuid() == 0 { args.append("--same-owner") }
+        let tool = ToolProcess(path: Self.tarPath, arguments: args, pipeStdout: false, pipeStdin: true)
+        try tool.start()
+        var hasher = SHA256()
+        var size: UInt64 = 0
+        do {
+            let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
+            _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
+                hasher.update(bufferPointer: chunk)
+                size += UInt64(chunk.count)
+                progress(size)
+                if let zstd { try zstd.decompress(chunk) } else { try tool.writeStdin(chunk) }
+            }
+            try zstd?.finish()
+            tool.closeStdin()
+            try tool.wait()
+        } catch {
+            tool.closeStdin()
+            tool.kill(SIGKILL)
+            try? tool.wait()
+            throw KitError.failed("restoring \(key) into \(path): \(error)")
+        }
+        let digest = hex(hasher.finalize())
+        guard size == expected.size, digest == expected.sha256 else {
+            throw KitError.failed(
+                "\(key): size \(size) sha256 \(digest.prefix(12))…, metadata.json says size \(expected.size) sha256 \(expected.sha256.prefix(12))…; nothing was changed at \(path)")
+        }
+        let entries = UInt64((try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0)
+        if let want = expected.items, want != entries {
+            throw KitError.failed("\(key) held \(entries) entries, metadata.json says \(want); nothing was changed at \(path)")
+        }
+        // Swap: the old copy moves aside, the restored one takes its place, then the old one goes.
+        try? fm.removeItem(atPath: old)
+        var info = stat()
+        let hadOld = lstat(path, &info) == 0
+        if hadOld { try fm.moveItem(atPath: path, toPath: old) }
+        if lstat(scratch + "/" + base, &info) == 0 {
+            do { try fm.moveItem(atPath: scratch + "/" + base, toPath: path) } catch {
+                if hadOld { try? fm.moveItem(atPath: old, toPath: path) }
+                throw error
+            }
+        }
+        if hadOld { try? fm.removeItem(atPath: old) }
+        return entries
+    }
+}
+
+func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
+
+/// sha256 of bytes, lower-case hex.
+public func sha256Hex(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }

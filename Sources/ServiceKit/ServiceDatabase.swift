@@ -1,0 +1,54 @@
+import Foundation
+import PGSidecar
+import S3Client
+
+/// A domain service's own PostgreSQL database on the stack's server: created on first use, reached over
+/// the server's Unix socket, one connection used by one caller at a time (reconnecting after a failure).
+public final class ServiceDatabase: @unchecked Sendable {
+    public let server: PGServer
+    public let name: String
+    private let lock = NSLock()
+    private var connection: PGConnection?
+
+    public init(server: PGServer, name: String) {
+        self.server = server
+        self.name = name
+    }
+
+    /// The stack's server from the environment: `AUTOMATE_CFG_PG_HOST` (default the run directory),
+    /// `AUTOMATE_CFG_PG_PORT` (default 10145), `AUTOMATE_CFG_PG_USER` (default automate).
+    public static func server(from env: [String: String] = ProcessInfo.processInfo.environment) -> PGServer {
+        func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
+        return PGServer(
+            host: cfg("PG_HOST") ?? env["AUTOMATE_RUN_DIR"] ?? "/tmp", port: Int(cfg("PG_PORT") ?? "") ?? 10145,
+            user: cfg("PG_USER") ?? "automate")
+    }
+
+    /// Creates the database when it is missing, then runs `schema` (idempotent statements) in it.
+    public func prepare(schema: [String]) async throws {
+        let server = self.server, name = self.name
+        try await runOnOwnThread {
+            let admin = try PGConnection(server, database: "postgres")
+            if try !admin.databaseExists(name) {
+                do { try admin.query("CREATE DATABASE \(quoteIdent(name))") } catch let e as PGError where e.sqlState == "42P04" {}
+            }
+        }
+        for statement in schema { _ = try await query(statement) }
+    }
+
+    /// Runs one statement with `$1`-style parameters; rows as text.
+    @discardableResult
+    public func query(_ sql: String, _ params: [String] = []) async throws -> [[String?]] {
+        try await runOnOwnThread(name: "automate.db") { [self] in
+            try lock.withLock {
+                do {
+                    if connection == nil { connection = try PGConnection(server, database: name) }
+                    return try connection!.query(sql, params)
+                } catch let e as PGError {
+                    if e.sqlState == nil { connection = nil }  // a broken connection: the next call reconnects
+                    throw e
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import AutomateRPC
+import BackupContract
+import BackupRepository
+import Foundation
+import PGSidecar
+import S3Client
+import SidecarProto
+
+/// Restores what one service owns from a backup: reads and checks `<backup-id>/<service>/metadata.json`
+/// (its sha256 against `checksums.json`), then restores databases (pg-sidecar: temp database, rename, row
+/// counts checked) and paths (tarball into a scratch folder, sha256 checked, swapped in) as the
+/// short-term part, and search indices (es-sidecar) as the long-term part.
+public struct ServiceRestore: Sendable {
+    public let service: String
+    public let owned: OwnedData
+    public let config: KitConfig
+
+    public init(service: String, owned: OwnedData, config: KitConfig) {
+        self.service = service
+        self.owned = owned
+        self.config = config
+    }
+
+    /// Reports for the two parts.
+    public struct Listener: Sendable {
+        public var shortTerm: @Sendable (BackupProgress) -> Void
+        public var longTerm: @Sendable (BackupProgress) -> Void
+        /// Called once the short-term part is done (the service may run).
+        public var shortTermDone: @Sendable () -> Void
+        public init(shortTerm: @escaping @Sendable (BackupProgress) -> Void, longTerm: @escaping @Sendable (BackupProgress) -> Void,
+                    shortTermDone: @escaping @Sendable () -> Void) {
+            self.shortTerm = shortTerm
+            self.longTerm = longTerm
+            self.shortTermDone = shortTermDone
+        }
+    }
+
+    /// The service's metadata.json in the backup, checked against checksums.json.
+    public func metadata(backupID: String) async throws -> ServiceMetadata {
+        let key = "\(backupID)/\(service)/metadata.json"
+        let bytes: [UInt8]
+        do { bytes = try await config.s3.getObject(bucket: config.bucket, key: key) } catch let e as S3Error where e.isNotFound {
+            throw KitError.notFound("backup \(backupID) has no \(service)/metadata.json: \(service) was not part of it")
+        }
+        if let sums = try? await config.s3.getObject(bucket: config.bucket, key: "\(backupID)/checksums.json") {
+            let checksums = try JSONDecoder().decode(Checksums.self, from: Data(sums))
+            guard let want = checksums.files["\(service)/metadata.json"] else {
+                throw KitError.failed("\(backupID)/checksums.json does not list \(service)/metadata.json")
+            }
+            let got = sha256Hex(bytes)
+            guard got == want else {
+                throw KitError.failed("\(key): sha256 \(got.prefix(12))…, checksums.json says \(want.prefix(12))…")
+            }
+        }
+        do {
+            return try JSONDecoder().decode(ServiceMetadata.self, from: Data(bytes))
+        } catch {
+            throw KitError.failed("\(key) does not parse: \(error)")
+        }
+    }
+
+    /// Runs the restore. Returns when both parts are done; `listener.shortTermDone` fires in between.
+    public func run(backupID: String, restoreID: String, listener: Listener) async throws {
+        let metadata = try await metadata(backupID: backupID)
+        let prefix = "\(backupID)/\(service)/"
+        let calls = SidecarCalls(config: config)
+        let service = self.service, config = self.config, owned = self.owned
+        let short = ProgressBoard(listener: listener.shortTerm)
+        let long = ProgressBoard(listener: listener.longTerm)
+        let dumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql"].contains($0.format) }
+        let archives = metadata.artifacts.filter { $0.format == "tar_zstd" || $0.format == "tar_gzip" }
+        let exports = metadata.artifacts.filter { $0.format == "ndjson_export" }
+        var missing: [String] = []
+        for archive in archives where owned.paths.first(where: { $0.name == Self.archiveName(archive.path) }) == nil {
+            missing.append(archive.path)
+        }
+        guard missing.isEmpty else {
+            throw KitError.failed("\(service) declares no path for \(missing.joined(separator: ", ")) (paths: \(owned.paths.map(\.name)))")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if !dumps.isEmpty {
+                group.addTask {
+                    let artifacts = try await Self.pgArtifacts(metadata: metadata, dumps: dumps, prefix: prefix, config: config)
+                    short.update("pg") { $0.phase = "restoring" }
+                    _ = try await calls.pgOperation(start: { client in
+                        var req = Automate_Sidecar_Pg_PGRestoreRequest()
+                        req.backupID = backupID; req.service = service; req.restoreID = restoreID; req.artifacts = artifacts
+                        return try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+                    }, update: { s in
+                        short.update("pg") { p in
+                            p.bytesDone = UInt64(max(0, s.bytesDone)); p.bytesTotal = UInt64(max(0, s.bytesTotal))
+                            p.phase = s.phase == .completed ? "done" : (s.databases.first { $0.phase == .running }?.step ?? "restoring")
+                        }
+                    })
+                }
+            }
+            for archive in archives {
+                group.addTask {
+                    let name = Self.archiveName(archive.path)
+                    let target = owned.paths.first { $0.name == name }!.path
+                    let part = "files/" + name
+                    short.update(part) { $0.phase = "extracting"; $0.bytesTotal = archive.size }
+                    let archiver = FileArchiver(s3: config.s3, bucket: config.bucket)
+                    let entries = try await runOnOwnThread(name: "automate.extract") {
+                        try archiver.restore(key: prefix + archive.path, to: target, expected: archive, tag: restoreID,
+                                             gzip: archive.format == "tar_gzip",
+                                             progress: { n in short.update(part) { $0.bytesDone = n } })
+                    }
+                    short.update(part) { $0.phase = "done"; $0.itemsDone = entries; $0.itemsTotal = entries }
+                }
+            }
+            try await group.waitForAll()
+        }
+        var esShortDone = exports.isEmpty
+        if !exports.isEmpty {
+            let shortSignal = CancelFlag()
+            _ = try await calls.esOperation(start: { client in
+                var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
+                req.service = service; req.snapshot = backupID; req.replaceExisting = true
+                req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
+                return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID
+            }, update: { s in
+                long.update("es") { p in
+                    p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })
+                    p.itemsTotal = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsTotal) })
+                    p.phase = s.longTermDone ? "done" : "loading"
+                }
+                if s.shortTermDone, !shortSignal.isSet {
+                    shortSignal.set()
+                    listener.shortTermDone()
+                }
+            }, done: { $0.phase == .completed && $0.longTermDone })
+            esShortDone = shortSignal.isSet
+            if !esShortDone { listener.shortTermDone() }
+        } else {
+            listener.shortTermDone()
+        }
+        _ = esShortDone
+        long.update("es") { $0.phase = "done" }
+    }
+
+    /// `files/profiles.tar.zst` → `profiles`.
+    static func archiveName(_ path: String) -> String {
+        var name = (path as NSString).lastPathComponent
+        for suffix in [".tar.zst", ".tar.gz"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        return name
+    }
+
+    /// The pg-sidecar's artifacts, with expected row counts from its own `pg_data/metadata.json` (whose
+    /// sha256 is checked against the service's metadata first).
+    static func pgArtifacts(metadata: ServiceMetadata, dumps: [ArtifactRecord], prefix: String, config: KitConfig) async throws
+        -> [Automate_Sidecar_Pg_PGArtifact]
+    {
+        var sidecarMeta: PGBackupMetadata? = nil
+        if let record = metadata.artifacts.first(where: { $0.format == "pg_sidecar_metadata" }) {
+            let bytes = try await config.s3.getObject(bucket: config.bucket, key: prefix + record.path)
+            guard sha256Hex(bytes) == record.sha256 else {
+                throw KitError.failed("\(prefix)\(record.path): sha256 does not match metadata.json")
+            }
+            sidecarMeta = try JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes))
+        }
+        return dumps.map { dump in
+            var a = Automate_Sidecar_Pg_PGArtifact()
+            let file = (dump.path as NSString).lastPathComponent
+            a.database = file.components(separatedBy: ".").first ?? file
+            a.key = prefix + dump.path
+            a.format = dump.format == "pg_plain_sql" ? "sql" : dump.format == "pg_dump_custom" ? "custom" : "custom+zstd"
+            a.sha256 = dump.sha256
+            a.size = Int64(dump.size)
+            if let db = sidecarMeta?.databases.first(where: { $0.name == a.database }) {
+                a.tables = db.tables.map { t in
+                    var c = Automate_Sidecar_Pg_PGTableCount(); c.schema = t.schema; c.table = t.table; c.rows = t.rows; return c
+                }
+                a.encoding = db.encoding ?? ""; a.lcCollate = db.lcCollate ?? ""; a.lcCtype = db.lcCtype ?? ""
+            }
+            return a
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import AutomateRPC
+import Crypto
+import DomainAPI
+import ESSidecar
+import Foundation
+import S3Client
+import ServiceKit
+
+/// The compliance API: reports (PostgreSQL, indexed in the search engine) and profiles (files).
+struct ComplianceAPI: Sendable {
+    let database: ServiceDatabase
+    let search: SearchEngine
+    let profilesDirectory: String
+    let index: String
+    static let index = "compliance-reports"
+    static let service = "automate.compliance.v1.Compliance"
+
+    /// Creates the search index with its mappings when it is missing.
+    func prepareIndex() async throws {
+        let search = self.search, index = self.index
+        try await runOnOwnThread {
+            guard try !search.indexExists(index) else { return }
+            try search.json("PUT", "/\(index)", body: [
+                "mappings": ["properties": [
+                    "node": ["type": "keyword"], "status": ["type": "keyword"], "summary": ["type": "text"],
+                    "created_at_unix_ms": ["type": "long"],
+                ]],
+            ], allow: [400])
+        }
+    }
+
+    func register(on server: RPCServer) {
+        server.registerUnary("\(Self.service)/AddReport") { (req: Automate_Compliance_V1_AddReportRequest, _) -> Automate_Compliance_V1_Report in
+            guard !req.node.isEmpty else { throw RPCError(.invalidArgument, "node is empty") }
+            guard ["passed", "failed", "skipped"].contains(req.status) else {
+                throw RPCError(.invalidArgument, "status \"\(req.status)\" is not passed, failed or skipped")
+            }
+            let rows = try await database.query(
+                "INSERT INTO reports (node, status, summary) VALUES ($1, $2, $3) RETURNING id, (extract(epoch FROM created_at) * 1000)::bigint",
+                [req.node, req.status, req.summary])
+            var report = Automate_Compliance_V1_Report()
+            report.id = Int64(rows.first?[0] ?? "") ?? 0
+            report.node = req.node; report.status = req.status; report.summary = req.summary
+            report.createdAtUnixMs = Int64(rows.first?[1] ?? "") ?? 0
+            let search = self.search, index = self.index, doc: [String: Any] = [
+                "node": report.node, "status": report.status, "summary": report.summary, "created_at_unix_ms": report.createdAtUnixMs,
+            ]
+            let id = report.id
+            let body = try JSONSerialization.data(withJSONObject: doc)
+            try await runOnOwnThread {
+                let object = try JSONSerialization.jsonObject(with: body)
+                try search.json("PUT", "/\(index)/_doc/\(id)?refresh=true", body: object)
+            }
+            return report
+        }
+        server.registerUnary("\(Self.service)/ListReports") { (_: Automate_Compliance_V1_ListReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+            let rows = try await database.query(
+                "SELECT id, node, status, summary, (extract(epoch FROM created_at) * 1000)::bigint FROM reports ORDER BY id")
+            var r = Automate_Compliance_V1_ListReportsResponse()
+            r.reports = rows.map { row in
+                var report = Automate_Compliance_V1_Report()
+                report.id = Int64(row[0] ?? "") ?? 0
+                report.node = row[1] ?? ""; report.status = row[2] ?? ""; report.summary = row[3] ?? ""
+                report.createdAtUnixMs = Int64(row[4] ?? "") ?? 0
+                return report
+            }
+            return r
+        }
+        server.registerUnary("\(Self.service)/SearchReports") { (req: Automate_Compliance_V1_SearchReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+            let search = self.search, index = self.index, query = req.query
+            let hits: [[String: Any]] = try await runOnOwnThread {
+                let body: [String: Any] = ["size": 1000, "query": query.isEmpty ? ["match_all": [String: Any]()] : ["match": ["summary": query]]]
+                let answer = try search.json("POST", "/\(index)/_search", body: body) as? [String: Any]
+                let outer = answer?["hits"] as? [String: Any]
+                let list = outer?["hits"] as? [[String: Any]] ?? []
+                return list.map { hit in
+                    var row = hit["_source"] as? [String: Any] ?? [:]
+                    row["_id"] = hit["_id"]
+                    return row
+                }
+            }.map { $0 }
+            var r = Automate_Compliance_V1_ListReportsResponse()
+            r.reports = hits.map { hit in
+                var report = Automate_Compliance_V1_Report()
+                report.id = Int64("\(hit["_id"] ?? "0")") ?? 0
+                report.node = hit["node"] as? String ?? ""
+                report.status = hit["status"] as? String ?? ""
+                report.summary = hit["summary"] as? String ?? ""
+                report.createdAtUnixMs = (hit["created_at_unix_ms"] as? NSNumber)?.int64Value ?? 0
+                return report
+            }.sorted { $0.id < $1.id }
+            return r
+        }
+        server.registerUnary("\(Self.service)/UploadProfile") { (req: Automate_Compliance_V1_UploadProfileRequest, _) -> Automate_Compliance_V1_Profile in
+            let name = req.name
+            guard !name.isEmpty, name.count <= 200, !name.hasPrefix("."), !name.contains("/") else {
+                throw RPCError(.invalidArgument, "profile name \"\(name)\" must be a plain file name (no '/', not starting with '.')")
+            }
+            let path = profilesDirectory + "/" + name
+            let temp = profilesDirectory + "/.upload-\(UUID().uuidString)"
+            guard FileManager.default.createFile(atPath: temp, contents: req.content) else {
+                throw RPCError(.internal, "cannot write \(temp)")
+            }
+            guard rename(temp, path) == 0 else {
+                unlink(temp)
+                throw RPCError(.internal, "cannot rename into \(path): \(String(cString: strerror(errno)))")
+            }
+            return Self.profile(name: name, bytes: req.content)
+        }
+        server.registerUnary("\(Self.service)/ListProfiles") { (_: Automate_Compliance_V1_ListProfilesRequest, _) -> Automate_Compliance_V1_ListProfilesResponse in
+            var r = Automate_Compliance_V1_ListProfilesResponse()
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: profilesDirectory)) ?? []
+            for name in names.sorted() where !name.hasPrefix(".") {
+                let bytes = FileManager.default.contents(atPath: profilesDirectory + "/" + name) ?? Data()
+                r.profiles.append(Self.profile(name: name, bytes: bytes))
+            }
+            return r
+        }
+    }
+
+    static func profile(name: String, bytes: Data) -> Automate_Compliance_V1_Profile {
+        var p = Automate_Compliance_V1_Profile()
+        p.name = name
+        p.size = UInt64(bytes.count)
+        p.sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        return p
+    }
+}

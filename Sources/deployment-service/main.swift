@@ -1,0 +1,24 @@
+// deployment-service: orchestrates one backup of every service under one id, keeps its own state in an
+// SQLite store, and (restore) relaunches services from a backup. Configuration from the supervisor's
+// environment; see DeploymentConfig.fromEnvironment and services/deployment-service.toml.
+import AutomateRPC
+import DeploymentService
+import Foundation
+import ServiceKit
+
+let logger = ServiceRuntime.bootstrapLogging("deployment-service")
+do {
+    let config = try DeploymentConfig.fromEnvironment()
+    let store = try DeploymentStore(path: config.storePath)
+    let interrupted = try store.failInterrupted()
+    if !interrupted.isEmpty {
+        logger.warning("backups \(interrupted.joined(separator: ", ")) were running when the deployment-service stopped: recorded as failed")
+    }
+    let orchestrator = BackupOrchestrator(config: config, store: store, logger: logger)
+    let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
+    DeploymentAPI(backups: orchestrator).register(on: server)
+    try await ServiceRuntime.serve(server, logger: logger)
+} catch {
+    logger.critical("deployment-service: \(error)")
+    exit(1)
+}

@@ -1,0 +1,102 @@
+import AutomateRPC
+import AutomateSupervisor
+import BackupContract
+import Foundation
+
+/// The whole repository stack in a TestStack: PostgreSQL, search, gateway, sidecars, deployment-service
+/// and the three reference services, each on free loopback ports.
+extension TestStack {
+    static let fullStackServices = [
+        "automate-postgresql", "automate-search", "backup-gateway", "pg-sidecar-service", "es-sidecar-service",
+        "deployment-service", "teams-service", "compliance-service", "notifications-service",
+    ]
+
+    /// Copies every repository service and writes overlays so that they find each other on free ports.
+    func useFullStack() throws {
+        for service in Self.fullStackServices { try useRepositoryService(service) }
+        let pg = Self.freePort(), search = Self.freePort()
+        try writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n")
+        for service in ["pg-sidecar-service", "teams-service", "notifications-service"] {
+            try writeOverlay(service, "[config]\npg_port = \(pg)\n")
+        }
+        try writeOverlay("compliance-service", "[config]\npg_port = \(pg)\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
+        try writeOverlay("automate-search", "[config]\nport = \(search)\n")
+        try writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
+        try writeOverlay("backup-gateway", "[config]\nport = \(Self.freePort())\n")
+    }
+
+    /// The deployment-service's client.
+    func deployment() async throws -> RPCClient {
+        try await RPCClient.connect(socketPath: home.runDirectory + "/deployment-service.sock")
+    }
+
+    /// Starts a backup through the deployment-service and returns its id.
+    func startBackup() async throws -> String {
+        let client = try await deployment()
+        defer { Task { await client.close() } }
+        return try await client.unary(DeploymentMethods.createBackup, Automate_Deployment_V1_CreateStackBackupRequest(), as: StackBackup.self).backupID
+    }
+
+    /// Follows a backup until `predicate` holds (returns that status) or it ends (returns the last).
+    func watchBackup(_ id: String, until predicate: @escaping @Sendable (StackBackup) -> Bool = { _ in false }) async throws -> StackBackup {
+        let client = try await deployment()
+        defer { Task { await client.close() } }
+        var request = Automate_Deployment_V1_StackBackupRequest()
+        request.backupID = id
+        var last = StackBackup()
+        for try await s in client.serverStream(DeploymentMethods.watchBackup, request, as: StackBackup.self, timeout: .seconds(300)) {
+            last = s
+            if predicate(s) { return s }
+        }
+        return last
+    }
+
+    /// The pid of a running service.
+    func pid(of service: String) async throws -> pid_t {
+        guard let s = try await status().first(where: { $0.name == service }), s.pid > 0 else {
+            throw TestFailure("\(service) is not running")
+        }
+        return s.pid
+    }
+
+    /// `/bin/sh -c <script>` with this stack's environment.
+    @discardableResult
+    func shell(_ script: String) async throws -> CommandResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTOMATE_HOME"] = home.path
+        environment["AUTOMATE_SERVICES_DIR"] = servicesDirectory
+        environment["AUTOMATE_HOOKS_DIR"] = hooksDirectory
+        environment["PATH"] = Self.binDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        return try await CommandResult.run("/bin/sh", ["-c", script], environment: environment)
+    }
+
+    /// Puts data in every kind of service: teams, compliance reports (database + search), profiles
+    /// (files), notifications (a database and a config folder of a service without the contract).
+    func loadSampleData() async throws {
+        for args in [
+            ["teams", "add", "core", "--member", "alice", "--member", "bob", "--description", "the core team"],
+            ["teams", "add", "infra", "--member", "carol"],
+            ["compliance", "report", "node-1", "passed", "--summary", "ssh hardening applied"],
+            ["compliance", "report", "node-2", "failed", "--summary", "kernel too old"],
+            ["compliance", "report", "node-3", "skipped", "--summary", "offline during the scan"],
+            ["psql", "notifications_service", "--", "-c", "INSERT INTO outbox (message) VALUES ('first'), ('second')"],
+        ] {
+            let r = try await automate(args)
+            guard r.succeeded else { throw TestFailure("automate \(args.joined(separator: " ")): \(r.output)\(r.error)") }
+        }
+        let profile = root + "/linux-baseline.yml"
+        try String(repeating: "control: ssh-01\n", count: 500).write(toFile: profile, atomically: true, encoding: .utf8)
+        let r = try await automate(["compliance", "upload-profile", profile])
+        guard r.succeeded else { throw TestFailure("upload-profile: \(r.error)") }
+    }
+
+    /// Enough data that a backup takes a few seconds: a ~100 MB table and a 192 MiB file.
+    func loadBulkData() async throws {
+        let r = try await automate(["psql", "teams_service", "--", "-c",
+            "CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS pad FROM generate_series(1, 1200000) g"])
+        guard r.succeeded else { throw TestFailure("bulk table: \(r.error)") }
+        let profiles = home.dataDirectory + "/compliance-service/profiles"
+        let f = try await shell("head -c 192M /dev/urandom > '\(profiles)/bulk.bin' && chmod 644 '\(profiles)/bulk.bin'")
+        guard f.succeeded else { throw TestFailure("bulk file: \(f.error)") }
+    }
+}
