@@ -11,7 +11,7 @@ public struct AutomateCommand: AsyncParsableCommand {
             The stack lives in its home: $AUTOMATE_HOME, else /var/opt/automate as root, else \
             $XDG_DATA_HOME/automate (~/.local/share/automate).
             """,
-        subcommands: [Start.self, Stop.self, Status.self, Restart.self, Reload.self, Logs.self, Events.self, Psql.self, BackupCommand.self, GatewayCommand.self, SystemdCommand.self, TeamsCommand.self, ComplianceCommand.self])
+        subcommands: [Start.self, Stop.self, Status.self, Restart.self, Reload.self, Logs.self, Events.self, Psql.self, BackupCommand.self, GatewayCommand.self, SystemdCommand.self, RestoreCommand.self, TeamsCommand.self, ComplianceCommand.self])
 
     public init() {}
 

@@ -45,6 +45,16 @@ final class BackupProgressView {
         return "\(s.state.rawValue)/\(p.phase)/\(tenth)/\(s.error)"
     }
 
+    static func stateName(_ state: BackupOperationState) -> String {
+        switch state {
+        case .running: return "running"
+        case .completed: return "done"
+        case .failed: return "FAILED"
+        case .cancelled: return "cancelled"
+        default: return "-"
+        }
+    }
+
     static func line(_ s: ServiceBackupStatus, width: Int, bar: Bool) -> String {
         let name = s.service.padding(toLength: width, withPad: " ", startingAt: 0)
         let p = s.progress

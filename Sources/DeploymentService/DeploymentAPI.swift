@@ -6,13 +6,24 @@ import Foundation
 public struct DeploymentAPI: Sendable {
 
     let backups: BackupOrchestrator
+    let restores: RestoreOrchestrator
 
-    public init(backups: BackupOrchestrator) {
+    public init(backups: BackupOrchestrator, restores: RestoreOrchestrator) {
         self.backups = backups
+        self.restores = restores
     }
 
     public func register(on server: RPCServer) {
-        let backups = self.backups
+        let backups = self.backups, restores = self.restores
+        server.registerUnary(DeploymentMethods.restore) { (req: Automate_Deployment_V1_StackRestoreRequest, _) -> StackRestore in
+            try await restores.restore(backupID: req.backupID, restoreID: req.restoreID)
+        }
+        server.registerUnary(DeploymentMethods.restoreStatus) { (req: Automate_Deployment_V1_StackRestoreStatusRequest, _) -> StackRestore in
+            try await restores.status(req.restoreID)
+        }
+        server.registerServerStream(DeploymentMethods.watchRestore) { (req: Automate_Deployment_V1_StackRestoreStatusRequest, writer: RPCResponseWriter<StackRestore>, _) in
+            for await s in try await restores.watch(req.restoreID) { try await writer.send(s) }
+        }
         server.registerUnary(DeploymentMethods.createBackup) { (req: Automate_Deployment_V1_CreateStackBackupRequest, _) -> StackBackup in
             try await backups.create(serviceTimeout: req.serviceTimeoutSeconds > 0 ? .seconds(Int(req.serviceTimeoutSeconds)) : nil)
         }

@@ -145,6 +145,21 @@ public final class DeploymentStore: Sendable {
         try target.close()
     }
 
+    /// Replaces the whole store with the copy at `path` (a backup's `state.sqlite`), then marks the
+    /// restored backup completed and any other backup the copy caught running as failed.
+    public func replace(with path: String, restoredBackup: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let source = try DatabaseQueue(path: path, configuration: configuration)
+        try source.backup(to: pool)
+        try source.close()
+        try pool.write { db in
+            try db.execute(sql: "UPDATE backups SET state = 'completed' WHERE id = ?", arguments: [restoredBackup])
+            try db.execute(
+                sql: "UPDATE backups SET state = 'failed', error = 'caught running by the backup of its store' WHERE state = 'in_progress'")
+        }
+    }
+
     static func backup(_ row: Row) -> Backup {
         Backup(id: row["id"], state: row["state"], startedAt: row["started_at"], finishedAt: row["finished_at"],
                error: row["error"], bytes: row["bytes"], fingerprint: row["fingerprint"], result: row["result"])

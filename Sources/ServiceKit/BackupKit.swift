@@ -123,6 +123,15 @@ public final class BackupKit: Sendable {
 
     // MARK: restores
 
+    /// Throws UNAVAILABLE while a restore's short-term part runs: a service's own API calls this first,
+    /// so that nobody reads or writes data that is being replaced.
+    public func requireReady() async throws {
+        if let running = await tracker.runningShortTermRestore() {
+            throw RPCError(.unavailable,
+                "\(service) is restoring backup \(running.backupID) (restore \(running.restoreID)); try again when `automate restore status` says it is done")
+        }
+    }
+
     /// Starts restoring `backupID` under `restoreID`; returns the short-term RUNNING status at once.
     public func restore(backupID: String, restoreID: String) async throws -> ServiceRestoreStatus {
         guard BackupID(backupID) != nil, !restoreID.isEmpty else {

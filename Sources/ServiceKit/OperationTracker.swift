@@ -77,6 +77,11 @@ actor OperationTracker {
         return true
     }
 
+    /// A restore whose short-term part is running, if any.
+    func runningShortTermRestore() -> ServiceRestoreStatus? {
+        restores.values.first { $0.short.state == .running }?.short
+    }
+
     func attachRestore(_ id: String, task: Task<Void, Never>) { restoreTasks[id] = task }
 
     func updateRestore(_ id: String, short: ((inout ServiceRestoreStatus) -> Void)? = nil, long: ((inout ServiceRestoreStatus) -> Void)? = nil) {

@@ -36,18 +36,25 @@ public final class ServiceDatabase: @unchecked Sendable {
         for statement in schema { _ = try await query(statement) }
     }
 
-    /// Runs one statement with `$1`-style parameters; rows as text.
+    /// Runs one statement with `$1`-style parameters; rows as text. A connection that was lost (the
+    /// server restarted, a restore replaced the database) is replaced and the statement tried once more.
     @discardableResult
     public func query(_ sql: String, _ params: [String] = []) async throws -> [[String?]] {
         try await runOnOwnThread(name: "automate.db") { [self] in
             try lock.withLock {
-                do {
-                    if connection == nil { connection = try PGConnection(server, database: name) }
-                    return try connection!.query(sql, params)
-                } catch let e as PGError {
-                    if e.sqlState == nil { connection = nil }  // a broken connection: the next call reconnects
-                    throw e
+                for attempt in 0..<2 {
+                    do {
+                        if connection == nil { connection = try PGConnection(server, database: name) }
+                        return try connection!.query(sql, params)
+                    } catch let e as PGError {
+                        let state = e.sqlState ?? ""
+                        let lost = state.isEmpty || state.hasPrefix("08") || state.hasPrefix("57") || state == "3D000"
+                        guard lost else { throw e }
+                        connection = nil
+                        if attempt == 1 { throw e }
+                    }
                 }
+                throw KitError.failed("\(name): no connection")
             }
         }
     }

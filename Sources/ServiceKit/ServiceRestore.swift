@@ -1,6 +1,7 @@
 import AutomateRPC
 import BackupContract
 import BackupRepository
+import Crypto
 import Foundation
 import PGSidecar
 import S3Client
@@ -40,7 +41,7 @@ public struct ServiceRestore: Sendable {
         let key = "\(backupID)/\(service)/metadata.json"
         let bytes: [UInt8]
         do { bytes = try await config.s3.getObject(bucket: config.bucket, key: key) } catch let e as S3Error where e.isNotFound {
-            throw KitError.notFound("backup \(backupID) has no \(service)/metadata.json: \(service) was not part of it")
+            return try await phaseOneMetadata(backupID: backupID)
         }
         if let sums = try? await config.s3.getObject(bucket: config.bucket, key: "\(backupID)/checksums.json") {
             let checksums = try JSONDecoder().decode(Checksums.self, from: Data(sums))
@@ -57,6 +58,39 @@ public struct ServiceRestore: Sendable {
         } catch {
             throw KitError.failed("\(key) does not parse: \(error)")
         }
+    }
+
+    /// A phase-one backup (plain files, no metadata.json and no checksums.json): its artifacts are found by
+    /// listing `<backup-id>/<service>/` and their sha256 is taken on a first read (nothing recorded to
+    /// check it against; `automate backup verify` reports them as unverified).
+    func phaseOneMetadata(backupID: String) async throws -> ServiceMetadata {
+        let s3 = config.s3, bucket = config.bucket, prefix = "\(backupID)/\(service)/"
+        if (try? await s3.getObject(bucket: bucket, key: "\(backupID)/checksums.json")) != nil {
+            throw KitError.failed("backup \(backupID) has checksums.json but no \(service)/metadata.json: it is incomplete")
+        }
+        let objects = try await runOnOwnThread { try s3.listObjectsSync(bucket: bucket, prefix: prefix) }
+        guard !objects.isEmpty else {
+            throw KitError.notFound("backup \(backupID) has nothing for \(service)")
+        }
+        var artifacts: [ArtifactRecord] = []
+        for object in objects {
+            let path = String(object.key.dropFirst(prefix.count))
+            let format: String
+            if path.hasPrefix("pg_data/") && path.hasSuffix(".fc.zst") { format = "pg_dump_custom_zstd" }
+            else if path.hasPrefix("pg_data/") && path.hasSuffix(".fc") { format = "pg_dump_custom" }
+            else if path.hasPrefix("pg_data/") && path.hasSuffix(".sql") { format = "pg_plain_sql" }
+            else if path.hasPrefix("files/") && path.hasSuffix(".tar.zst") { format = "tar_zstd" }
+            else if path.hasPrefix("files/") && path.hasSuffix(".tar.gz") { format = "tar_gzip" }
+            else { continue }
+            let key = object.key
+            let digest = try await runOnOwnThread {
+                var hasher = Crypto.SHA256()
+                _ = try s3.getObjectSync(bucket: bucket, key: key) { hasher.update(bufferPointer: $0) }
+                return hex(hasher.finalize())
+            }
+            artifacts.append(ArtifactRecord(path: path, size: UInt64(object.size), sha256: digest, format: format))
+        }
+        return ServiceMetadata(service: service, backupID: backupID, versions: ["phase": "one"], artifacts: artifacts)
     }
 
     /// Runs the restore. Returns when both parts are done; `listener.shortTermDone` fires in between.

@@ -9,6 +9,8 @@ import ServiceKit
 /// The compliance API: reports (PostgreSQL, indexed in the search engine) and profiles (files).
 struct ComplianceAPI: Sendable {
     let database: ServiceDatabase
+    /// Refuses calls while a restore replaces the data.
+    let kit: BackupKit
     let search: SearchEngine
     let profilesDirectory: String
     let index: String
@@ -31,6 +33,7 @@ struct ComplianceAPI: Sendable {
 
     func register(on server: RPCServer) {
         server.registerUnary("\(Self.service)/AddReport") { (req: Automate_Compliance_V1_AddReportRequest, _) -> Automate_Compliance_V1_Report in
+            try await kit.requireReady()
             guard !req.node.isEmpty else { throw RPCError(.invalidArgument, "node is empty") }
             guard ["passed", "failed", "skipped"].contains(req.status) else {
                 throw RPCError(.invalidArgument, "status \"\(req.status)\" is not passed, failed or skipped")
@@ -54,6 +57,7 @@ struct ComplianceAPI: Sendable {
             return report
         }
         server.registerUnary("\(Self.service)/ListReports") { (_: Automate_Compliance_V1_ListReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+            try await kit.requireReady()
             let rows = try await database.query(
                 "SELECT id, node, status, summary, (extract(epoch FROM created_at) * 1000)::bigint FROM reports ORDER BY id")
             var r = Automate_Compliance_V1_ListReportsResponse()
@@ -67,6 +71,7 @@ struct ComplianceAPI: Sendable {
             return r
         }
         server.registerUnary("\(Self.service)/SearchReports") { (req: Automate_Compliance_V1_SearchReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+            try await kit.requireReady()
             let search = self.search, index = self.index, query = req.query
             let hits: [[String: Any]] = try await runOnOwnThread {
                 let body: [String: Any] = ["size": 1000, "query": query.isEmpty ? ["match_all": [String: Any]()] : ["match": ["summary": query]]]
@@ -92,6 +97,7 @@ struct ComplianceAPI: Sendable {
             return r
         }
         server.registerUnary("\(Self.service)/UploadProfile") { (req: Automate_Compliance_V1_UploadProfileRequest, _) -> Automate_Compliance_V1_Profile in
+            try await kit.requireReady()
             let name = req.name
             guard !name.isEmpty, name.count <= 200, !name.hasPrefix("."), !name.contains("/") else {
                 throw RPCError(.invalidArgument, "profile name \"\(name)\" must be a plain file name (no '/', not starting with '.')")
@@ -108,6 +114,7 @@ struct ComplianceAPI: Sendable {
             return Self.profile(name: name, bytes: req.content)
         }
         server.registerUnary("\(Self.service)/ListProfiles") { (_: Automate_Compliance_V1_ListProfilesRequest, _) -> Automate_Compliance_V1_ListProfilesResponse in
+            try await kit.requireReady()
             var r = Automate_Compliance_V1_ListProfilesResponse()
             let names = (try? FileManager.default.contentsOfDirectory(atPath: profilesDirectory)) ?? []
             for name in names.sorted() where !name.hasPrefix(".") {

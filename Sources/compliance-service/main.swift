@@ -24,15 +24,15 @@ do {
         """,
     ])
     let search = SearchEngine(url: env["AUTOMATE_CFG_SEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:10144")
-    let api = ComplianceAPI(database: database, search: search, profilesDirectory: profiles, index: ComplianceAPI.index)
-    try await api.prepareIndex()
     let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
-    api.register(on: server)
     let kit = BackupKit(
         service: "compliance-service",
         owned: OwnedData(databases: ["compliance_service"], indices: [ComplianceAPI.index], paths: [OwnedPath(name: "profiles", path: profiles)]),
         config: try KitConfig.fromEnvironment(), logger: logger)
     kit.register(on: server)
+    let api = ComplianceAPI(database: database, kit: kit, search: search, profilesDirectory: profiles, index: ComplianceAPI.index)
+    try await api.prepareIndex()
+    api.register(on: server)
     try await ServiceRuntime.serve(server, logger: logger)
 } catch {
     logger.critical("compliance-service: \(error)")

@@ -16,7 +16,8 @@ do {
     }
     let orchestrator = BackupOrchestrator(config: config, store: store, logger: logger)
     let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
-    DeploymentAPI(backups: orchestrator).register(on: server)
+    let restores = RestoreOrchestrator(config: config, store: store, logger: logger)
+    DeploymentAPI(backups: orchestrator, restores: restores).register(on: server)
     try await ServiceRuntime.serve(server, logger: logger)
 } catch {
     logger.critical("deployment-service: \(error)")

@@ -7,10 +7,13 @@ import ServiceKit
 /// The teams API: add, list, remove teams and add members, stored in the service's own database.
 struct TeamsAPI: Sendable {
     let database: ServiceDatabase
+    /// Refuses calls while a restore replaces the data.
+    let kit: BackupKit
     static let service = "automate.teams.v1.Teams"
 
     func register(on server: RPCServer) {
         server.registerUnary("\(Self.service)/AddTeam") { (req: Automate_Teams_V1_AddTeamRequest, _) -> Automate_Teams_V1_Team in
+            try await kit.requireReady()
             let name = req.name.trimmingCharacters(in: .whitespaces)
             guard !name.isEmpty, name.count <= 100 else { throw RPCError(.invalidArgument, "a team name is 1 to 100 characters") }
             let rows: [[String?]]
@@ -27,12 +30,14 @@ struct TeamsAPI: Sendable {
             return try await team(named: name)
         }
         server.registerUnary("\(Self.service)/ListTeams") { (_: Automate_Teams_V1_ListTeamsRequest, _) -> Automate_Teams_V1_ListTeamsResponse in
+            try await kit.requireReady()
             var r = Automate_Teams_V1_ListTeamsResponse()
             let rows = try await database.query("SELECT name FROM teams ORDER BY name")
             for row in rows { r.teams.append(try await team(named: row[0] ?? "")) }
             return r
         }
         server.registerUnary("\(Self.service)/RemoveTeam") { (req: Automate_Teams_V1_RemoveTeamRequest, _) -> Automate_Teams_V1_RemoveTeamResponse in
+            try await kit.requireReady()
             let rows = try await database.query("DELETE FROM teams WHERE name = $1 RETURNING id", [req.name])
             guard !rows.isEmpty else { throw RPCError(.notFound, "no team named \"\(req.name)\"") }
             var r = Automate_Teams_V1_RemoveTeamResponse()
@@ -40,6 +45,7 @@ struct TeamsAPI: Sendable {
             return r
         }
         server.registerUnary("\(Self.service)/AddMember") { (req: Automate_Teams_V1_AddMemberRequest, _) -> Automate_Teams_V1_Team in
+            try await kit.requireReady()
             guard !req.member.isEmpty else { throw RPCError(.invalidArgument, "member is empty") }
             let rows = try await database.query(
                 "INSERT INTO members (team_id, member) SELECT id, $2 FROM teams WHERE name = $1 ON CONFLICT DO NOTHING RETURNING team_id",

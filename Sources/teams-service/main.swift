@@ -21,11 +21,10 @@ do {
         """,
     ])
     let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
-    let api = TeamsAPI(database: database)
-    api.register(on: server)
     let kit = BackupKit(service: "teams-service", owned: OwnedData(databases: ["teams_service"]),
                         config: try KitConfig.fromEnvironment(), logger: logger)
     kit.register(on: server)
+    TeamsAPI(database: database, kit: kit).register(on: server)
     try await ServiceRuntime.serve(server, logger: logger)
 } catch {
     logger.critical("teams-service: \(error)")

@@ -11,10 +11,25 @@ extension TestStack {
         "deployment-service", "teams-service", "compliance-service", "notifications-service",
     ]
 
+    /// The loopback ports of a full stack.
+    struct Ports: Sendable {
+        var postgres = TestStack.freePort()
+        var search = TestStack.freePort()
+        var gateway = TestStack.freePort()
+    }
+
     /// Copies every repository service and writes overlays so that they find each other on free ports.
-    func useFullStack() throws {
+    @discardableResult
+    func useFullStack() throws -> Ports {
         for service in Self.fullStackServices { try useRepositoryService(service) }
-        let pg = Self.freePort(), search = Self.freePort()
+        let ports = Ports()
+        try writeOverlays(ports)
+        return ports
+    }
+
+    /// The operator's configuration of a full stack (`<home>/config/*.toml`).
+    func writeOverlays(_ ports: Ports) throws {
+        let pg = ports.postgres, search = ports.search
         try writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n")
         for service in ["pg-sidecar-service", "teams-service", "notifications-service"] {
             try writeOverlay(service, "[config]\npg_port = \(pg)\n")
@@ -22,7 +37,7 @@ extension TestStack {
         try writeOverlay("compliance-service", "[config]\npg_port = \(pg)\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
         try writeOverlay("automate-search", "[config]\nport = \(search)\n")
         try writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
-        try writeOverlay("backup-gateway", "[config]\nport = \(Self.freePort())\n")
+        try writeOverlay("backup-gateway", "[config]\nport = \(ports.gateway)\n")
     }
 
     /// The deployment-service's client.

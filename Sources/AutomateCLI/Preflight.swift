@@ -1,0 +1,120 @@
+import AutomateManifest
+import AutomateSupervisor
+import BackupRepository
+import Foundation
+
+/// Everything `automate restore` checks before it touches anything. Each failure names the file and
+/// what was wrong.
+struct Preflight {
+    let home: AutomateHome
+    let repository: BackupRepository
+    let id: String?
+    let force: Bool
+    let skipVerify: Bool
+    let sha256: String?
+    let quiet: Bool
+
+    struct Plan {
+        var id: BackupID
+        var entry: BackupRepository.Entry
+        var services: [String]
+    }
+
+    func run() throws -> Plan {
+        let say: (String) -> Void = { line in if !quiet { print(line); fflush(stdout) } }
+        let entries: [BackupRepository.Entry]
+        do { entries = try repository.list() } catch { throw CLIError("\(error)", exitCode: 2) }
+        let chosen: BackupID
+        if let id {
+            guard let parsed = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)", exitCode: 2) }
+            chosen = parsed
+        } else {
+            guard let newest = entries.last(where: { $0.state.isRestorable }) else {
+                throw CLIError("no restorable backup in \(repository.path) (see `automate restore list \(repository.path)`)", exitCode: 2)
+            }
+            chosen = newest.id
+        }
+        let entry: BackupRepository.Entry
+        do { entry = try repository.entry(chosen) } catch { throw CLIError("\(error)", exitCode: 4) }
+        say("Checking backup \(chosen) in \(repository.path)...")
+        guard entry.state.isRestorable else {
+            throw CLIError("\(chosen)/.status is \(entry.state.rawValue): the backup is not complete and cannot be restored; nothing was changed", exitCode: 2)
+        }
+        if let sha256 {
+            guard let fingerprint = entry.fingerprint else {
+                throw CLIError("\(chosen) has no checksums.json, so it has no fingerprint to check --sha256 against", exitCode: 2)
+            }
+            guard fingerprint == sha256.lowercased() else {
+                throw CLIError("\(chosen)/checksums.json has sha256 \(fingerprint), not \(sha256): this is not the backup you named; nothing was changed", exitCode: 2)
+            }
+        }
+        let started = ContinuousClock.now
+        let report = try BackupVerifier(repository: repository).verify(chosen, checkArtifacts: !skipVerify)
+        let bad = report.findings.filter { $0.verdict == .corrupted || $0.verdict == .missing }
+        guard bad.isEmpty && report.problems.isEmpty else {
+            let lines = bad.map { "  \($0.verdict.rawValue): \(chosen)/\($0.file): \($0.detail)" } + report.problems.map { "  \($0)" }
+            throw CLIError("backup \(chosen) failed its checks; nothing was changed:\n" + lines.joined(separator: "\n"), exitCode: 2)
+        }
+        let checked = report.findings.filter { $0.verdict == .ok }.count
+        say("  \(checked) files checked (\(skipVerify ? "sizes" : "sizes and sha256")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
+
+        // The services present at backup time must have manifests here.
+        var services = entry.services
+        let deployment = repository.folder(of: chosen) + "/deployment-service/metadata.json"
+        if let data = FileManager.default.contents(atPath: deployment),
+           let metadata = try? JSONDecoder().decode(ServiceMetadata.self, from: data), let present = metadata.deployment {
+            services = present.map(\.name)
+            let location = try StackLocation.discover()
+            let missing = services.filter { !FileManager.default.fileExists(atPath: location.servicesDirectory + "/\($0).toml") }
+            guard missing.isEmpty else {
+                throw CLIError("backup \(chosen) has services with no manifest in \(location.servicesDirectory): \(missing.joined(separator: ", ")); install them first; nothing was changed", exitCode: 2)
+            }
+        }
+
+        // The home: empty, or --force.
+        let data = (try? FileManager.default.contentsOfDirectory(atPath: home.dataDirectory)) ?? []
+        if !data.isEmpty && !force {
+            throw CLIError("\(home.dataDirectory) holds data (\(data.sorted().joined(separator: ", "))): restore into an empty home, or pass --force to stop its stack and restore over it; nothing was changed", exitCode: 2)
+        }
+        if SupervisorLock.holder(path: home.lockFilePath) != nil && !force {
+            throw CLIError("a stack is running for \(home.path): pass --force to stop it and restore over it; nothing was changed", exitCode: 2)
+        }
+
+        // Room on disk: the restored databases (uncompressed) and files take several times the backup.
+        let needed = Self.estimatedBytes(repository: repository, id: chosen, entry: entry)
+        var existing = home.path
+        while !FileManager.default.fileExists(atPath: existing) && existing != "/" { existing = (existing as NSString).deletingLastPathComponent }
+        var fs = statvfs()
+        if statvfs(existing, &fs) == 0 {
+            let free = UInt64(fs.f_bavail) * UInt64(fs.f_frsize)
+            guard free >= needed else {
+                throw CLIError("\(home.path) has \(BackupTable.bytes(free)) free, the restore needs about \(BackupTable.bytes(needed)); nothing was changed", exitCode: 2)
+            }
+        }
+        return Plan(id: chosen, entry: entry, services: services)
+    }
+
+    /// Uncompressed database sizes from the pg-sidecar's metadata, plus 4× every other artifact.
+    static func estimatedBytes(repository: BackupRepository, id: BackupID, entry: BackupRepository.Entry) -> UInt64 {
+        var total: UInt64 = 0
+        var counted = Set<String>()
+        for service in entry.services {
+            let pg = repository.folder(of: id) + "/\(service)/pg_data/metadata.json"
+            guard let data = FileManager.default.contents(atPath: pg),
+                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let databases = json["databases"] as? [[String: Any]] else { continue }
+            for db in databases {
+                total += (db["uncompressed_size"] as? NSNumber)?.uint64Value ?? 0
+                if let key = db["key"] as? String { counted.insert(key) }
+            }
+        }
+        let folder = repository.folder(of: id)
+        let walker = FileManager.default.enumerator(atPath: folder)
+        while let relative = walker?.nextObject() as? String {
+            guard !counted.contains("\(id)/\(relative)") else { continue }
+            var info = stat()
+            if lstat(folder + "/" + relative, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += 4 * UInt64(info.st_size) }
+        }
+        return total
+    }
+}

@@ -1,0 +1,181 @@
+import ArgumentParser
+import AutomateManifest
+import AutomateRPC
+import AutomateSupervisor
+import BackupContract
+import BackupRepository
+import Foundation
+import SwiftProtobuf
+
+/// `automate restore`: bring a whole stack back from a backup repository, checking everything first.
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore the stack from a backup (restore <repository> [<id>]), list restorable backups, or show a restore's status.",
+        subcommands: [Run.self, List.self, Status.self], defaultSubcommand: Run.self)
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run",
+            abstract: "Check a backup, then relaunch the stack from it: automate restore <repository> [<backup-id>].",
+            discussion: """
+                Preflight, before anything is touched: the backup is completed, checksums.json matches every \
+                metadata.json, every artifact's size and sha256 match (--skip-verify skips the artifacts), \
+                --sha256 matches the fingerprint, the home is empty (or --force, which stops its stack first), \
+                and there is room on disk. Then the stack starts with the gateway serving the repository, the \
+                deployment-service bootstraps from the backup and restores every service. Returns when every \
+                short-term restore is done; search indices may still be loading (see `automate restore status`).
+                """)
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "The backup repository folder.")
+        var repository: String
+        @Argument(help: "The backup id (default: the newest restorable backup).")
+        var id: String?
+        @Flag(help: "Restore over a home that has data; its running stack is stopped first.")
+        var force = false
+        @Flag(help: "Skip re-reading every artifact (records are still checked; the services check sha256 as they read).")
+        var skipVerify = false
+        @Option(help: "The backup's expected fingerprint (sha256 of its checksums.json, from `automate backup show`).")
+        var sha256: String?
+        @Flag(help: "Print nothing until the end.")
+        var noProgress = false
+        @Flag(help: "Print the final status as JSON.")
+        var json = false
+
+        func run() async throws {
+            let home = homeOptions.resolved
+            let path = repository.hasPrefix("/") ? repository : FileManager.default.currentDirectoryPath + "/" + repository
+            let repo = BackupRepository(path: path)
+            let plan = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
+                                     quiet: noProgress || json).run()
+            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
+
+            // Touching starts here: stop the running stack (--force), point the gateway at the repository.
+            if SupervisorLock.holder(path: home.lockFilePath) != nil {
+                say("Stopping the running stack (--force)...")
+                var stop = try Stop.parse(["--home", home.path])
+                try await stop.run()
+            }
+            try GatewayRepositoryOverlay.point(home: home, at: repo.path)
+            say("Starting the stack...")
+            var start = try Start.parse(["--home", home.path, "--quiet"])
+            try await start.run()
+
+            let client = try await ServiceConnection.connect("deployment-service", home: home)
+            defer { Task { await client.close() } }
+            var request = Automate_Deployment_V1_StackRestoreRequest()
+            request.backupID = plan.id.rawValue
+            request.restoreID = "r" + BackupID(date: Date()).rawValue + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
+            let started: StackRestore
+            do { started = try await client.unary(DeploymentMethods.restore, request, as: StackRestore.self, timeout: .seconds(300)) } catch {
+                throw ServiceConnection.describe(error)
+            }
+            say("Restoring backup \(plan.id) (restore id \(started.restoreID))")
+            let view = RestoreProgressView(quiet: noProgress || json)
+            var last = started
+            var watch = Automate_Deployment_V1_StackRestoreStatusRequest()
+            watch.restoreID = started.restoreID
+            do {
+                for try await s in client.serverStream(DeploymentMethods.watchRestore, watch, as: StackRestore.self) {
+                    last = s
+                    view.show(s)
+                    if s.shortTermState != .running { break }
+                }
+            } catch {
+                throw CLIError("lost the deployment-service during restore \(started.restoreID): \(error); see `automate restore status`")
+            }
+            if json { print(try last.jsonString()) }
+            guard last.shortTermState == .completed else {
+                throw CLIError("restore \(last.restoreID) of backup \(plan.id) failed: \(last.error)\nThe services it restored are stopped; fix the cause and run the same `automate restore` again (with --force).")
+            }
+            let loading = last.longTerm.filter { $0.state == .running }.map(\.service)
+            if !json {
+                print("Restored backup \(plan.id) into \(home.path) (restore \(last.restoreID)).")
+                if !loading.isEmpty {
+                    print("Still loading in the background: \(loading.joined(separator: ", ")); see `automate restore status \(last.restoreID)`.")
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The backups in a repository, restorable ones marked (no stack needed).")
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "The backup repository folder (default: <home>/backups).")
+        var repository: String?
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            var list = try BackupCommand.List.parse((repository.map { [$0] } ?? []) + (json ? ["--json"] : []) + (homeOptions.home.map { ["--home", $0] } ?? []))
+            try await list.run()
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A restore's short-term and long-term status (default: the last restore).")
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "The restore id.")
+        var restoreID: String?
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let client = try await ServiceConnection.connect("deployment-service", home: homeOptions.resolved)
+            defer { Task { await client.close() } }
+            var request = Automate_Deployment_V1_StackRestoreStatusRequest()
+            request.restoreID = restoreID ?? ""
+            let s: StackRestore
+            do { s = try await client.unary(DeploymentMethods.restoreStatus, request, as: StackRestore.self) } catch {
+                throw ServiceConnection.describe(error)
+            }
+            if json { print(try s.jsonString()); return }
+            print("restore \(s.restoreID) of backup \(s.backupID): short-term \(BackupProgressView.stateName(s.shortTermState)), long-term \(BackupProgressView.stateName(s.longTermState))")
+            let width = max(18, s.shortTerm.map(\.service.count).max() ?? 0)
+            for (short, long) in zip(s.shortTerm, s.longTerm) {
+                print("  \(short.service.padding(toLength: width, withPad: " ", startingAt: 0))  short-term \(BackupProgressView.stateName(short.state).padding(toLength: 10, withPad: " ", startingAt: 0))  long-term \(BackupProgressView.stateName(long.state))\(long.error.isEmpty ? "" : "  " + long.error)")
+            }
+            if !s.error.isEmpty { print("error: \(s.error)") }
+        }
+    }
+}
+
+/// Per-service restore progress (short-term part, then what still loads).
+final class RestoreProgressView {
+    private let inner: BackupProgressView
+    init(quiet: Bool) { inner = BackupProgressView(quiet: quiet) }
+
+    func show(_ s: StackRestore) {
+        var fake = StackBackup()
+        fake.services = zip(s.shortTerm, s.longTerm).map { short, long in
+            var x = ServiceBackupStatus()
+            x.service = short.service
+            x.state = short.state
+            x.progress = short.state == .completed ? long.progress : short.progress
+            if short.state == .completed, long.state == .running { x.state = .running; x.progress.phase = "loading" }
+            x.error = short.error.isEmpty ? long.error : short.error
+            return x
+        }
+        inner.show(fake)
+    }
+}
+
+/// Points the gateway of `home` at a repository folder through its config overlay (kept when it is
+/// already `<home>/backups`).
+enum GatewayRepositoryOverlay {
+    static func point(home: AutomateHome, at repository: String) throws {
+        let overlay = home.configOverlayPath(service: "backup-gateway")
+        let existing = (try? String(contentsOfFile: overlay, encoding: .utf8)) ?? ""
+        var lines = existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines.removeAll { $0.trimmingCharacters(in: .whitespaces).hasPrefix("repository") }
+        if repository == home.backupsDirectory && existing.isEmpty { return }
+        let entry = "repository = \"\(repository.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
+        if let i = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "[config]" }) {
+            lines.insert(entry, at: i + 1)
+        } else {
+            lines.insert(contentsOf: ["[config]", entry], at: 0)
+        }
+        try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
+        try AtomicFile.write(lines.joined(separator: "\n"), to: overlay, mode: 0o644)
+    }
+}
