@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# bench-backup.sh: a full backup and a full restore of the real stack (release build), against the same
+# data handled by hand with the standard tools, in one run on this machine.
+#
+#   backup   automate backup create            vs  pg_dump -Fc  ∥  tar czf                (target: >= 8x faster)
+#                                              vs  pg_dump -Fc -Z0 | zstd  ∥  tar cf - | zstd  (floor: <= 1.2x)
+#   restore  automate restore (incl. preflight) vs  zstd -dc | pg_restore  ∥  zstd -dc | tar xf  (target: <= 1.15x)
+#            time to all-ready (the command returns) and to long-term done
+#   peak RSS of the deployment-service and of the automate CLI
+#
+# Data: a PostgreSQL database of BENCH_DB_MB (default 1024) in teams-service and BENCH_FILES_MB
+# (default 1024) of mixed files (half random, half text; a few large files and many small ones) in
+# compliance-service's profiles. Needs scripts/install.sh --deps. Runs as root or as a normal user.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+db_mb="${BENCH_DB_MB:-1024}"
+files_mb="${BENCH_FILES_MB:-1024}"
+
+echo "bench-backup: release build" >&2
+swift build -c release >/dev/null
+bin="$(swift build -c release --show-bin-path)"
+automate="$bin/automate"
+
+work="$(mktemp -d /tmp/bench-backup.XXXXXX)"
+chmod 755 "$work"
+export AUTOMATE_HOME="$work/home"
+cleanup() {
+  "$automate" stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+peak_rss_of() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
+# Runs a command, prints its peak RSS in MB (children included) on fd 3.
+with_rss() { python3 -c '
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:]).returncode
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=open("/dev/fd/3", "w"))
+sys.exit(r)' "$@"; }
+
+pg=$(free_port); search=$(free_port); gateway=$(free_port)
+write_overlays() {
+  mkdir -p "$AUTOMATE_HOME/config"
+  printf '[config]\nport = %s\n' "$pg" > "$AUTOMATE_HOME/config/automate-postgresql.toml"
+  for s in pg-sidecar-service teams-service notifications-service; do printf '[config]\npg_port = %s\n' "$pg" > "$AUTOMATE_HOME/config/$s.toml"; done
+  printf '[config]\npg_port = %s\nsearch_url = "http://127.0.0.1:%s"\n' "$pg" "$search" > "$AUTOMATE_HOME/config/compliance-service.toml"
+  printf '[config]\nport = %s\n' "$search" > "$AUTOMATE_HOME/config/automate-search.toml"
+  printf '[config]\nsearch_url = "http://127.0.0.1:%s"\n' "$search" > "$AUTOMATE_HOME/config/es-sidecar-service.toml"
+  printf '[config]\nport = %s\n' "$gateway" > "$AUTOMATE_HOME/config/backup-gateway.toml"
+}
+write_overlays
+"$automate" start --quiet
+run="$AUTOMATE_HOME/run"
+psql_() { psql -h "$run" -p "$pg" -U automate -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+echo "bench-backup: loading ${db_mb} MB into PostgreSQL and ${files_mb} MB of files" >&2
+rows=$(( db_mb * 1024 * 1024 / 180 ))
+psql_ -d teams_service -c "CREATE TABLE bench AS SELECT g AS id, md5(g::text) || md5((g*3)::text) || md5((g*7)::text) AS pad, now() AS at FROM generate_series(1, $rows) g" >/dev/null
+psql_ -d teams_service -c "CREATE INDEX ON bench (id)" >/dev/null
+db_size=$(psql_ -d teams_service -Atc "SELECT pg_database_size('teams_service')")
+profiles="$AUTOMATE_HOME/data/compliance-service/profiles"
+half=$(( files_mb / 2 ))
+python3 - "$profiles" "$half" <<'PY'
+import os, random, sys
+root, half = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+os.makedirs(root + "/big", exist_ok=True); os.makedirs(root + "/small", exist_ok=True)
+# Half random bytes in a few large files, half text in many small ones.
+left = half << 20
+n = 0
+while left > 0:
+    size = min(left, 64 << 20)
+    with open(f"{root}/big/blob-{n}.bin", "wb") as f: f.write(os.urandom(size))
+    left -= size; n += 1
+words = [b"control", b"ssh", b"kernel", b"passed", b"failed", b"profile", b"baseline", b"audit", b"node", b"scan"]
+left = half << 20
+n = 0
+while left > 0:
+    size = min(left, random.randint(4 << 10, 256 << 10))
+    text = b" ".join(random.choice(words) for _ in range(size // 6 + 1))[:size]
+    with open(f"{root}/small/report-{n:06d}.txt", "wb") as f: f.write(text)
+    left -= size; n += 1
+PY
+[[ $(id -u) -eq 0 ]] && chown -R --reference="$profiles" "$profiles"
+sync
+files_size=$(du -sb "$profiles" | cut -f1)
+echo "bench-backup: database $(( db_size >> 20 )) MB, files $(( files_size >> 20 )) MB" >&2
+
+# --- backup ---------------------------------------------------------------------------------------
+t0=$(now)
+with_rss "$automate" backup create --no-progress 3>"$work/cli-rss" >"$work/create.out"
+t1=$(now)
+ours=$(elapsed "$t0" "$t1")
+cli_rss=$(cat "$work/cli-rss")
+dep_rss=$(peak_rss_of "$(service_pid deployment-service)")
+id=$(awk '/^Created backup/ {print $3}' "$work/create.out")
+backup_bytes=$(du -sb "$AUTOMATE_HOME/backups" | cut -f1)
+
+by_hand() {  # $1: dump command, $2: tar command; both in parallel, wall time printed
+  local a b s
+  s=$(now)
+  bash -c "$1" & a=$!
+  bash -c "$2" & b=$!
+  wait "$a"; wait "$b"
+  elapsed "$s" "$(now)"
+}
+mkdir -p "$work/hand"
+parent="$AUTOMATE_HOME/data/compliance-service"
+dump_args="-h $run -p $pg -U automate -d teams_service"
+user_time=$(by_hand "pg_dump -Fc $dump_args -f $work/hand/db.dump" "tar czf $work/hand/files.tgz -C $parent profiles")
+rm -f "$work/hand/"*
+floor_time=$(by_hand "pg_dump -Fc -Z0 $dump_args | zstd -1 -q > $work/hand/db.fc.zst" "tar cf - -C $parent profiles | zstd -1 -q > $work/hand/files.tar.zst")
+rm -f "$work/hand/"*
+
+# --- restore --------------------------------------------------------------------------------------
+repo="$work/repository"
+cp -a "$AUTOMATE_HOME/backups" "$repo"
+"$automate" stop >/dev/null
+rm -rf "$AUTOMATE_HOME"
+write_overlays
+t0=$(now)
+"$automate" restore "$repo" "$id" --no-progress >"$work/restore.out"
+t1=$(now)
+restore_ready=$(elapsed "$t0" "$t1")
+restore_id=$(grep -o '(restore [^)]*)' "$work/restore.out" | tr -d '()' | awk '{print $2}')
+long_done=$("$automate" restore status "$restore_id" --json | python3 -c "import json,sys; print(json.load(sys.stdin).get('finishedAtUnixMs','0'))")
+while [[ "$long_done" == "0" ]]; do
+  "$automate" restore status "$restore_id" --json | grep -q '"longTermState": "FAILED"' && { echo "bench-backup: restore failed" >&2; exit 1; }
+  sleep 0.2
+  long_done=$("$automate" restore status "$restore_id" --json | python3 -c "import json,sys; print(json.load(sys.stdin).get('finishedAtUnixMs','0'))")
+done
+restore_long=$(python3 -c "print(f'{$long_done / 1000 - $t0:.2f}')")
+rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+[[ "$rows_after" == "$rows" ]] || { echo "bench-backup: restored $rows_after rows, expected $rows" >&2; exit 1; }
+
+dump="$repo/$id/teams-service/pg_data/teams_service.fc.zst"
+tarball="$repo/$id/compliance-service/files/profiles.tar.zst"
+psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
+mkdir -p "$work/hand/x"
+hand_restore=$(by_hand "zstd -dc $dump | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $tarball | tar xf - -C $work/hand/x")
+psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+
+echo
+echo "== automate backup/restore: ${db_mb} MB database + ${files_mb} MB files (db $(( db_size >> 20 )) MB on disk, backup $(( backup_bytes >> 20 )) MB) =="
+printf '%-52s %8ss\n' "automate backup create" "$ours"
+printf '%-52s %8ss   automate is %sx faster (target >= 8x)\n' "pg_dump -Fc ∥ tar czf (by hand)" "$user_time" "$(ratio "$user_time" "$ours")"
+printf '%-52s %8ss   automate / floor = %sx (target <= 1.2x)\n' "pg_dump -Fc -Z0 | zstd ∥ tar cf - | zstd (floor)" "$floor_time" "$(ratio "$ours" "$floor_time")"
+printf '%-52s %8ss\n' "automate restore: command to all ready" "$restore_ready"
+printf '%-52s %8ss\n' "automate restore: command to long-term done" "$restore_long"
+printf '%-52s %8ss   automate / by hand = %sx (target <= 1.15x)\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$hand_restore" "$(ratio "$restore_ready" "$hand_restore")"
+printf '%-52s %8s MB\n' "deployment-service peak RSS (backup)" "$dep_rss"
+printf '%-52s %8s MB\n' "automate CLI peak RSS (backup create)" "$cli_rss"
