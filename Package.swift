@@ -81,7 +81,7 @@ let package = Package(
             name: "AutomateCLI",
             dependencies: [
                 "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
-                "BackupContract", "DomainAPI",
+                "BackupContract", "DomainAPI", "S3Client",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,7 +97,7 @@ let package = Package(
         /// Backup repositories on disk: listing, states, checksums and verification (no service needed).
         .target(
             name: "BackupRepository",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["S3Client", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         /// The S3 API: filesystem store, SigV4 verification and signing, re-signing proxy.
@@ -247,7 +247,8 @@ let package = Package(
         ),
         .testTarget(
             name: "AutomateSupervisorTests",
-            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract"],
+            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract",
+                           "S3Client"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),

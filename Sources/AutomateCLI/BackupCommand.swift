@@ -33,6 +33,10 @@ struct BackupCommand: AsyncParsableCommand {
             let repository = options.resolved(path)
             let entries: [BackupRepository.Entry]
             do { entries = try repository.list() } catch { throw CLIError("\(error)") }
+            try Self.render(entries, repository: repository, json: json)
+        }
+
+        static func render(_ entries: [BackupRepository.Entry], repository: BackupRepository, json: Bool) throws {
             if json {
                 let rows: [[String: Any]] = entries.map {
                     ["id": $0.id.rawValue, "state": $0.state.rawValue, "restorable": $0.state.isRestorable,

@@ -60,8 +60,7 @@ struct Preflight {
 
         // The services present at backup time must have manifests here.
         var services = entry.services
-        let deployment = repository.folder(of: chosen) + "/deployment-service/metadata.json"
-        if let data = FileManager.default.contents(atPath: deployment),
+        if let data = try? repository.store.read(chosen.rawValue + "/deployment-service/metadata.json"),
            let metadata = try? JSONDecoder().decode(ServiceMetadata.self, from: data), let present = metadata.deployment {
             services = present.map(\.name)
             let location = try StackLocation.discover()
@@ -99,8 +98,7 @@ struct Preflight {
         var total: UInt64 = 0
         var counted = Set<String>()
         for service in entry.services {
-            let pg = repository.folder(of: id) + "/\(service)/pg_data/metadata.json"
-            guard let data = FileManager.default.contents(atPath: pg),
+            guard let data = try? repository.store.read("\(id)/\(service)/pg_data/metadata.json"),
                   let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   let databases = json["databases"] as? [[String: Any]] else { continue }
             for db in databases {
@@ -108,12 +106,8 @@ struct Preflight {
                 if let key = db["key"] as? String { counted.insert(key) }
             }
         }
-        let folder = repository.folder(of: id)
-        let walker = FileManager.default.enumerator(atPath: folder)
-        while let relative = walker?.nextObject() as? String {
-            guard !counted.contains("\(id)/\(relative)") else { continue }
-            var info = stat()
-            if lstat(folder + "/" + relative, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += 4 * UInt64(info.st_size) }
+        for file in (try? repository.store.files(under: "\(id)/")) ?? [] where !counted.contains(file.path) {
+            total += 4 * file.size
         }
         return total
     }

@@ -5,6 +5,7 @@ import AutomateSupervisor
 import BackupContract
 import BackupRepository
 import Foundation
+import S3Client
 import SwiftProtobuf
 
 /// `automate restore`: bring a whole stack back from a backup repository, checking everything first.
@@ -27,8 +28,9 @@ struct RestoreCommand: AsyncParsableCommand {
                 short-term restore is done; search indices may still be loading (see `automate restore status`).
                 """)
         @OptionGroup var homeOptions: HomeOptions
-        @Argument(help: "The backup repository folder.")
+        @Argument(help: "The backup repository: a folder, or s3://bucket/prefix (with --s3-endpoint and --s3-credentials).")
         var repository: String
+        @OptionGroup var s3: S3RepositoryOptions
         @Argument(help: "The backup id (default: the newest restorable backup).")
         var id: String?
         @Flag(help: "Restore over a home that has data; its running stack is stopped first.")
@@ -44,8 +46,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             let home = homeOptions.resolved
-            let path = repository.hasPrefix("/") ? repository : FileManager.default.currentDirectoryPath + "/" + repository
-            let repo = BackupRepository(path: path)
+            let repo = try s3.open(repository)
             let plan = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                      quiet: noProgress || json).run()
             let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
@@ -56,7 +57,15 @@ struct RestoreCommand: AsyncParsableCommand {
                 var stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
-            try GatewayRepositoryOverlay.point(home: home, at: repo.path)
+            if let store = repo.store as? S3Store {
+                try GatewayRepositoryOverlay.set(home: home, [
+                    "mode": "s3", "upstream_endpoint": store.client.endpoint, "upstream_region": store.client.region,
+                    "upstream_bucket": store.bucket, "upstream_prefix": store.prefix,
+                    "upstream_credentials_file": try s3.installCredentials(home: home), "upstream_path_style": "true",
+                ])
+            } else {
+                try GatewayRepositoryOverlay.set(home: home, ["mode": "fs", "repository": repo.path])
+            }
             say("Starting the stack...")
             var start = try Start.parse(["--home", home.path, "--quiet"])
             try await start.run()
@@ -101,14 +110,17 @@ struct RestoreCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The backups in a repository, restorable ones marked (no stack needed).")
         @OptionGroup var homeOptions: HomeOptions
-        @Argument(help: "The backup repository folder (default: <home>/backups).")
+        @Argument(help: "The backup repository: a folder (default: <home>/backups) or s3://bucket/prefix.")
         var repository: String?
+        @OptionGroup var s3: S3RepositoryOptions
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() async throws {
-            var list = try BackupCommand.List.parse((repository.map { [$0] } ?? []) + (json ? ["--json"] : []) + (homeOptions.home.map { ["--home", $0] } ?? []))
-            try await list.run()
+            let repo = try s3.open(repository ?? homeOptions.resolved.backupsDirectory)
+            let entries: [BackupRepository.Entry]
+            do { entries = try repo.list() } catch { throw CLIError("\(error)") }
+            try BackupCommand.List.render(entries, repository: repo, json: json)
         }
     }
 
@@ -160,22 +172,76 @@ final class RestoreProgressView {
     }
 }
 
-/// Points the gateway of `home` at a repository folder through its config overlay (kept when it is
-/// already `<home>/backups`).
+/// Sets `[config]` keys of the gateway's overlay in `home` (other keys kept), so that the restored stack's
+/// gateway serves the repository the backup is read from.
 enum GatewayRepositoryOverlay {
-    static func point(home: AutomateHome, at repository: String) throws {
+    static func set(home: AutomateHome, _ values: [String: String]) throws {
         let overlay = home.configOverlayPath(service: "backup-gateway")
         let existing = (try? String(contentsOfFile: overlay, encoding: .utf8)) ?? ""
+        if existing.isEmpty, values == ["mode": "fs", "repository": home.backupsDirectory] { return }
         var lines = existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        lines.removeAll { $0.trimmingCharacters(in: .whitespaces).hasPrefix("repository") }
-        if repository == home.backupsDirectory && existing.isEmpty { return }
-        let entry = "repository = \"\(repository.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
+        lines.removeAll { line in
+            let key = line.split(separator: "=").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            return values[key] != nil
+        }
+        func quoted(_ v: String) -> String {
+            v == "true" || v == "false" ? v : "\"" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let entries = values.keys.sorted().map { "\($0) = \(quoted(values[$0]!))" }
         if let i = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "[config]" }) {
-            lines.insert(entry, at: i + 1)
+            lines.insert(contentsOf: entries, at: i + 1)
         } else {
-            lines.insert(contentsOf: ["[config]", entry], at: 0)
+            lines.insert(contentsOf: ["[config]"] + entries, at: 0)
         }
         try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
         try AtomicFile.write(lines.joined(separator: "\n"), to: overlay, mode: 0o644)
+    }
+}
+
+/// `--s3-endpoint`, `--s3-region`, `--s3-credentials`: reading a repository kept in S3.
+struct S3RepositoryOptions: ParsableArguments {
+    @Option(help: "The S3 endpoint of an s3:// repository (e.g. https://s3.eu-west-1.amazonaws.com).")
+    var s3Endpoint: String?
+    @Option(help: "The S3 region of an s3:// repository.")
+    var s3Region = "us-east-1"
+    @Option(help: "A file with the S3 key pair (two lines: access key id, secret; or access_key_id = / secret_access_key =). The gateway's user must be able to read it.")
+    var s3Credentials: String?
+
+    func credentialsPath() throws -> String {
+        guard let path = s3Credentials else { throw CLIError("an s3:// repository needs --s3-credentials FILE", exitCode: 2) }
+        return path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// Copies the key pair into `<home>/config/backup-gateway.upstream-credentials` (0600, owned by the
+    /// gateway's user when run as root) for the restored stack's gateway; returns that path.
+    func installCredentials(home: AutomateHome) throws -> String {
+        let source = try credentialsPath()
+        guard let text = try? String(contentsOfFile: source, encoding: .utf8) else {
+            throw CLIError("cannot read \(source)", exitCode: 2)
+        }
+        let destination = home.configDirectory + "/backup-gateway.upstream-credentials"
+        var owner: ServiceUser? = nil
+        if geteuid() == 0 {
+            let location = try StackLocation.discover()
+            let manifests = try? ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
+            if let name = manifests?.services.first(where: { $0.kind == .gateway })?.user { owner = try? ServiceUser.named(name) }
+        }
+        try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
+        try AtomicFile.write(text, to: destination, mode: 0o600, owner: owner)
+        return destination
+    }
+
+    /// A folder path or `s3://bucket/prefix`.
+    func open(_ text: String) throws -> BackupRepository {
+        guard let (bucket, prefix) = S3Store.parse(text) else {
+            return BackupRepository(path: text.hasPrefix("/") ? text : FileManager.default.currentDirectoryPath + "/" + text)
+        }
+        guard let endpoint = s3Endpoint else { throw CLIError("an s3:// repository needs --s3-endpoint URL", exitCode: 2) }
+        let credentials: S3Credentials
+        do { credentials = try S3Credentials.load(path: try credentialsPath()) } catch let e as CLIError { throw e } catch {
+            throw CLIError("cannot read the S3 credentials: \(error)", exitCode: 2)
+        }
+        return BackupRepository(store: S3Store(client: S3Client(endpoint: endpoint, region: s3Region, credentials: credentials),
+                                               bucket: bucket, prefix: prefix))
     }
 }

@@ -36,7 +36,11 @@ public struct GatewayAccess: Sendable, Equatable {
         let port = gateway.config["port"]?.description ?? "10143"
         return GatewayAccess(
             endpoint: "http://\(listen):\(port)", region: gateway.config["region"]?.description ?? "us-east-1",
-            bucket: gateway.config["bucket"]?.description ?? "backups", credentials: credentials,
+            // In s3 mode clients use the upstream bucket's name (the gateway maps nothing else).
+            bucket: gateway.config["mode"]?.description == "s3"
+                ? (gateway.config["upstream_bucket"]?.description ?? "backups")
+                : (gateway.config["bucket"]?.description ?? "backups"),
+            credentials: credentials,
             credentialsFile: secrets.path)
     }
 }

@@ -1,14 +1,23 @@
 import Crypto
 import Foundation
 
-/// A backup repository on disk (DESIGN.md's layout): one folder per backup id, readable with plain tools.
-/// Lists backups with their state and size, and verifies them (every sha256) without any service running.
+/// A backup repository (DESIGN.md's layout): one folder per backup id, readable with plain tools, on disk
+/// or in S3. Lists backups with their state and size, and verifies them (every sha256) without any
+/// service running.
 public struct BackupRepository: Sendable {
-    /// The repository folder.
-    public let path: String
+    /// Where its files are.
+    public let store: any RepositoryStore
+    /// The repository as a user names it: the folder, or `s3://bucket/prefix`.
+    public var path: String { store.location }
 
+    /// A repository folder.
     public init(path: String) {
-        self.path = (path as NSString).standardizingPath
+        store = FolderStore(path: path)
+    }
+
+    /// A repository in any store.
+    public init(store: any RepositoryStore) {
+        self.store = store
     }
 
     /// A backup's state, from its `.status` marker.
@@ -45,59 +54,46 @@ public struct BackupRepository: Sendable {
         public var description: String { message }
     }
 
-    /// Every backup folder, oldest first. Folders whose name is not a backup id are skipped.
+    /// Every backup folder, oldest first. Names that are not backup ids are skipped.
     public func list() throws -> [Entry] {
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw Failure(kind: .notFound, message: "no backup repository at \(path)")
-        }
-        let names: [String]
-        do {
-            names = try fm.contentsOfDirectory(atPath: path)
-        } catch {
-            throw Failure(kind: .unreadable, message: "cannot read \(path): \(error.localizedDescription)")
-        }
-        return try names.compactMap(BackupID.init).sorted().map(entry)
+        try store.topLevelNames().compactMap(BackupID.init).sorted().map(entry)
     }
 
     /// One backup.
     public func entry(_ id: BackupID) throws -> Entry {
-        let folder = folder(of: id)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        let files = try store.files(under: id.rawValue + "/")
+        guard !files.isEmpty else {
             throw Failure(kind: .notFound, message: "no backup \(id) in \(path)")
         }
-        let services = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.filter { name in
-            var dir: ObjCBool = false
-            return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &dir) && dir.boolValue
-        }.sorted() ?? []
+        var services = Set<String>()
+        for f in files {
+            let parts = f.path.split(separator: "/")
+            if parts.count >= 3, !parts[1].hasPrefix(".") { services.insert(String(parts[1])) }
+        }
         return Entry(
-            id: id, state: state(of: id), services: services, size: Self.size(of: folder),
-            fingerprint: try? Self.sha256(ofFile: folder + "/checksums.json"))
+            id: id, state: state(of: id, files: files.map(\.path)), services: services.sorted(),
+            size: files.reduce(0) { $0 + $1.size }, fingerprint: try? store.sha256(id.rawValue + "/checksums.json"))
     }
 
-    /// The folder of a backup.
+    /// The folder of a backup (for a repository on disk).
     public func folder(of id: BackupID) -> String { path + "/" + id.rawValue }
 
     /// The state its `.status` marker says (phase-one when there is neither marker nor checksums).
     public func state(of id: BackupID) -> State {
-        let folder = folder(of: id)
-        guard let text = try? String(contentsOfFile: folder + "/.status", encoding: .utf8) else {
-            return FileManager.default.fileExists(atPath: folder + "/checksums.json") ? .unknown : .phaseOne
-        }
-        return State(rawValue: text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .unknown
+        state(of: id, files: nil)
     }
 
-    /// Total bytes of the regular files below `folder`.
-    static func size(of folder: String) -> UInt64 {
-        guard let walker = FileManager.default.enumerator(atPath: folder) else { return 0 }
-        var total: UInt64 = 0
-        while let relative = walker.nextObject() as? String {
-            var info = stat()
-            if lstat(folder + "/" + relative, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += UInt64(info.st_size) }
+    private func state(of id: BackupID, files: [String]?) -> State {
+        guard let data = try? store.read(id.rawValue + "/.status") else {
+            let hasChecksums: Bool
+            if let files {
+                hasChecksums = files.contains(id.rawValue + "/checksums.json")
+            } else {
+                hasChecksums = ((try? store.size(id.rawValue + "/checksums.json")) ?? nil) != nil
+            }
+            return hasChecksums ? .unknown : .phaseOne
         }
-        return total
+        return State(rawValue: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? .unknown
     }
 
     /// sha256 of a file, read in 1 MiB pieces (lower-case hex).

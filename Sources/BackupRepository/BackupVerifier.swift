@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Re-reads a backup and checks it against its own records: the `.status` marker, `checksums.json`
@@ -33,22 +34,19 @@ public struct BackupVerifier: Sendable {
         }
     }
 
-    /// Verifies one backup. With `checkArtifacts` false only the records are checked (fast preflight).
+    /// Verifies one backup. With `checkArtifacts` false only the records (and artifact sizes) are checked
+    /// (fast preflight).
     public func verify(_ id: BackupID, checkArtifacts: Bool = true) throws -> Report {
         let entry = try repository.entry(id)
-        let folder = repository.folder(of: id)
+        let store = repository.store
+        let base = id.rawValue + "/"
         var findings: [Finding] = []
         var problems: [String] = []
         if entry.state == .phaseOne {
             // No records to check against: say what is there, unverified.
-            let walker = FileManager.default.enumerator(atPath: folder)
-            while let relative = walker?.nextObject() as? String {
-                var info = stat()
-                guard lstat(folder + "/" + relative, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
-                let readable = access(folder + "/" + relative, R_OK) == 0
-                findings.append(Finding(
-                    file: relative, verdict: readable ? .unverified : .missing,
-                    detail: readable ? "phase-one backup: no recorded checksum" : "not readable"))
+            for file in try store.files(under: base) {
+                findings.append(Finding(file: String(file.path.dropFirst(base.count)), verdict: .unverified,
+                                        detail: "phase-one backup: no recorded checksum"))
             }
             return Report(id: id, state: entry.state, findings: findings.sorted { $0.file < $1.file }, problems: problems)
         }
@@ -57,23 +55,24 @@ public struct BackupVerifier: Sendable {
         }
         let checksums: Checksums
         do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/checksums.json"))
+            guard let data = try store.read(base + "checksums.json") else {
+                throw BackupRepository.Failure(kind: .notFound, message: "not found")
+            }
             checksums = try JSONDecoder().decode(Checksums.self, from: data)
         } catch {
-            problems.append("\(id)/checksums.json is missing or unreadable: \(error.localizedDescription)")
+            problems.append("\(id)/checksums.json is missing or unreadable: \(error)")
             return Report(id: id, state: entry.state, findings: findings, problems: problems)
         }
         for service in entry.services where checksums.files["\(service)/metadata.json"] == nil
-            && FileManager.default.fileExists(atPath: "\(folder)/\(service)/metadata.json") {
+            && ((try? store.size(base + "\(service)/metadata.json")) ?? nil) != nil {
             problems.append("\(id)/\(service)/metadata.json is not listed in checksums.json")
         }
         for (file, expected) in checksums.files.sorted(by: { $0.key < $1.key }) {
-            let full = folder + "/" + file
-            guard FileManager.default.fileExists(atPath: full) else {
-                findings.append(Finding(file: file, verdict: .missing, detail: "listed in checksums.json, not on disk"))
+            guard let data = try store.read(base + file) else {
+                findings.append(Finding(file: file, verdict: .missing, detail: "listed in checksums.json, not in the repository"))
                 continue
             }
-            let actual = (try? BackupRepository.sha256(ofFile: full)) ?? ""
+            let actual = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
             guard actual == expected else {
                 findings.append(Finding(file: file, verdict: .corrupted, detail: "sha256 \(actual.prefix(12))…, checksums.json says \(expected.prefix(12))…"))
                 continue
@@ -82,14 +81,15 @@ public struct BackupVerifier: Sendable {
             let service = String(file.split(separator: "/").first ?? "")
             let metadata: ServiceMetadata
             do {
-                metadata = try JSONDecoder().decode(ServiceMetadata.self, from: Data(contentsOf: URL(fileURLWithPath: full)))
+                metadata = try JSONDecoder().decode(ServiceMetadata.self, from: data)
             } catch {
                 problems.append("\(id)/\(file) does not parse: \(error)")
                 continue
             }
             for artifact in metadata.artifacts {
                 let relative = Self.normalized(service + "/" + artifact.path)
-                findings.append(check(artifact, at: folder + "/" + relative, relative: relative, contents: checkArtifacts))
+                let key = Self.normalized(base + service + "/" + artifact.path)
+                findings.append(check(artifact, key: key, relative: relative, contents: checkArtifacts))
             }
         }
         return Report(id: id, state: entry.state, findings: findings, problems: problems)
@@ -104,16 +104,16 @@ public struct BackupVerifier: Sendable {
         return out.joined(separator: "/")
     }
 
-    private func check(_ artifact: ArtifactRecord, at path: String, relative: String, contents: Bool) -> Finding {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
+    private func check(_ artifact: ArtifactRecord, key: String, relative: String, contents: Bool) -> Finding {
+        let store = repository.store
+        guard let size = try? store.size(key) else {
             return Finding(file: relative, verdict: .missing, detail: "listed in metadata.json, not on disk")
         }
-        guard UInt64(info.st_size) == artifact.size else {
-            return Finding(file: relative, verdict: .corrupted, detail: "size \(info.st_size), metadata.json says \(artifact.size)")
+        guard size == artifact.size else {
+            return Finding(file: relative, verdict: .corrupted, detail: "size \(size), metadata.json says \(artifact.size)")
         }
         guard contents else { return Finding(file: relative, verdict: .ok, detail: "size matches (sha256 not checked)") }
-        guard let actual = try? BackupRepository.sha256(ofFile: path) else {
+        guard let actual = try? store.sha256(key) else {
             return Finding(file: relative, verdict: .missing, detail: "not readable")
         }
         guard actual == artifact.sha256 else {

@@ -336,12 +336,15 @@ public final class PGSidecar: Sendable {
             box.result = Result { try countConn.tableRowCounts().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) } }
             box.done.signal()
         }
+        var counterStarted = false
         var counterJoined = false
         func joinCounter() throws -> [PGBackupMetadata.Table] {
-            if !counterJoined { box.done.wait(); counterJoined = true }
+            if counterStarted && !counterJoined { box.done.wait(); counterJoined = true }
             return try box.result.get()
         }
-        defer { _ = try? joinCounter() }  // never leave the connection to a running thread
+        // Never leave the connection to a running thread; a counter that never started (the upload could
+        // not begin) has nothing to wait for.
+        defer { _ = try? joinCounter() }
 
         let tool = ToolProcess(
             path: toolPath("pg_dump", major: major),
@@ -354,6 +357,7 @@ public final class PGSidecar: Sendable {
         do {
             try tool.start()
             counter.start()
+            counterStarted = true
             let pid = tool.pid
             store.updateDatabase(id, index) { $0.step = "dumping"; $0.toolPid = pid }
             let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in

@@ -39,7 +39,7 @@ public struct ServiceBackup: Sendable {
                     let status = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
                         req.backupID = backupID; req.service = service; req.databases = owned.databases
-                        return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+                        return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
                         board.update("pg") { p in
                             p.bytesDone = UInt64(max(0, s.bytesDone)); p.bytesTotal = UInt64(max(0, s.bytesTotal))
@@ -63,7 +63,7 @@ public struct ServiceBackup: Sendable {
                     let status = try await calls.esOperation(start: { client in
                         var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
                         req.service = service; req.snapshot = backupID; req.indices = owned.indices
-                        return try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID
+                        return try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
                         board.update("es") { p in
                             p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })

@@ -119,7 +119,7 @@ public struct ServiceRestore: Sendable {
                     _ = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGRestoreRequest()
                         req.backupID = backupID; req.service = service; req.restoreID = restoreID; req.artifacts = artifacts
-                        return try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+                        return try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
                         short.update("pg") { p in
                             p.bytesDone = UInt64(max(0, s.bytesDone)); p.bytesTotal = UInt64(max(0, s.bytesTotal))
@@ -152,7 +152,7 @@ public struct ServiceRestore: Sendable {
                 var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
                 req.service = service; req.snapshot = backupID; req.replaceExisting = true
                 req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
-                return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID
+                return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
             }, update: { s in
                 long.update("es") { p in
                     p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })

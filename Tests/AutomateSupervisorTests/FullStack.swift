@@ -74,6 +74,12 @@ extension TestStack {
         return s.pid
     }
 
+    /// `/bin/sh -c <script>` with the test's environment.
+    @discardableResult
+    static func shellCommand(_ script: String) async throws -> CommandResult {
+        try await CommandResult.run("/bin/sh", ["-c", script], environment: ProcessInfo.processInfo.environment)
+    }
+
     /// `/bin/sh -c <script>` with this stack's environment.
     @discardableResult
     func shell(_ script: String) async throws -> CommandResult {
@@ -86,7 +92,8 @@ extension TestStack {
     }
 
     /// Puts data in every kind of service: teams, compliance reports (database + search), profiles
-    /// (files), notifications (a database and a config folder of a service without the contract).
+    /// (files), notifications (a database and a config folder of a service without the contract). The
+    /// notifications are already delivered, so the service leaves them as they are while the test compares.
     func loadSampleData() async throws {
         for args in [
             ["teams", "add", "core", "--member", "alice", "--member", "bob", "--description", "the core team"],
@@ -94,7 +101,7 @@ extension TestStack {
             ["compliance", "report", "node-1", "passed", "--summary", "ssh hardening applied"],
             ["compliance", "report", "node-2", "failed", "--summary", "kernel too old"],
             ["compliance", "report", "node-3", "skipped", "--summary", "offline during the scan"],
-            ["psql", "notifications_service", "--", "-c", "INSERT INTO outbox (message) VALUES ('first'), ('second')"],
+            ["psql", "notifications_service", "--", "-c", "INSERT INTO outbox (message, delivered_at) VALUES ('first', now()), ('second', now())"],
         ] {
             let r = try await automate(args)
             guard r.succeeded else { throw TestFailure("automate \(args.joined(separator: " ")): \(r.output)\(r.error)") }

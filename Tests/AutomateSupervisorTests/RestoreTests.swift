@@ -3,6 +3,7 @@ import AutomateSupervisor
 import BackupContract
 import BackupRepository
 import Foundation
+import S3Client
 import Testing
 
 /// `automate restore` against the real stack: back up, lose the home, restore, compare with plain tools.
@@ -198,5 +199,65 @@ struct RestoreTests {
         #expect(rows.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1200000", "\(rows.output)\(rows.error)")
         let teams = try await stack.automate(["teams", "list"])
         #expect(teams.output.contains("core\talice,bob"), "\(teams.output)\(teams.error)")
+    }
+
+    @Test("a backup taken with the gateway in S3 mode (moto upstream) restores from S3 into a fresh home")
+    func s3Mode() async throws {
+        // moto_server (PyPI), started like every other child of these tests; ready when it says it runs.
+        let motoPath = try #require(["/opt/automate/venv/bin/moto_server", NSHomeDirectory() + "/.local/opt/automate/venv/bin/moto_server"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) }, "moto_server missing: run scripts/install.sh --deps")
+        let motoPort = TestStack.freePort()
+        var motoEnvironment = ProcessInfo.processInfo.environment
+        motoEnvironment["AWS_ACCESS_KEY_ID"] = "test"
+        motoEnvironment["AWS_SECRET_ACCESS_KEY"] = "test"
+        let motoProcess = try LiveCommand(executable: motoPath, ["-H", "127.0.0.1", "-p", "\(motoPort)"], environment: motoEnvironment)
+        defer { kill(motoProcess.pid, SIGKILL) }
+        let banner = await motoProcess.waitFor("Running on http://127.0.0.1:\(motoPort)")
+        try #require(banner.contains("Running on"), "moto_server did not start: \(banner)")
+        let moto = (endpoint: "http://127.0.0.1:\(motoPort)", port: motoPort)
+        let upstream = S3Client(endpoint: moto.endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        _ = try upstream.createBucketSync("automate-backups")
+        let stack = try TestStack(name: "restore-s3")
+        defer { Task { await stack.tearDown() } }
+        let credentials = stack.root + "/upstream.credentials"
+        try "test\ntest\n".write(toFile: credentials, atomically: true, encoding: .utf8)
+        // The gateway reads it as its own user, and wants it private (0600).
+        chmod(credentials, 0o600)
+        _ = try await TestStack.shellCommand("id automate >/dev/null 2>&1 && [ $(id -u) -eq 0 ] && chown automate '\(credentials)'; true")
+        let ports = try stack.useFullStack()
+        try stack.writeOverlay("backup-gateway", """
+            [config]
+            port = \(ports.gateway)
+            mode = "s3"
+            upstream_endpoint = "\(moto.endpoint)"
+            upstream_bucket = "automate-backups"
+            upstream_prefix = "site-a/"
+            upstream_credentials_file = "\(credentials)"
+
+            """)
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        try await Self.addFileVariety(stack)
+        let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        let create = try await stack.automate(["backup", "create", "--no-progress"])
+        try #require(create.succeeded, "\(create.output)\(create.error)")
+        let id = String(create.output.split(separator: " ")[2])
+        let keys = try upstream.listObjectsSync(bucket: "automate-backups", prefix: "site-a/").map(\.key)
+        #expect(keys.contains("site-a/\(id)/.status") && keys.contains("site-a/\(id)/teams-service/pg_data/teams_service.fc.zst"), "\(keys)")
+        #expect(!FileManager.default.fileExists(atPath: stack.home.backupsDirectory + "/\(id)"))
+        try #require(try await stack.automate(["stop"]).succeeded)
+        try FileManager.default.removeItem(atPath: stack.home.path)
+        try stack.writeOverlays(ports)
+
+        let s3 = ["--s3-endpoint", moto.endpoint, "--s3-credentials", credentials]
+        let list = try await stack.automate(["restore", "list", "s3://automate-backups/site-a"] + s3)
+        #expect(list.output.contains("\(id)  completed"), "\(list.output)\(list.error)")
+        let restore = try await stack.automate(["restore", "s3://automate-backups/site-a", id] + s3)
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        let final = try await Self.waitForLongTerm(stack, try #require(Self.restoreID(in: restore.output)))
+        #expect(final.longTermState == .completed, "\(final)")
+        let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        #expect(after == before)
     }
 }

@@ -64,13 +64,17 @@ final class LiveCommand: @unchecked Sendable {
 
     typealias ChildProcessHandle = AutomateSupervisor.ChildProcess
 
-    init(_ stack: TestStack, _ arguments: [String]) throws {
+    convenience init(_ stack: TestStack, _ arguments: [String]) throws {
         var environment = ProcessInfo.processInfo.environment
         environment["AUTOMATE_HOME"] = stack.home.path
         environment["AUTOMATE_SERVICES_DIR"] = stack.servicesDirectory
         environment["AUTOMATE_HOOKS_DIR"] = stack.hooksDirectory
+        try self.init(executable: TestStack.binDirectory + "/automate", arguments, environment: environment)
+    }
+
+    init(executable: String, _ arguments: [String], environment: [String: String]) throws {
         let pipe = Pipe()
-        var options = ChildProcessHandle.Options(executable: TestStack.binDirectory + "/automate", arguments: arguments, environment: environment)
+        var options = ChildProcessHandle.Options(executable: executable, arguments: arguments, environment: environment)
         options.standardOutput = pipe.fileHandleForWriting.fileDescriptor
         options.standardError = pipe.fileHandleForWriting.fileDescriptor
         options.deathSignal = 0
@@ -107,6 +111,9 @@ final class LiveCommand: @unchecked Sendable {
             }
         }
     }
+
+    /// Its pid.
+    var pid: pid_t { child.pid }
 
     /// Waits for the command to end; its exit status and whole output.
     func finish() async -> (AutomateSupervisor.ExitStatus, String) {
