@@ -29,7 +29,13 @@ public final class ServiceDatabase: @unchecked Sendable {
         let server = self.server, name = self.name
         try await runOnOwnThread {
             let admin = try PGConnection(server, database: "postgres")
-            if try !admin.databaseExists(name) {
+            // datconnlimit -2: a DROP DATABASE that was interrupted (PostgreSQL stopped mid-restore) left it
+            // invalid; nothing can use it, so it is dropped and made again (a restore brings the data back).
+            let state = try admin.query("SELECT datconnlimit FROM pg_database WHERE datname = $1", [name]).first
+            if state?[0] == "-2" {
+                try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(name))")
+            }
+            if state == nil || state?[0] == "-2" {
                 do { try admin.query("CREATE DATABASE \(quoteIdent(name))") } catch let e as PGError where e.sqlState == "42P04" {}
             }
         }

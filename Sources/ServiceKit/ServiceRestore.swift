@@ -145,31 +145,30 @@ public struct ServiceRestore: Sendable {
             }
             try await group.waitForAll()
         }
-        var esShortDone = exports.isEmpty
-        if !exports.isEmpty {
-            let shortSignal = CancelFlag()
-            _ = try await calls.esOperation(start: { client in
-                var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
-                req.service = service; req.snapshot = backupID; req.replaceExisting = true
-                req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
-                return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
-            }, update: { s in
-                long.update("es") { p in
-                    p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })
-                    p.itemsTotal = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsTotal) })
-                    p.phase = s.longTermDone ? "done" : "loading"
-                }
-                if s.shortTermDone, !shortSignal.isSet {
-                    shortSignal.set()
-                    listener.shortTermDone()
-                }
-            }, done: { $0.phase == .completed && $0.longTermDone })
-            esShortDone = shortSignal.isSet
-            if !esShortDone { listener.shortTermDone() }
-        } else {
+        guard !exports.isEmpty else {
             listener.shortTermDone()
+            return
         }
-        _ = esShortDone
+        // Search indices: short-term once every index exists with its mappings, long-term once every
+        // document is loaded and counted.
+        let shortSignal = CancelFlag()
+        _ = try await calls.esOperation(start: { client in
+            var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
+            req.service = service; req.snapshot = backupID; req.replaceExisting = true
+            req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
+            return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
+        }, update: { s in
+            long.update("es") { p in
+                p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })
+                p.itemsTotal = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsTotal) })
+                p.phase = s.longTermDone ? "done" : "loading"
+            }
+            if s.shortTermDone, !shortSignal.isSet {
+                shortSignal.set()
+                listener.shortTermDone()
+            }
+        }, done: { $0.phase == .completed && $0.longTermDone })
+        if !shortSignal.isSet { listener.shortTermDone() }
         long.update("es") { $0.phase = "done" }
     }
 

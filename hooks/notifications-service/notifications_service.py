@@ -35,7 +35,10 @@ def psql(db, sql):
 
 
 def prepare():
-    if not psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
+    state = psql("postgres", f"SELECT datconnlimit FROM pg_database WHERE datname = '{database}'")
+    if state == ["-2"]:  # left invalid by an interrupted DROP DATABASE: unusable, so made again
+        psql("postgres", f'DROP DATABASE IF EXISTS "{database}"')
+    if not state or state == ["-2"]:
         psql("postgres", f'CREATE DATABASE "{database}"')
     psql(database, "CREATE TABLE IF NOT EXISTS outbox (id bigserial PRIMARY KEY, message text NOT NULL, "
                    "created_at timestamptz NOT NULL DEFAULT now(), delivered_at timestamptz)")
