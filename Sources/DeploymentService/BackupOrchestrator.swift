@@ -227,7 +227,18 @@ public actor BackupOrchestrator {
                 group.addTask {
                     let started = unixMillis()
                     await self.update(id, service: "deployment-service", Self.running(id, "deployment-service", phase: "copying store", started: started))
-                    let metadata = try await selfBackup.run(backupID: id)
+                    let metadata: ServiceMetadata
+                    do {
+                        metadata = try await selfBackup.run(backupID: id)
+                    } catch {
+                        if Task.isCancelled { throw CancellationError() }
+                        var s = Self.running(id, "deployment-service", phase: "failed", started: started)
+                        s.state = .failed
+                        s.error = "\(error)" + (await self.gatewayDiagnosis("\(error)"))
+                        s.finishedAtUnixMs = unixMillis()
+                        await self.update(id, service: "deployment-service", s)
+                        throw ParticipantError("deployment-service: \(s.error)")
+                    }
                     var s = Self.running(id, "deployment-service", phase: "done", started: started)
                     s.state = .completed
                     s.finishedAtUnixMs = unixMillis()
@@ -308,23 +319,27 @@ public actor BackupOrchestrator {
             if Task.isCancelled { throw CancellationError() }
             var s = Self.running(id, p.name, phase: "failed", started: started)
             s.state = .failed
-            s.error = "\(error)" + (await gatewayDiagnosis())
+            s.error = "\(error)" + (await gatewayDiagnosis("\(error)"))
             s.finishedAtUnixMs = unixMillis()
             update(id, service: p.name, s)
-            throw ParticipantError("\(p.name): \(error)")
+            throw ParticipantError("\(p.name): \(s.error)")
         }
         update(id, service: p.name, outcome)
         guard outcome.state == .completed else {
             let reason = outcome.error.isEmpty ? "backup \(outcome.state)" : outcome.error
-            throw ParticipantError("\(p.name): \(reason)\(await gatewayDiagnosis())")
+            throw ParticipantError("\(p.name): \(reason)\(await gatewayDiagnosis(reason))")
         }
     }
 
-    /// When a service fails, says whether the gateway is the reason (it does not answer).
-    private func gatewayDiagnosis() async -> String {
+    /// When a service fails, says whether the gateway is the reason: it does not answer, or the error is a
+    /// broken connection to it (it answers again because the supervisor restarted it).
+    private func gatewayDiagnosis(_ reason: String = "") async -> String {
         let s3 = config.kit.s3, bucket = config.kit.bucket
         do {
             _ = try await runOnOwnThread { try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
+            if reason.contains("transport error"), reason.contains(s3.endpoint) {
+                return " (the connection to the backup-gateway at \(s3.endpoint) broke; it answers again now: did it restart? see `automate status backup-gateway`)"
+            }
             return ""
         } catch let e as S3Error {
             return e.status >= 500 ? " (the backup-gateway at \(s3.endpoint) answers \(e.status))" : ""
