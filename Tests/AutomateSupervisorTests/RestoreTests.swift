@@ -204,8 +204,11 @@ struct RestoreTests {
     @Test("a backup taken with the gateway in S3 mode (moto upstream) restores from S3 into a fresh home")
     func s3Mode() async throws {
         // moto_server (PyPI), started like every other child of these tests; ready when it says it runs.
-        let motoPath = try #require(["/opt/automate/venv/bin/moto_server", NSHomeDirectory() + "/.local/opt/automate/venv/bin/moto_server"]
-            .first { FileManager.default.isExecutableFile(atPath: $0) }, "moto_server missing: run scripts/install.sh --deps")
+        // The venv install.sh made for this user: /opt/automate for root, ~/.local/opt/automate otherwise.
+        let prefix = ProcessInfo.processInfo.environment["AUTOMATE_PREFIX"]
+            ?? (geteuid() == 0 ? "/opt/automate" : NSHomeDirectory() + "/.local/opt/automate")
+        let motoPath = prefix + "/venv/bin/moto_server"
+        try #require(FileManager.default.isExecutableFile(atPath: motoPath), "\(motoPath) missing: run scripts/install.sh --deps")
         let motoPort = TestStack.freePort()
         var motoEnvironment = ProcessInfo.processInfo.environment
         motoEnvironment["AWS_ACCESS_KEY_ID"] = "test"
