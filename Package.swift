@@ -210,8 +210,7 @@ let package = Package(
         .executableTarget(
             name: "compliance-service",
             dependencies: [
-                "ServiceKit", "DomainAPI", "AutomateRPC", "ESSidecar", "S3Client",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "ServiceKit", "DomainAPI", "AutomateRPC", "ESSidecar", "S3Client", "BackupRepository",
             ],
             swiftSettings: swiftSettings
         ),

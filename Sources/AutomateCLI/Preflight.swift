@@ -14,13 +14,8 @@ struct Preflight {
     let sha256: String?
     let quiet: Bool
 
-    struct Plan {
-        var id: BackupID
-        var entry: BackupRepository.Entry
-        var services: [String]
-    }
-
-    func run() throws -> Plan {
+    /// Runs every check; returns the backup to restore.
+    func run() throws -> BackupID {
         let say: (String) -> Void = { line in if !quiet { print(line); fflush(stdout) } }
         let entries: [BackupRepository.Entry]
         do { entries = try repository.list() } catch { throw CLIError("\(error)", exitCode: 2) }
@@ -34,8 +29,9 @@ struct Preflight {
             }
             chosen = newest.id
         }
-        let entry: BackupRepository.Entry
-        do { entry = try repository.entry(chosen) } catch { throw CLIError("\(error)", exitCode: 4) }
+        guard let entry = entries.first(where: { $0.id == chosen }) else {
+            throw CLIError("no backup \(chosen) in \(repository.path)", exitCode: 4)
+        }
         say("Checking backup \(chosen) in \(repository.path)...")
         guard entry.state.isRestorable else {
             throw CLIError("\(chosen)/.status is \(entry.state.rawValue): the backup is not complete and cannot be restored; nothing was changed", exitCode: 2)
@@ -49,7 +45,7 @@ struct Preflight {
             }
         }
         let started = ContinuousClock.now
-        let report = try BackupVerifier(repository: repository).verify(chosen, checkArtifacts: !skipVerify)
+        let report = try BackupVerifier(repository: repository).verify(entry, checkArtifacts: !skipVerify)
         let bad = report.findings.filter { $0.verdict == .corrupted || $0.verdict == .missing }
         guard bad.isEmpty && report.problems.isEmpty else {
             let lines = bad.map { "  \($0.verdict.rawValue): \(chosen)/\($0.file): \($0.detail)" } + report.problems.map { "  \($0)" }
@@ -59,12 +55,10 @@ struct Preflight {
         say("  \(checked) files checked (\(skipVerify ? "sizes" : "sizes and sha256")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
 
         // The services present at backup time must have manifests here.
-        var services = entry.services
         if let data = try? repository.store.read(chosen.rawValue + "/deployment-service/metadata.json"),
            let metadata = try? JSONDecoder().decode(ServiceMetadata.self, from: data), let present = metadata.deployment {
-            services = present.map(\.name)
             let location = try StackLocation.discover()
-            let missing = services.filter { !FileManager.default.fileExists(atPath: location.servicesDirectory + "/\($0).toml") }
+            let missing = present.map(\.name).filter { !FileManager.default.fileExists(atPath: location.servicesDirectory + "/\($0).toml") }
             guard missing.isEmpty else {
                 throw CLIError("backup \(chosen) has services with no manifest in \(location.servicesDirectory): \(missing.joined(separator: ", ")); install them first; nothing was changed", exitCode: 2)
             }
@@ -90,7 +84,7 @@ struct Preflight {
                 throw CLIError("\(home.path) has \(BackupTable.bytes(free)) free, the restore needs about \(BackupTable.bytes(needed)); nothing was changed", exitCode: 2)
             }
         }
-        return Plan(id: chosen, entry: entry, services: services)
+        return chosen
     }
 
     /// Uncompressed database sizes from the pg-sidecar's metadata, plus 4× every other artifact.

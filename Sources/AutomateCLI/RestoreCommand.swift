@@ -47,7 +47,7 @@ struct RestoreCommand: AsyncParsableCommand {
         func run() async throws {
             let home = homeOptions.resolved
             let repo = try s3.open(repository)
-            let plan = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
+            let backupID = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                      quiet: noProgress || json).run()
             let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
 
@@ -73,13 +73,13 @@ struct RestoreCommand: AsyncParsableCommand {
             let client = try await ServiceConnection.connect("deployment-service", home: home)
             defer { Task { await client.close() } }
             var request = Automate_Deployment_V1_StackRestoreRequest()
-            request.backupID = plan.id.rawValue
+            request.backupID = backupID.rawValue
             request.restoreID = "r" + BackupID(date: Date()).rawValue + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
             let started: StackRestore
             do { started = try await client.unary(DeploymentMethods.restore, request, as: StackRestore.self, timeout: .seconds(300)) } catch {
                 throw ServiceConnection.describe(error)
             }
-            say("Restoring backup \(plan.id) (restore id \(started.restoreID))")
+            say("Restoring backup \(backupID) (restore id \(started.restoreID))")
             let view = RestoreProgressView(quiet: noProgress || json)
             var last = started
             var watch = Automate_Deployment_V1_StackRestoreStatusRequest()
@@ -95,11 +95,11 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             if json { print(try last.jsonString()) }
             guard last.shortTermState == .completed else {
-                throw CLIError("restore \(last.restoreID) of backup \(plan.id) failed: \(last.error)\nThe services it restored are stopped; fix the cause and run the same `automate restore` again (with --force).")
+                throw CLIError("restore \(last.restoreID) of backup \(backupID) failed: \(last.error)\nThe services it restored are stopped; fix the cause and run the same `automate restore` again (with --force).")
             }
             let loading = last.longTerm.filter { $0.state == .running }.map(\.service)
             if !json {
-                print("Restored backup \(plan.id) into \(home.path) (restore \(last.restoreID)).")
+                print("Restored backup \(backupID) into \(home.path) (restore \(last.restoreID)).")
                 if !loading.isEmpty {
                     print("Still loading in the background: \(loading.joined(separator: ", ")); see `automate restore status \(last.restoreID)`.")
                 }

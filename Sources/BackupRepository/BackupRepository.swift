@@ -108,6 +108,6 @@ public struct BackupRepository: Sendable {
             if chunk.isEmpty { break }
             hasher.update(data: chunk)
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Checksum.hex(hasher.finalize())
     }
 }

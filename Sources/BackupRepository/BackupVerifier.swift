@@ -37,7 +37,12 @@ public struct BackupVerifier: Sendable {
     /// Verifies one backup. With `checkArtifacts` false only the records (and artifact sizes) are checked
     /// (fast preflight).
     public func verify(_ id: BackupID, checkArtifacts: Bool = true) throws -> Report {
-        let entry = try repository.entry(id)
+        try verify(repository.entry(id), checkArtifacts: checkArtifacts)
+    }
+
+    /// Verifies a backup already listed (its folder is not listed again).
+    public func verify(_ entry: BackupRepository.Entry, checkArtifacts: Bool = true) throws -> Report {
+        let id = entry.id
         let store = repository.store
         let base = id.rawValue + "/"
         var findings: [Finding] = []
@@ -72,7 +77,7 @@ public struct BackupVerifier: Sendable {
                 findings.append(Finding(file: file, verdict: .missing, detail: "listed in checksums.json, not in the repository"))
                 continue
             }
-            let actual = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            let actual = Checksum.sha256(data)
             guard actual == expected else {
                 findings.append(Finding(file: file, verdict: .corrupted, detail: "sha256 \(actual.prefix(12))…, checksums.json says \(expected.prefix(12))…"))
                 continue

@@ -143,6 +143,6 @@ public struct S3Store: RepositoryStore {
         } catch {
             throw BackupRepository.Failure(kind: .unreadable, message: "\(location)\(path): \(error)")
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Checksum.hex(hasher.finalize())
     }
 }

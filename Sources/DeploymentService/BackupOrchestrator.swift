@@ -16,7 +16,7 @@ public actor BackupOrchestrator {
     let logger: Logger
     private var current: (id: String, task: Task<Void, Never>)?
     private var statuses: [String: StackBackup] = [:]
-    private var watchers: [String: [UUID: AsyncStream<StackBackup>.Continuation]] = [:]
+    private let watchers = StatusBroadcaster<StackBackup>()
     private var lastID: String?
 
     public init(config: DeploymentConfig, store: DeploymentStore, logger: Logger) {
@@ -76,19 +76,8 @@ public actor BackupOrchestrator {
     /// Updates until the backup ends.
     public func watch(_ id: String) throws -> AsyncStream<StackBackup> {
         let s = try status(id)
-        let (stream, continuation) = AsyncStream<StackBackup>.makeStream(bufferingPolicy: .bufferingNewest(32))
-        continuation.yield(s)
-        guard s.state == .running else {
-            continuation.finish()
-            return stream
-        }
-        let token = UUID(), key = s.backupID
-        watchers[key, default: [:]][token] = continuation
-        continuation.onTermination = { _ in Task { await self.unwatch(key, token) } }
-        return stream
+        return watchers.stream(s.backupID, current: s, ended: s.state != .running)
     }
-
-    private func unwatch(_ id: String, _ token: UUID) { watchers[id]?[token] = nil }
 
     /// Cancels the running backup (empty id) or the one named; FAILED_PRECONDITION when it is not running.
     public func cancel(_ id: String) async throws -> StackBackup {
@@ -179,11 +168,7 @@ public actor BackupOrchestrator {
 
     private func publish(_ status: StackBackup) {
         statuses[status.backupID] = status
-        for c in watchers[status.backupID, default: [:]].values {
-            c.yield(status)
-            if status.state != .running { c.finish() }
-        }
-        if status.state != .running { watchers[status.backupID] = nil }
+        watchers.publish(status.backupID, status, ended: status.state != .running)
     }
 
     private func finish(_ id: String, state: BackupOperationState, error: String, fingerprint: String) {
@@ -267,7 +252,7 @@ public actor BackupOrchestrator {
                 let sums = try await checksums(id: id, services: final.services.map(\.service))
                 try await writer.put("\(id)/backup-result.json", Self.result(final, state: "completed", error: ""))
                 try await writer.put("\(id)/checksums.json", sums)
-                fingerprint = sha256Hex(sums)
+                fingerprint = Checksum.sha256(sums)
                 try await writer.put("\(id)/.status", Array("completed\n".utf8))
             } catch {
                 failure = "writing the backup's records failed: \(error)"
@@ -386,7 +371,7 @@ public actor BackupOrchestrator {
         var files: [String: String] = [:]
         for service in services {
             let bytes = try await config.kit.s3.getObject(bucket: config.kit.bucket, key: "\(id)/\(service)/metadata.json")
-            files["\(service)/metadata.json"] = sha256Hex(bytes)
+            files["\(service)/metadata.json"] = Checksum.sha256(bytes)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

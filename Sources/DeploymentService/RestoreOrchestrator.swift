@@ -17,7 +17,7 @@ public actor RestoreOrchestrator {
     let store: DeploymentStore
     let logger: Logger
     private var statuses: [String: StackRestore] = [:]
-    private var watchers: [String: [UUID: AsyncStream<StackRestore>.Continuation]] = [:]
+    private let watchers = StatusBroadcaster<StackRestore>()
     private var running: String?
     private var lastID: String?
     private let kits = KitCache()
@@ -86,19 +86,8 @@ public actor RestoreOrchestrator {
 
     public func watch(_ id: String) throws -> AsyncStream<StackRestore> {
         let s = try status(id)
-        let (stream, continuation) = AsyncStream<StackRestore>.makeStream(bufferingPolicy: .bufferingNewest(32))
-        continuation.yield(s)
-        guard s.longTermState == .running || s.shortTermState == .running else {
-            continuation.finish()
-            return stream
-        }
-        let token = UUID(), key = s.restoreID
-        watchers[key, default: [:]][token] = continuation
-        continuation.onTermination = { _ in Task { await self.unwatch(key, token) } }
-        return stream
+        return watchers.stream(s.restoreID, current: s, ended: s.longTermState != .running && s.shortTermState != .running)
     }
-
-    private func unwatch(_ id: String, _ token: UUID) { watchers[id]?[token] = nil }
 
     // MARK: bootstrap
 
@@ -135,7 +124,7 @@ public actor RestoreOrchestrator {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/metadata.json lists no state.sqlite")
         }
         let bytes = try await s3.getObject(bucket: bucket, key: "\(backupID)/deployment-service/state.sqlite")
-        guard UInt64(bytes.count) == state.size, sha256Hex(bytes) == state.sha256 else {
+        guard UInt64(bytes.count) == state.size, Checksum.sha256(bytes) == state.sha256 else {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/state.sqlite does not match its sha256 in metadata.json")
         }
         let path = NSTemporaryDirectory() + "automate-restore-state-\(UUID().uuidString).sqlite"
@@ -315,12 +304,7 @@ public actor RestoreOrchestrator {
 
     private func publish(_ s: StackRestore) {
         statuses[s.restoreID] = s
-        let ended = s.longTermState != .running
-        for c in watchers[s.restoreID, default: [:]].values {
-            c.yield(s)
-            if ended { c.finish() }
-        }
-        if ended { watchers[s.restoreID] = nil }
+        watchers.publish(s.restoreID, s, ended: s.longTermState != .running)
     }
 
     static func name(_ state: BackupOperationState) -> String { BackupOrchestrator.name(state) }

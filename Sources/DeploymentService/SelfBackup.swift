@@ -23,12 +23,12 @@ struct SelfBackup: Sendable {
             return Array(try Data(contentsOf: URL(fileURLWithPath: copy)))
         }
         try await s3.putObject(bucket: bucket, key: prefix + "state.sqlite", bytes: state, contentType: "application/vnd.sqlite3")
-        artifacts.append(ArtifactRecord(path: "state.sqlite", size: UInt64(state.count), sha256: sha256Hex(state), format: "sqlite"))
+        artifacts.append(ArtifactRecord(path: "state.sqlite", size: UInt64(state.count), sha256: Checksum.sha256(state), format: "sqlite"))
         for service in stack.services {
             let bytes = Array(service.text.utf8)
             let path = "manifests/\(service.manifest.name).toml"
             try await s3.putObject(bucket: bucket, key: prefix + path, bytes: bytes, contentType: "application/toml")
-            artifacts.append(ArtifactRecord(path: path, size: UInt64(bytes.count), sha256: sha256Hex(bytes), format: "manifest"))
+            artifacts.append(ArtifactRecord(path: path, size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "manifest"))
         }
         let metadata = ServiceMetadata(
             service: "deployment-service", backupID: backupID, startedAt: ISO8601DateFormatter().string(from: started),

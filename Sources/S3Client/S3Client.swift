@@ -110,12 +110,8 @@ public struct S3Client: Sendable {
     // MARK: buckets
 
     /// Creates `bucket`; an existing bucket that is ours is fine. Returns false when it already existed.
-    /// A bucket that can be listed is not created again (an endpoint may refuse creating buckets, as the
-    /// gateway does in S3 mode, while serving an existing one).
     @discardableResult
     public func createBucketSync(_ bucket: String) throws -> Bool {
-        let probe = try performHTTP(request("GET", url(bucket: bucket, query: [("list-type", "2"), ("max-keys", "1")])))
-        if (200..<300).contains(probe.status) { return false }
         let r = try performHTTP(request("PUT", url(bucket: bucket), body: .bytes([])))
         if r.status == 409 {
             let e = Self.error(from: r, operation: "CreateBucket \(bucket)")

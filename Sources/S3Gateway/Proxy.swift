@@ -332,8 +332,12 @@ struct ProxyBackend: S3Backend {
                 headers.removeValue(forKey: "x-amz-checksum-crc32"); headers.removeValue(forKey: "x-amz-checksum-crc32c")
                 headers.removeValue(forKey: "x-amz-checksum-sha256"); headers.removeValue(forKey: "x-amz-checksum-sha1")
                 rewriteList = true
-            case "PUT", "DELETE":
-                throw S3Error("AccessDenied", 403, "Buckets cannot be created or deleted through the gateway in S3 mode.")
+            case "PUT":
+                // The upstream bucket exists and is the caller's: answer CreateBucket as S3 does for a bucket
+                // one already owns, so that "make sure the bucket exists" works unchanged in S3 mode.
+                throw S3Error("BucketAlreadyOwnedByYou", 409, "The gateway's upstream bucket exists and is yours.")
+            case "DELETE":
+                throw S3Error("AccessDenied", 403, "Buckets cannot be deleted through the gateway in S3 mode.")
             default:
                 throw S3Error.notImplemented
             }

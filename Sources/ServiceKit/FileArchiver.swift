@@ -84,7 +84,7 @@ public struct FileArchiver: Sendable {
             throw error
         }
         let entries = (try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0
-        return Result(size: size, sha256: hex(hasher.finalize()), entries: UInt64(entries), rawBytes: raw)
+        return Result(size: size, sha256: Checksum.hex(hasher.finalize()), entries: UInt64(entries), rawBytes: raw)
     }
 
     /// Restores the archive at `key` over `path`: extracts into a temporary folder beside it, checks the
@@ -128,7 +128,7 @@ public struct FileArchiver: Sendable {
             try? tool.wait()
             throw KitError.failed("restoring \(key) into \(path): \(error)")
         }
-        let digest = hex(hasher.finalize())
+        let digest = Checksum.hex(hasher.finalize())
         guard size == expected.size, digest == expected.sha256 else {
             throw KitError.failed(
                 "\(key): size \(size) sha256 \(digest.prefix(12))…, metadata.json says size \(expected.size) sha256 \(expected.sha256.prefix(12))…; nothing was changed at \(path)")
@@ -153,7 +153,3 @@ public struct FileArchiver: Sendable {
     }
 }
 
-func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
-
-/// sha256 of bytes, lower-case hex.
-public func sha256Hex(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }

@@ -5,7 +5,7 @@ import Foundation
 actor OperationTracker {
     private var backups: [String: ServiceBackupStatus] = [:]
     private var tasks: [String: Task<Void, Never>] = [:]
-    private var watchers: [String: [UUID: AsyncStream<ServiceBackupStatus>.Continuation]] = [:]
+    private let watchers = StatusBroadcaster<ServiceBackupStatus>()
     private var restores: [String: (short: ServiceRestoreStatus, long: ServiceRestoreStatus)] = [:]
     private var restoreTasks: [String: Task<Void, Never>] = [:]
 
@@ -28,31 +28,14 @@ actor OperationTracker {
         guard s.state == .running else { return }
         body(&s)
         backups[id] = s
-        for continuation in watchers[id, default: [:]].values {
-            continuation.yield(s)
-            if s.state != .running { continuation.finish() }
-        }
-        if s.state != .running {
-            watchers[id] = nil
-            tasks[id] = nil
-        }
+        watchers.publish(id, s, ended: s.state != .running)
+        if s.state != .running { tasks[id] = nil }
     }
 
     func watch(_ id: String) -> AsyncStream<ServiceBackupStatus>? {
         guard let s = backups[id] else { return nil }
-        let (stream, continuation) = AsyncStream<ServiceBackupStatus>.makeStream(bufferingPolicy: .bufferingNewest(16))
-        continuation.yield(s)
-        if s.state != .running {
-            continuation.finish()
-            return stream
-        }
-        let token = UUID()
-        watchers[id, default: [:]][token] = continuation
-        continuation.onTermination = { _ in Task { await self.unwatch(id, token) } }
-        return stream
+        return watchers.stream(id, current: s, ended: s.state != .running)
     }
-
-    private func unwatch(_ id: String, _ token: UUID) { watchers[id]?[token] = nil }
 
     /// Cancels a running backup; the task marks it CANCELLED.
     func cancel(_ id: String) -> Bool {

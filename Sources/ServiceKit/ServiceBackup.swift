@@ -53,7 +53,7 @@ public struct ServiceBackup: Sendable {
                     }
                     let metaKey = prefix + "pg_data/metadata.json"
                     let bytes = try await config.s3.getObject(bucket: config.bucket, key: metaKey)
-                    records.append(ArtifactRecord(path: "pg_data/metadata.json", size: UInt64(bytes.count), sha256: sha256Hex(bytes), format: "pg_sidecar_metadata"))
+                    records.append(ArtifactRecord(path: "pg_data/metadata.json", size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "pg_sidecar_metadata"))
                     return (records, ["postgresql": status.serverVersion])
                 }
             }
@@ -82,7 +82,7 @@ public struct ServiceBackup: Sendable {
                     }
                     let manifestKey = "automate-elasticsearch-data/\(service)/\(backupID)/manifest.json"
                     let bytes = try await config.s3.getObject(bucket: config.bucket, key: manifestKey)
-                    records.append(ArtifactRecord(path: relative + "manifest.json", size: UInt64(bytes.count), sha256: sha256Hex(bytes), format: "es_export_manifest"))
+                    records.append(ArtifactRecord(path: relative + "manifest.json", size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "es_export_manifest"))
                     return (records, ["search_mode": status.mode])
                 }
             }

@@ -48,7 +48,7 @@ public struct ServiceRestore: Sendable {
             guard let want = checksums.files["\(service)/metadata.json"] else {
                 throw KitError.failed("\(backupID)/checksums.json does not list \(service)/metadata.json")
             }
-            let got = sha256Hex(bytes)
+            let got = Checksum.sha256(bytes)
             guard got == want else {
                 throw KitError.failed("\(key): sha256 \(got.prefix(12))…, checksums.json says \(want.prefix(12))…")
             }
@@ -86,7 +86,7 @@ public struct ServiceRestore: Sendable {
             let digest = try await runOnOwnThread {
                 var hasher = Crypto.SHA256()
                 _ = try s3.getObjectSync(bucket: bucket, key: key) { hasher.update(bufferPointer: $0) }
-                return hex(hasher.finalize())
+                return Checksum.hex(hasher.finalize())
             }
             artifacts.append(ArtifactRecord(path: path, size: UInt64(object.size), sha256: digest, format: format))
         }
@@ -187,7 +187,7 @@ public struct ServiceRestore: Sendable {
         var sidecarMeta: PGBackupMetadata? = nil
         if let record = metadata.artifacts.first(where: { $0.format == "pg_sidecar_metadata" }) {
             let bytes = try await config.s3.getObject(bucket: config.bucket, key: prefix + record.path)
-            guard sha256Hex(bytes) == record.sha256 else {
+            guard Checksum.sha256(bytes) == record.sha256 else {
                 throw KitError.failed("\(prefix)\(record.path): sha256 does not match metadata.json")
             }
             sidecarMeta = try JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes))

@@ -1,5 +1,5 @@
 import AutomateRPC
-import Crypto
+import BackupRepository
 import DomainAPI
 import ESSidecar
 import Foundation
@@ -129,7 +129,7 @@ struct ComplianceAPI: Sendable {
         var p = Automate_Compliance_V1_Profile()
         p.name = name
         p.size = UInt64(bytes.count)
-        p.sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        p.sha256 = Checksum.sha256(bytes)
         return p
     }
 }

@@ -159,11 +159,7 @@ struct BackupOrchestrationTests {
         // Three completed backups (the bulk file removed to keep them quick).
         unlink(stack.home.dataDirectory + "/compliance-service/profiles/bulk.bin")
         var ids: [String] = []
-        for _ in 0..<3 {
-            let r = try await stack.automate(["backup", "create", "--no-progress"])
-            try #require(r.succeeded, "\(r.output)\(r.error)")
-            ids.append(String(r.output.split(separator: " ")[2]))
-        }
+        for _ in 0..<3 { ids.append(try await stack.createBackup()) }
         // A flipped byte in a tarball: verify names it and fails.
         let tarball = stack.home.backupsDirectory + "/\(ids[0])/compliance-service/files/profiles.tar.zst"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: tarball))

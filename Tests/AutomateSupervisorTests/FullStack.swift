@@ -66,6 +66,24 @@ extension TestStack {
         return last
     }
 
+    /// `automate backup create --no-progress`, which must succeed; returns the backup id it printed.
+    func createBackup() async throws -> String {
+        let create = try await automate(["backup", "create", "--no-progress"])
+        guard create.succeeded, create.output.hasPrefix("Created backup ") else {
+            throw TestFailure("automate backup create: \(create.status) \(create.output)\(create.error)")
+        }
+        return String(create.output.split(separator: " ")[2])
+    }
+
+    /// Stops the stack and deletes its whole home, then writes the operator's overlays back (the
+    /// configuration of a new machine, which a backup does not hold).
+    func loseHome(_ ports: Ports) async throws {
+        let stop = try await automate(["stop"])
+        guard stop.succeeded else { throw TestFailure("automate stop: \(stop.output)\(stop.error)") }
+        try FileManager.default.removeItem(atPath: home.path)
+        try writeOverlays(ports)
+    }
+
     /// The pid of a running service.
     func pid(of service: String) async throws -> pid_t {
         guard let s = try await status().first(where: { $0.name == service }), s.pid > 0 else {

@@ -52,14 +52,10 @@ struct RestoreTests {
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
         #expect(before.documents.count == 3 && before.files.count >= 5)
 
-        let create = try await stack.automate(["backup", "create", "--no-progress"])
-        try #require(create.succeeded, "\(create.output)\(create.error)")
-        let id = String(create.output.split(separator: " ")[2])
+        let id = try await stack.createBackup()
         let repository = stack.root + "/repository-copy"
         try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
-        try #require(try await stack.automate(["stop"]).succeeded)
-        try FileManager.default.removeItem(atPath: stack.home.path)
-        try stack.writeOverlays(ports)
+        try await stack.loseHome(ports)
 
         let list = try await stack.automate(["restore", "list", repository])
         #expect(list.output.contains("\(id)  completed"), "\(list.output)")
@@ -103,9 +99,7 @@ struct RestoreTests {
             """)
         try #require(made.succeeded, "\(made.error)")
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        try #require(try await stack.automate(["stop"]).succeeded)
-        try FileManager.default.removeItem(atPath: stack.home.path)
-        try stack.writeOverlays(ports)
+        try await stack.loseHome(ports)
 
         let restore = try await stack.automate(["restore", stack.root + "/phase-one"])
         try #require(restore.succeeded, "\(restore.output)\(restore.error)")
@@ -123,9 +117,7 @@ struct RestoreTests {
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
-        let create = try await stack.automate(["backup", "create", "--no-progress"])
-        try #require(create.succeeded, "\(create.output)\(create.error)")
-        let id = String(create.output.split(separator: " ")[2])
+        let id = try await stack.createBackup()
         try #require(try await stack.automate(["stop"]).succeeded)
 
         let faults: [(name: String, damage: String, message: String)] = [
@@ -165,14 +157,10 @@ struct RestoreTests {
         try await stack.loadSampleData()
         try await stack.loadBulkData()
         unlink(stack.home.dataDirectory + "/compliance-service/profiles/bulk.bin")
-        let create = try await stack.automate(["backup", "create", "--no-progress"])
-        try #require(create.succeeded, "\(create.output)\(create.error)")
-        let id = String(create.output.split(separator: " ")[2])
+        let id = try await stack.createBackup()
         let repository = stack.root + "/repository-copy"
         try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
-        try #require(try await stack.automate(["stop"]).succeeded)
-        try FileManager.default.removeItem(atPath: stack.home.path)
-        try stack.writeOverlays(ports)
+        try await stack.loseHome(ports)
 
         let restore = try LiveCommand(stack, ["restore", repository, id])
         let shown = await restore.waitFor("(restore id ")
@@ -243,15 +231,11 @@ struct RestoreTests {
         try await stack.loadSampleData()
         try await Self.addFileVariety(stack)
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        let create = try await stack.automate(["backup", "create", "--no-progress"])
-        try #require(create.succeeded, "\(create.output)\(create.error)")
-        let id = String(create.output.split(separator: " ")[2])
+        let id = try await stack.createBackup()
         let keys = try upstream.listObjectsSync(bucket: "automate-backups", prefix: "site-a/").map(\.key)
         #expect(keys.contains("site-a/\(id)/.status") && keys.contains("site-a/\(id)/teams-service/pg_data/teams_service.fc.zst"), "\(keys)")
         #expect(!FileManager.default.fileExists(atPath: stack.home.backupsDirectory + "/\(id)"))
-        try #require(try await stack.automate(["stop"]).succeeded)
-        try FileManager.default.removeItem(atPath: stack.home.path)
-        try stack.writeOverlays(ports)
+        try await stack.loseHome(ports)
 
         let s3 = ["--s3-endpoint", moto.endpoint, "--s3-credentials", credentials]
         let list = try await stack.automate(["restore", "list", "s3://automate-backups/site-a"] + s3)
