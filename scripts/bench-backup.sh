@@ -11,15 +11,20 @@
 # Data: a PostgreSQL database of BENCH_DB_MB (default 1024) in teams-service and BENCH_FILES_MB
 # (default 1024) of mixed files (half random, half text; a few large files and many small ones) in
 # compliance-service's profiles. Needs scripts/install.sh --deps. Runs as root or as a normal user.
+#
+#   scripts/bench-backup.sh            3 runs of each measure, medians last
+#   scripts/bench-backup.sh --smoke    tiny data, 1 run, debug build (what the test suite runs)
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+root="$bench_repo"
 cd "$root"
+runs="${BENCH_RUNS:-3}"
 db_mb="${BENCH_DB_MB:-1024}"
 files_mb="${BENCH_FILES_MB:-1024}"
+if [[ $bench_smoke -eq 1 ]]; then runs=1; db_mb=4; files_mb=4; fi
 
-echo "bench-backup: release build" >&2
-swift build -c release >/dev/null
-bin="$(swift build -c release --show-bin-path)"
+bin="$(bench_binaries bench-backup automate automate-supervisor backup-gateway pg-sidecar-service es-sidecar-service \
+  deployment-service teams-service compliance-service)"
 automate="$bin/automate"
 
 work="$(mktemp -d /tmp/bench-backup.XXXXXX)"
@@ -31,10 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 peak_rss_of() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
 service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
 # Runs a command, prints its peak RSS in MB (children included) on fd 3.
@@ -45,15 +46,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=open(
 sys.exit(r)' "$@"; }
 
 pg=$(free_port); search=$(free_port); gateway=$(free_port)
-write_overlays() {
-  mkdir -p "$AUTOMATE_HOME/config"
-  printf '[config]\nport = %s\n' "$pg" > "$AUTOMATE_HOME/config/automate-postgresql.toml"
-  for s in pg-sidecar-service teams-service notifications-service; do printf '[config]\npg_port = %s\n' "$pg" > "$AUTOMATE_HOME/config/$s.toml"; done
-  printf '[config]\npg_port = %s\nsearch_url = "http://127.0.0.1:%s"\n' "$pg" "$search" > "$AUTOMATE_HOME/config/compliance-service.toml"
-  printf '[config]\nport = %s\n' "$search" > "$AUTOMATE_HOME/config/automate-search.toml"
-  printf '[config]\nsearch_url = "http://127.0.0.1:%s"\n' "$search" > "$AUTOMATE_HOME/config/es-sidecar-service.toml"
-  printf '[config]\nport = %s\n' "$gateway" > "$AUTOMATE_HOME/config/backup-gateway.toml"
-}
+write_overlays() { bench_stack_overlays "$AUTOMATE_HOME" "$pg" "$search" "$gateway"; }
 write_overlays
 "$automate" start --quiet
 run="$AUTOMATE_HOME/run"
@@ -92,16 +85,6 @@ sync
 files_size=$(du -sb "$profiles" | cut -f1)
 echo "bench-backup: database $(( db_size >> 20 )) MB, files $(( files_size >> 20 )) MB" >&2
 
-# --- backup ---------------------------------------------------------------------------------------
-t0=$(now)
-with_rss "$automate" backup create --no-progress 3>"$work/cli-rss" >"$work/create.out"
-t1=$(now)
-ours=$(elapsed "$t0" "$t1")
-cli_rss=$(cat "$work/cli-rss")
-dep_rss=$(peak_rss_of "$(service_pid deployment-service)")
-id=$(awk '/^Created backup/ {print $3}' "$work/create.out")
-backup_bytes=$(du -sb "$AUTOMATE_HOME/backups" | cut -f1)
-
 by_hand() {  # $1: dump command, $2: tar command; both in parallel, wall time printed
   local a b s
   s=$(now)
@@ -110,49 +93,114 @@ by_hand() {  # $1: dump command, $2: tar command; both in parallel, wall time pr
   wait "$a"; wait "$b"
   elapsed "$s" "$(now)"
 }
-mkdir -p "$work/hand"
+# Where a backup's time went: each service's part (backup-result.json), in the order they ended.
+backup_phases() {
+  python3 - "$1" <<'PY2'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for s in sorted(r["services"], key=lambda s: -s["duration_ms"]):
+    print(f"    {s['service']:<40} {s['duration_ms'] / 1000:7.2f}s  {s['bytes'] / 1048576:9.1f} MiB  {s['artifacts']} artifacts")
+print(f"    {'(whole backup, records included)':<40} {r['duration_ms'] / 1000:7.2f}s")
+PY2
+}
+# Where a restore's time went: command start to the first service's restore (preflight, bring-up),
+# then each service's short-term part, then the long-term parts.
+restore_phases() {
+  python3 - "$1" "$2" <<'PY2'
+import json, sys
+r = json.load(open(sys.argv[1])); t0 = float(sys.argv[2]) * 1000
+def ms(s, k): return int(s.get(k, 0) or 0)
+short = r.get("shortTerm", [])
+starts = [ms(s, "startedAtUnixMs") for s in short if ms(s, "startedAtUnixMs")]
+if starts: print(f"    {'preflight and bring-up':<40} {(min(starts) - t0) / 1000:7.2f}s")
+for s in sorted(short, key=lambda s: -(ms(s, "finishedAtUnixMs") - ms(s, "startedAtUnixMs"))):
+    print(f"    {s.get('service', '?') + ' (short-term)':<40} {(ms(s, 'finishedAtUnixMs') - ms(s, 'startedAtUnixMs')) / 1000:7.2f}s")
+ended = {s.get("service"): ms(s, "finishedAtUnixMs") for s in short}
+for s in r.get("longTerm", []):
+    d = ms(s, "finishedAtUnixMs") - ms(s, "startedAtUnixMs")
+    # Only long-term parts that went on after the service's short-term part (search loading).
+    if d > 0 and ms(s, "finishedAtUnixMs") > ended.get(s.get("service"), 0): print(f"    {s.get('service', '?') + ' (long-term)':<40} {d / 1000:7.2f}s")
+PY2
+}
+
 parent="$AUTOMATE_HOME/data/compliance-service"
 dump_args="-h $run -p $pg -U automate -d teams_service"
-user_time=$(by_hand "pg_dump -Fc $dump_args -f $work/hand/db.dump" "tar czf $work/hand/files.tgz -C $parent profiles")
-rm -f "$work/hand/"*
-floor_time=$(by_hand "pg_dump -Fc -Z0 $dump_args | zstd -1 -q > $work/hand/db.fc.zst" "tar cf - -C $parent profiles | zstd -1 -q > $work/hand/files.tar.zst")
-rm -f "$work/hand/"*
+mkdir -p "$work/hand"
+ours_runs=(); user_runs=(); floor_runs=(); ready_runs=(); long_runs=(); hand_runs=(); dep_rss=0; cli_rss=0
+for i in $(seq 1 "$runs"); do
+  echo "bench-backup: run $i of $runs" >&2
+  # --- backup -------------------------------------------------------------------------------------
+  t0=$(now)
+  with_rss "$automate" backup create --no-progress 3>"$work/cli-rss" >"$work/create.out"
+  t1=$(now)
+  ours_runs+=("$(elapsed "$t0" "$t1")")
+  cli_rss=$(( $(cat "$work/cli-rss") > cli_rss ? $(cat "$work/cli-rss") : cli_rss ))
+  d=$(peak_rss_of "$(service_pid deployment-service)"); dep_rss=$(( d > dep_rss ? d : dep_rss ))
+  id=$(awk '/^Created backup/ {print $3}' "$work/create.out")
+  [[ -n "$id" ]] || { echo "bench-backup: backup create printed no id:" >&2; cat "$work/create.out" >&2; exit 1; }
+  backup_bytes=$(du -sb "$AUTOMATE_HOME/backups/$id" | cut -f1)
+  echo "  backup $id, run $i: where the time went" > "$work/phases-backup-$i.txt"
+  backup_phases "$AUTOMATE_HOME/backups/$id/backup-result.json" >> "$work/phases-backup-$i.txt"
 
-# --- restore --------------------------------------------------------------------------------------
-repo="$work/repository"
-cp -a "$AUTOMATE_HOME/backups" "$repo"
-"$automate" stop >/dev/null
-rm -rf "$AUTOMATE_HOME"
-write_overlays
-t0=$(now)
-"$automate" restore "$repo" "$id" --no-progress >"$work/restore.out"
-t1=$(now)
-restore_ready=$(elapsed "$t0" "$t1")
-restore_id=$(grep -o '(restore [^)]*)' "$work/restore.out" | tr -d '()' | awk '{print $2}')
-long_done=$("$automate" restore status "$restore_id" --json | python3 -c "import json,sys; print(json.load(sys.stdin).get('finishedAtUnixMs','0'))")
-while [[ "$long_done" == "0" ]]; do
-  "$automate" restore status "$restore_id" --json | grep -q '"longTermState": "FAILED"' && { echo "bench-backup: restore failed" >&2; exit 1; }
-  sleep 0.2
-  long_done=$("$automate" restore status "$restore_id" --json | python3 -c "import json,sys; print(json.load(sys.stdin).get('finishedAtUnixMs','0'))")
+  user_runs+=("$(by_hand "pg_dump -Fc $dump_args -f $work/hand/db.dump" "tar czf $work/hand/files.tgz -C $parent profiles")")
+  rm -f "$work/hand/"*
+  floor_runs+=("$(by_hand "pg_dump -Fc -Z0 $dump_args | zstd -1 -q > $work/hand/db.fc.zst" "tar cf - -C $parent profiles | zstd -1 -q > $work/hand/files.tar.zst")")
+  rm -f "$work/hand/"*
+
+  # --- restore ------------------------------------------------------------------------------------
+  repo="$work/repository"
+  rm -rf "$repo"
+  cp -a "$AUTOMATE_HOME/backups" "$repo"
+  "$automate" stop >/dev/null
+  rm -rf "$AUTOMATE_HOME"
+  write_overlays
+  t0=$(now)
+  "$automate" restore "$repo" "$id" --no-progress >"$work/restore.out"
+  t1=$(now)
+  ready_runs+=("$(elapsed "$t0" "$t1")")
+  restore_id=$(grep -o '(restore [^)]*)' "$work/restore.out" | tr -d '()' | awk '{print $2}')
+  status_json() { "$automate" restore status "$restore_id" --json > "$work/restore-status.json"; }
+  status_json
+  until python3 -c "import json,sys; sys.exit(0 if int(json.load(open(sys.argv[1])).get('finishedAtUnixMs','0') or 0) else 1)" "$work/restore-status.json"; do
+    grep -q '"longTermState": "FAILED"' "$work/restore-status.json" && { echo "bench-backup: restore failed" >&2; exit 1; }
+    sleep 0.2
+    status_json
+  done
+  long_done=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['finishedAtUnixMs'])" "$work/restore-status.json")
+  long_runs+=("$(python3 -c "print(f'{$long_done / 1000 - $t0:.2f}')")")
+  echo "  restore $restore_id, run $i: where the time went" > "$work/phases-restore-$i.txt"
+  restore_phases "$work/restore-status.json" "$t0" >> "$work/phases-restore-$i.txt"
+  rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+  [[ "$rows_after" == "$rows" ]] || { echo "bench-backup: restored $rows_after rows, expected $rows" >&2; exit 1; }
+
+  dump="$repo/$id/teams-service/pg_data/teams_service.fc.zst"
+  tarball="$repo/$id/compliance-service/files/profiles.tar.zst"
+  psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
+  mkdir -p "$work/hand/x"
+  hand_runs+=("$(by_hand "zstd -dc $dump | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $tarball | tar xf - -C $work/hand/x")")
+  psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+  rm -rf "$work/hand/x"
 done
-restore_long=$(python3 -c "print(f'{$long_done / 1000 - $t0:.2f}')")
-rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
-[[ "$rows_after" == "$rows" ]] || { echo "bench-backup: restored $rows_after rows, expected $rows" >&2; exit 1; }
 
-dump="$repo/$id/teams-service/pg_data/teams_service.fc.zst"
-tarball="$repo/$id/compliance-service/files/profiles.tar.zst"
-psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
-mkdir -p "$work/hand/x"
-hand_restore=$(by_hand "zstd -dc $dump | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $tarball | tar xf - -C $work/hand/x")
-psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+ours=$(median "${ours_runs[@]}"); user_time=$(median "${user_runs[@]}"); floor_time=$(median "${floor_runs[@]}")
+restore_ready=$(median "${ready_runs[@]}"); restore_long=$(median "${long_runs[@]}"); hand_restore=$(median "${hand_runs[@]}")
+list() { local IFS=' '; echo "$*"; }
 
 echo
-echo "== automate backup/restore: ${db_mb} MB database + ${files_mb} MB files (db $(( db_size >> 20 )) MB on disk, backup $(( backup_bytes >> 20 )) MB) =="
-printf '%-52s %8ss\n' "automate backup create" "$ours"
-printf '%-52s %8ss   automate is %sx faster (target >= 8x)\n' "pg_dump -Fc ∥ tar czf (by hand)" "$user_time" "$(ratio "$user_time" "$ours")"
-printf '%-52s %8ss   automate / floor = %sx (target <= 1.2x)\n' "pg_dump -Fc -Z0 | zstd ∥ tar cf - | zstd (floor)" "$floor_time" "$(ratio "$ours" "$floor_time")"
-printf '%-52s %8ss\n' "automate restore: command to all ready" "$restore_ready"
-printf '%-52s %8ss\n' "automate restore: command to long-term done" "$restore_long"
-printf '%-52s %8ss   automate / by hand = %sx (target <= 1.15x)\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$hand_restore" "$(ratio "$restore_ready" "$hand_restore")"
+echo "== where the time went (per run)"
+cat "$work"/phases-backup-*.txt "$work"/phases-restore-*.txt
+echo
+echo "== automate backup/restore: ${db_mb} MB database + ${files_mb} MB files (db $(( db_size >> 20 )) MB on disk, backup $(( backup_bytes >> 20 )) MB), $runs runs"
+printf '%-52s runs: %s\n' "automate backup create" "$(list "${ours_runs[@]}")"
+printf '%-52s runs: %s\n' "pg_dump -Fc -Z0 | zstd ∥ tar cf - | zstd (floor)" "$(list "${floor_runs[@]}")"
+printf '%-52s runs: %s\n' "automate restore: command to all ready" "$(list "${ready_runs[@]}")"
+printf '%-52s runs: %s\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$(list "${hand_runs[@]}")"
 printf '%-52s %8s MB\n' "deployment-service peak RSS (backup)" "$dep_rss"
 printf '%-52s %8s MB\n' "automate CLI peak RSS (backup create)" "$cli_rss"
+echo
+echo "== medians"
+printf '%-52s %8ss\n' "automate backup create" "$ours"
+printf '%-52s %8ss   automate is %sx faster (target >= 8x)\n' "pg_dump -Fc ∥ tar czf (by hand)" "$user_time" "$(ratio "$user_time" "$ours")"
+printf '%-52s %8ss\n' "automate restore: command to long-term done" "$restore_long"
+printf '%-52s %8ss   automate / floor = %sx (target <= 1.2x)\n' "pg_dump -Fc -Z0 | zstd ∥ tar cf - | zstd (floor)" "$floor_time" "$(ratio "$ours" "$floor_time")"
+printf '%-52s %8ss   automate / by hand = %sx (target <= 1.15x)\n' "automate restore: command to all ready vs by hand" "$hand_restore" "$(ratio "$restore_ready" "$hand_restore")"

@@ -10,11 +10,15 @@
 # Environment: BENCH_DB_MB (default 1024: size of the generated database), BENCH_DOCS (100000),
 # GATEWAY_BIN (default: a release build of backup-gateway, built here if missing). Needs PostgreSQL 15,
 # zstd, curl and osmem-server (scripts/install.sh --deps).
+#
+#   scripts/bench-sidecars.sh --smoke    a 4 MB database, 1,000 documents, debug build (the test suite runs it)
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+root="$bench_repo"
 cd "$root"
 db_mb="${BENCH_DB_MB:-1024}"
 docs="${BENCH_DOCS:-100000}"
+if [[ $bench_smoke -eq 1 ]]; then db_mb=4; docs=1000; fi
 pgbin=/usr/lib/postgresql/15/bin
 scratch="$root/.build-sidecar-release"
 
@@ -25,16 +29,21 @@ osmem="$(command -v osmem-server || true)"
 [[ -n "$osmem" ]] || osmem=/opt/automate/venv/bin/osmem-server
 [[ -x "$osmem" ]] || { echo "bench-sidecars: osmem-server missing: run scripts/install.sh --deps" >&2; exit 1; }
 
-echo "bench-sidecars: release build (once)" >&2
-swift build -c release --scratch-path "$scratch" --product pg-sidecar-service >/dev/null
-swift build -c release --scratch-path "$scratch" --product es-sidecar-service >/dev/null
+if [[ $bench_smoke -eq 1 ]]; then
+  scratch_bin="$(bench_binaries bench-sidecars pg-sidecar-service es-sidecar-service backup-gateway)"
+else
+  echo "bench-sidecars: release build (once)" >&2
+  swift build -c release --scratch-path "$scratch" --product pg-sidecar-service >/dev/null
+  swift build -c release --scratch-path "$scratch" --product es-sidecar-service >/dev/null
+  scratch_bin="$scratch/release"
+fi
 gateway="${GATEWAY_BIN:-}"
 if [[ -z "$gateway" ]]; then
-  swift build -c release --scratch-path "$scratch" --product backup-gateway >/dev/null
-  gateway="$scratch/release/backup-gateway"
+  [[ $bench_smoke -eq 1 ]] || swift build -c release --scratch-path "$scratch" --product backup-gateway >/dev/null
+  gateway="$scratch_bin/backup-gateway"
 fi
-pgside="$scratch/release/pg-sidecar-service"
-esside="$scratch/release/es-sidecar-service"
+pgside="$scratch_bin/pg-sidecar-service"
+esside="$scratch_bin/es-sidecar-service"
 
 work="$(mktemp -d /tmp/bench-sidecars.XXXXXX)"
 chmod 755 "$work"
@@ -53,10 +62,6 @@ if [[ $(id -u) -eq 0 ]]; then
   chown automate: "$work"
   as_pg=(setpriv --reuid=automate --regid=automate --init-groups)
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
 # PostgreSQL
 pgport=$(free_port)
@@ -160,7 +165,7 @@ bench-sidecars ($(nproc) cores, database $dbsize, $(date -u +%Y-%m-%dT%H:%MZ))
   restore, pg-sidecar-service (temp db, sha256, row counts)   ${side_restore} s
   zstd -dc file | pg_restore (floor)                          ${floor_restore} s   sidecar/floor = $(ratio "$side_restore" "$floor_restore")
   pg-sidecar-service peak RSS                                 ${pg_rss} MB
-  search export ($docs docs)                                  ${export_s} s   $(python3 -c "print(int($docs / $export_s))") docs/s
-  search import ($docs docs)                                  ${import_s} s   $(python3 -c "print(int($docs / $import_s))") docs/s
+  search export ($docs docs)                                  ${export_s} s   $(python3 -c "print(int($docs / max($export_s, 0.01)))") docs/s
+  search import ($docs docs)                                  ${import_s} s   $(python3 -c "print(int($docs / max($import_s, 0.01)))") docs/s
   es-sidecar-service peak RSS                                 ${es_rss} MB
 EOF

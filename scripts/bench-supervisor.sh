@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Supervisor benchmark: time from `automate start` to all-healthy (PostgreSQL's own start time reported
 # apart), time to bring back a killed service (minus its backoff delay), and the supervisor's memory.
-# Release build, a throw-away home, free loopback ports. Targets: <= 1 s excluding PostgreSQL,
-# <= 0.2 s restart, <= 20 MB RSS.
+# Release build, a throw-away home, the whole stack on free loopback ports. Targets: <= 1 s excluding
+# PostgreSQL, <= 0.2 s restart, <= 20 MB RSS.
+#
+#   scripts/bench-supervisor.sh           5 warm starts, 5 restarts
+#   scripts/bench-supervisor.sh --smoke   1 of each, debug build (what the test suite runs)
 set -euo pipefail
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-swift build -c release --product automate 2>&1 | grep -E "error|Compiling automate" || true
-swift build -c release --product automate-supervisor 2>&1 | grep -E "error" || true
-bin=$(swift build -c release --show-bin-path)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+cd "$bench_repo"
+bin=$(bench_binaries bench-supervisor automate automate-supervisor)
+runs=5
+[[ $bench_smoke -eq 1 ]] && runs=1
 if [ "$(id -u)" -eq 0 ]; then prefix=${AUTOMATE_PREFIX:-/opt/automate}; else prefix=${AUTOMATE_PREFIX:-$HOME/.local/opt/automate}; fi
 export AUTOMATE_TOOLS_DIR=${AUTOMATE_TOOLS_DIR:-$prefix/venv/bin}
 work=$(mktemp -d /tmp/automate-bench.XXXXXX)
 chmod 755 "$work"
 export AUTOMATE_HOME="$work/home"
-trap '"$bin/automate" stop >/dev/null 2>&1 || true; kill $events_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 events_pid=
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mkdir -p "$AUTOMATE_HOME/config"
-printf '[config]\nport = %s\n' "$(free_port)" > "$AUTOMATE_HOME/config/automate-postgresql.toml"
-printf '[config]\nport = %s\n' "$(free_port)" > "$AUTOMATE_HOME/config/automate-search.toml"
+trap '"$bin/automate" stop >/dev/null 2>&1 || true; [ -z "$events_pid" ] || kill $events_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_stack_overlays "$AUTOMATE_HOME" "$(free_port)" "$(free_port)" "$(free_port)"
 
 ms() { date +%s%3N; }
 # Per-service readiness from the CLI's own progress lines: "  4.26s  name  running  ...".
@@ -39,22 +39,21 @@ run_warm() {
   pg=$(ready_at automate-postgresql "$out"); search=$(ready_at automate-search "$out")
   echo "$total ${pg%.*} ${search%.*}"
 }
-echo "== warm starts (cluster exists), 5 runs: total ms, PostgreSQL ready at ms, search ready at ms"
+echo "== warm starts (cluster exists), $runs runs: total ms, PostgreSQL ready at ms, search ready at ms"
 totals=(); pgs=(); others=()
-for i in 1 2 3 4 5; do
+for i in $(seq 1 "$runs"); do
   read -r total pg search < <(run_warm "$i")
   echo "   run $i: all healthy ${total} ms; postgresql ready at ${pg} ms; search ready at ${search} ms"
   totals+=("$total"); pgs+=("$pg"); others+=("$search")
-  if [ "$i" -lt 5 ]; then "$bin/automate" stop > /dev/null; fi
+  if [ "$i" -lt "$runs" ]; then "$bin/automate" stop > /dev/null; fi
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 total_med=$(median "${totals[@]}"); pg_med=$(median "${pgs[@]}"); other_med=$(median "${others[@]}")
 
-echo "== restart of a killed service (automate-search, kill -9), 5 runs"
+echo "== restart of a killed service (automate-search, kill -9), $runs runs"
 "$bin/automate" events --json > "$work/events.jsonl" &
 events_pid=$!
 restarts=()
-for i in 1 2 3 4 5; do
+for i in $(seq 1 "$runs"); do
   pid=$("$bin/automate" status --json | python3 -c 'import json,sys; print([s["pid"] for s in json.load(sys.stdin)["services"] if s["name"]=="automate-search"][0])')
   skip=$(wc -l < "$work/events.jsonl")
   kill -9 "$pid"

@@ -34,8 +34,10 @@ fi
 step() { printf '==> %s\n' "$*"; }
 
 # --- Debian packages ---------------------------------------------------------------------------------
+# nginx is a benchmark peer (scripts/bench-gateway.sh), whose smoke mode the test suite runs; the stack
+# never uses it, and its system service is not started (see below).
 packages=(postgresql-15 postgresql-contrib libpq-dev libcurl4-openssl-dev libsystemd-dev libzstd-dev zstd
-  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config systemd util-linux)
+  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config systemd util-linux nginx)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -52,8 +54,19 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo mkdir -p /etc/postgresql-common
     echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
   fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Nor start nginx's system service: a policy-rc.d that says no, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# made by automate scripts/install.sh for one apt-get run\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    made_policy=1
+  fi
+  status=0
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q || status=$?
+  [ "$status" -eq 0 ] && { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?; }
+  [ -n "$made_policy" ] && $sudo rm -f "$policy"
+  [ "$status" -eq 0 ] || { echo "install.sh: apt-get failed (exit $status) installing: ${missing[*]}" >&2; exit "$status"; }
 fi
 
 # --- Python tools (a venv: Debian's Python is externally managed) -------------------------------------
