@@ -38,7 +38,7 @@ public struct HookRunner: Sendable {
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }
 
-    /// Runs `hook`; kills its whole process group if it outlives `timeout`.
+    /// Runs `hook`; kills its whole process group if it outlives `timeout` or the calling task is cancelled.
     public func run(
         _ hook: String, timeout: Duration, environment: [String: String], user: ServiceUser?,
         workingDirectory: String?, log: any LineSink
@@ -78,7 +78,12 @@ public struct HookRunner: Sendable {
         }
         close(writeEnd)
         defer { child.forget() }
-        var status = await child.waitForExit(timeout: timeout)
+        // Cancelling the calling task (a stop during the init hook) kills the hook's whole group.
+        var status = await withTaskCancellationHandler {
+            await child.waitForExit(timeout: timeout)
+        } onCancel: {
+            child.signalGroup(SIGKILL)
+        }
         let timedOut = status == nil
         if timedOut {
             log.append("timed out after \(timeout); killing its process group", source: source, priority: .error)

@@ -25,6 +25,8 @@ public actor Supervisor {
     private let logger: Logger
     private var runners: [String: ServiceRunner] = [:]
     private var statuses: [String: ServiceStatus] = [:]
+    /// Each service's state as its runner reported it (typed: dependency waits and readiness use it).
+    private var states: [String: ServiceState]
     private var subscribers: [UInt64: AsyncStream<SupervisorEvent>.Continuation] = [:]
     private var dependencyWaiters: [UInt64: DependencyWaiter] = [:]
     private var nextID: UInt64 = 0
@@ -34,6 +36,7 @@ public actor Supervisor {
 
     private struct Change: Sendable {
         let status: ServiceStatus
+        let state: ServiceState
         let kind: String
         let message: String
     }
@@ -54,6 +57,7 @@ public actor Supervisor {
         self.users = users
         self.layout = configuration.layout
         self.logger = logger
+        self.states = Dictionary(uniqueKeysWithValues: manifests.services.map { ($0.name, ServiceState.stopped) })
         let (changeStream, changes) = AsyncStream<Change>.makeStream()
         self.changes = changes
         for manifest in manifests.services {
@@ -64,7 +68,7 @@ public actor Supervisor {
         }
         self.consumer = Task { [weak self] in
             for await change in changeStream {
-                await self?.record(status: change.status, kind: change.kind, message: change.message)
+                await self?.record(status: change.status, state: change.state, kind: change.kind, message: change.message)
             }
         }
     }
@@ -162,12 +166,14 @@ public actor Supervisor {
         for name in summary.stopped {
             runners.removeValue(forKey: name)
             statuses.removeValue(forKey: name)
+            states.removeValue(forKey: name)
         }
         manifests = next
         users = nextUsers
         for (name, runner) in replacements {
             runners[name] = runner
             statuses[name] = Self.initialStatus(next.manifest(named: name)!)
+            states[name] = .stopped
         }
         for name in next.startOrder where replacements[name] != nil {
             await runners[name]?.start()
@@ -203,7 +209,9 @@ public actor Supervisor {
         let changes = self.changes
         return ServiceRunner(
             context: context, logger: logger,
-            emit: { status, kind, message in changes.yield(Change(status: status, kind: kind, message: message)) },
+            emit: { status, state, kind, message in
+                changes.yield(Change(status: status, state: state, kind: kind, message: message))
+            },
             awaitDependencies: { [weak self] service in
                 guard let self else { return .cancelled }
                 return await self.waitForDependencies(of: service)
@@ -222,7 +230,7 @@ public actor Supervisor {
 
     /// How many services are healthy, of how many.
     public func readiness() -> (healthy: Int, total: Int) {
-        let healthy = statuses.values.filter { ServiceState(rawValue: $0.state)?.isReady ?? false }.count
+        let healthy = states.values.filter(\.isReady).count
         return (healthy, statuses.count)
     }
 
@@ -259,9 +267,12 @@ public actor Supervisor {
         subscribers.removeValue(forKey: id)
     }
 
-    private func record(status: ServiceStatus, kind: String, message: String) {
+    private func record(status: ServiceStatus, state: ServiceState, kind: String, message: String) {
         // A runner replaced or removed by a reload may still report its last words: keep them out.
-        if runners[status.name] != nil { statuses[status.name] = status }
+        if runners[status.name] != nil {
+            statuses[status.name] = status
+            states[status.name] = state
+        }
         logger.info("\(message)")
         for (_, subscriber) in subscribers {
             subscriber.yield(Self.event(kind: kind, service: status.name, status: status, message: message))
@@ -306,10 +317,10 @@ public actor Supervisor {
     }
 
     private func outcome(for dependencies: [String]) -> DependencyOutcome? {
-        for dependency in dependencies where statuses[dependency]?.state == ServiceState.failed.rawValue {
+        for dependency in dependencies where states[dependency] == .failed {
             return .failed(dependency)
         }
-        let ready = dependencies.allSatisfy { ServiceState(rawValue: statuses[$0]?.state ?? "")?.isReady ?? false }
+        let ready = dependencies.allSatisfy { states[$0]?.isReady ?? false }
         return ready ? .ready : nil
     }
 
@@ -324,7 +335,7 @@ public actor Supervisor {
 
     private func expireDependencyWait(_ id: UInt64) {
         guard let waiter = dependencyWaiters.removeValue(forKey: id) else { return }
-        let pending = waiter.dependencies.filter { !(ServiceState(rawValue: statuses[$0]?.state ?? "")?.isReady ?? false) }
+        let pending = waiter.dependencies.filter { !(states[$0]?.isReady ?? false) }
         waiter.continuation.resume(returning: .timedOut(pending))
     }
 
