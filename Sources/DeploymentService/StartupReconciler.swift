@@ -83,6 +83,8 @@ public struct StartupReconciler: Sendable {
                 do {
                     _ = try await runOnOwnThread { try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
                     return
+                } catch let e as S3Error where e.status < 500 {
+                    return  // it answers (a refusal of the probe key is an answer)
                 } catch {
                     if !said { logger.notice("waiting for the backup-gateway at \(s3.endpoint) to reconcile the repository: \(error)") }
                     said = true

@@ -43,6 +43,10 @@ struct BackupReconcileTests {
     static func expectReconciled(_ stack: TestStack, _ id: String, restarted: ContinuousClock.Instant) async throws {
         let status = try await statusAfterReconcile(stack, id, deadline: restarted + .seconds(10))
         #expect(status == "failed\n", "\(id)/.status 10 s after the restart: \(status)")
+        if status != "failed\n" {
+            let log = (try? String(contentsOfFile: stack.home.logPath(service: "deployment-service"), encoding: .utf8)) ?? ""
+            print("deployment-service log (last lines):\n" + log.split(separator: "\n").suffix(40).joined(separator: "\n"))
+        }
         let elapsed = ContinuousClock.now - restarted
         print("backup \(id): .status failed \(elapsed) after the restart")
 
