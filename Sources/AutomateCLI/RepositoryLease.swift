@@ -1,10 +1,11 @@
+import AutomateRPC
 import AutomateSupervisor
 import BackupRepository
 import Foundation
 
 /// A repository lent to one restore: while the restore reads it, the gateway's overlay points at it and
 /// the stack's own overlay is kept aside (``BorrowedRepository/markerPath(home:)``); when the restore
-/// ends, the own overlay is put back and the gateway restarted onto it. The stack's repository setting
+/// ends, the own overlay is put back and the stack reloaded onto it (the gateway restarts). The stack's repository setting
 /// is the same before and after.
 struct RepositoryLease {
     let home: AutomateHome
@@ -27,7 +28,7 @@ struct RepositoryLease {
         return lease
     }
 
-    /// Puts the own overlay back and, when the stack runs, restarts the gateway onto it.
+    /// Puts the own overlay back and, when the stack runs, reloads it (the gateway restarts onto it).
     func end() async throws {
         guard let own = try? String(contentsOfFile: marker, encoding: .utf8) else {
             throw CLIError("\(marker) is gone: the gateway's overlay \(overlay) may still point at the repository the restore read; check it")
@@ -40,10 +41,15 @@ struct RepositoryLease {
         // Gone only once the gateway serves the own repository again: the deployment-service waits for it.
         defer { unlink(marker) }
         guard SupervisorLock.holder(path: home.lockFilePath) != nil else { return }
+        // A reload: the supervisor re-reads the overlay and restarts the gateway (and any service whose
+        // gateway settings, such as the bucket, changed with it).
         let client = try await SupervisorClient.connect(home: home)
         defer { Task { await client.close() } }
-        do { _ = try await client.restart(gateway) } catch {
-            throw CLIError("the gateway's overlay is the stack's own again, but restarting \(gateway) onto it failed: \(error); run `automate restart \(gateway)`")
+        do {
+            _ = try await client.rpc.unary(ControlService.Method.reload, ControlService.ReloadRequest(), as: ControlService.ReloadResponse.self,
+                                           timeout: .seconds(900))
+        } catch {
+            throw CLIError("the gateway's overlay is the stack's own again, but reloading the stack onto it failed: \(error); run `automate reload`")
         }
     }
 }
