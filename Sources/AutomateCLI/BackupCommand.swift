@@ -9,28 +9,29 @@ struct BackupCommand: AsyncParsableCommand {
         abstract: "Back up the stack (create, status, cancel, delete) and inspect repositories (list, show, verify: no running stack needed).",
         subcommands: [Create.self, Status.self, Cancel.self, List.self, Show.self, Verify.self, Delete.self])
 
-    /// `--repository`, defaulting to `<home>/backups`.
+    /// `--repository`, defaulting to the stack's own: the one its gateway is configured with.
     struct RepositoryOptions: ParsableArguments {
         @OptionGroup var homeOptions: HomeOptions
-        @Option(help: "The backup repository folder (default: <home>/backups).")
+        @Option(help: "The backup repository: a folder or s3://bucket/prefix (default: the one the stack's gateway is configured with).")
         var repository: String?
+        @OptionGroup var s3: S3RepositoryOptions
 
-        func resolved(_ positional: String? = nil) -> BackupRepository {
-            let path = positional ?? repository ?? homeOptions.resolved.backupsDirectory
-            return BackupRepository(path: path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
+        func resolved(_ positional: String? = nil) throws -> BackupRepository {
+            if let text = positional ?? repository { return try s3.open(text) }
+            return try StackRepository.of(home: homeOptions.resolved).open()
         }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the backups in a repository: id, state, size, age.")
         @OptionGroup var options: RepositoryOptions
-        @Argument(help: "The repository folder (default: --repository or <home>/backups).")
+        @Argument(help: "The repository: a folder or s3://bucket/prefix (default: --repository, else the gateway's).")
         var path: String?
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() async throws {
-            let repository = options.resolved(path)
+            let repository = try options.resolved(path)
             let entries: [BackupRepository.Entry]
             do { entries = try repository.list() } catch { throw CLIError("\(error)") }
             try Self.render(entries, repository: repository, json: json)
@@ -40,7 +41,7 @@ struct BackupCommand: AsyncParsableCommand {
             if json {
                 let rows: [[String: Any]] = entries.map {
                     ["id": $0.id.rawValue, "state": $0.state.rawValue, "restorable": $0.state.isRestorable,
-                     "size": $0.size, "services": $0.services, "fingerprint": $0.fingerprint ?? NSNull()]
+                     "size": $0.size, "services": $0.services, "fingerprint": $0.fingerprint ?? NSNull(), "error": $0.error ?? NSNull()]
                 }
                 let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -61,12 +62,13 @@ struct BackupCommand: AsyncParsableCommand {
         var id: String
 
         func run() async throws {
-            let repository = options.resolved()
+            let repository = try options.resolved()
             guard let backupID = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
             let entry: BackupRepository.Entry
             do { entry = try repository.entry(backupID) } catch { throw CLIError("\(error)") }
             print("backup       \(entry.id)  (\(BackupTable.utc(entry.id.date)))")
             print("state        \(entry.state.rawValue)\(entry.state.isRestorable ? "" : "  (not restorable)")")
+            if let error = entry.error { print("error        \(error)") }
             print("size         \(BackupTable.bytes(entry.size))")
             print("fingerprint  \(entry.fingerprint ?? "-")")
             print("services     \(entry.services.joined(separator: ", "))")
@@ -87,7 +89,7 @@ struct BackupCommand: AsyncParsableCommand {
         var ids: [String] = []
 
         func run() async throws {
-            let repository = options.resolved()
+            let repository = try options.resolved()
             var targets: [BackupID] = []
             for id in ids {
                 guard let parsed = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
@@ -120,18 +122,22 @@ struct BackupCommand: AsyncParsableCommand {
 enum BackupTable {
     static func render(_ entries: [BackupRepository.Entry], now: Date) -> String {
         var rows = [["ID", "STATE", "SIZE", "AGE", "SERVICES"]]
+        var reasons: [String?] = [nil]
         for entry in entries {
             rows.append([
                 entry.id.rawValue, entry.state.rawValue + (entry.state.isRestorable ? "" : " (not restorable)"),
                 bytes(entry.size), StatusRendering.formatDuration(now.timeIntervalSince(entry.id.date)),
                 entry.services.joined(separator: ","),
             ])
+            reasons.append(entry.state == .completed ? nil : entry.error)
         }
         var widths = [Int](repeating: 0, count: 5)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        return rows.map { row in
+        // A failed backup's reason goes on a line of its own, under its state.
+        let indent = String(repeating: " ", count: widths[0] + 2)
+        return zip(rows, reasons).map { row, reason in
             row.enumerated().map { i, cell in i < 4 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : cell }
-                .joined(separator: "  ") + "\n"
+                .joined(separator: "  ") + "\n" + (reason.map { "\(indent)\($0)\n" } ?? "")
         }.joined()
     }
 

@@ -135,8 +135,7 @@ extension BackupCommand {
             }
             if olderThan != nil || keep != nil {
                 let entries: [(id: BackupID, completed: Bool)]
-                let repository = options.resolved()
-                if let listed = try? repository.list() {
+                if let listed = try? options.resolved().list() {
                     entries = listed.map { ($0.id, $0.state == .completed) }
                 } else {
                     entries = try await Self.fromService(options.homeOptions.resolved)

@@ -25,7 +25,10 @@ struct RestoreCommand: AsyncParsableCommand {
                 --sha256 matches the fingerprint, the home is empty (or --force, which stops its stack first), \
                 and there is room on disk. Then the stack starts with the gateway serving the repository, the \
                 deployment-service bootstraps from the backup and restores every service. Returns when every \
-                short-term restore is done; search indices may still be loading (see `automate restore status`).
+                short-term restore is done; search indices may still be loading (see `automate restore status`). \
+                A repository other than the stack's own is read for this restore only: the gateway serves it \
+                until the restore has read everything (search indices included), then the stack's own again; \
+                --adopt-repository makes it the stack's repository instead.
                 """)
         @OptionGroup var homeOptions: HomeOptions
         @Argument(help: "The backup repository: a folder, or s3://bucket/prefix (with --s3-endpoint and --s3-credentials).")
@@ -43,29 +46,61 @@ struct RestoreCommand: AsyncParsableCommand {
         var noProgress = false
         @Flag(help: "Print the final status as JSON.")
         var json = false
+        @Flag(help: "Make the repository restored from the stack's own: later backups go there (default: it is read for this restore only).")
+        var adoptRepository = false
 
         func run() async throws {
             let home = homeOptions.resolved
             let repo = try s3.open(repository)
+            let own = try StackRepository.of(home: home)
             let backupID = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                      quiet: noProgress || json).run()
             let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
 
-            // Touching starts here: stop the running stack (--force), point the gateway at the repository.
+            // Touching starts here: stop the running stack (--force), point the gateway at the repository:
+            // for this restore only (a lease), unless it is the stack's own or --adopt-repository says so.
             if SupervisorLock.holder(path: home.lockFilePath) != nil {
                 say("Stopping the running stack (--force)...")
                 var stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
-            if let store = repo.store as? S3Store {
-                try GatewayRepositoryOverlay.set(home: home, [
-                    "mode": "s3", "upstream_endpoint": store.client.endpoint, "upstream_region": store.client.region,
-                    "upstream_bucket": store.bucket, "upstream_prefix": store.prefix,
-                    "upstream_credentials_file": try s3.installCredentials(home: home), "upstream_path_style": "true",
-                ])
-            } else {
-                try GatewayRepositoryOverlay.set(home: home, ["mode": "fs", "repository": repo.path])
+            var lease: RepositoryLease? = nil
+            if !own.isSame(as: repo), let gateway = own.gateway {
+                let values: [String: String]
+                if let store = repo.store as? S3Store {
+                    values = [
+                        "mode": "s3", "upstream_endpoint": store.client.endpoint, "upstream_region": store.client.region,
+                        "upstream_bucket": store.bucket, "upstream_prefix": store.prefix,
+                        "upstream_credentials_file": try s3.installCredentials(home: home), "upstream_path_style": "true",
+                    ]
+                } else {
+                    values = ["mode": "fs", "repository": repo.path]
+                }
+                if adoptRepository {
+                    try GatewayRepositoryOverlay.set(home: home, values)
+                    let line = "The stack's repository is now \(repo.path) (--adopt-repository): later backups go there, not to \(own.location).\n"
+                    if json { FileHandle.standardError.write(Data(line.utf8)) } else { print(line, terminator: "") }
+                } else {
+                    lease = try RepositoryLease.begin(home: home, gateway: gateway, values: values)
+                }
             }
+            do {
+                try await restore(home: home, backupID: backupID, lease: lease, say: say)
+            } catch {
+                if let lease {
+                    do { try await lease.end() } catch { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
+                }
+                throw error
+            }
+            if let lease {
+                try await lease.end()
+                if !json { print("The stack's repository stays \(own.location); \(repo.path) was read for this restore only.") }
+            }
+        }
+
+        /// Starts the stack and runs the restore; with a lease, follows it to its very end (the gateway
+        /// serves the lent repository until the search indices are loaded from it).
+        private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, say: (String) -> Void) async throws {
             say("Starting the stack...")
             var start = try Start.parse(["--home", home.path, "--quiet"])
             try await start.run()
@@ -84,11 +119,16 @@ struct RestoreCommand: AsyncParsableCommand {
             var last = started
             var watch = Automate_Deployment_V1_StackRestoreStatusRequest()
             watch.restoreID = started.restoreID
+            var loadingSaid = false
             do {
                 for try await s in client.serverStream(DeploymentMethods.watchRestore, watch, as: StackRestore.self) {
                     last = s
                     view.show(s)
-                    if s.shortTermState != .running { break }
+                    if s.shortTermState != .running && (lease == nil || s.shortTermState != .completed || s.longTermState != .running) { break }
+                    if lease != nil, s.shortTermState == .completed, !loadingSaid {
+                        say("Every service's data is back; loading the search indices from the repository before the gateway goes back to the stack's own...")
+                        loadingSaid = true
+                    }
                 }
             } catch {
                 throw CLIError("lost the deployment-service during restore \(started.restoreID): \(error); see `automate restore status`")
@@ -96,6 +136,9 @@ struct RestoreCommand: AsyncParsableCommand {
             if json { print(try last.jsonString()) }
             guard last.shortTermState == .completed else {
                 throw CLIError("restore \(last.restoreID) of backup \(backupID) failed: \(last.error)\nThe services it restored are stopped; fix the cause and run the same `automate restore` again (with --force).")
+            }
+            if lease != nil, last.longTermState == .failed {
+                throw CLIError("restore \(last.restoreID) of backup \(backupID): the search indices failed to load: \(last.error); see `automate restore status \(last.restoreID)`")
             }
             let loading = last.longTerm.filter { $0.state == .running }.map(\.service)
             if !json {
@@ -110,14 +153,14 @@ struct RestoreCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The backups in a repository, restorable ones marked (no stack needed).")
         @OptionGroup var homeOptions: HomeOptions
-        @Argument(help: "The backup repository: a folder (default: <home>/backups) or s3://bucket/prefix.")
+        @Argument(help: "The backup repository: a folder or s3://bucket/prefix (default: the one the stack's gateway is configured with).")
         var repository: String?
         @OptionGroup var s3: S3RepositoryOptions
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() async throws {
-            let repo = try s3.open(repository ?? homeOptions.resolved.backupsDirectory)
+            let repo = try repository.map(s3.open) ?? StackRepository.of(home: homeOptions.resolved).open()
             let entries: [BackupRepository.Entry]
             do { entries = try repo.list() } catch { throw CLIError("\(error)") }
             try BackupCommand.List.render(entries, repository: repo, json: json)

@@ -44,6 +44,8 @@ public struct BackupRepository: Sendable {
         public let size: UInt64
         /// sha256 of `checksums.json`, when present.
         public let fingerprint: String?
+        /// Why it did not complete: `backup-result.json`'s error, for a backup that is not completed.
+        public let error: String?
     }
 
     /// What can go wrong reading a repository.
@@ -70,9 +72,17 @@ public struct BackupRepository: Sendable {
             let parts = f.path.split(separator: "/")
             if parts.count >= 3, !parts[1].hasPrefix(".") { services.insert(String(parts[1])) }
         }
+        let state = state(of: id, files: files.map(\.path))
+        var error: String? = nil
+        if state != .completed, state != .phaseOne, files.contains(where: { $0.path == id.rawValue + "/backup-result.json" }),
+           let data = try? store.read(id.rawValue + "/backup-result.json"),
+           let result = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let text = result["error"] as? String, !text.isEmpty {
+            error = text
+        }
         return Entry(
-            id: id, state: state(of: id, files: files.map(\.path)), services: services.sorted(),
-            size: files.reduce(0) { $0 + $1.size }, fingerprint: try? store.sha256(id.rawValue + "/checksums.json"))
+            id: id, state: state, services: services.sorted(),
+            size: files.reduce(0) { $0 + $1.size }, fingerprint: try? store.sha256(id.rawValue + "/checksums.json"), error: error)
     }
 
     /// The folder of a backup (for a repository on disk).

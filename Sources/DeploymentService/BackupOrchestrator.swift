@@ -9,7 +9,9 @@ import SidecarProto
 
 /// Runs one backup of the whole stack at a time: makes the id, writes `.status` = in_progress, asks every
 /// service to back up under that id (a bounded number at once), backs up its own store, then writes
-/// `backup-result.json`, `checksums.json` and, last, `.status` = completed or failed.
+/// `backup-result.json`, `checksums.json` and, last, `.status` = completed or failed. Every step is
+/// journaled in the store as it happens (the start with its services, each service's outcome, the
+/// outcome), so that a restarted deployment-service knows what it left (see ``StartupReconciler``).
 public actor BackupOrchestrator {
     let config: DeploymentConfig
     let store: DeploymentStore
@@ -17,7 +19,6 @@ public actor BackupOrchestrator {
     private var current: (id: String, task: Task<Void, Never>)?
     private var statuses: [String: StackBackup] = [:]
     private let watchers = StatusBroadcaster<StackBackup>()
-    private var lastID: String?
 
     public init(config: DeploymentConfig, store: DeploymentStore, logger: Logger) {
         self.config = config
@@ -41,23 +42,23 @@ public actor BackupOrchestrator {
             throw RPCError(.failedPrecondition, "cannot read the stack's manifests in \(config.servicesDirectory): \(error)")
         }
         let id = try await newID()
-        try store.insertBackup(id: id, startedAt: unixMillis())
-        try store.recordServices(stack.services.map {
-            .init(name: $0.manifest.name, kind: $0.manifest.kind.rawValue, contract: $0.manifest.backup.contract,
-                  dependsOn: $0.manifest.dependsOn, manifest: $0.text, sourcePath: $0.manifest.sourcePath)
-        })
+        let participants = stack.services.filter(\.isBackedUp)
+        let names = participants.map(\.manifest.name) + ["deployment-service"]
         var status = StackBackup()
         status.backupID = id
         status.state = .running
         status.startedAtUnixMs = unixMillis()
-        let participants = stack.services.filter(\.isBackedUp)
-        status.services = (participants.map(\.manifest.name) + ["deployment-service"]).map { name in
+        try store.insertBackup(id: id, startedAt: status.startedAtUnixMs, services: names)
+        try store.recordServices(stack.services.map {
+            .init(name: $0.manifest.name, kind: $0.manifest.kind.rawValue, contract: $0.manifest.backup.contract,
+                  dependsOn: $0.manifest.dependsOn, manifest: $0.text, sourcePath: $0.manifest.sourcePath)
+        })
+        status.services = names.map { name in
             var s = ServiceBackupStatus()
             s.backupID = id; s.service = name; s.state = .running; s.progress.phase = "waiting"
             return s
         }
         statuses[id] = status
-        lastID = id
         let timeout = serviceTimeout ?? config.serviceTimeout
         let task = Task { await self.perform(id: id, stack: stack, timeout: timeout) }
         current = (id, task)
@@ -65,13 +66,17 @@ public actor BackupOrchestrator {
         return status
     }
 
-    /// A backup's status; empty id: the running one, else the last one.
+    /// A backup's status; empty id: the running one, else the most recent in the store (so the history
+    /// survives restarts).
     public func status(_ id: String) throws -> StackBackup {
-        let key = id.isEmpty ? (current?.id ?? lastID ?? "") : id
-        if let s = statuses[key] { return s }
-        if let b = try store.backup(key) { return Self.fromRecord(b) }
+        if id.isEmpty, let current, let s = statuses[current.id] { return s }
+        if let s = statuses[id] { return s }
+        if let b = try id.isEmpty ? store.latestBackup() : store.backup(id) { return statuses[b.id] ?? Self.fromRecord(b) }
         throw RPCError(.notFound, id.isEmpty ? "no backup has run yet" : "no backup \(id) (see `automate backup list`)")
     }
+
+    /// Whether `id` is the backup running now.
+    public func isRunning(_ id: String) -> Bool { current?.id == id }
 
     /// Updates until the backup ends.
     public func watch(_ id: String) throws -> AsyncStream<StackBackup> {
@@ -160,6 +165,7 @@ public actor BackupOrchestrator {
         guard status.services[i].state == .running else { return }
         status.services[i] = s
         status.services[i].service = service
+        if s.state != .running { journal(id, status.services[i]) }
         status.bytesWritten = status.services.reduce(0) { total, s in
             total + (s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size })
         }
@@ -177,6 +183,7 @@ public actor BackupOrchestrator {
             status.services[i].state = state == .cancelled ? .cancelled : .failed
             if status.services[i].error.isEmpty { status.services[i].error = state == .cancelled ? "cancelled" : "stopped: \(error)" }
             status.services[i].finishedAtUnixMs = unixMillis()
+            journal(id, status.services[i])
         }
         status.state = state
         status.error = error
@@ -187,6 +194,18 @@ public actor BackupOrchestrator {
     }
 
     private func snapshot(_ id: String) -> StackBackup? { statuses[id] }
+
+    /// Journals one service's outcome as it ends.
+    private func journal(_ id: String, _ s: ServiceBackupStatus) {
+        let bytes = s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size }
+        do {
+            try store.recordServiceOutcome(backupID: id, .init(
+                service: s.service, state: Self.name(s.state), error: s.error, bytes: Int64(bytes),
+                startedAt: s.startedAtUnixMs, finishedAt: s.finishedAtUnixMs > 0 ? s.finishedAtUnixMs : unixMillis()))
+        } catch {
+            logger.error("backup \(id): could not journal the outcome of \(s.service): \(error)")
+        }
+    }
 
     /// The whole run. Never throws: every outcome ends in `.status` (when the gateway answers) and the store.
     private func perform(id: String, stack: StackServices, timeout: Duration) async {
@@ -420,6 +439,15 @@ public actor BackupOrchestrator {
         case .failed: return "failed"
         case .cancelled: return "cancelled"
         default: return "unknown"
+        }
+    }
+
+    static func state(_ name: String) -> BackupOperationState {
+        switch name {
+        case "running", "in_progress": return .running
+        case "completed": return .completed
+        case "cancelled": return .cancelled
+        default: return .failed
         }
     }
 

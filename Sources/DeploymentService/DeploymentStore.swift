@@ -2,7 +2,9 @@ import Foundation
 import GRDB
 
 /// The deployment-service's own state, in an SQLite file it owns: the services deployed (with their
-/// manifests), the backup history with each run's outcome, and the restore history.
+/// manifests), the backup history with each run's outcome, and the restore history. Backups and
+/// restores are journaled as they change (see `DeploymentStore+Backups.swift` and
+/// `DeploymentStore+Restores.swift`), so that a restarted deployment-service knows what a crash left.
 public final class DeploymentStore: Sendable {
     let pool: DatabasePool
     public let path: String
@@ -14,6 +16,13 @@ public final class DeploymentStore: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// v1: services, backups, restores. v2, the journal: the services of each backup and their outcome
+    /// as each ends, whether a backup's failure still has to be written to the repository, and each
+    /// restore's last status.
+    static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: """
@@ -29,7 +38,18 @@ public final class DeploymentStore: Sendable {
                   started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT NOT NULL DEFAULT '');
                 """)
         }
-        try migrator.migrate(pool)
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE backups ADD COLUMN services TEXT NOT NULL DEFAULT '';
+                ALTER TABLE backups ADD COLUMN repository_pending INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE backup_services (
+                  backup_id TEXT NOT NULL, service TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+                  bytes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL DEFAULT 0, finished_at INTEGER,
+                  PRIMARY KEY (backup_id, service));
+                ALTER TABLE restores ADD COLUMN status BLOB;
+                """)
+        }
+        return migrator
     }
 
     /// One service as deployed.
@@ -67,76 +87,6 @@ public final class DeploymentStore: Sendable {
         }
     }
 
-    /// A backup as recorded.
-    public struct Backup: Sendable, Equatable {
-        public var id: String
-        public var state: String
-        public var startedAt: Int64
-        public var finishedAt: Int64?
-        public var error: String
-        public var bytes: Int64
-        public var fingerprint: String
-        /// backup-result.json's text.
-        public var result: String
-    }
-
-    public func insertBackup(id: String, startedAt: Int64) throws {
-        try pool.write { db in
-            try db.execute(sql: "INSERT INTO backups (id, state, started_at) VALUES (?, 'in_progress', ?)", arguments: [id, startedAt])
-        }
-    }
-
-    public func finishBackup(id: String, state: String, finishedAt: Int64, error: String, bytes: Int64, fingerprint: String, result: String) throws {
-        try pool.write { db in
-            try db.execute(
-                sql: "UPDATE backups SET state = ?, finished_at = ?, error = ?, bytes = ?, fingerprint = ?, result = ? WHERE id = ?",
-                arguments: [state, finishedAt, error, bytes, fingerprint, result, id])
-        }
-    }
-
-    /// Backups not deleted, oldest first.
-    public func backups() throws -> [Backup] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM backups WHERE deleted = 0 ORDER BY id").map(Self.backup)
-        }
-    }
-
-    public func backup(_ id: String) throws -> Backup? {
-        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM backups WHERE id = ?", arguments: [id]).map(Self.backup) }
-    }
-
-    /// True when the id was ever used (deleted ones included): ids are never reused.
-    public func backupIDUsed(_ id: String) throws -> Bool {
-        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM backups WHERE id = ?)", arguments: [id]) ?? false }
-    }
-
-    public func markDeleted(_ id: String) throws {
-        try pool.write { db in try db.execute(sql: "UPDATE backups SET deleted = 1 WHERE id = ?", arguments: [id]) }
-    }
-
-    /// Backups left `in_progress` by a deployment-service that died: marked failed at start.
-    public func failInterrupted() throws -> [String] {
-        try pool.write { db in
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM backups WHERE state = 'in_progress'")
-            try db.execute(
-                sql: "UPDATE backups SET state = 'failed', error = 'the deployment-service stopped while it ran', finished_at = ? WHERE state = 'in_progress'",
-                arguments: [Int64(Date().timeIntervalSince1970 * 1000)])
-            return ids
-        }
-    }
-
-    public func recordRestore(id: String, backupID: String, shortState: String, longState: String, startedAt: Int64, finishedAt: Int64?, error: String) throws {
-        try pool.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO restores (id, backup_id, short_state, long_state, started_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET short_state = excluded.short_state, long_state = excluded.long_state,
-                      finished_at = excluded.finished_at, error = excluded.error
-                    """,
-                arguments: [id, backupID, shortState, longState, startedAt, finishedAt, error])
-        }
-    }
-
     /// A consistent copy of the whole store, made with SQLite's online backup API while it is in use.
     public func copy(to destination: String) throws {
         unlink(destination)
@@ -153,15 +103,14 @@ public final class DeploymentStore: Sendable {
         let source = try DatabaseQueue(path: path, configuration: configuration)
         try source.backup(to: pool)
         try source.close()
+        // A copy from an older version has an older schema.
+        try Self.migrator.migrate(pool)
         try pool.write { db in
             try db.execute(sql: "UPDATE backups SET state = 'completed' WHERE id = ?", arguments: [restoredBackup])
-            try db.execute(
-                sql: "UPDATE backups SET state = 'failed', error = 'caught running by the backup of its store' WHERE state = 'in_progress'")
+            try db.execute(sql: "UPDATE backup_services SET state = 'completed' WHERE backup_id = ? AND state = 'running'", arguments: [restoredBackup])
+            let reason = "caught running by the backup of its store"
+            try db.execute(sql: "UPDATE backup_services SET state = 'failed', error = ? WHERE state = 'running'", arguments: [reason])
+            try db.execute(sql: "UPDATE backups SET state = 'failed', error = ? WHERE state = 'in_progress'", arguments: [reason])
         }
-    }
-
-    static func backup(_ row: Row) -> Backup {
-        Backup(id: row["id"], state: row["state"], startedAt: row["started_at"], finishedAt: row["finished_at"],
-               error: row["error"], bytes: row["bytes"], fingerprint: row["fingerprint"], result: row["result"])
     }
 }

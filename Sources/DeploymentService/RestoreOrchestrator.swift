@@ -19,7 +19,6 @@ public actor RestoreOrchestrator {
     private var statuses: [String: StackRestore] = [:]
     private let watchers = StatusBroadcaster<StackRestore>()
     private var running: String?
-    private var lastID: String?
     private let kits = KitCache()
 
     public init(config: DeploymentConfig, store: DeploymentStore, logger: Logger) {
@@ -44,7 +43,7 @@ public actor RestoreOrchestrator {
             throw RPCError(.invalidArgument, "restore_id must be 1 to 64 letters, digits or '-'")
         }
         if let running { throw RPCError(.failedPrecondition, "restore \(running) is running; wait for it (`automate restore status`)") }
-        if statuses[restoreID] != nil { throw RPCError(.alreadyExists, "restore id \(restoreID) was used; pick another") }
+        if try statuses[restoreID] != nil || store.restore(restoreID) != nil { throw RPCError(.alreadyExists, "restore id \(restoreID) was used; pick another") }
         let stack: StackServices
         do {
             stack = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment)
@@ -68,20 +67,84 @@ public actor RestoreOrchestrator {
         }
         statuses[restoreID] = status
         running = restoreID
-        lastID = restoreID
-        try? store.recordRestore(id: restoreID, backupID: backupID, shortState: "running", longState: "running",
-                                 startedAt: status.startedAtUnixMs, finishedAt: nil, error: "")
+        journal(status)
         logger.info("restore \(restoreID) of backup \(backupID): \(targets.map(\.name).joined(separator: ", "))")
         Task { await self.perform(restoreID: restoreID, backupID: backupID, targets: targets) }
         return status
     }
 
+    /// A restore's status; empty id: the running one, else the most recent in the store (so the history
+    /// survives restarts).
     public func status(_ id: String) throws -> StackRestore {
-        let key = id.isEmpty ? (running ?? lastID ?? "") : id
-        guard let s = statuses[key] else {
-            throw RPCError(.notFound, id.isEmpty ? "no restore has run since the deployment-service started" : "no restore \(id)")
+        let key = id.isEmpty ? (running ?? "") : id
+        if let s = statuses[key] { return s }
+        let record = try key.isEmpty ? store.latestRestore() : store.restore(key)
+        guard let record else {
+            throw RPCError(.notFound, id.isEmpty ? "no restore has run yet" : "no restore \(id)")
         }
+        return statuses[record.id] ?? Self.fromRecord(record)
+    }
+
+    /// At start-up: every restore the store holds as running was cut short by the deployment-service's
+    /// stop; each is recorded failed with `reason`. Returns their ids.
+    public func failInterrupted(reason: String) throws -> [String] {
+        let now = unixMillis()
+        var failed: [String] = []
+        for record in try store.runningRestores() {
+            var s = Self.fromRecord(record)
+            s.error = reason
+            if s.shortTermState == .running { s.shortTermState = .failed }
+            if s.longTermState == .running { s.longTermState = .failed }
+            for i in s.shortTerm.indices where s.shortTerm[i].state == .running { s.shortTerm[i].state = .failed; s.shortTerm[i].error = "stopped: \(reason)" }
+            for i in s.longTerm.indices where s.longTerm[i].state == .running { s.longTerm[i].state = .failed; s.longTerm[i].error = "stopped: \(reason)" }
+            s.finishedAtUnixMs = now
+            try store.recordRestore(id: record.id, backupID: record.backupID, shortState: Self.name(s.shortTermState),
+                                    longState: Self.name(s.longTermState), startedAt: record.startedAt, finishedAt: now,
+                                    error: reason, status: try? s.serializedData())
+            failed.append(record.id)
+        }
+        return failed
+    }
+
+    /// A restore as the store recorded it: its last journaled status when there is one.
+    static func fromRecord(_ r: DeploymentStore.Restore) -> StackRestore {
+        if let data = r.status, var s = try? StackRestore(serializedBytes: data) {
+            s.shortTermState = state(r.shortState)
+            s.longTermState = state(r.longState)
+            s.error = r.error
+            s.finishedAtUnixMs = r.finishedAt ?? s.finishedAtUnixMs
+            return s
+        }
+        var s = StackRestore()
+        s.restoreID = r.id
+        s.backupID = r.backupID
+        s.shortTermState = state(r.shortState)
+        s.longTermState = state(r.longState)
+        s.error = r.error
+        s.startedAtUnixMs = r.startedAt
+        s.finishedAtUnixMs = r.finishedAt ?? 0
         return s
+    }
+
+    static func state(_ name: String) -> BackupOperationState {
+        switch name {
+        case "running": return .running
+        case "completed": return .completed
+        case "cancelled": return .cancelled
+        default: return .failed
+        }
+    }
+
+    /// Journals the restore's whole status.
+    private func journal(_ s: StackRestore) {
+        do {
+            try store.recordRestore(
+                id: s.restoreID, backupID: s.backupID, shortState: Self.name(s.shortTermState), longState: Self.name(s.longTermState),
+                startedAt: s.startedAtUnixMs, finishedAt: s.finishedAtUnixMs > 0 ? s.finishedAtUnixMs : nil, error: s.error,
+                status: try s.serializedData())
+        } catch {
+            logger.error("restore \(s.restoreID): could not journal its status in the store: \(error)")
+        }
     }
 
     public func watch(_ id: String) throws -> AsyncStream<StackRestore> {
@@ -179,11 +242,7 @@ public actor RestoreOrchestrator {
             logger.error("restore \(restoreID): failed: \(failure); the restored services are stopped")
         }
         finish(restoreID, failure: failure)
-        let s = statuses[restoreID]
-        try? store.recordRestore(
-            id: restoreID, backupID: backupID, shortState: s.map { Self.name($0.shortTermState) } ?? "failed",
-            longState: s.map { Self.name($0.longTermState) } ?? "failed", startedAt: s?.startedAtUnixMs ?? 0,
-            finishedAt: unixMillis(), error: failure ?? "")
+        if let s = statuses[restoreID] { journal(s) }
     }
 
     private func restoreOne(_ t: Target, backupID: String, restoreID: String) async throws {
@@ -273,6 +332,7 @@ public actor RestoreOrchestrator {
 
     private func update(_ id: String, _ service: String, short: ((inout ServiceRestoreStatus) -> Void)?, long: ((inout ServiceRestoreStatus) -> Void)?) {
         guard var s = statuses[id] else { return }
+        let before = s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState]
         if let short, let i = s.shortTerm.firstIndex(where: { $0.service == service }) {
             short(&s.shortTerm[i])
             s.shortTerm[i].service = service
@@ -283,6 +343,8 @@ public actor RestoreOrchestrator {
         }
         if s.shortTermState == .running, s.shortTerm.allSatisfy({ $0.state == .completed }) { s.shortTermState = .completed }
         publish(s)
+        // The journal follows every change of state (not every byte of progress).
+        if s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState] != before { journal(s) }
     }
 
     private func finish(_ id: String, failure: String?) {

@@ -10,15 +10,16 @@ let logger = ServiceRuntime.bootstrapLogging("deployment-service")
 do {
     let config = try DeploymentConfig.fromEnvironment()
     let store = try DeploymentStore(path: config.storePath)
-    let interrupted = try store.failInterrupted()
-    if !interrupted.isEmpty {
-        logger.warning("backups \(interrupted.joined(separator: ", ")) were running when the deployment-service stopped: recorded as failed")
-    }
     let orchestrator = BackupOrchestrator(config: config, store: store, logger: logger)
-    let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
     let restores = RestoreOrchestrator(config: config, store: store, logger: logger)
+    // What a stop left running: failed in the store now, in the repository in the background.
+    let reconciler = StartupReconciler(config: config, store: store, logger: logger)
+    _ = try await reconciler.failInterrupted(restores: restores)
+    let reconciling = reconciler.settleRepository { id in await orchestrator.isRunning(id) }
+    let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
     DeploymentAPI(backups: orchestrator, restores: restores).register(on: server)
     try await ServiceRuntime.serve(server, logger: logger)
+    reconciling.cancel()
 } catch {
     logger.critical("deployment-service: \(error)")
     exit(1)
