@@ -90,8 +90,8 @@ let package = Package(
         /// The backup contract every data-owning service implements (protobuf messages and method names).
         .target(
             name: "BackupContract",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            exclude: ["Proto/backup_contract.proto"],
+            dependencies: ["AutomateRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/backup_contract.proto", "Proto/deployment_service.proto"],
             swiftSettings: swiftSettings
         ),
         /// Backup repositories on disk: listing, states, checksums and verification (no service needed).
@@ -123,7 +123,7 @@ let package = Package(
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto) and generated code.
         .target(
             name: "SidecarProto",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["AutomateRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/pg_sidecar.proto", "Proto/es_sidecar.proto"],
             swiftSettings: swiftSettings
         ),
@@ -186,7 +186,7 @@ let package = Package(
         /// The reference domain services' own APIs (teams.proto, compliance.proto) and generated code.
         .target(
             name: "DomainAPI",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["AutomateRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/teams.proto", "Proto/compliance.proto"],
             swiftSettings: swiftSettings
         ),
@@ -237,7 +237,12 @@ let package = Package(
 
         // MARK: tests
 
-        .testTarget(name: "AutomateRPCTests", dependencies: ["AutomateRPC"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AutomateRPCTests",
+            // The proto modules: every generated service descriptor is round-tripped.
+            dependencies: ["AutomateRPC", "SidecarProto", "BackupContract", "DomainAPI", "AutomateSupervisor"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "AutomateManifestTests", dependencies: ["AutomateManifest"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BackupRepositoryTests",

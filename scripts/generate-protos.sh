@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the Swift code for every Sources/**/Proto/*.proto, beside its .proto (public visibility).
-# The generated .pb.swift files are committed; run this after editing any .proto.
+# Regenerates the Swift code for every Sources/**/Proto/*.proto, beside its .proto (public visibility):
+# the messages (<name>.pb.swift, protoc + protoc-gen-swift), then the typed RPC method descriptors of its
+# `service` blocks (<name>.rpc.swift, scripts/generate-rpc.py, which needs no plugin and can run alone).
+# The generated files are committed; run this after editing any .proto.
 # Builds swift-protobuf's protoc-gen-swift (scripts/protoc-plugin) into .build-protoc only if it is missing.
 set -euo pipefail
 
@@ -33,3 +35,5 @@ while IFS= read -r -d '' proto; do
 done < <(find Sources -type f -path '*/Proto/*.proto' -print0 | sort -z)
 
 echo "generate-protos: generated $found file(s)" >&2
+
+python3 "$root/scripts/generate-rpc.py"

@@ -28,7 +28,7 @@ extension BackupCommand {
             var request = Automate_Deployment_V1_CreateStackBackupRequest()
             request.serviceTimeoutSeconds = serviceTimeout ?? 0
             let started: StackBackup
-            do { started = try await client.unary(DeploymentMethods.createBackup, request, as: StackBackup.self) } catch {
+            do { started = try await client.call(DeploymentService.createBackup, request) } catch {
                 throw ServiceConnection.describe(error)
             }
             let view = BackupProgressView(quiet: noProgress || json)
@@ -36,7 +36,7 @@ extension BackupCommand {
             var watch = Automate_Deployment_V1_StackBackupRequest()
             watch.backupID = started.backupID
             do {
-                for try await s in client.serverStream(DeploymentMethods.watchBackup, watch, as: StackBackup.self) {
+                for try await s in client.stream(DeploymentService.watchBackup, watch) {
                     final = s
                     view.show(s)
                 }
@@ -69,7 +69,7 @@ extension BackupCommand {
             var request = Automate_Deployment_V1_StackBackupRequest()
             request.backupID = id ?? ""
             let s: StackBackup
-            do { s = try await client.unary(DeploymentMethods.backupStatus, request, as: StackBackup.self) } catch {
+            do { s = try await client.call(DeploymentService.backupStatus, request) } catch {
                 throw ServiceConnection.describe(error)
             }
             if json { print(try s.jsonString()); return }
@@ -100,7 +100,7 @@ extension BackupCommand {
             var request = Automate_Deployment_V1_StackBackupRequest()
             request.backupID = id ?? ""
             do {
-                let s = try await client.unary(DeploymentMethods.cancelBackup, request, as: StackBackup.self)
+                let s = try await client.call(DeploymentService.cancelBackup, request)
                 print("Cancelled backup \(s.backupID): marked failed.")
             } catch {
                 throw ServiceConnection.describe(error)
@@ -178,7 +178,7 @@ extension BackupCommand {
             var request = Automate_Deployment_V1_DeleteStackBackupsRequest()
             request.backupIds = sorted
             do {
-                let r = try await client.unary(DeploymentMethods.deleteBackups, request, as: Automate_Deployment_V1_DeleteStackBackupsResponse.self)
+                let r = try await client.call(DeploymentService.deleteBackups, request)
                 for id in r.deleted { print("Deleted backup \(id)") }
             } catch {
                 throw ServiceConnection.describe(error)
@@ -197,8 +197,7 @@ extension BackupCommand {
         static func fromService(_ home: AutomateHome) async throws -> [(id: BackupID, completed: Bool)] {
             let client = try await ServiceConnection.connect("deployment-service", home: home)
             defer { Task { await client.close() } }
-            let r = try await client.unary(DeploymentMethods.listBackups, Automate_Deployment_V1_ListStackBackupsRequest(),
-                                           as: Automate_Deployment_V1_ListStackBackupsResponse.self)
+            let r = try await client.call(DeploymentService.listBackups, Automate_Deployment_V1_ListStackBackupsRequest())
             return r.backups.compactMap { b in BackupID(b.backupID).map { ($0, b.state == .completed) } }
         }
     }

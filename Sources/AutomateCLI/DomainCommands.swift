@@ -9,7 +9,6 @@ struct TeamsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teams", abstract: "Teams and members in teams-service (add, list, remove, add-member).",
         subcommands: [Add.self, List.self, Remove.self, AddMember.self])
-    static let method = "automate.teams.v1.Teams/"
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a team.")
@@ -20,7 +19,7 @@ struct TeamsCommand: AsyncParsableCommand {
         func run() async throws {
             var req = Automate_Teams_V1_AddTeamRequest()
             req.name = name; req.description_p = description; req.members = members
-            let team = try await DomainCall.unary("teams-service", homeOptions, method + "AddTeam", req, as: Automate_Teams_V1_Team.self)
+            let team = try await DomainCall.call("teams-service", homeOptions, TeamsService.addTeam, req)
             print("Added team \(team.name) (id \(team.id), \(team.members.count) members)")
         }
     }
@@ -30,8 +29,7 @@ struct TeamsCommand: AsyncParsableCommand {
         @OptionGroup var homeOptions: HomeOptions
         @Flag(help: "Print JSON.") var json = false
         func run() async throws {
-            let r = try await DomainCall.unary("teams-service", homeOptions, method + "ListTeams", Automate_Teams_V1_ListTeamsRequest(),
-                                               as: Automate_Teams_V1_ListTeamsResponse.self)
+            let r = try await DomainCall.call("teams-service", homeOptions, TeamsService.listTeams, Automate_Teams_V1_ListTeamsRequest())
             if json { print(try r.jsonString()); return }
             for t in r.teams { print("\(t.name)\t\(t.members.joined(separator: ","))\t\(t.description_p)") }
         }
@@ -44,7 +42,7 @@ struct TeamsCommand: AsyncParsableCommand {
         func run() async throws {
             var req = Automate_Teams_V1_RemoveTeamRequest()
             req.name = name
-            _ = try await DomainCall.unary("teams-service", homeOptions, method + "RemoveTeam", req, as: Automate_Teams_V1_RemoveTeamResponse.self)
+            _ = try await DomainCall.call("teams-service", homeOptions, TeamsService.removeTeam, req)
             print("Removed team \(name)")
         }
     }
@@ -57,7 +55,7 @@ struct TeamsCommand: AsyncParsableCommand {
         func run() async throws {
             var req = Automate_Teams_V1_AddMemberRequest()
             req.team = team; req.member = member
-            let t = try await DomainCall.unary("teams-service", homeOptions, method + "AddMember", req, as: Automate_Teams_V1_Team.self)
+            let t = try await DomainCall.call("teams-service", homeOptions, TeamsService.addMember, req)
             print("\(t.name): \(t.members.joined(separator: ", "))")
         }
     }
@@ -68,7 +66,6 @@ struct ComplianceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compliance", abstract: "Reports and profiles in compliance-service.",
         subcommands: [Report.self, Reports.self, Search.self, Upload.self, Profiles.self])
-    static let method = "automate.compliance.v1.Compliance/"
 
     struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a report (stored and indexed for search).")
@@ -79,7 +76,7 @@ struct ComplianceCommand: AsyncParsableCommand {
         func run() async throws {
             var req = Automate_Compliance_V1_AddReportRequest()
             req.node = node; req.status = status; req.summary = summary
-            let r = try await DomainCall.unary("compliance-service", homeOptions, method + "AddReport", req, as: Automate_Compliance_V1_Report.self)
+            let r = try await DomainCall.call("compliance-service", homeOptions, ComplianceService.addReport, req)
             print("Added report \(r.id) for \(r.node): \(r.status)")
         }
     }
@@ -89,8 +86,7 @@ struct ComplianceCommand: AsyncParsableCommand {
         @OptionGroup var homeOptions: HomeOptions
         @Flag(help: "Print JSON.") var json = false
         func run() async throws {
-            let r = try await DomainCall.unary("compliance-service", homeOptions, method + "ListReports", Automate_Compliance_V1_ListReportsRequest(),
-                                               as: Automate_Compliance_V1_ListReportsResponse.self)
+            let r = try await DomainCall.call("compliance-service", homeOptions, ComplianceService.listReports, Automate_Compliance_V1_ListReportsRequest())
             if json { print(try r.jsonString()); return }
             for x in r.reports { print("\(x.id)\t\(x.node)\t\(x.status)\t\(x.summary)") }
         }
@@ -103,8 +99,7 @@ struct ComplianceCommand: AsyncParsableCommand {
         func run() async throws {
             var req = Automate_Compliance_V1_SearchReportsRequest()
             req.query = query
-            let r = try await DomainCall.unary("compliance-service", homeOptions, method + "SearchReports", req,
-                                               as: Automate_Compliance_V1_ListReportsResponse.self)
+            let r = try await DomainCall.call("compliance-service", homeOptions, ComplianceService.searchReports, req)
             for x in r.reports { print("\(x.id)\t\(x.node)\t\(x.status)\t\(x.summary)") }
         }
     }
@@ -119,7 +114,7 @@ struct ComplianceCommand: AsyncParsableCommand {
             var req = Automate_Compliance_V1_UploadProfileRequest()
             req.name = name ?? (file as NSString).lastPathComponent
             req.content = content
-            let p = try await DomainCall.unary("compliance-service", homeOptions, method + "UploadProfile", req, as: Automate_Compliance_V1_Profile.self)
+            let p = try await DomainCall.call("compliance-service", homeOptions, ComplianceService.uploadProfile, req)
             print("Uploaded profile \(p.name) (\(p.size) bytes, sha256 \(p.sha256))")
         }
     }
@@ -128,20 +123,20 @@ struct ComplianceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List profiles with sizes and sha256.")
         @OptionGroup var homeOptions: HomeOptions
         func run() async throws {
-            let r = try await DomainCall.unary("compliance-service", homeOptions, method + "ListProfiles", Automate_Compliance_V1_ListProfilesRequest(),
-                                               as: Automate_Compliance_V1_ListProfilesResponse.self)
+            let r = try await DomainCall.call("compliance-service", homeOptions, ComplianceService.listProfiles, Automate_Compliance_V1_ListProfilesRequest())
             for p in r.profiles { print("\(p.name)\t\(p.size)\t\(p.sha256)") }
         }
     }
 }
 
+/// One call to a domain service of the running stack, its failure as one CLI line.
 enum DomainCall {
-    static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ service: String, _ homeOptions: HomeOptions, _ method: String, _ request: Request, as: Response.Type
+    static func call<Request, Response>(
+        _ service: String, _ homeOptions: HomeOptions, _ method: RPCUnaryMethod<Request, Response>, _ request: Request
     ) async throws -> Response {
         let client = try await ServiceConnection.connect(service, home: homeOptions.resolved)
         defer { Task { await client.close() } }
-        do { return try await client.unary(method, request, as: Response.self, timeout: .seconds(60)) } catch {
+        do { return try await client.call(method, request, timeout: .seconds(60)) } catch {
             throw ServiceConnection.describe(error)
         }
     }

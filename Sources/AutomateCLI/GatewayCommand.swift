@@ -60,9 +60,8 @@ struct GatewayCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try await SupervisorClient.connect(home: homeOptions.resolved)
             do {
-                let response = try await client.rpc.unary(
-                    ControlService.Method.rotateGatewayCredentials, ControlService.RotateRequest(),
-                    as: ControlService.RotateResponse.self, timeout: .seconds(600))
+                let response = try await client.rpc.call(
+                    SupervisorService.rotateGatewayCredentials, ControlService.RotateRequest(), timeout: .seconds(600))
                 await client.close()
                 print("New access key id \(response.accessKeyID); restarted \(response.restarted.joined(separator: ", ")).")
             } catch {

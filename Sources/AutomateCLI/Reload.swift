@@ -13,9 +13,8 @@ struct Reload: AsyncParsableCommand {
     func run() async throws {
         let client = try await SupervisorClient.connect(home: homeOptions.resolved)
         do {
-            let response = try await client.rpc.unary(
-                ControlService.Method.reload, ControlService.ReloadRequest(), as: ControlService.ReloadResponse.self,
-                timeout: .seconds(900))
+            let response = try await client.rpc.call(
+                SupervisorService.reload, ControlService.ReloadRequest(), timeout: .seconds(900))
             await client.close()
             if response.restarted.isEmpty && response.started.isEmpty && response.stopped.isEmpty {
                 print("No manifest changed.")

@@ -111,7 +111,7 @@ struct RestoreCommand: AsyncParsableCommand {
             request.backupID = backupID.rawValue
             request.restoreID = "r" + BackupID(date: Date()).rawValue + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
             let started: StackRestore
-            do { started = try await client.unary(DeploymentMethods.restore, request, as: StackRestore.self, timeout: .seconds(300)) } catch {
+            do { started = try await client.call(DeploymentService.restore, request, timeout: .seconds(300)) } catch {
                 throw ServiceConnection.describe(error)
             }
             say("Restoring backup \(backupID) (restore id \(started.restoreID))")
@@ -121,7 +121,7 @@ struct RestoreCommand: AsyncParsableCommand {
             watch.restoreID = started.restoreID
             var loadingSaid = false
             do {
-                for try await s in client.serverStream(DeploymentMethods.watchRestore, watch, as: StackRestore.self) {
+                for try await s in client.stream(DeploymentService.watchRestore, watch) {
                     last = s
                     view.show(s)
                     if s.shortTermState != .running && (lease == nil || s.shortTermState != .completed || s.longTermState != .running) { break }
@@ -181,7 +181,7 @@ struct RestoreCommand: AsyncParsableCommand {
             var request = Automate_Deployment_V1_StackRestoreStatusRequest()
             request.restoreID = restoreID ?? ""
             let s: StackRestore
-            do { s = try await client.unary(DeploymentMethods.restoreStatus, request, as: StackRestore.self) } catch {
+            do { s = try await client.call(DeploymentService.restoreStatus, request) } catch {
                 throw ServiceConnection.describe(error)
             }
             if json { print(try s.jsonString()); return }

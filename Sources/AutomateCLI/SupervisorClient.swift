@@ -20,23 +20,23 @@ struct SupervisorClient {
     }
 
     func status() async throws -> ControlService.StatusResponse {
-        try await rpc.unary(ControlService.Method.status, ControlService.StatusRequest(), as: ControlService.StatusResponse.self, timeout: .seconds(30))
+        try await rpc.call(SupervisorService.status, ControlService.StatusRequest(), timeout: .seconds(30))
     }
 
     func restart(_ service: String) async throws -> ServiceStatus {
         var request = ControlService.ServiceRequest()
         request.name = service
-        return try await rpc.unary(ControlService.Method.restartService, request, as: ControlService.ServiceResponse.self).status
+        return try await rpc.call(SupervisorService.restartService, request).status
     }
 
     func shutdown() async throws -> Int32 {
-        try await rpc.unary(ControlService.Method.shutdown, ControlService.ShutdownRequest(), as: ControlService.ShutdownResponse.self, timeout: .seconds(30)).supervisorPid
+        try await rpc.call(SupervisorService.shutdown, ControlService.ShutdownRequest(), timeout: .seconds(30)).supervisorPid
     }
 
     func watch(includeCurrent: Bool) -> AsyncThrowingStream<SupervisorEvent, Error> {
         var request = ControlService.WatchRequest()
         request.includeCurrent = includeCurrent
-        return rpc.serverStream(ControlService.Method.watch, request, as: SupervisorEvent.self)
+        return rpc.stream(SupervisorService.watch, request)
     }
 
     func close() async { await rpc.close() }

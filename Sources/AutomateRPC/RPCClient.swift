@@ -73,7 +73,10 @@ public final class RPCClient: Sendable {
         }
     }
 
-    /// Calls a unary method: sends `request`, returns the response.
+    /// Calls a unary method by name: sends `request`, returns the response.
+    ///
+    /// The low-level layer under `call(_:_:timeout:)`: prefer the typed descriptors generated from
+    /// the `.proto` service blocks, which fix the name and both message types in one place.
     ///
     /// - Parameter timeout: the call's deadline, enforced here and by the server (whose handler is
     ///   cancelled when it passes). Nil means none.
@@ -106,6 +109,8 @@ public final class RPCClient: Sendable {
     /// Calls a server-streaming method: the stream yields the server's messages in order and ends
     /// when the call does (throwing its `RPCError` if it failed). Ending iteration early (break,
     /// or cancelling the iterating task) cancels the call on the server.
+    ///
+    /// The low-level layer under `stream(_:_:timeout:)`: prefer the typed descriptors.
     public func serverStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ method: String,
         _ request: Request,

@@ -3,11 +3,14 @@ import NIOCore
 /// Splits the inbound byte stream into length-prefixed frames and decodes each as an `RPCEnvelope`.
 ///
 /// A length above `maxFrameSize` or a frame that is not a valid envelope throws, which makes the
-/// connection handler log the error and close that connection.
+/// connection handler count and log the error and close that connection. When it holds part of a frame,
+/// and when that frame completes, it fires an `RPCFramingEvent` so the handler can time it out.
 struct RPCFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = RPCEnvelope
 
     let maxFrameSize: Int
+    /// True while the buffer holds the start of a frame that has not fully arrived.
+    private var holdingPartialFrame = false
 
     init(maxFrameSize: Int) {
         self.maxFrameSize = maxFrameSize
@@ -15,7 +18,16 @@ struct RPCFrameDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = try Self.readFrame(from: &buffer, maxFrameSize: maxFrameSize) else {
+            // Only called with bytes to read, so these are the first bytes of an incomplete frame.
+            if !holdingPartialFrame {
+                holdingPartialFrame = true
+                context.fireUserInboundEventTriggered(RPCFramingEvent.partialFrameStarted)
+            }
             return .needMoreData
+        }
+        if holdingPartialFrame {
+            holdingPartialFrame = false
+            context.fireUserInboundEventTriggered(RPCFramingEvent.partialFrameCompleted)
         }
         context.fireChannelRead(wrapInboundOut(try RPCEnvelope(decoding: frame)))
         return .continue

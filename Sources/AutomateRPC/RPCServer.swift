@@ -19,6 +19,12 @@ public final class RPCServer: Sendable {
         public var maxFrameSize: Int = 16 << 20
         /// How long `shutdown()` lets calls in flight finish before cancelling them. Default 5 s.
         public var shutdownGracePeriod: Duration = .seconds(5)
+        /// A connection is closed when it holds a partial frame for this long, or when nothing
+        /// arrives on it for this long while none of its calls is in flight (a running handler or a
+        /// long server stream keeps it open). One line is logged per closed connection, at most
+        /// one per second for the whole server (with a count of the others). Nil or zero: never.
+        /// Default 30 s.
+        public var idleTimeout: Duration? = .seconds(30)
         /// Run handlers on their connection's event loop instead of Swift's concurrency pool.
         ///
         /// Saves two thread hops per call (lower latency, higher throughput), but a handler that
@@ -39,6 +45,8 @@ public final class RPCServer: Sendable {
         var methods: [String: RPCServerMethod] = [:]
         var serverChannel: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Connections accepted so far; each is numbered in log lines.
+        var accepted: UInt64 = 0
         var started = false
         var stopped = false
     }
@@ -47,6 +55,10 @@ public final class RPCServer: Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private let state = LockedValue(State())
+    /// Malformed frames and requests, logged at most once per second for all connections.
+    private let malformedLog: RPCRateLimitedLog
+    /// Connections closed for idleness or a partial frame, logged at most once per second.
+    private let idleLog: RPCRateLimitedLog
 
     /// Creates a server; nothing listens until `start()`.
     public init(configuration: Configuration, logger: Logger) {
@@ -54,11 +66,19 @@ public final class RPCServer: Sendable {
         var logger = logger
         logger[metadataKey: "rpc.socket"] = "\(configuration.socketPath)"
         self.logger = logger
+        let loop = configuration.eventLoopGroup.next()
+        self.malformedLog = RPCRateLimitedLog(
+            logger: logger, level: .warning, subject: "malformed RPC input dropped", eventLoop: loop)
+        self.idleLog = RPCRateLimitedLog(
+            logger: logger, level: .info, subject: "idle RPC connections closed", eventLoop: loop)
     }
 
-    /// Registers a unary method: one request, one response. Register before `start()`; a method
-    /// registered later serves only connections accepted after it. Registering a name again
+    /// Registers a unary method by name: one request, one response. Register before `start()`; a
+    /// method registered later serves only connections accepted after it. Registering a name again
     /// replaces the earlier handler.
+    ///
+    /// The low-level layer under `register(_:_:)`: prefer the typed descriptors generated from the
+    /// `.proto` service blocks, which fix the name and both message types in one place.
     public func registerUnary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ method: String,
         _ handler: @escaping @Sendable (Request, RPCCallContext) async throws -> Response
@@ -66,8 +86,12 @@ public final class RPCServer: Sendable {
         state.withLockedValue { $0.methods[method] = .unary(handler) }
     }
 
-    /// Registers a server-streaming method: one request, any number of responses sent through the
-    /// writer, in order, then the status (OK when the handler returns, or the error it throws).
+    /// Registers a server-streaming method by name: one request, any number of responses sent
+    /// through the writer, in order, then the status (OK when the handler returns, or the error it
+    /// throws).
+    ///
+    /// The low-level layer under `register(_:_:)`: prefer the typed descriptors generated from the
+    /// `.proto` service blocks.
     public func registerServerStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ method: String,
         _ handler: @escaping @Sendable (Request, RPCResponseWriter<Response>, RPCCallContext) async throws -> Void
@@ -94,19 +118,15 @@ public final class RPCServer: Sendable {
         try RPCSocketFile.claim(path)
 
         let maxFrameSize = configuration.maxFrameSize
-        let runHandlersOnEventLoop = configuration.runHandlersOnEventLoop
-        let logger = self.logger
         let bootstrap = ServerBootstrap(group: configuration.eventLoopGroup)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [self] channel in
-                let methods = self.acceptConnection(channel)
+                let (settings, number) = self.acceptConnection(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: maxFrameSize)),
-                        RPCServerConnectionHandler(
-                            methods: methods, logger: logger, eventLoop: channel.eventLoop, maxFrameSize: maxFrameSize,
-                            runHandlersOnEventLoop: runHandlersOnEventLoop)
+                        RPCServerConnectionHandler(settings: settings, connectionNumber: number, eventLoop: channel.eventLoop)
                     )
                 }
             }
@@ -165,15 +185,19 @@ public final class RPCServer: Sendable {
             }
         }
         RPCSocketFile.remove(configuration.socketPath)
+        malformedLog.flush()
+        idleLog.flush()
         logger.info("RPC server stopped")
     }
 
-    /// Records a new connection (so shutdown can close it) and returns the methods it serves.
-    private func acceptConnection(_ channel: any Channel) -> [String: RPCServerMethod] {
+    /// Records a new connection (so shutdown can close it) and returns what it needs: the methods
+    /// it serves, its limits and logs, and its number.
+    private func acceptConnection(_ channel: any Channel) -> (RPCServerConnectionHandler.Settings, UInt64) {
         let id = ObjectIdentifier(channel)
-        let (methods, stopped) = state.withLockedValue { state in
+        let (methods, number, stopped) = state.withLockedValue { state in
             if !state.stopped { state.connections[id] = channel }
-            return (state.methods, state.stopped)
+            state.accepted += 1
+            return (state.methods, state.accepted, state.stopped)
         }
         if stopped {
             channel.close(promise: nil)
@@ -182,6 +206,11 @@ public final class RPCServer: Sendable {
                 state.withLockedValue { _ = $0.connections.removeValue(forKey: id) }
             }
         }
-        return methods
+        let settings = RPCServerConnectionHandler.Settings(
+            methods: methods, logger: logger, maxFrameSize: configuration.maxFrameSize,
+            runHandlersOnEventLoop: configuration.runHandlersOnEventLoop,
+            idleTimeout: configuration.idleTimeout.flatMap { $0 > .zero ? TimeAmount($0) : nil },
+            malformedLog: malformedLog, idleLog: idleLog)
+        return (settings, number)
     }
 }

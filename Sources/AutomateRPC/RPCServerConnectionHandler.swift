@@ -9,6 +9,12 @@ import NIOCore
 /// One accepted connection on the server. Everything here runs on the connection's event loop, so
 /// the table of calls in flight needs no lock. Each request gets one `Task` running its handler; the
 /// task hands its final frame back to the loop, which writes it and coalesces flushes.
+///
+/// Robustness: malformed input (a frame too large or not an envelope, a protocol violation, a
+/// payload that is not the method's request type) is counted per connection and reported to the
+/// server's rate-limited log; a frame-level error closes the connection. One timer per connection
+/// closes it when it holds a partial frame, or sends nothing while no call is in flight, for the
+/// idle timeout.
 final class RPCServerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = RPCEnvelope
     typealias OutboundOut = ByteBuffer
@@ -18,8 +24,34 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         var deadlineTimer: Scheduled<Void>?
     }
 
+    /// What the server gives each connection: its methods, limits and logs.
+    struct Settings {
+        var methods: [String: RPCServerMethod]
+        var logger: Logger
+        var maxFrameSize: Int
+        var runHandlersOnEventLoop: Bool
+        /// Nil: connections are never closed for inactivity.
+        var idleTimeout: TimeAmount?
+        var malformedLog: RPCRateLimitedLog
+        var idleLog: RPCRateLimitedLog
+    }
+
     private let methods: [String: RPCServerMethod]
     private let logger: Logger
+    /// This connection's number on its server, for log lines.
+    private let connectionNumber: UInt64
+    private let malformedLog: RPCRateLimitedLog
+    private let idleLog: RPCRateLimitedLog
+    /// Malformed frames and requests seen on this connection.
+    private var malformedCount = 0
+    /// Set once the connection is being closed for malformed input: later errors are its echoes.
+    private var closingForMalformedInput = false
+    private let idleTimeout: TimeAmount?
+    private var idleTimer: Scheduled<Void>?
+    /// When bytes last arrived or the last call in flight ended.
+    private var lastActivity = NIODeadline.now()
+    /// When the first bytes of the frame still incomplete arrived, if one is.
+    private var partialFrameSince: NIODeadline?
     private let eventLoop: any EventLoop
     private let maxFrameSize: Int
     /// An `EventLoopTaskExecutor` for this connection's loop when handlers run on it, else nil.
@@ -29,24 +61,25 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     /// Inside channelRead..channelReadComplete or a batch of completions: writes are flushed at its end.
     private var inReadBurst = false
     /// Final frames of handlers that finished off the loop, handed over in batches.
-    private var completions: RPCLoopInbox<(UInt64, ByteBuffer)>!
+    private var completions: RPCLoopInbox<RPCCallOutcome>!
     private var flushScheduled = false
     private var writabilityWaiters: [EventLoopPromise<Void>] = []
     private var draining = false
     private var drainTimer: Scheduled<Void>?
 
-    init(
-        methods: [String: RPCServerMethod], logger: Logger, eventLoop: any EventLoop, maxFrameSize: Int,
-        runHandlersOnEventLoop: Bool
-    ) {
-        if runHandlersOnEventLoop, #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+    init(settings: Settings, connectionNumber: UInt64, eventLoop: any EventLoop) {
+        if settings.runHandlersOnEventLoop, #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
             self.taskExecutor = EventLoopTaskExecutor(eventLoop)
         } else {
             self.taskExecutor = nil
         }
-        self.methods = methods
-        self.maxFrameSize = maxFrameSize
-        self.logger = logger
+        self.methods = settings.methods
+        self.maxFrameSize = settings.maxFrameSize
+        self.logger = settings.logger
+        self.connectionNumber = connectionNumber
+        self.malformedLog = settings.malformedLog
+        self.idleLog = settings.idleLog
+        self.idleTimeout = settings.idleTimeout
         self.eventLoop = eventLoop
         self.completions = RPCLoopInbox(eventLoop: eventLoop) { [weak self] batch in
             self?.callsFinished(batch)
@@ -55,9 +88,15 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if let idleTimeout {
+            lastActivity = .now()
+            scheduleIdleCheck(at: lastActivity + idleTimeout)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
         self.context = nil
     }
 
@@ -71,11 +110,11 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             return
         }
         guard envelope.callID != 0 else {
-            closeOnProtocolError(context: context, "request with call_id 0 (call ids start at 1)")
+            closeOnMalformedInput(context: context, "protocol error: request with call_id 0 (call ids start at 1)")
             return
         }
         guard calls[envelope.callID] == nil else {
-            closeOnProtocolError(context: context, "call_id \(envelope.callID) is already in flight")
+            closeOnMalformedInput(context: context, "protocol error: call_id \(envelope.callID) is already in flight")
             return
         }
         if draining {
@@ -91,6 +130,9 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBurst = false
+        if idleTimeout != nil {
+            lastActivity = .now()
+        }
         context.flush()
         context.fireChannelReadComplete()
     }
@@ -104,7 +146,20 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event as? RPCFramingEvent {
+        case .partialFrameStarted:
+            partialFrameSince = .now()
+        case .partialFrameCompleted:
+            partialFrameSince = nil
+        case nil:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
         let calls = self.calls
         self.calls.removeAll()
         for call in calls.values {
@@ -117,6 +172,13 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if closingForMalformedInput {
+            return  // the decoder rejecting what followed the bad frame on the same read
+        }
+        if let malformed = Self.malformedInputDescription(error) {
+            closeOnMalformedInput(context: context, malformed)
+            return
+        }
         if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
             logger.debug("RPC connection reset by the client: \(error)")
         } else {
@@ -151,11 +213,11 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         calls[callID] = ActiveCall(task: nil, deadlineTimer: timer)
         // The task starts later (tasks are always enqueued), so it cannot finish before `task` is stored.
         let operation: @Sendable () async -> Void = {
-            let frame = await runHandler(method, payload, callContext, stream)
+            let outcome = await runHandler(method, payload, callContext, stream)
             if connection.eventLoop.inEventLoop {
-                connection.value.callFinished(callID: callID, frame: frame)
+                connection.value.callFinished(outcome)
             } else {
-                completions.submit((callID, frame))
+                completions.submit(outcome)
             }
         }
         let task: Task<Void, Never>
@@ -168,17 +230,22 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     /// A batch of handlers finished: write their frames, then flush once.
-    private func callsFinished(_ batch: [(UInt64, ByteBuffer)]) {
+    private func callsFinished(_ batch: [RPCCallOutcome]) {
         inReadBurst = true
-        for (callID, frame) in batch {
-            callFinished(callID: callID, frame: frame)
+        for outcome in batch {
+            callFinished(outcome)
         }
         inReadBurst = false
         context?.flush()
     }
 
     /// The handler's task is done: send its final frame unless the call already ended.
-    private func callFinished(callID: UInt64, frame: ByteBuffer) {
+    private func callFinished(_ outcome: RPCCallOutcome) {
+        if let reason = outcome.undecodableRequest {
+            recordMalformedInput(reason)
+        }
+        let callID = outcome.callID
+        let frame = outcome.frame
         guard let call = calls.removeValue(forKey: callID) else { return }
         call.deadlineTimer?.cancel()
         if frame.readableBytes - 4 > maxFrameSize {
@@ -246,6 +313,9 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func callEnded() {
+        if idleTimeout != nil, calls.isEmpty {
+            lastActivity = .now()
+        }
         if draining, calls.isEmpty, let context {
             drainTimer?.cancel()
             context.flush()
@@ -292,8 +362,66 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             "the response frame of \(frame.readableBytes - 4) bytes exceeds the server's maximum frame size of \(maxFrameSize) bytes; page the result or raise maxFrameSize")
     }
 
-    private func closeOnProtocolError(context: ChannelHandlerContext, _ reason: String) {
-        logger.error("closing RPC connection: protocol error: \(reason)")
+    // MARK: malformed input and idleness
+
+    /// Counts a malformed frame or request and reports it to the server's rate-limited log.
+    private func recordMalformedInput(_ reason: String) {
+        malformedCount += 1
+        malformedLog.record(connection: connectionNumber, countOnConnection: malformedCount, reason)
+    }
+
+    private func closeOnMalformedInput(context: ChannelHandlerContext, _ reason: String) {
+        guard !closingForMalformedInput else { return }
+        closingForMalformedInput = true
+        recordMalformedInput("\(reason); connection closed")
+        context.close(promise: nil)
+    }
+
+    /// The description of a decoding error, or nil if `error` is not about the bytes received.
+    private static func malformedInputDescription(_ error: any Error) -> String? {
+        switch error {
+        case let error as RPCFrameTooLargeError:
+            return error.description
+        case let error as RPCEnvelopeDecodingError:
+            return error.description
+        case let error as ByteToMessageDecoderError:
+            return "undecodable frame: \(error)"
+        default:
+            return nil
+        }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        idleTimer = eventLoop.scheduleTask(deadline: deadline) {
+            bound.value.checkIdle()
+        }
+    }
+
+    /// The idle timer fired: close the connection if a partial frame has waited, or nothing has
+    /// arrived with no call in flight, for the idle timeout; otherwise look again when that could
+    /// first be true. Calls in flight (a long stream, a slow handler) keep a connection open.
+    private func checkIdle() {
+        idleTimer = nil
+        guard let context, let idleTimeout else { return }
+        let now = NIODeadline.now()
+        let due: NIODeadline
+        let reason: String
+        if let since = partialFrameSince {
+            due = since + idleTimeout
+            reason = "a partial frame was not completed within \(Duration(idleTimeout))"
+        } else if !calls.isEmpty {
+            scheduleIdleCheck(at: now + idleTimeout)
+            return
+        } else {
+            due = lastActivity + idleTimeout
+            reason = "nothing received and no call in flight for \(Duration(idleTimeout))"
+        }
+        guard now >= due else {
+            scheduleIdleCheck(at: due)
+            return
+        }
+        idleLog.record(connection: connectionNumber, countOnConnection: 1, "\(reason); connection closed")
         context.close(promise: nil)
     }
 
@@ -306,13 +434,28 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     }
 }
 
+/// How a handler's task ended: the call's final frame, and why its request could not be decoded if
+/// that is why it failed (the connection counts it as malformed input).
+struct RPCCallOutcome: Sendable {
+    var callID: UInt64
+    var frame: ByteBuffer
+    var undecodableRequest: String?
+}
+
 /// Runs a handler and turns its outcome into the call's final frame.
 private func runHandler(
     _ method: RPCServerMethod, _ payload: ByteBuffer, _ context: RPCCallContext, _ stream: RPCServerCallStream
-) async -> ByteBuffer {
+) async -> RPCCallOutcome {
     do {
-        return try await method.run(payload, context, stream)
+        return RPCCallOutcome(callID: context.callID, frame: try await method.run(payload, context, stream))
+    } catch let error as RPCUndecodableRequestError {
+        return RPCCallOutcome(
+            callID: context.callID,
+            frame: RPCServerConnectionHandler.statusFrame(callID: context.callID, error.status),
+            undecodableRequest: error.status.message)
     } catch {
-        return RPCServerConnectionHandler.statusFrame(callID: context.callID, RPCError(mapping: error))
+        return RPCCallOutcome(
+            callID: context.callID,
+            frame: RPCServerConnectionHandler.statusFrame(callID: context.callID, RPCError(mapping: error)))
     }
 }

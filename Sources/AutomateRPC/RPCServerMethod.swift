@@ -46,9 +46,16 @@ struct RPCServerMethod: Sendable {
         do {
             return try Request(buffer: payload)
         } catch {
-            throw RPCError(
-                .invalidArgument,
-                "request for \(method) is not a valid \(Request.protoMessageName): \(error)")
+            throw RPCUndecodableRequestError(
+                status: RPCError(
+                    .invalidArgument,
+                    "request for \(method) is not a valid \(Request.protoMessageName): \(error)"))
         }
     }
+}
+
+/// A request payload that is not the method's request type: the client gets `status`
+/// (INVALID_ARGUMENT) and the connection counts it as malformed input.
+struct RPCUndecodableRequestError: Error {
+    var status: RPCError
 }

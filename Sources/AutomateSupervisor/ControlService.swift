@@ -6,16 +6,17 @@ import Logging
 /// The supervisor's control service: what `automate status|restart|stop` and watchers talk to, on
 /// `<home>/run/automate-supervisor.sock`.
 public enum ControlService {
-    /// Method names on the wire.
+    /// Method names on the wire: the low-level layer, kept for callers not yet on the typed
+    /// descriptors. Prefer `SupervisorService` (generated from Proto/supervisor_control.proto).
     public enum Method {
-        public static let status = "automate.supervisor.v1.Supervisor/Status"
-        public static let startService = "automate.supervisor.v1.Supervisor/StartService"
-        public static let stopService = "automate.supervisor.v1.Supervisor/StopService"
-        public static let restartService = "automate.supervisor.v1.Supervisor/RestartService"
-        public static let shutdown = "automate.supervisor.v1.Supervisor/Shutdown"
-        public static let watch = "automate.supervisor.v1.Supervisor/Watch"
-        public static let reload = "automate.supervisor.v1.Supervisor/Reload"
-        public static let rotateGatewayCredentials = "automate.supervisor.v1.Supervisor/RotateGatewayCredentials"
+        public static let status = SupervisorService.status.name
+        public static let startService = SupervisorService.startService.name
+        public static let stopService = SupervisorService.stopService.name
+        public static let restartService = SupervisorService.restartService.name
+        public static let shutdown = SupervisorService.shutdown.name
+        public static let watch = SupervisorService.watch.name
+        public static let reload = SupervisorService.reload.name
+        public static let rotateGatewayCredentials = SupervisorService.rotateGatewayCredentials.name
     }
 
     public typealias StatusRequest = Automate_Supervisor_V1_StatusRequest
@@ -38,7 +39,7 @@ public enum ControlService {
         rotateGateway: (@Sendable () async throws -> (restarted: [String], accessKeyID: String))? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
-        server.registerUnary(Method.rotateGatewayCredentials) { (_: RotateRequest, _) -> RotateResponse in
+        server.register(SupervisorService.rotateGatewayCredentials) { _, _ in
             guard let rotateGateway else { throw RPCError(.failedPrecondition, "this stack has no backup gateway") }
             let (restarted, id) = try await rotateGateway()
             var response = RotateResponse()
@@ -46,7 +47,7 @@ public enum ControlService {
             response.accessKeyID = id
             return response
         }
-        server.registerUnary(Method.reload) { (_: ReloadRequest, _) -> ReloadResponse in
+        server.register(SupervisorService.reload) { _, _ in
             switch await reload() {
             case .success(let summary):
                 var response = ReloadResponse()
@@ -60,7 +61,7 @@ public enum ControlService {
                 throw RPCError(.failedPrecondition, "\(error)")
             }
         }
-        server.registerUnary(Method.status) { (request: StatusRequest, _) -> StatusResponse in
+        server.register(SupervisorService.status) { request, _ in
             var response = StatusResponse()
             let all = await supervisor.status()
             for name in request.services where !all.contains(where: { $0.name == name }) {
@@ -73,22 +74,22 @@ public enum ControlService {
             response.supervisorRssBytes = ProcessMemory.residentBytes()
             return response
         }
-        server.registerUnary(Method.startService) { (request: ServiceRequest, _) -> ServiceResponse in
+        server.register(SupervisorService.startService) { request, _ in
             try await serviceCall { try await supervisor.start(service: request.name) }
         }
-        server.registerUnary(Method.stopService) { (request: ServiceRequest, _) -> ServiceResponse in
+        server.register(SupervisorService.stopService) { request, _ in
             try await serviceCall { try await supervisor.stop(service: request.name) }
         }
-        server.registerUnary(Method.restartService) { (request: ServiceRequest, _) -> ServiceResponse in
+        server.register(SupervisorService.restartService) { request, _ in
             try await serviceCall { try await supervisor.restart(service: request.name) }
         }
-        server.registerUnary(Method.shutdown) { (_: ShutdownRequest, _) -> ShutdownResponse in
+        server.register(SupervisorService.shutdown) { _, _ in
             shutdown()
             var response = ShutdownResponse()
             response.supervisorPid = getpid()
             return response
         }
-        server.registerServerStream(Method.watch) { (request: WatchRequest, writer: RPCResponseWriter<SupervisorEvent>, _) in
+        server.register(SupervisorService.watch) { request, writer, _ in
             for await event in await supervisor.events(includeCurrent: request.includeCurrent) {
                 try await writer.send(event)
             }

@@ -1,4 +1,7 @@
 /// The backup contract's method names on the automate RPC wire (see `Proto/backup_contract.proto`).
+///
+/// The low-level layer, for call sites not yet on the typed descriptors: prefer `BackupService`
+/// (generated from the proto's service block), which also fixes the request and response types.
 public enum BackupContract {
     /// The service part of every method name.
     public static let service = "automate.backup.v1.BackupService"
@@ -29,6 +32,8 @@ public typealias ServiceBackupStatus = Automate_Backup_V1_BackupStatus
 public typealias ServiceRestoreStatus = Automate_Backup_V1_RestoreStatus
 
 /// The deployment-service's method names (see `Proto/deployment_service.proto`).
+///
+/// The low-level layer: prefer the typed descriptors of `DeploymentService`.
 public enum DeploymentMethods {
     public static let service = "automate.deployment.v1.DeploymentService"
     public static let createBackup = "\(service)/CreateBackup"

@@ -15,7 +15,6 @@ struct ComplianceAPI: Sendable {
     let profilesDirectory: String
     let index: String
     static let index = "compliance-reports"
-    static let service = "automate.compliance.v1.Compliance"
 
     /// Creates the search index with its mappings when it is missing.
     func prepareIndex() async throws {
@@ -32,7 +31,7 @@ struct ComplianceAPI: Sendable {
     }
 
     func register(on server: RPCServer) {
-        server.registerUnary("\(Self.service)/AddReport") { (req: Automate_Compliance_V1_AddReportRequest, _) -> Automate_Compliance_V1_Report in
+        server.register(ComplianceService.addReport) { req, _ in
             try await kit.requireReady()
             guard !req.node.isEmpty else { throw RPCError(.invalidArgument, "node is empty") }
             guard ["passed", "failed", "skipped"].contains(req.status) else {
@@ -56,7 +55,7 @@ struct ComplianceAPI: Sendable {
             }
             return report
         }
-        server.registerUnary("\(Self.service)/ListReports") { (_: Automate_Compliance_V1_ListReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+        server.register(ComplianceService.listReports) { _, _ in
             try await kit.requireReady()
             let rows = try await database.query(
                 "SELECT id, node, status, summary, (extract(epoch FROM created_at) * 1000)::bigint FROM reports ORDER BY id")
@@ -70,7 +69,7 @@ struct ComplianceAPI: Sendable {
             }
             return r
         }
-        server.registerUnary("\(Self.service)/SearchReports") { (req: Automate_Compliance_V1_SearchReportsRequest, _) -> Automate_Compliance_V1_ListReportsResponse in
+        server.register(ComplianceService.searchReports) { req, _ in
             try await kit.requireReady()
             let search = self.search, index = self.index, query = req.query
             let hits: [[String: Any]] = try await runOnOwnThread {
@@ -96,7 +95,7 @@ struct ComplianceAPI: Sendable {
             }.sorted { $0.id < $1.id }
             return r
         }
-        server.registerUnary("\(Self.service)/UploadProfile") { (req: Automate_Compliance_V1_UploadProfileRequest, _) -> Automate_Compliance_V1_Profile in
+        server.register(ComplianceService.uploadProfile) { req, _ in
             try await kit.requireReady()
             let name = req.name
             guard !name.isEmpty, name.count <= 200, !name.hasPrefix("."), !name.contains("/") else {
@@ -113,7 +112,7 @@ struct ComplianceAPI: Sendable {
             }
             return Self.profile(name: name, bytes: req.content)
         }
-        server.registerUnary("\(Self.service)/ListProfiles") { (_: Automate_Compliance_V1_ListProfilesRequest, _) -> Automate_Compliance_V1_ListProfilesResponse in
+        server.register(ComplianceService.listProfiles) { _, _ in
             try await kit.requireReady()
             var r = Automate_Compliance_V1_ListProfilesResponse()
             let names = (try? FileManager.default.contentsOfDirectory(atPath: profilesDirectory)) ?? []

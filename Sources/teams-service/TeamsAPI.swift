@@ -9,10 +9,9 @@ struct TeamsAPI: Sendable {
     let database: ServiceDatabase
     /// Refuses calls while a restore replaces the data.
     let kit: BackupKit
-    static let service = "automate.teams.v1.Teams"
 
     func register(on server: RPCServer) {
-        server.registerUnary("\(Self.service)/AddTeam") { (req: Automate_Teams_V1_AddTeamRequest, _) -> Automate_Teams_V1_Team in
+        server.register(TeamsService.addTeam) { req, _ in
             try await kit.requireReady()
             let name = req.name.trimmingCharacters(in: .whitespaces)
             guard !name.isEmpty, name.count <= 100 else { throw RPCError(.invalidArgument, "a team name is 1 to 100 characters") }
@@ -29,14 +28,14 @@ struct TeamsAPI: Sendable {
             }
             return try await team(named: name)
         }
-        server.registerUnary("\(Self.service)/ListTeams") { (_: Automate_Teams_V1_ListTeamsRequest, _) -> Automate_Teams_V1_ListTeamsResponse in
+        server.register(TeamsService.listTeams) { _, _ in
             try await kit.requireReady()
             var r = Automate_Teams_V1_ListTeamsResponse()
             let rows = try await database.query("SELECT name FROM teams ORDER BY name")
             for row in rows { r.teams.append(try await team(named: row[0] ?? "")) }
             return r
         }
-        server.registerUnary("\(Self.service)/RemoveTeam") { (req: Automate_Teams_V1_RemoveTeamRequest, _) -> Automate_Teams_V1_RemoveTeamResponse in
+        server.register(TeamsService.removeTeam) { req, _ in
             try await kit.requireReady()
             let rows = try await database.query("DELETE FROM teams WHERE name = $1 RETURNING id", [req.name])
             guard !rows.isEmpty else { throw RPCError(.notFound, "no team named \"\(req.name)\"") }
@@ -44,7 +43,7 @@ struct TeamsAPI: Sendable {
             r.removed = true
             return r
         }
-        server.registerUnary("\(Self.service)/AddMember") { (req: Automate_Teams_V1_AddMemberRequest, _) -> Automate_Teams_V1_Team in
+        server.register(TeamsService.addMember) { req, _ in
             try await kit.requireReady()
             guard !req.member.isEmpty else { throw RPCError(.invalidArgument, "member is empty") }
             let rows = try await database.query(

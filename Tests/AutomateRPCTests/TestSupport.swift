@@ -85,6 +85,8 @@ func withServer(
     maxFrameSize: Int = 16 << 20,
     grace: Duration = .seconds(5),
     onEventLoop: Bool = false,
+    idleTimeout: Duration? = .seconds(30),
+    logger: Logger = testLogger,
     _ register: (RPCServer) -> Void,
     _ body: (RPCServer, String) async throws -> Void
 ) async throws {
@@ -94,7 +96,8 @@ func withServer(
     configuration.maxFrameSize = maxFrameSize
     configuration.shutdownGracePeriod = grace
     configuration.runHandlersOnEventLoop = onEventLoop
-    let server = RPCServer(configuration: configuration, logger: testLogger)
+    configuration.idleTimeout = idleTimeout
+    let server = RPCServer(configuration: configuration, logger: logger)
     register(server)
     try await server.start()
     do {
@@ -111,6 +114,11 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread { continuation.resume(returning: body()) }.start()
     }
+}
+
+/// Runs blocking work that may throw on a new thread and awaits its result.
+func onThreadThrowing<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await onThread { Result { try body() } }.get()
 }
 
 /// A length-prefixed frame holding `envelope`.
@@ -157,6 +165,18 @@ final class RawSocket: @unchecked Sendable {
     /// the receive timeout.
     func waitForClose() async -> Bool {
         await onThread { [self] in self.blockingWaitForClose() }
+    }
+
+    /// Reads one frame, blocking the calling thread (call it off the cooperative pool); nil if the
+    /// peer closed first or it is not an envelope.
+    func blockingReadEnvelope() -> Msg? {
+        readFrameBytes().flatMap { try? Msg(serializedBytes: $0) }
+    }
+
+    /// Reads until the peer closes, blocking the calling thread: true if it closed (EOF or reset)
+    /// within the receive timeout.
+    func blockingWaitForCloseOrReset() -> Bool {
+        blockingWaitForClose()
     }
 
     private func readFrameBytes() -> [UInt8]? {

@@ -92,9 +92,7 @@ final class TestStack: @unchecked Sendable {
     func status() async throws -> [ServiceStatus] {
         let client = try await client()
         defer { Task { await client.close() } }
-        return try await client.unary(
-            ControlService.Method.status, ControlService.StatusRequest(), as: ControlService.StatusResponse.self
-        ).services
+        return try await client.call(SupervisorService.status, ControlService.StatusRequest()).services
     }
 
     /// Waits (on the supervisor's event stream, with a deadline) until `predicate` holds for `service`.
@@ -107,7 +105,7 @@ final class TestStack: @unchecked Sendable {
         defer { Task { await client.close() } }
         var request = ControlService.WatchRequest()
         request.includeCurrent = true
-        let stream = client.serverStream(ControlService.Method.watch, request, as: SupervisorEvent.self)
+        let stream = client.stream(SupervisorService.watch, request)
         return try await withThrowingTaskGroup(of: ServiceStatus?.self) { group in
             group.addTask {
                 for try await event in stream where event.hasStatus && event.status.name == service {

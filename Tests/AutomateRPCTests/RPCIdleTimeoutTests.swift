@@ -1,0 +1,121 @@
+import AutomateRPC
+import Foundation
+import Testing
+
+/// The server under abuse: idle and half-frame connections, garbage frames. One at a time: thousands
+/// of connections keep the event loops busy, which would skew the timings of the idle tests.
+@Suite(.serialized) enum RPCRobustnessTests {}
+
+extension RPCRobustnessTests {
+/// Connections that hold a partial frame, or send nothing while no call is in flight, are closed
+/// after the idle timeout; connections with calls in flight are not.
+@Suite struct IdleTimeout {
+    static let timeout = Duration.milliseconds(300)
+
+    static func register(_ server: RPCServer) {
+        server.registerUnary("test/Echo") { (request: Msg, _: RPCCallContext) in request }
+    }
+
+    @Test func halfFrameConnectionIsClosedAfterTheTimeoutNotBefore() async throws {
+        let log = LogCapture()
+        try await withServer(idleTimeout: Self.timeout, logger: log.logger(), Self.register) { _, path in
+            let raw = try RawSocket(path: path)
+            let sent = ContinuousClock.now
+            raw.write([0x00, 0x00, 0x00, 0x10, 0x08, 0x01])  // a 16-byte frame, 2 bytes of it
+            let closed = await RawSocketWatch.closeTimes(of: [raw], seconds: 5)
+            let after = ContinuousClock.now - sent
+            #expect(closed[0] != nil, "the connection holding half a frame was not closed within 5 s")
+            #expect(after >= Self.timeout, "closed after \(after), before the \(Self.timeout) timeout")
+            #expect(after < .seconds(3))
+            let client = try await RPCClient.connect(socketPath: path)
+            #expect(try await client.unary("test/Echo", Msg.text("alive"), as: Msg.self).method == "alive")
+            await client.close()
+        }
+        let closes = log.lines.filter { $0.contains("idle RPC connections closed") }
+        #expect(closes.count == 1, "\(log.lines)")
+        #expect(closes.first?.contains("partial frame") == true, "\(closes)")
+    }
+
+    @Test func silentConnectionIsClosedButABusyOneIsNot() async throws {
+        try await withServer(idleTimeout: Self.timeout, Self.register) { _, path in
+            let silent = try RawSocket(path: path)
+            let opened = ContinuousClock.now
+            // A client calling every 100 ms stays connected well past the timeout.
+            let client = try await RPCClient.connect(socketPath: path)
+            for i in 0..<12 {
+                #expect(try await client.unary("test/Echo", Msg.text("call \(i)"), as: Msg.self).method == "call \(i)")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let closed = await RawSocketWatch.closeTimes(of: [silent], seconds: 5)
+            #expect(closed[0] != nil)
+            #expect(ContinuousClock.now - opened >= Self.timeout)
+            await client.close()
+        }
+    }
+
+    @Test func connectionWithCallsInFlightIsNotIdle() async throws {
+        let release = Signal()
+        let unaryRelease = Signal()
+        try await withServer(idleTimeout: Self.timeout, { server in
+            server.registerServerStream("test/Slow") { (_: Msg, writer: RPCResponseWriter<Msg>, _: RPCCallContext) in
+                try await writer.send(Msg.text("first"))
+                try await release.wait("the test to release the stream", seconds: 20)
+                try await writer.send(Msg.text("second"))
+            }
+            server.registerUnary("test/SlowUnary") { (_: Msg, _: RPCCallContext) in
+                try await unaryRelease.wait("the test to release the unary call", seconds: 20)
+                return Msg.text("done")
+            }
+        }) { _, path in
+            let client = try await RPCClient.connect(socketPath: path)
+            var stream = client.serverStream("test/Slow", Msg(), as: Msg.self).makeAsyncIterator()
+            #expect(try await stream.next()?.method == "first")
+            // Nothing crosses the connection for 4 timeouts; the stream keeps it open.
+            try await Task.sleep(for: Self.timeout * 4)
+            release.raise()
+            #expect(try await stream.next()?.method == "second")
+            #expect(try await stream.next() == nil)
+
+            let other = try await RPCClient.connect(socketPath: path)
+            async let reply = other.unary("test/SlowUnary", Msg(), as: Msg.self)
+            try await Task.sleep(for: Self.timeout * 4)
+            unaryRelease.raise()
+            #expect(try await reply.method == "done")
+            await client.close()
+            await other.close()
+        }
+    }
+
+    @Test func threeThousandHalfFrameConnectionsReleaseTheirDescriptors() async throws {
+        let log = LogCapture()
+        let timeout = Duration.milliseconds(500)
+        try await withServer(idleTimeout: timeout, logger: log.logger(), Self.register) { _, path in
+            let before = try ProcessProbe.openDescriptors()
+            // Blocking connects and writes, on a thread of their own.
+            var sockets: [RawSocket] = try await onThreadThrowing {
+                try (0..<3000).map { _ in
+                    let raw = try RawSocket(path: path)
+                    raw.write([0x00, 0x00, 0x01, 0x00, 0x08])  // a 256-byte frame, 1 byte of it
+                    return raw
+                }
+            }
+            let lastWrite = ContinuousClock.now
+            let during = try ProcessProbe.openDescriptors()
+            #expect(during >= before + 3000, "before \(before), with 3,000 connections \(during)")
+            let closed = await RawSocketWatch.closeTimes(of: sockets, seconds: 30)
+            #expect(closed.allSatisfy { $0 != nil }, "\(closed.filter { $0 == nil }.count) connections still open after 30 s")
+            #expect(ContinuousClock.now - lastWrite >= timeout)
+            sockets.removeAll()  // closes the client ends
+            let after = try ProcessProbe.openDescriptors()
+            #expect(after <= before + 50, "before \(before), after \(after): the server kept descriptors")
+            let slowest = closed.compactMap { $0 }.max() ?? 0
+            print("half frames: descriptors \(before) before, \(during) with 3,000 connections, \(after) after; last closed \(slowest) s after the last write")
+            let client = try await RPCClient.connect(socketPath: path)
+            #expect(try await client.unary("test/Echo", Msg.text("alive"), as: Msg.self).method == "alive")
+            await client.close()
+        }
+        let lines = log.lines.filter { $0.contains("idle RPC connections closed") }
+        #expect(!lines.isEmpty && lines.count < 40, "\(lines.count) lines for 3,000 closed connections")
+    }
+}
+}
