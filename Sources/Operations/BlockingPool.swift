@@ -5,7 +5,7 @@ import Foundation
 ///
 /// ``run(_:_:)`` queues the work and suspends the caller until it is done. When the awaiting task is
 /// cancelled the job is marked cancelled and its cancel actions run at once (on the cancelling thread);
-/// work still queued never starts. Threads are made on demand up to `maxThreads` and stay for reuse.
+/// work still queued never starts (its caller resumes at once with `CancellationError`). Threads are made on demand up to `maxThreads` and stay for reuse.
 public final class BlockingPool: @unchecked Sendable {  // state behind `condition`
     /// The process's shared pool (64 threads).
     public static let shared = BlockingPool(name: "automate.blocking", maxThreads: 64)
@@ -45,11 +45,29 @@ public final class BlockingPool: @unchecked Sendable {  // state behind `conditi
             }
         } onCancel: {
             job.cancel()
+            dropIfQueued(job)
         }
+    }
+
+    /// Takes a cancelled job's work off the queue (if no thread took it yet) and resumes its caller with
+    /// `CancellationError` at once, instead of when a thread frees up.
+    private func dropIfQueued(_ job: BlockingJob) {
+        condition.lock()
+        let index = queue[head...].firstIndex { $0.job === job }
+        let work = index.map { queue.remove(at: $0) }
+        condition.unlock()
+        work?.skip()
     }
 
     private func enqueue(_ work: Work) {
         condition.lock()
+        // Cancelled before it was queued (the flag is set before `dropIfQueued` takes the lock, so one of
+        // the two sees the other).
+        if work.job.isCancelled {
+            condition.unlock()
+            work.skip()
+            return
+        }
         queue.append(work)
         // A thread per job waiting beyond the idle ones (up to the bound): a job that waits for another
         // never waits for a thread that is not coming.

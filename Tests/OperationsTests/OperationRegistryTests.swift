@@ -161,8 +161,10 @@ final class OperationRegistryTests: XCTestCase {
             }
         }
         await started.wait()
-        let pgid = try await registry.status(id).progress.item("sh")?.pid ?? 0
-        XCTAssertGreaterThan(pgid, 0)
+        let pgid = tool.pid
+        guard pgid > 0 else { return XCTFail("the tool did not start") }
+        // Its pid reaches the operation's progress (applied in order, so the watch shows it).
+        for await s in try await registry.watch(id) where s.progress.item("sh")?.pid == pgid { break }
         // Wait until the shell has started both sleeps (three members in its group).
         let deadline = ContinuousClock.now + .seconds(10)
         while Self.members(ofGroup: pgid).count < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }

@@ -133,7 +133,8 @@ final class KitCancelTests: XCTestCase {
         for round in 0..<2 {
             let listed = try await stack.s3.listObjects(bucket: Self.bucket, prefix: id + "/")
             XCTAssertTrue(listed.isEmpty, "round \(round): \(listed.map(\.key))")
-            let open = try await runOnOwnThread { try stack.s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
+            let s3 = stack.s3
+            let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
             XCTAssertTrue(open.isEmpty, "round \(round): multipart uploads left open: \(open.map(\.key))")
             if round == 0 { try await Task.sleep(for: .seconds(2)) }
         }

@@ -1,4 +1,5 @@
 import AutomateRPC
+import DataTools
 import Foundation
 import Logging
 import PGSidecar
@@ -277,8 +278,10 @@ final class PGSidecarTests: XCTestCase {
         // Status and a late watch agree; a second Cancel changes nothing.
         let status = try await client.unary("Status", r, as: Automate_Sidecar_Pg_PGStatus.self)
         XCTAssertEqual(status.phase, .cancelled)
-        XCTAssertEqual(try await wait(client, op).phase, .cancelled)
-        XCTAssertEqual(try await client.unary("Cancel", r, as: Automate_Sidecar_Pg_PGStatus.self).phase, .cancelled)
+        let watched = try await wait(client, op)
+        XCTAssertEqual(watched.phase, .cancelled)
+        let again = try await client.unary("Cancel", r, as: Automate_Sidecar_Pg_PGStatus.self)
+        XCTAssertEqual(again.phase, .cancelled)
         // Nothing under the id, now and after a part that was in flight would have finished.
         for round in 0..<2 {
             let listed = try await s3.listObjects(bucket: Self.bucket, prefix: id + "/")
@@ -288,8 +291,8 @@ final class PGSidecarTests: XCTestCase {
             if round == 0 { try await Task.sleep(for: .seconds(2)) }
         }
         // The sidecar works on: the next backup of the same database completes.
-        let again = try await wait(client, try await backup(client, "20260301140001", ["postgres"]))
-        XCTAssertEqual(again.phase, .completed, again.error)
+        let next = try await wait(client, try await backup(client, "20260301140001", ["postgres"]))
+        XCTAssertEqual(next.phase, .completed, next.error)
         await client.close()
     }
 
