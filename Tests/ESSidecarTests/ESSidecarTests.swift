@@ -219,6 +219,8 @@ final class ESSidecarTests: XCTestCase {
     func testWatchStatusPushesEveryChangeInOrderAndEnds() async throws {
         let (engine, _, client) = try await fixtures()
         try makeIndex(engine, "watched", count: 6000)
+        // The engine is shared by this class's tests (the local-save test saves every index): leave it small.
+        defer { _ = try? engine.json("DELETE", "/watched") }
         let op = try await startSnapshot(client, "20260301120000", ["watched"])
         let all = try await watchAll(client, op)
         let docs = all.map { $0.indices.first?.docsDone ?? 0 }
@@ -240,6 +242,7 @@ final class ESSidecarTests: XCTestCase {
     func testCancelStopsAnExportAndLeavesNothing() async throws {
         let (engine, s3, client) = try await fixtures()
         try makeIndex(engine, "large", count: 40000)
+        defer { _ = try? engine.json("DELETE", "/large") }
         let op = try await startSnapshot(client, "20260301130000", ["large"])
         var r = Automate_Sidecar_Es_ESStatusRequest()
         r.operationID = op
