@@ -115,9 +115,15 @@ let package = Package(
 
         // MARK: sidecars (pg-sidecar-service, es-sidecar-service) and the S3 client
 
-        /// libpq (PostgreSQL's client library) and libzstd (streaming compression), for the pg sidecar.
+        /// libpq (PostgreSQL's client library) and libzstd (streaming compression), for DataTools.
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        /// Child tools in their own process groups, streaming zstd, and libpq: what the sidecars and the
+        /// service kit share for moving data (no RPC, no S3).
+        .target(name: "DataTools", dependencies: ["CAutomateShims", "CLibPQ", "CZstd"], swiftSettings: swiftSettings),
+        /// Long-running operations: a registry (start, watch every change in order, cancel, list), one
+        /// progress type, and a bounded pool for blocking work whose cancellation kills what it started.
+        .target(name: "Operations", swiftSettings: swiftSettings),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto) and generated code.
@@ -131,7 +137,7 @@ let package = Package(
         .target(
             name: "PGSidecar",
             dependencies: [
-                "CLibPQ", "CZstd", "S3Client", "SidecarProto", "AutomateRPC",
+                "DataTools", "Operations", "S3Client", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -141,7 +147,7 @@ let package = Package(
         .target(
             name: "ESSidecar",
             dependencies: [
-                "S3Client", "SidecarProto", "AutomateRPC",
+                "Operations", "S3Client", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -149,20 +155,21 @@ let package = Package(
         ),
         .executableTarget(
             name: "pg-sidecar-service",
-            dependencies: ["PGSidecar", "SidecarProto", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PGSidecar", "Operations", "SidecarProto", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "es-sidecar-service",
-            dependencies: ["ESSidecar", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ESSidecar", "Operations", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         /// Test-only: real-process fixtures (temp folders, ports, tools, moto_server) the sidecar tests share.
         .target(name: "SidecarTestSupport", path: "Tests/SidecarTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "SidecarTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "DataTools"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PGSidecarTests",
-            dependencies: ["PGSidecar", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
+            dependencies: ["PGSidecar", "DataTools", "ServiceKit", "BackupContract", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -177,7 +184,8 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "AutomateRPC", "BackupContract", "BackupRepository", "PGSidecar", "S3Client", "SidecarProto",
+                "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "SidecarProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -204,7 +212,7 @@ let package = Package(
         .executableTarget(name: "deployment-service", dependencies: ["DeploymentService", "ServiceKit"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "teams-service",
-            dependencies: ["ServiceKit", "DomainAPI", "AutomateRPC", "PGSidecar"],
+            dependencies: ["ServiceKit", "DomainAPI", "AutomateRPC", "DataTools"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -168,7 +168,7 @@ public actor RestoreOrchestrator {
         do {
             metadata = try await reader.metadata(backupID: backupID)
         } catch let e as KitError {
-            if case .notFound = e, status == nil {
+            if e.code == .notFound, status == nil {
                 let objects = try await runOnOwnThread { try s3.listObjectsSync(bucket: bucket, prefix: backupID + "/") }
                 guard !objects.isEmpty else { throw RPCError(.notFound, "no backup \(backupID) in the repository") }
                 // Phase one: the services are the backup's folders.

@@ -119,8 +119,9 @@ public struct DirectoryExportStore: ExportStore {
     }
 }
 
-/// Progress callbacks from export/import (index, docs done).
-public typealias ExportProgress = @Sendable (_ index: String, _ docsDone: Int64, _ docsTotal: Int64) -> Void
+/// Progress callbacks from export/import (index, docs done); throwing (a `CancellationError`) stops the
+/// work at that point, with nothing completed for the index in progress.
+public typealias ExportProgress = @Sendable (_ index: String, _ docsDone: Int64, _ docsTotal: Int64) throws -> Void
 
 /// Export mode: every document of each index, paged with `search_after` on `_id` (never all in memory),
 /// written as bulk-format NDJSON (`{"index":{"_index":…,"_id":…}}` then the source), plus manifest.json.
@@ -177,7 +178,7 @@ public struct Exporter: Sendable {
                     docs += 1
                 }
                 after = (hits.last?["sort"] as? [Any])?.first ?? hits.last?["_id"]
-                progress?(index, docs, total)
+                try progress?(index, docs, total)
                 if hits.count < pageSize { break }
             }
         }
@@ -249,7 +250,7 @@ public struct Exporter: Sendable {
             docs += Int64(linesInBatch / 2)
             batch.removeAll(keepingCapacity: true)
             linesInBatch = 0
-            progress?(name, docs, index.docs)
+            try progress?(name, docs, index.docs)
         }
         try store.get(index.key) { chunk in
             hasher.update(bufferPointer: chunk)

@@ -16,7 +16,7 @@ extension SearchEngine: RESTTransport {
     }
 }
 
-public struct SnapshotProgress {
+public struct SnapshotProgress: Sendable {
     public var phase: Automate_Sidecar_Es_ESPhase
     public var indices: [Automate_Sidecar_Es_ESIndexStatus]
     public var error: String

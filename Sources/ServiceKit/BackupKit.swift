@@ -3,6 +3,7 @@ import BackupContract
 import BackupRepository
 import Foundation
 import Logging
+import Operations
 import S3Client
 
 /// Implements the backup contract for a service that declares what it owns: create (databases, indices
@@ -14,13 +15,18 @@ public final class BackupKit: Sendable {
     public let owned: OwnedData
     public let config: KitConfig
     let logger: Logger
-    let tracker = OperationTracker()
+    /// This service's backups since it started, by backup id.
+    let backups: OperationRegistry<ServiceMetadata>
+    /// This service's restores since it started, by restore id.
+    let restores: OperationRegistry<Void>
 
     public init(service: String, owned: OwnedData, config: KitConfig, logger: Logger) {
         self.service = service
         self.owned = owned
         self.config = config
         self.logger = logger
+        self.backups = OperationRegistry(owner: service)
+        self.restores = OperationRegistry(owner: service)
     }
 
     // MARK: backups
@@ -31,72 +37,61 @@ public final class BackupKit: Sendable {
         guard BackupID(backupID) != nil else {
             throw RPCError(.invalidArgument, "backup_id \"\(backupID)\" is not a UTC time yyyyMMddHHmmss")
         }
-        var status = ServiceBackupStatus()
-        status.backupID = backupID
-        status.service = service
-        status.state = .running
-        status.startedAtUnixMs = unixMillis()
-        status.progress.phase = "starting"
-        guard await tracker.insert(status) else {
-            let existing = await tracker.backup(backupID)!
+        let engine = ServiceBackup(service: service, owned: owned, config: config)
+        let logger = self.logger
+        do {
+            try await backups.start(id: backupID, kind: "backup", initial: OperationProgress(phase: .preparing, step: "starting")) { context in
+                logger.info("backup \(backupID): started")
+                do {
+                    let metadata = try await engine.run(backupID: backupID, context: context)
+                    logger.info("backup \(backupID): completed, \(metadata.artifacts.count) artifacts")
+                    return metadata
+                } catch {
+                    if Task.isCancelled || (error as? KitError)?.code == .cancelled {
+                        logger.notice("backup \(backupID): cancelled")
+                        throw CancellationError()
+                    }
+                    logger.error("backup \(backupID): failed: \(error)")
+                    throw error
+                }
+            }
+        } catch let e as OperationError where e.code == .alreadyExists {
+            let existing = try await backupStatus(backupID)
             throw RPCError(.alreadyExists, "\(service) already has backup \(backupID) (\(existing.state))")
         }
-        let engine = ServiceBackup(service: service, owned: owned, config: config)
-        let tracker = self.tracker, logger = self.logger, service = self.service
-        logger.info("backup \(backupID): started")
-        let task = Task {
-            do {
-                let metadata = try await engine.run(backupID: backupID) { progress in
-                    Task { await tracker.update(backupID) { $0.progress = progress } }
-                }
-                await tracker.update(backupID) { s in
-                    s.state = .completed
-                    s.progress.phase = "done"
-                    s.finishedAtUnixMs = unixMillis()
-                    s.artifacts = metadata.artifacts.map { a in
-                        var x = BackupArtifact()
-                        x.key = (("\(backupID)/\(service)/" + a.path) as NSString).standardizingPath
-                        x.size = a.size; x.sha256 = a.sha256; x.format = a.format; x.itemCount = a.items ?? 0
-                        return x
-                    }
-                }
-                logger.info("backup \(backupID): completed, \(metadata.artifacts.count) artifacts")
-            } catch {
-                let cancelled = Task.isCancelled || error is CancellationError || (error as? KitError).map { if case .cancelled = $0 { return true } else { return false } } == true
-                await tracker.update(backupID) { s in
-                    s.state = cancelled ? .cancelled : .failed
-                    s.error = cancelled ? "cancelled" : "\(error)"
-                    s.finishedAtUnixMs = unixMillis()
-                }
-                logger.error("backup \(backupID): \(cancelled ? "cancelled" : "failed: \(error)")")
-            }
-        }
-        await tracker.attach(backupID, task: task)
-        return status
+        return try await backupStatus(backupID)
     }
 
     /// The status of one backup started here (NOT_FOUND otherwise).
     public func backupStatus(_ backupID: String) async throws -> ServiceBackupStatus {
-        guard let s = await tracker.backup(backupID) else {
+        guard let s = try? await backups.status(backupID) else {
             throw RPCError(.notFound, "\(service) has no backup \(backupID) since it started")
         }
-        return s
+        return Self.backupStatus(s, service: service)
     }
 
-    /// Updates of one backup until it ends.
+    /// The backup's current status, then every change in order, until it ends.
     public func watchBackup(_ backupID: String) async throws -> AsyncStream<ServiceBackupStatus> {
-        guard let stream = await tracker.watch(backupID) else {
+        guard let updates = try? await backups.watch(backupID) else {
             throw RPCError(.notFound, "\(service) has no backup \(backupID) since it started")
         }
+        let service = self.service
+        let (stream, continuation) = AsyncStream<ServiceBackupStatus>.makeStream(bufferingPolicy: .unbounded)
+        // One consumer, in order: the statuses leave in the order the registry applied them.
+        let relay = Task {
+            for await s in updates { continuation.yield(Self.backupStatus(s, service: service)) }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in relay.cancel() }
         return stream
     }
 
     /// Backups of this service: those started since it started, and those in the repository.
     public func listBackups() async throws -> [ServiceBackupStatus] {
         var byID: [String: ServiceBackupStatus] = [:]
-        for s in await tracker.allBackups { byID[s.backupID] = s }
+        for s in await backups.list() { byID[s.id] = Self.backupStatus(s, service: service) }
         let s3 = config.s3, bucket = config.bucket, service = self.service
-        let objects = try await runOnOwnThread { try s3.listObjectsSync(bucket: bucket, prefix: "") }
+        let objects = try await runBlocking("kit.list") { _ in try s3.listObjectsSync(bucket: bucket, prefix: "") }
         for o in objects where o.key.hasSuffix("/\(service)/metadata.json") {
             let id = String(o.key.prefix(while: { $0 != "/" }))
             guard BackupID(id) != nil, byID[id] == nil, o.key == "\(id)/\(service)/metadata.json" else { continue }
@@ -107,28 +102,33 @@ public final class BackupKit: Sendable {
         return byID.values.sorted { $0.backupID < $1.backupID }
     }
 
-    /// Cancels a running backup (if any) and deletes what this service wrote under `backupID`.
+    /// Cancels a running backup (if any; its sidecar work and tools stop first) and deletes what this
+    /// service wrote under `backupID`.
     public func deleteBackup(_ backupID: String) async throws -> Int {
         guard BackupID(backupID) != nil else { throw RPCError(.invalidArgument, "backup_id \"\(backupID)\" is not yyyyMMddHHmmss") }
-        _ = await tracker.cancel(backupID)
+        if (try? await backups.cancel(backupID)) != nil { _ = try? await backups.wait(backupID) }
         let s3 = config.s3, bucket = config.bucket
         let prefixes = ["\(backupID)/\(service)/", "automate-elasticsearch-data/\(service)/\(backupID)/"]
-        let n = try await runOnOwnThread { try prefixes.reduce(0) { $0 + (try s3.deletePrefixSync(bucket: bucket, prefix: $1)) } }
-        await tracker.forget(backupID)
+        let n = try await runBlocking("kit.delete") { _ in try prefixes.reduce(0) { $0 + (try s3.deletePrefixSync(bucket: bucket, prefix: $1)) } }
+        await backups.remove(backupID)
         return n
     }
 
-    /// Cancels a running backup; false when none runs under that id.
-    public func cancelBackup(_ backupID: String) async -> Bool { await tracker.cancel(backupID) }
+    /// Cancels a running backup: the sidecars are told (their tools are killed, their uploads aborted) and
+    /// tar is killed. False when none runs under that id.
+    public func cancelBackup(_ backupID: String) async -> Bool {
+        guard let s = try? await backups.cancel(backupID) else { return false }
+        return !s.isTerminal
+    }
 
     // MARK: restores
 
     /// Throws UNAVAILABLE while a restore's short-term part runs: a service's own API calls this first,
     /// so that nobody reads or writes data that is being replaced.
     public func requireReady() async throws {
-        if let running = await tracker.runningShortTermRestore() {
+        if let running = await restores.list().first(where: { !$0.isTerminal && $0.progress.phase < .loading }) {
             throw RPCError(.unavailable,
-                "\(service) is restoring backup \(running.backupID) (restore \(running.restoreID)); try again when `automate restore status` says it is done")
+                "\(service) is restoring backup \(running.labels["backup_id"] ?? "?") (restore \(running.id)); try again when `automate restore status` says it is done")
         }
     }
 
@@ -137,55 +137,37 @@ public final class BackupKit: Sendable {
         guard BackupID(backupID) != nil, !restoreID.isEmpty else {
             throw RPCError(.invalidArgument, "backup_id must be yyyyMMddHHmmss and restore_id non-empty")
         }
-        var short = ServiceRestoreStatus()
-        short.backupID = backupID; short.restoreID = restoreID; short.service = service
-        short.state = .running; short.startedAtUnixMs = unixMillis(); short.progress.phase = "starting"
-        var long = short
-        long.progress.phase = "waiting"
-        guard await tracker.insertRestore(short, long) else {
+        if let existing = try? await restores.status(restoreID), !existing.isTerminal || existing.result != nil {
             throw RPCError(.alreadyExists, "\(service) is already restoring (or has restored) under restore id \(restoreID)")
         }
         let engine = ServiceRestore(service: service, owned: owned, config: config)
-        let tracker = self.tracker, logger = self.logger
-        logger.info("restore \(restoreID) of backup \(backupID): started")
-        let task = Task {
-            do {
-                try await engine.run(backupID: backupID, restoreID: restoreID, listener: .init(
-                    shortTerm: { p in Task { await tracker.updateRestore(restoreID, short: { $0.progress = p }) } },
-                    longTerm: { p in Task { await tracker.updateRestore(restoreID, long: { $0.progress = p }) } },
-                    shortTermDone: {
-                        Task {
-                            await tracker.updateRestore(restoreID, short: { s in
-                                s.state = .completed; s.progress.phase = "done"; s.finishedAtUnixMs = unixMillis()
-                            })
-                        }
-                    }))
-                await tracker.updateRestore(restoreID, short: { s in
-                    s.state = .completed; s.progress.phase = "done"; s.finishedAtUnixMs = unixMillis()
-                }, long: { s in
-                    s.state = .completed; s.progress.phase = "done"; s.finishedAtUnixMs = unixMillis()
-                })
-                logger.info("restore \(restoreID): completed")
-            } catch {
-                let message = "\(error)"
-                await tracker.updateRestore(restoreID, short: { s in
-                    s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis()
-                }, long: { s in
-                    s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis()
-                })
-                logger.error("restore \(restoreID): failed: \(message)")
+        let logger = self.logger
+        do {
+            try await restores.start(
+                id: restoreID, replacingEnded: true, kind: "restore", labels: ["backup_id": backupID],
+                initial: OperationProgress(phase: .preparing, step: "starting")
+            ) { context in
+                logger.info("restore \(restoreID) of backup \(backupID): started")
+                do {
+                    try await engine.run(backupID: backupID, restoreID: restoreID, context: context)
+                    logger.info("restore \(restoreID): completed")
+                } catch {
+                    logger.error("restore \(restoreID): failed: \(error)")
+                    throw error
+                }
             }
+        } catch let e as OperationError where e.code == .alreadyExists {
+            throw RPCError(.alreadyExists, "\(service) is already restoring under restore id \(restoreID)")
         }
-        await tracker.attachRestore(restoreID, task: task)
-        return short
+        return try await restoreStatus(restoreID, longTerm: false)
     }
 
     /// The short-term (`longTerm` false) or long-term status of a restore.
     public func restoreStatus(_ restoreID: String, longTerm: Bool) async throws -> ServiceRestoreStatus {
-        guard let r = await tracker.restore(restoreID) else {
+        guard let s = try? await restores.status(restoreID) else {
             throw RPCError(.notFound, "\(service) has no restore \(restoreID) since it started")
         }
-        return longTerm ? r.long : r.short
+        return Self.restoreStatus(s, service: service, longTerm: longTerm)
     }
 
     // MARK: RPC

@@ -1,7 +1,8 @@
 import BackupRepository
 import Crypto
 import Foundation
-import PGSidecar
+import DataTools
+import Operations
 import S3Client
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,8 @@ import Glibc
 /// Archives a declared folder or file with GNU tar (owners, modes, symlinks, numeric ids), compresses it
 /// with zstd on the way and streams it into a multipart upload, hashing what is uploaded; and brings an
 /// archive back (zstd or gzip) into a temporary folder beside the target, swapping it in only after the
-/// sha256 matched. Blocking: call from a thread of your own.
+/// sha256 matched. Blocking: run it as a `BlockingPool` job and pass the job, so that cancelling the
+/// awaiting task kills tar's process group and aborts the upload.
 public struct FileArchiver: Sendable {
     public let s3: S3Client
     public let bucket: String
@@ -38,9 +40,9 @@ public struct FileArchiver: Sendable {
     public static let tarPath: String = ["/usr/bin/tar", "/bin/tar"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/tar"
 
     /// Archives `path` to `key`. A path that does not exist gives an empty archive (0 entries), so that a
-    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far.
-    public func archive(path: String, to key: String, progress: @escaping (UInt64) -> Void = { _ in },
-                        isCancelled: @escaping () -> Bool = { false }) throws -> Result {
+    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far. Cancelling
+    /// `job` kills tar and aborts the upload (nothing appears under `key`).
+    public func archive(path: String, to key: String, progress: (UInt64) -> Void = { _ in }, job: BlockingJob? = nil) throws -> Result {
         let parent = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let index = NSTemporaryDirectory() + "automate-tar-index-\(getpid())-\(UUID().uuidString)"
@@ -57,7 +59,10 @@ public struct FileArchiver: Sendable {
         var hasher = SHA256()
         var size: UInt64 = 0
         var raw: UInt64 = 0
+        let cancelToken = job?.onCancel { tool.kill(SIGKILL) }
+        defer { if let cancelToken { job?.removeCancelAction(cancelToken) } }
         do {
+            try job?.checkCancellation()
             try tool.start()
             let zstd = try ZstdCompressor(level: zstdLevel) { chunk in
                 hasher.update(bufferPointer: chunk)
@@ -66,7 +71,7 @@ public struct FileArchiver: Sendable {
             }
             do {
                 try tool.readStdout { chunk in
-                    if isCancelled() { throw KitError.cancelled("archiving \(path) was cancelled") }
+                    if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
                     raw += UInt64(chunk.count)
                     try zstd.compress(chunk)
                     progress(raw)
@@ -78,9 +83,11 @@ public struct FileArchiver: Sendable {
             }
             try tool.wait()
             try zstd.finish()
+            if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
             _ = try writer.finish()
         } catch {
             writer.abort()
+            if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
             throw error
         }
         let entries = (try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0
@@ -91,7 +98,7 @@ public struct FileArchiver: Sendable {
     /// archive's size and sha256 (and entry count when given), then swaps the result in. On any failure the
     /// target is left as it was. `gzip` selects `.tar.gz` archives of older backups.
     public func restore(key: String, to path: String, expected: ArtifactRecord, tag: String, gzip: Bool,
-                        progress: @escaping (UInt64) -> Void = { _ in }) throws -> UInt64 {
+                        progress: @escaping (UInt64) -> Void = { _ in }, job: BlockingJob? = nil) throws -> UInt64 {
         let fm = FileManager.default
         let parent = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
@@ -108,12 +115,16 @@ public struct FileArchiver: Sendable {
         if gzip { args.append("--gzip") }
         if geteuid() == 0 { args.append("--same-owner") }
         let tool = ToolProcess(path: Self.tarPath, arguments: args, pipeStdout: false, pipeStdin: true)
+        let cancelToken = job?.onCancel { tool.kill(SIGKILL) }
+        defer { if let cancelToken { job?.removeCancelAction(cancelToken) } }
+        try job?.checkCancellation()
         try tool.start()
         var hasher = SHA256()
         var size: UInt64 = 0
         do {
             let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
             _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
+                if job?.isCancelled == true { throw KitError.cancelled("restoring \(key) into \(path) was cancelled") }
                 hasher.update(bufferPointer: chunk)
                 size += UInt64(chunk.count)
                 progress(size)
@@ -126,6 +137,7 @@ public struct FileArchiver: Sendable {
             tool.closeStdin()
             tool.kill(SIGKILL)
             try? tool.wait()
+            if job?.isCancelled == true { throw KitError.cancelled("restoring \(key) into \(path) was cancelled; nothing was changed there") }
             throw KitError.failed("restoring \(key) into \(path): \(error)")
         }
         let digest = Checksum.hex(hasher.finalize())

@@ -46,21 +46,3 @@ public struct KitConfig: Sendable {
         return config
     }
 }
-
-/// What goes wrong in the kit, each saying what to do.
-public enum KitError: Error, CustomStringConvertible, Sendable, Equatable {
-    case configuration(String)
-    case invalidArgument(String)
-    case notFound(String)
-    case alreadyExists(String)
-    case failed(String)
-    case cancelled(String)
-
-    public var description: String {
-        switch self {
-        case .configuration(let m), .invalidArgument(let m), .notFound(let m), .alreadyExists(let m), .failed(let m),
-             .cancelled(let m):
-            return m
-        }
-    }
-}

@@ -2,7 +2,7 @@ import AutomateRPC
 import BackupContract
 import BackupRepository
 import Foundation
-import PGSidecar
+import Operations
 import S3Client
 import SidecarProto
 #if canImport(Glibc)
@@ -26,24 +26,27 @@ public struct ServiceBackup: Sendable {
     /// `<backup-id>/<service>/`.
     public func prefix(_ backupID: String) -> String { "\(backupID)/\(service)/" }
 
-    /// Runs the backup; `progress` sees the combined progress. Returns the metadata it wrote.
-    public func run(backupID: String, progress: @escaping @Sendable (BackupProgress) -> Void) async throws -> ServiceMetadata {
+    /// Runs the backup, reporting to `context` one item per part (`pg`, `es`, `files/<name>`). Returns the
+    /// metadata it wrote. Cancelling the calling task cancels the sidecars' operations (their tools are
+    /// killed, their uploads aborted) and kills tar.
+    public func run(backupID: String, context: OperationContext) async throws -> ServiceMetadata {
         let started = Date()
-        let board = ProgressBoard(listener: progress)
+        context.report { $0.phase = .transferring; $0.step = "backing up" }
         let calls = SidecarCalls(config: config)
         let service = self.service, prefix = self.prefix(backupID), config = self.config, owned = self.owned
         let collected = try await withThrowingTaskGroup(of: ([ArtifactRecord], [String: String]).self) { group in
             if !owned.databases.isEmpty {
                 group.addTask {
-                    board.update("pg") { $0.phase = "dumping" }
+                    context.report(item: "pg") { $0.phase = .transferring; $0.step = "dumping" }
                     let status = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
                         req.backupID = backupID; req.service = service; req.databases = owned.databases
                         return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
-                        board.update("pg") { p in
-                            p.bytesDone = UInt64(max(0, s.bytesDone)); p.bytesTotal = UInt64(max(0, s.bytesTotal))
-                            p.phase = s.phase == .completed ? "done" : "dumping"
+                        let done = s.bytesDone, total = s.bytesTotal, completed = s.phase == .completed
+                        context.report(item: "pg") { p in
+                            p.bytesDone = max(0, done); p.bytesTotal = max(0, total)
+                            if completed { p.phase = .done; p.step = "done" }
                         }
                     })
                     var records: [ArtifactRecord] = status.databases.map { db in
@@ -59,18 +62,20 @@ public struct ServiceBackup: Sendable {
             }
             if !owned.indices.isEmpty {
                 group.addTask {
-                    board.update("es") { $0.phase = "exporting" }
+                    context.report(item: "es") { $0.phase = .transferring; $0.step = "exporting" }
                     let status = try await calls.esOperation(start: { client in
                         var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
                         req.service = service; req.snapshot = backupID; req.indices = owned.indices
                         return try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
-                        board.update("es") { p in
-                            p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })
-                            p.itemsTotal = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsTotal) })
-                            p.phase = s.phase == .completed ? "done" : "exporting"
+                        let done = s.indices.reduce(0) { $0 + max(0, $1.docsDone) }
+                        let total = s.indices.reduce(0) { $0 + max(0, $1.docsTotal) }
+                        let completed = s.phase == .completed
+                        context.report(item: "es") { p in
+                            p.itemsDone = done; p.itemsTotal = total
+                            if completed { p.phase = .done; p.step = "done" }
                         }
-                    }, done: { $0.phase == .completed })
+                    })
                     guard status.mode == "export" else {
                         // Snapshot mode: the cluster wrote the snapshot itself; record it without per-file sums.
                         return ([], ["search_mode": status.mode])
@@ -90,16 +95,16 @@ public struct ServiceBackup: Sendable {
                 group.addTask {
                     let archiver = FileArchiver(s3: config.s3, bucket: config.bucket, partSize: config.partSize, zstdLevel: config.zstdLevel)
                     let part = "files/" + owned.name
-                    board.update(part) { $0.phase = "archiving"; $0.bytesTotal = Self.diskUsage(owned.path) }
-                    let cancelled = CancelFlag()
-                    let result = try await withTaskCancellationHandler {
-                        try await runOnOwnThread(name: "automate.archive") {
-                            try archiver.archive(path: owned.path, to: prefix + "files/\(owned.name).tar.zst",
-                                                 progress: { n in board.update(part) { $0.bytesDone = n } },
-                                                 isCancelled: { cancelled.isSet })
-                        }
-                    } onCancel: { cancelled.set() }
-                    board.update(part) { $0.phase = "done"; $0.bytesDone = result.rawBytes; $0.bytesTotal = result.rawBytes }
+                    let estimate = Int64(Self.diskUsage(owned.path))
+                    context.report(item: part) { $0.phase = .transferring; $0.step = "archiving"; $0.bytesTotal = estimate }
+                    let result = try await runBlocking("automate.archive") { job in
+                        try archiver.archive(path: owned.path, to: prefix + "files/\(owned.name).tar.zst",
+                                             progress: { n in context.report(item: part) { $0.bytesDone = Int64(n) } }, job: job)
+                    }
+                    let raw = Int64(result.rawBytes), entries = Int64(result.entries)
+                    context.report(item: part) { p in
+                        p.phase = .done; p.step = "done"; p.bytesDone = raw; p.bytesTotal = raw; p.itemsDone = entries; p.itemsTotal = entries
+                    }
                     return ([ArtifactRecord(path: "files/\(owned.name).tar.zst", size: result.size, sha256: result.sha256,
                                             format: "tar_zstd", items: result.entries)], [:])
                 }
@@ -113,6 +118,7 @@ public struct ServiceBackup: Sendable {
             return (artifacts, versions)
         }
         try Task.checkCancellation()
+        context.report { $0.phase = .finishing; $0.step = "writing metadata" }
         var versions = collected.1
         versions["automate-service-kit"] = "1"
         let metadata = ServiceMetadata(
@@ -137,14 +143,6 @@ public struct ServiceBackup: Sendable {
         }
         return total
     }
-}
-
-/// A flag set from a cancellation handler and read by blocking work.
-final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
 }
 
 func iso8601(_ date: Date) -> String {

@@ -1,5 +1,6 @@
 import Foundation
-import PGSidecar
+import DataTools
+import Operations
 import S3Client
 
 /// A domain service's own PostgreSQL database on the stack's server: created on first use, reached over
@@ -27,7 +28,7 @@ public final class ServiceDatabase: @unchecked Sendable {
     /// Creates the database when it is missing, then runs `schema` (idempotent statements) in it.
     public func prepare(schema: [String]) async throws {
         let server = self.server, name = self.name
-        try await runOnOwnThread {
+        try await runBlocking("automate.db") { _ in
             let admin = try PGConnection(server, database: "postgres")
             // datconnlimit -2: a DROP DATABASE that was interrupted (PostgreSQL stopped mid-restore) left it
             // invalid; nothing can use it, so it is dropped and made again (a restore brings the data back).
@@ -36,7 +37,7 @@ public final class ServiceDatabase: @unchecked Sendable {
                 try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(name))")
             }
             if state == nil || state?[0] == "-2" {
-                do { try admin.query("CREATE DATABASE \(quoteIdent(name))") } catch let e as PGError where e.sqlState == "42P04" {}
+                do { try admin.query("CREATE DATABASE \(quoteIdent(name))") } catch let e as DataToolsError where e.sqlState == "42P04" {}
             }
         }
         for statement in schema { _ = try await query(statement) }
@@ -46,13 +47,13 @@ public final class ServiceDatabase: @unchecked Sendable {
     /// server restarted, a restore replaced the database) is replaced and the statement tried once more.
     @discardableResult
     public func query(_ sql: String, _ params: [String] = []) async throws -> [[String?]] {
-        try await runOnOwnThread(name: "automate.db") { [self] in
+        try await runBlocking("automate.db") { [self] _ in
             try lock.withLock {
                 for attempt in 0..<2 {
                     do {
                         if connection == nil { connection = try PGConnection(server, database: name) }
                         return try connection!.query(sql, params)
-                    } catch let e as PGError {
+                    } catch let e as DataToolsError where e.code == .database {
                         let state = e.sqlState ?? ""
                         let lost = state.isEmpty || state.hasPrefix("08") || state.hasPrefix("57") || state == "3D000"
                         guard lost else { throw e }

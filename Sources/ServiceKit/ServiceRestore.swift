@@ -3,14 +3,16 @@ import BackupContract
 import BackupRepository
 import Crypto
 import Foundation
-import PGSidecar
+import DataTools
+import Operations
 import S3Client
 import SidecarProto
 
 /// Restores what one service owns from a backup: reads and checks `<backup-id>/<service>/metadata.json`
 /// (its sha256 against `checksums.json`), then restores databases (pg-sidecar: temp database, rename, row
 /// counts checked) and paths (tarball into a scratch folder, sha256 checked, swapped in) as the
-/// short-term part, and search indices (es-sidecar) as the long-term part.
+/// short-term part, and search indices (es-sidecar) as the long-term part. The operation's progress
+/// reaches phase `loading` when the short-term part is done.
 public struct ServiceRestore: Sendable {
     public let service: String
     public let owned: OwnedData
@@ -22,19 +24,8 @@ public struct ServiceRestore: Sendable {
         self.config = config
     }
 
-    /// Reports for the two parts.
-    public struct Listener: Sendable {
-        public var shortTerm: @Sendable (BackupProgress) -> Void
-        public var longTerm: @Sendable (BackupProgress) -> Void
-        /// Called once the short-term part is done (the service may run).
-        public var shortTermDone: @Sendable () -> Void
-        public init(shortTerm: @escaping @Sendable (BackupProgress) -> Void, longTerm: @escaping @Sendable (BackupProgress) -> Void,
-                    shortTermDone: @escaping @Sendable () -> Void) {
-            self.shortTerm = shortTerm
-            self.longTerm = longTerm
-            self.shortTermDone = shortTermDone
-        }
-    }
+    /// The progress item of the long-term part (search indices); every other item is short-term.
+    public static let longTermItem = "es"
 
     /// The service's metadata.json in the backup, checked against checksums.json.
     public func metadata(backupID: String) async throws -> ServiceMetadata {
@@ -68,7 +59,7 @@ public struct ServiceRestore: Sendable {
         if (try? await s3.getObject(bucket: bucket, key: "\(backupID)/checksums.json")) != nil {
             throw KitError.failed("backup \(backupID) has checksums.json but no \(service)/metadata.json: it is incomplete")
         }
-        let objects = try await runOnOwnThread { try s3.listObjectsSync(bucket: bucket, prefix: prefix) }
+        let objects = try await runBlocking("automate.restore") { _ in try s3.listObjectsSync(bucket: bucket, prefix: prefix) }
         guard !objects.isEmpty else {
             throw KitError.notFound("backup \(backupID) has nothing for \(service)")
         }
@@ -83,7 +74,7 @@ public struct ServiceRestore: Sendable {
             else if path.hasPrefix("files/") && path.hasSuffix(".tar.gz") { format = "tar_gzip" }
             else { continue }
             let key = object.key
-            let digest = try await runOnOwnThread {
+            let digest = try await runBlocking("automate.restore") { _ in
                 var hasher = Crypto.SHA256()
                 _ = try s3.getObjectSync(bucket: bucket, key: key) { hasher.update(bufferPointer: $0) }
                 return Checksum.hex(hasher.finalize())
@@ -93,14 +84,14 @@ public struct ServiceRestore: Sendable {
         return ServiceMetadata(service: service, backupID: backupID, versions: ["phase": "one"], artifacts: artifacts)
     }
 
-    /// Runs the restore. Returns when both parts are done; `listener.shortTermDone` fires in between.
-    public func run(backupID: String, restoreID: String, listener: Listener) async throws {
+    /// Runs the restore, reporting to `context` one item per part (`pg` and `files/<name>` short-term,
+    /// ``longTermItem`` long-term); its phase becomes `loading` once the short-term part is done. Returns
+    /// when both parts are done. Cancelling the calling task cancels the sidecars' work and kills tar.
+    public func run(backupID: String, restoreID: String, context: OperationContext) async throws {
         let metadata = try await metadata(backupID: backupID)
         let prefix = "\(backupID)/\(service)/"
         let calls = SidecarCalls(config: config)
         let service = self.service, config = self.config, owned = self.owned
-        let short = ProgressBoard(listener: listener.shortTerm)
-        let long = ProgressBoard(listener: listener.longTerm)
         let dumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql"].contains($0.format) }
         let archives = metadata.artifacts.filter { $0.format == "tar_zstd" || $0.format == "tar_gzip" }
         let exports = metadata.artifacts.filter { $0.format == "ndjson_export" }
@@ -111,19 +102,23 @@ public struct ServiceRestore: Sendable {
         guard missing.isEmpty else {
             throw KitError.failed("\(service) declares no path for \(missing.joined(separator: ", ")) (paths: \(owned.paths.map(\.name)))")
         }
+        context.report { $0.phase = .transferring; $0.step = "restoring" }
         try await withThrowingTaskGroup(of: Void.self) { group in
             if !dumps.isEmpty {
                 group.addTask {
                     let artifacts = try await Self.pgArtifacts(metadata: metadata, dumps: dumps, prefix: prefix, config: config)
-                    short.update("pg") { $0.phase = "restoring" }
+                    context.report(item: "pg") { $0.phase = .transferring; $0.step = "restoring" }
                     _ = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGRestoreRequest()
                         req.backupID = backupID; req.service = service; req.restoreID = restoreID; req.artifacts = artifacts
                         return try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
                     }, update: { s in
-                        short.update("pg") { p in
-                            p.bytesDone = UInt64(max(0, s.bytesDone)); p.bytesTotal = UInt64(max(0, s.bytesTotal))
-                            p.phase = s.phase == .completed ? "done" : (s.databases.first { $0.phase == .running }?.step ?? "restoring")
+                        let done = s.bytesDone, total = s.bytesTotal, completed = s.phase == .completed
+                        let step = s.databases.first { $0.phase == .running }?.step ?? "restoring"
+                        context.report(item: "pg") { p in
+                            p.bytesDone = max(0, done); p.bytesTotal = max(0, total)
+                            p.step = completed ? "done" : step
+                            if completed { p.phase = .done }
                         }
                     })
                 }
@@ -133,43 +128,49 @@ public struct ServiceRestore: Sendable {
                     let name = Self.archiveName(archive.path)
                     let target = owned.paths.first { $0.name == name }!.path
                     let part = "files/" + name
-                    short.update(part) { $0.phase = "extracting"; $0.bytesTotal = archive.size }
+                    let size = Int64(archive.size)
+                    context.report(item: part) { $0.phase = .transferring; $0.step = "extracting"; $0.bytesTotal = size }
                     let archiver = FileArchiver(s3: config.s3, bucket: config.bucket)
-                    let entries = try await runOnOwnThread(name: "automate.extract") {
+                    let entries = try await runBlocking("automate.extract") { job in
                         try archiver.restore(key: prefix + archive.path, to: target, expected: archive, tag: restoreID,
                                              gzip: archive.format == "tar_gzip",
-                                             progress: { n in short.update(part) { $0.bytesDone = n } })
+                                             progress: { n in context.report(item: part) { $0.bytesDone = Int64(n) } }, job: job)
                     }
-                    short.update(part) { $0.phase = "done"; $0.itemsDone = entries; $0.itemsTotal = entries }
+                    context.report(item: part) { p in
+                        p.phase = .done; p.step = "done"; p.itemsDone = Int64(entries); p.itemsTotal = Int64(entries)
+                    }
                 }
             }
             try await group.waitForAll()
         }
         guard !exports.isEmpty else {
-            listener.shortTermDone()
+            context.report { $0.phase = .loading; $0.step = "done" }
             return
         }
         // Search indices: short-term once every index exists with its mappings, long-term once every
         // document is loaded and counted.
-        let shortSignal = CancelFlag()
+        let long = Self.longTermItem
+        context.report(item: long) { $0.phase = .transferring; $0.step = "creating indices" }
         _ = try await calls.esOperation(start: { client in
             var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
             req.service = service; req.snapshot = backupID; req.replaceExisting = true
             req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
             return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
         }, update: { s in
-            long.update("es") { p in
-                p.itemsDone = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsDone) })
-                p.itemsTotal = UInt64(s.indices.reduce(0) { $0 + max(0, $1.docsTotal) })
-                p.phase = s.longTermDone ? "done" : "loading"
+            let done = s.indices.reduce(0) { $0 + max(0, $1.docsDone) }
+            let total = s.indices.reduce(0) { $0 + max(0, $1.docsTotal) }
+            let shortDone = s.shortTermDone, longDone = s.longTermDone
+            context.report { p in
+                p.update(item: long) { i in
+                    i.itemsDone = done; i.itemsTotal = total
+                    if shortDone { i.phase = .loading; i.step = "loading" }
+                    if longDone { i.phase = .done; i.step = "done" }
+                }
+                if shortDone { p.phase = .loading; p.step = "loading" }
             }
-            if s.shortTermDone, !shortSignal.isSet {
-                shortSignal.set()
-                listener.shortTermDone()
-            }
-        }, done: { $0.phase == .completed && $0.longTermDone })
-        if !shortSignal.isSet { listener.shortTermDone() }
-        long.update("es") { $0.phase = "done" }
+        })
+        context.report { $0.phase = .loading }
+        context.report(item: long) { $0.phase = .done; $0.step = "done" }
     }
 
     /// `files/profiles.tar.zst` → `profiles`.

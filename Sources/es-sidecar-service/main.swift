@@ -9,6 +9,7 @@ import AutomateRPC
 import ESSidecar
 import Foundation
 import Logging
+import Operations
 import S3Client
 #if canImport(Glibc)
 import Glibc
@@ -63,7 +64,7 @@ let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { stopRequested.yield($0
 do {
     if let local {
         do {
-            let n = try await runOnOwnThread { try local.loadIfEngineRestarted() }
+            let n = try await runBlocking("es.local-save") { _ in try local.loadIfEngineRestarted() }
             if n > 0 { logger.info("loaded \(n) indices from the save in \(local.directory)") }
         } catch {
             logger.error("could not load the search save from \(local.directory): \(error)")
@@ -79,7 +80,7 @@ do {
             if Task.isCancelled { break }
             // The engine restarted on its own (automate restart automate-search): load the save into it.
             do {
-                let n = try await runOnOwnThread { try local.loadIfEngineRestarted() }
+                let n = try await runBlocking("es.local-save") { _ in try local.loadIfEngineRestarted() }
                 if n > 0 { logger.info("the search engine restarted: loaded \(n) indices from \(local.directory)") }
             } catch {
                 logger.error("could not load the search save into the restarted engine: \(error)")
@@ -88,7 +89,7 @@ do {
             guard ContinuousClock.now - lastSave >= .seconds(saveInterval) else { continue }
             lastSave = ContinuousClock.now
             do {
-                let n = try await runOnOwnThread { try local.save() }
+                let n = try await runBlocking("es.local-save") { _ in try local.save() }
                 logger.info("saved \(n) indices to \(local.directory)")
             } catch {
                 logger.error("periodic search save failed: \(error)")
@@ -100,10 +101,10 @@ do {
         break
     }
     saver.cancel()
-    if let local, (try? await runOnOwnThread { try local.engine.indexExists(LocalSearchSave.marker) }) == true {
+    if let local, (try? await runBlocking("es.local-save") { _ in try local.engine.indexExists(LocalSearchSave.marker) }) == true {
         // The sidecar depends on the engine, so the supervisor stops it first: the engine still answers.
         do {
-            let n = try await runOnOwnThread { try local.save() }
+            let n = try await runBlocking("es.local-save") { _ in try local.save() }
             logger.info("saved \(n) indices to \(local.directory) on stop")
         } catch {
             logger.error("search save on stop failed (the previous save is kept): \(error)")

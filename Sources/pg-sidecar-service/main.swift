@@ -3,6 +3,7 @@
 import AutomateRPC
 import Foundation
 import Logging
+import Operations
 import PGSidecar
 import S3Client
 import SidecarProto
@@ -64,7 +65,7 @@ let (stop, stopRequested) = AsyncStream<Int32>.makeStream()
 let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { stopRequested.yield($0) }
 
 do {
-    let stale = try await runOnOwnThread { try sidecar.abortStaleUploads() }
+    let stale = try await runBlocking("pg.stale-uploads") { _ in try sidecar.abortStaleUploads() }
     if stale > 0 { logger.notice("aborted \(stale) multipart upload(s) left open by an earlier run") }
 } catch {
     logger.warning("could not look for stale multipart uploads: \(error)")

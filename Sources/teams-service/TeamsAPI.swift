@@ -1,7 +1,7 @@
 import AutomateRPC
 import DomainAPI
 import Foundation
-import PGSidecar
+import DataTools
 import ServiceKit
 
 /// The teams API: add, list, remove teams and add members, stored in the service's own database.
@@ -19,7 +19,7 @@ struct TeamsAPI: Sendable {
             do {
                 rows = try await database.query(
                     "INSERT INTO teams (name, description) VALUES ($1, $2) RETURNING id", [name, req.description_p])
-            } catch let e as PGError where e.sqlState == "23505" {
+            } catch let e as DataToolsError where e.sqlState == "23505" {
                 throw RPCError(.alreadyExists, "a team named \"\(name)\" exists")
             }
             let id: String = (rows.first?[0] ?? nil) ?? "0"

@@ -107,16 +107,29 @@ final class ESSidecarTests: XCTestCase {
         return out
     }
 
+    /// Follows the operation through WatchStatus (every change pushed, no polling) to its end.
     func wait(_ client: RPCClient, _ op: String) async throws -> ESStatus {
-        let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline {
-            var r = Automate_Sidecar_Es_ESStatusRequest()
-            r.operationID = op
-            let s = try await client.unary("SnapshotStatus", r, as: ESStatus.self)
-            if s.phase == .completed || s.phase == .failed { return s }
-            try await Task.sleep(for: .milliseconds(50))
+        try await watchAll(client, op).last!
+    }
+
+    /// Every status WatchStatus sends for `op`, until the stream ends (which must be at the operation's end).
+    func watchAll(_ client: RPCClient, _ op: String) async throws -> [ESStatus] {
+        var r = Automate_Sidecar_Es_ESStatusRequest()
+        r.operationID = op
+        var all: [ESStatus] = []
+        for try await s in client.serverStream("WatchStatus", r, as: ESStatus.self, timeout: .seconds(300)) { all.append(s) }
+        guard let last = all.last, [.completed, .failed, .cancelled].contains(last.phase) else {
+            throw RPCError(.deadlineExceeded, "the watch of \(op) ended before the operation: \(String(describing: all.last))")
         }
-        throw RPCError(.deadlineExceeded, "operation \(op) did not finish")
+        return all
+    }
+
+    func startSnapshot(_ client: RPCClient, _ name: String, _ indices: [String]) async throws -> String {
+        var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
+        req.service = "search-service"
+        req.snapshot = name
+        req.indices = indices
+        return try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self).operationID
     }
 
     func snapshot(_ client: RPCClient, _ name: String, _ indices: [String]) async throws -> ESStatus {
@@ -200,6 +213,76 @@ final class ESSidecarTests: XCTestCase {
         let ok = try await restore(client, "20260301110000")
         XCTAssertEqual(ok.phase, .completed, ok.error)
         XCTAssertEqual(try engine.count("orders"), 2000)
+        await client.close()
+    }
+
+    func testWatchStatusPushesEveryChangeInOrderAndEnds() async throws {
+        let (engine, _, client) = try await fixtures()
+        try makeIndex(engine, "watched", count: 6000)
+        // The engine is shared by this class's tests (the local-save test saves every index): leave it small.
+        defer { _ = try? engine.json("DELETE", "/watched") }
+        let op = try await startSnapshot(client, "20260301120000", ["watched"])
+        let all = try await watchAll(client, op)
+        let docs = all.map { $0.indices.first?.docsDone ?? 0 }
+        XCTAssertEqual(docs, docs.sorted(), "documents done never go back: \(docs)")
+        XCTAssertEqual(all.last?.phase, .completed, all.last?.error ?? "")
+        XCTAssertEqual(all.last?.indices.first?.docsDone, 6000)
+        XCTAssertEqual(all.last?.indices.first?.sha256.count, 64)
+        XCTAssertEqual(all.filter { $0.phase == .completed }.count, 1, "the stream ends after the end")
+        XCTAssertGreaterThan(all.count, 1, "a running status, then the end")
+        // A watch of an ended operation sends its end and ends.
+        let late = try await watchAll(client, op)
+        XCTAssertEqual(late.count, 1)
+        XCTAssertEqual(late.first?.phase, .completed)
+        await client.close()
+    }
+
+    /// Cancel during an export: the operation ends cancelled, its upload is aborted and nothing is left
+    /// under the snapshot's prefix.
+    func testCancelStopsAnExportAndLeavesNothing() async throws {
+        let (engine, s3, client) = try await fixtures()
+        try makeIndex(engine, "large", count: 40000)
+        defer { _ = try? engine.json("DELETE", "/large") }
+        let op = try await startSnapshot(client, "20260301130000", ["large"])
+        var r = Automate_Sidecar_Es_ESStatusRequest()
+        r.operationID = op
+        for try await s in client.serverStream("WatchStatus", r, as: ESStatus.self, timeout: .seconds(120)) {
+            XCTAssertNotEqual(s.phase, .completed, "the export finished before it could be cancelled: make the index bigger")
+            if (s.indices.first?.docsDone ?? 0) > 0 { break }
+        }
+        let s = try await client.unary("Cancel", r, as: ESStatus.self, timeout: .seconds(30))
+        XCTAssertEqual(s.phase, .cancelled, s.error)
+        XCTAssertEqual(s.indices.first?.phase, .cancelled)
+        let later = try await client.unary("SnapshotStatus", r, as: ESStatus.self)
+        XCTAssertEqual(later.phase, .cancelled)
+        let prefix = "automate-elasticsearch-data/search-service/20260301130000/"
+        let listed = try await s3.listObjects(bucket: Self.bucket, prefix: prefix)
+        XCTAssertTrue(listed.isEmpty, "\(listed.map(\.key))")
+        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: prefix) }
+        XCTAssertTrue(open.isEmpty, "multipart upload not aborted: \(open)")
+        await client.close()
+    }
+
+    func testUnknownOperationIsNotFoundNamingTheSidecar() async throws {
+        let (_, _, client) = try await fixtures()
+        var r = Automate_Sidecar_Es_ESStatusRequest()
+        r.operationID = "snapshot-20260101000000-0123456789ab"
+        for method in ["SnapshotStatus", "Cancel", "WatchStatus"] {
+            do {
+                if method == "WatchStatus" {
+                    for try await _ in client.serverStream(method, r, as: ESStatus.self) {
+                        XCTFail("WatchStatus yielded a status for an unknown operation")
+                    }
+                } else {
+                    _ = try await client.unary(method, r, as: ESStatus.self)
+                }
+                XCTFail("\(method): expected NOT_FOUND")
+            } catch let e as RPCError {
+                XCTAssertEqual(e.code, .notFound, "\(method): \(e)")
+                XCTAssertTrue(e.message.contains("es-sidecar-service"), e.message)
+                XCTAssertTrue(e.message.contains(r.operationID), e.message)
+            }
+        }
         await client.close()
     }
 

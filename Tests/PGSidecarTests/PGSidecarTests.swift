@@ -1,4 +1,5 @@
 import AutomateRPC
+import DataTools
 import Foundation
 import Logging
 import PGSidecar
@@ -71,16 +72,19 @@ final class PGSidecarTests: XCTestCase {
         return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
     }
 
-    func wait(_ client: RPCClient, _ op: String, timeout: Duration = .seconds(120)) async throws -> Automate_Sidecar_Pg_PGStatus {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var r = Automate_Sidecar_Pg_PGStatusRequest()
-            r.operationID = op
-            let s = try await client.unary("Status", r, as: Automate_Sidecar_Pg_PGStatus.self)
-            if s.phase == .completed || s.phase == .failed { return s }
-            try await Task.sleep(for: .milliseconds(50))
+    /// Follows the operation through WatchStatus (every change pushed, no polling) to its end.
+    func wait(_ client: RPCClient, _ op: String, timeout: Duration = .seconds(300)) async throws -> Automate_Sidecar_Pg_PGStatus {
+        var r = Automate_Sidecar_Pg_PGStatusRequest()
+        r.operationID = op
+        var last: Automate_Sidecar_Pg_PGStatus?
+        for try await s in client.serverStream("WatchStatus", r, as: Automate_Sidecar_Pg_PGStatus.self, timeout: timeout) {
+            if let last { XCTAssertGreaterThanOrEqual(s.bytesDone, last.bytesDone, "progress went back") }
+            last = s
         }
-        throw RPCError(.deadlineExceeded, "operation \(op) did not finish")
+        guard let last, [.completed, .failed, .cancelled].contains(last.phase) else {
+            throw RPCError(.deadlineExceeded, "the watch of \(op) ended before the operation: \(String(describing: last))")
+        }
+        return last
     }
 
     func restore(_ client: RPCClient, _ id: String, service: String = "shop-service", databases: [String] = [], artifacts: [Automate_Sidecar_Pg_PGArtifact] = []) async throws -> Automate_Sidecar_Pg_PGStatus {
@@ -230,6 +234,96 @@ final class PGSidecarTests: XCTestCase {
         }
         await client.close()
     }
+
+    /// Cancel during a dump that runs for seconds: within 1 s no pg_dump of the sidecar is left, the
+    /// operation ends cancelled, its multipart upload is aborted and nothing appears under the prefix.
+    func testCancelDuringLargeDumpKillsPgDumpAndUploadsNothing() async throws {
+        let (pg, s3, client) = try await fixtures()
+        try pg.psql("postgres", "DROP DATABASE IF EXISTS big WITH (FORCE)")
+        try pg.psql("postgres", "CREATE DATABASE big")
+        try pg.psql("big", """
+            CREATE TABLE t (id bigint PRIMARY KEY, a text, b text);
+            INSERT INTO t SELECT g, md5(g::text) || md5(random()::text) || md5(random()::text), md5(random()::text) || md5((g * 3)::text)
+            FROM generate_series(1, 1500000) g;
+            """)
+        let id = "20260301140000"
+        let op = try await backup(client, id, ["big"])
+        var r = Automate_Sidecar_Pg_PGStatusRequest()
+        r.operationID = op
+        // Follow the dump until pg_dump is running and has produced bytes, with a part or more uploaded.
+        var toolPid: Int32 = 0
+        for try await s in client.serverStream("WatchStatus", r, as: Automate_Sidecar_Pg_PGStatus.self, timeout: .seconds(120)) {
+            XCTAssertNotEqual(s.phase, .completed, "the dump finished before it could be cancelled: make the table bigger")
+            if let d = s.databases.first, d.toolPid > 0, d.bytesDone > 12 << 20 {
+                toolPid = d.toolPid
+                break
+            }
+        }
+        XCTAssertGreaterThan(toolPid, 0)
+        XCTAssertFalse(Self.pgDumps().isEmpty, "pg_dump runs before the cancel")
+        let cancelled = ContinuousClock.now
+        async let answer = client.unary("Cancel", r, as: Automate_Sidecar_Pg_PGStatus.self, timeout: .seconds(30))
+        // Watched while the Cancel call is in flight: the bound is from the request, not from its answer.
+        var left = Self.pgDumps()
+        while !left.isEmpty && ContinuousClock.now - cancelled < .seconds(1) {
+            try await Task.sleep(for: .milliseconds(10))
+            left = Self.pgDumps()
+        }
+        XCTAssertEqual(left, [], "pg_dump still running 1 s after Cancel")
+        let s = try await answer
+        XCTAssertEqual(s.phase, .cancelled, s.error)
+        XCTAssertEqual(s.databases.first?.phase, .cancelled)
+        XCTAssertEqual(s.databases.first?.toolPid, 0)
+        XCTAssertLessThan(ContinuousClock.now - cancelled, .seconds(10), "Cancel answered once the operation ended")
+        // Status and a late watch agree; a second Cancel changes nothing.
+        let status = try await client.unary("Status", r, as: Automate_Sidecar_Pg_PGStatus.self)
+        XCTAssertEqual(status.phase, .cancelled)
+        let watched = try await wait(client, op)
+        XCTAssertEqual(watched.phase, .cancelled)
+        let again = try await client.unary("Cancel", r, as: Automate_Sidecar_Pg_PGStatus.self)
+        XCTAssertEqual(again.phase, .cancelled)
+        // Nothing under the id, now and after a part that was in flight would have finished.
+        for round in 0..<2 {
+            let listed = try await s3.listObjects(bucket: Self.bucket, prefix: id + "/")
+            XCTAssertTrue(listed.isEmpty, "round \(round): \(listed.map(\.key))")
+            let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
+            XCTAssertTrue(open.isEmpty, "round \(round): multipart upload not aborted: \(open)")
+            if round == 0 { try await Task.sleep(for: .seconds(2)) }
+        }
+        // The sidecar works on: the next backup of the same database completes.
+        let next = try await wait(client, try await backup(client, "20260301140001", ["postgres"]))
+        XCTAssertEqual(next.phase, .completed, next.error)
+        await client.close()
+    }
+
+    /// Status, WatchStatus and Cancel of an operation the sidecar does not know (it restarted) answer
+    /// NOT_FOUND naming the sidecar.
+    func testUnknownOperationIsNotFoundNamingTheSidecar() async throws {
+        let (_, _, client) = try await fixtures()
+        var r = Automate_Sidecar_Pg_PGStatusRequest()
+        r.operationID = "backup-20260101000000-0123456789ab"
+        for method in ["Status", "Cancel", "WatchStatus"] {
+            do {
+                if method == "WatchStatus" {
+                    for try await _ in client.serverStream(method, r, as: Automate_Sidecar_Pg_PGStatus.self) {
+                        XCTFail("WatchStatus yielded a status for an unknown operation")
+                    }
+                } else {
+                    _ = try await client.unary(method, r, as: Automate_Sidecar_Pg_PGStatus.self)
+                }
+                XCTFail("\(method): expected NOT_FOUND")
+            } catch let e as RPCError {
+                XCTAssertEqual(e.code, .notFound, "\(method): \(e)")
+                XCTAssertTrue(e.message.contains("pg-sidecar-service"), e.message)
+                XCTAssertTrue(e.message.contains(r.operationID), e.message)
+                XCTAssertTrue(e.message.contains("restarted"), e.message)
+            }
+        }
+        await client.close()
+    }
+
+    /// pg_dump processes descended from this process (the sidecar runs in it), from /proc.
+    static func pgDumps() -> [Int32] { KitCancelTests.descendants(named: "pg_dump") }
 
     func testPlainSQLArtifactFromPhaseOne() async throws {
         let (pg, s3, client) = try await fixtures()

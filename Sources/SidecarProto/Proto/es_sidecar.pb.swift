@@ -14,10 +14,17 @@
 ///   CreateRepo(ESCreateRepoRequest) -> ESCreateRepoResponse       snapshot mode: PUT _snapshot/<repo> (type s3)
 ///                                                                  export mode: make sure the bucket exists
 ///   DeleteRepo(ESDeleteRepoRequest) -> ESDeleteRepoResponse
-///   CreateSnapshot(ESCreateSnapshotRequest) -> ESOperation        starts; poll SnapshotStatus
+///   CreateSnapshot(ESCreateSnapshotRequest) -> ESOperation        starts; follow it with WatchStatus
 ///   DeleteSnapshot(ESDeleteSnapshotRequest) -> ESDeleteSnapshotResponse
 ///   RestoreSnapshot(ESRestoreSnapshotRequest) -> ESOperation
 ///   SnapshotStatus(ESStatusRequest) -> ESStatus
+///   WatchStatus(ESStatusRequest) -> stream ESStatus               server-streaming: the current status, then
+///                                                                  every change in order, until it ends
+///   Cancel(ESStatusRequest) -> ESStatus                           stops the operation (its upload is aborted);
+///                                                                  answers once it ended (at most ~10 s)
+///
+/// SnapshotStatus, WatchStatus and Cancel of an operation this process does not know (it may have
+/// restarted since) answer NOT_FOUND naming es-sidecar-service.
 ///
 /// Export mode objects: `automate-elasticsearch-data/<service>/<snapshot>/<index>.ndjson` (bulk format:
 /// an action line then the source line per document) and `.../<snapshot>/manifest.json` (per index:
@@ -42,6 +49,9 @@ public nonisolated enum Automate_Sidecar_Es_ESPhase: SwiftProtobuf.Enum, Swift.C
   case running // = 2
   case completed // = 3
   case failed // = 4
+
+  /// cancelled on request (Cancel, or the caller's task); no object is left under the id
+  case cancelled // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -55,6 +65,7 @@ public nonisolated enum Automate_Sidecar_Es_ESPhase: SwiftProtobuf.Enum, Swift.C
     case 2: self = .running
     case 3: self = .completed
     case 4: self = .failed
+    case 5: self = .cancelled
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -66,6 +77,7 @@ public nonisolated enum Automate_Sidecar_Es_ESPhase: SwiftProtobuf.Enum, Swift.C
     case .running: return 2
     case .completed: return 3
     case .failed: return 4
+    case .cancelled: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -77,6 +89,7 @@ public nonisolated enum Automate_Sidecar_Es_ESPhase: SwiftProtobuf.Enum, Swift.C
     .running,
     .completed,
     .failed,
+    .cancelled,
   ]
 
 }
@@ -288,7 +301,7 @@ public nonisolated struct Automate_Sidecar_Es_ESStatus: Sendable {
 fileprivate nonisolated let _protobuf_package = "automate.sidecar.es"
 
 nonisolated extension Automate_Sidecar_Es_ESPhase: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ES_PHASE_UNSPECIFIED\0\u{1}ES_PHASE_PENDING\0\u{1}ES_PHASE_RUNNING\0\u{1}ES_PHASE_COMPLETED\0\u{1}ES_PHASE_FAILED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ES_PHASE_UNSPECIFIED\0\u{1}ES_PHASE_PENDING\0\u{1}ES_PHASE_RUNNING\0\u{1}ES_PHASE_COMPLETED\0\u{1}ES_PHASE_FAILED\0\u{1}ES_PHASE_CANCELLED\0")
 }
 
 nonisolated extension Automate_Sidecar_Es_ESCreateRepoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -13,18 +13,24 @@
 /// Methods (unary unless noted), on the sidecar's socket (`pg-sidecar-service.sock`):
 ///   CreateRepo(PGCreateRepoRequest) -> PGCreateRepoResponse       make sure the bucket exists
 ///   DeleteRepo(PGDeleteRepoRequest) -> PGDeleteRepoResponse       delete every object under a prefix
-///   CreateBackup(PGCreateBackupRequest) -> PGOperation            starts; poll Status with the operation id
+///   CreateBackup(PGCreateBackupRequest) -> PGOperation            starts; follow it with WatchStatus
 ///   DeleteBackup(PGDeleteBackupRequest) -> PGDeleteBackupResponse
-///   Restore(PGRestoreRequest) -> PGOperation                      starts; poll Status
+///   Restore(PGRestoreRequest) -> PGOperation                      starts; follow it with WatchStatus
 ///   Status(PGStatusRequest) -> PGStatus                           live: phase, bytes done/total, error
-///   WatchStatus(PGStatusRequest) -> stream PGStatus               server-streaming, until the operation ends
+///   WatchStatus(PGStatusRequest) -> stream PGStatus               server-streaming: the current status, then
+///                                                                  every change in order, until it ends
+///   Cancel(PGStatusRequest) -> PGStatus                           kills the operation's pg_dump/pg_restore
+///                                                                  (process group) and aborts its upload;
+///                                                                  answers once it ended (at most ~10 s)
 ///   ListDatabases(PGListDatabasesRequest) -> PGListDatabasesResponse
 ///
 /// Objects: `<backup_id>/<service>/pg_data/<database>.fc.zst` (pg_dump -Fc -Z0, zstd-compressed on the way),
 /// and `<backup_id>/<service>/pg_data/metadata.json` (PGBackupMetadata as JSON: server version, per database
 /// key, size, sha256, tables with row counts, start/end times).
 /// Errors: NOT_FOUND names a database that does not exist or an object/metadata that is missing;
-/// INVALID_ARGUMENT for malformed ids; FAILED_PRECONDITION when PostgreSQL is unreachable.
+/// INVALID_ARGUMENT for malformed ids; FAILED_PRECONDITION when PostgreSQL is unreachable. Status,
+/// WatchStatus and Cancel of an operation this process does not know (it may have restarted since) answer
+/// NOT_FOUND naming pg-sidecar-service.
 
 import SwiftProtobuf
 
@@ -45,6 +51,9 @@ public nonisolated enum Automate_Sidecar_Pg_PGPhase: SwiftProtobuf.Enum, Swift.C
   case running // = 2
   case completed // = 3
   case failed // = 4
+
+  /// cancelled on request (Cancel, or the caller's task); no object is left under the id
+  case cancelled // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -58,6 +67,7 @@ public nonisolated enum Automate_Sidecar_Pg_PGPhase: SwiftProtobuf.Enum, Swift.C
     case 2: self = .running
     case 3: self = .completed
     case 4: self = .failed
+    case 5: self = .cancelled
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -69,6 +79,7 @@ public nonisolated enum Automate_Sidecar_Pg_PGPhase: SwiftProtobuf.Enum, Swift.C
     case .running: return 2
     case .completed: return 3
     case .failed: return 4
+    case .cancelled: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -80,6 +91,7 @@ public nonisolated enum Automate_Sidecar_Pg_PGPhase: SwiftProtobuf.Enum, Swift.C
     .running,
     .completed,
     .failed,
+    .cancelled,
   ]
 
 }
@@ -378,7 +390,7 @@ public nonisolated struct Automate_Sidecar_Pg_PGListDatabasesResponse: Sendable 
 fileprivate nonisolated let _protobuf_package = "automate.sidecar.pg"
 
 nonisolated extension Automate_Sidecar_Pg_PGPhase: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PG_PHASE_UNSPECIFIED\0\u{1}PG_PHASE_PENDING\0\u{1}PG_PHASE_RUNNING\0\u{1}PG_PHASE_COMPLETED\0\u{1}PG_PHASE_FAILED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PG_PHASE_UNSPECIFIED\0\u{1}PG_PHASE_PENDING\0\u{1}PG_PHASE_RUNNING\0\u{1}PG_PHASE_COMPLETED\0\u{1}PG_PHASE_FAILED\0\u{1}PG_PHASE_CANCELLED\0")
 }
 
 nonisolated extension Automate_Sidecar_Pg_PGCreateRepoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

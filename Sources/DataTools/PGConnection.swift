@@ -1,12 +1,6 @@
 import CLibPQ
 import Foundation
 
-public struct PGError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public var sqlState: String?
-    public var description: String { message }
-}
-
 /// Where PostgreSQL is: socket directory (or host), port, superuser.
 public struct PGServer: Sendable, Codable {
     public var host: String
@@ -25,21 +19,36 @@ public struct PGServer: Sendable, Codable {
     }
 }
 
-/// A blocking libpq connection; use it from a thread of your own.
+/// A blocking libpq connection; use it from one thread at a time, never from the cooperative pool.
 public final class PGConnection {
     private let conn: OpaquePointer
 
     public init(_ server: PGServer, database: String = "postgres") throws {
-        guard let c = PQconnectdb(server.conninfo(database: database)) else { throw PGError(message: "PQconnectdb returned nothing") }
+        guard let c = PQconnectdb(server.conninfo(database: database)) else { throw DataToolsError(.database, "PQconnectdb returned nothing (out of memory?)") }
         if PQstatus(c) != CONNECTION_OK {
             let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(c)
-            throw PGError(message: "cannot connect to PostgreSQL at \(server.host):\(server.port) database \"\(database)\": \(message)")
+            throw DataToolsError(.database, "cannot connect to PostgreSQL at \(server.host):\(server.port) database \"\(database)\": \(message)")
         }
         conn = c
+        cancelHandle = PQgetCancel(c)
     }
 
-    deinit { PQfinish(conn) }
+    deinit {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        PQfinish(conn)
+    }
+
+    /// Made at connect time: PQcancel on it is safe from any thread while another runs a query.
+    private let cancelHandle: OpaquePointer?
+
+    /// Asks the server to cancel the statement this connection runs now (from any thread); the running
+    /// `query` then throws (SQLSTATE 57014). A no-op when nothing runs.
+    public func cancelRunningQuery() {
+        guard let cancelHandle else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+    }
 
     /// e.g. 150012 for 15.12.
     public var serverVersionNumber: Int { Int(PQserverVersion(conn)) }
@@ -58,13 +67,13 @@ public final class PGConnection {
         let res = pointers.withUnsafeMutableBufferPointer { buf in
             PQexecParams(conn, sql, Int32(params.count), nil, buf.baseAddress, nil, nil, 0)
         }
-        guard let res else { throw PGError(message: String(cString: PQerrorMessage(conn))) }
+        guard let res else { throw DataToolsError(.database, String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)) }
         defer { PQclear(res) }
         let status = PQresultStatus(res)
         if status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK {
             let message = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
             let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw PGError(message: message, sqlState: state)
+            throw DataToolsError(.database, message, sqlState: state)
         }
         var rows: [[String?]] = []
         let n = PQntuples(res), m = PQnfields(res)
@@ -111,4 +120,5 @@ public final class PGConnection {
     }
 }
 
+/// `"name"` with embedded quotes doubled: an SQL identifier.
 public func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }

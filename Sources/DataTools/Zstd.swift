@@ -1,9 +1,5 @@
+// Streaming zstd (libzstd) for dumps and archives: compress on the way to S3, decompress on the way back.
 import CZstd
-
-public struct ZstdError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public var description: String { "zstd: \(message)" }
-}
 
 /// Streaming zstd compression (ZSTD_compressStream2): feed chunks, get compressed chunks pushed to `output`.
 public final class ZstdCompressor {
@@ -12,10 +8,10 @@ public final class ZstdCompressor {
     private let output: (UnsafeRawBufferPointer) throws -> Void
 
     public init(level: Int32, output: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let c = ZSTD_createCCtx() else { throw ZstdError(message: "cannot create a compression context") }
+        guard let c = ZSTD_createCCtx() else { throw DataToolsError(.compression, "zstd: cannot create a compression context") }
         cctx = c
         let r = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)
-        if ZSTD_isError(r) != 0 { ZSTD_freeCCtx(c); throw ZstdError(message: String(cString: ZSTD_getErrorName(r))) }
+        if ZSTD_isError(r) != 0 { ZSTD_freeCCtx(c); throw DataToolsError(.compression, "zstd: \(String(cString: ZSTD_getErrorName(r)))") }
         ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)
         out = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
         self.output = output
@@ -41,7 +37,7 @@ public final class ZstdCompressor {
             try out.withUnsafeMutableBytes { o in
                 var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: outCount, pos: 0)
                 let r = ZSTD_compressStream2(cctx, &outBuf, &inBuf, mode)
-                if ZSTD_isError(r) != 0 { throw ZstdError(message: String(cString: ZSTD_getErrorName(r))) }
+                if ZSTD_isError(r) != 0 { throw DataToolsError(.compression, "zstd: \(String(cString: ZSTD_getErrorName(r)))") }
                 produced = outBuf.pos
                 remaining = r
                 if produced > 0 { try output(UnsafeRawBufferPointer(start: o.baseAddress, count: produced)) }
@@ -64,7 +60,7 @@ public final class ZstdDecompressor {
     private var sawInput = false
 
     public init(output: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let d = ZSTD_createDCtx() else { throw ZstdError(message: "cannot create a decompression context") }
+        guard let d = ZSTD_createDCtx() else { throw DataToolsError(.compression, "zstd: cannot create a decompression context") }
         dctx = d
         out = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
         self.output = output
@@ -82,7 +78,7 @@ public final class ZstdDecompressor {
             try out.withUnsafeMutableBytes { o in
                 var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: outCount, pos: 0)
                 let r = ZSTD_decompressStream(dctx, &outBuf, &inBuf)
-                if ZSTD_isError(r) != 0 { throw ZstdError(message: String(cString: ZSTD_getErrorName(r))) }
+                if ZSTD_isError(r) != 0 { throw DataToolsError(.compression, "zstd: \(String(cString: ZSTD_getErrorName(r)))") }
                 lastHint = r
                 full = outBuf.pos == outCount
                 if outBuf.pos > 0 { try output(UnsafeRawBufferPointer(start: o.baseAddress, count: outBuf.pos)) }
@@ -92,7 +88,7 @@ public final class ZstdDecompressor {
     }
 
     public func finish() throws {
-        if !sawInput { throw ZstdError(message: "empty input") }
-        if lastHint != 0 { throw ZstdError(message: "input ends inside a frame (truncated)") }
+        if !sawInput { throw DataToolsError(.compression, "zstd: empty input") }
+        if lastHint != 0 { throw DataToolsError(.compression, "zstd: input ends inside a frame (truncated)") }
     }
 }

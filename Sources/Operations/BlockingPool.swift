@@ -1,0 +1,107 @@
+import Foundation
+
+/// A bounded set of threads for blocking work (child tools, zstd, libpq, libcurl transfers), so that it
+/// never runs on Swift's cooperative pool, and so that its cancellation reaches it.
+///
+/// ``run(_:_:)`` queues the work and suspends the caller until it is done. When the awaiting task is
+/// cancelled the job is marked cancelled and its cancel actions run at once (on the cancelling thread);
+/// work still queued never starts (its caller resumes at once with `CancellationError`). Threads are made on demand up to `maxThreads` and stay for reuse.
+public final class BlockingPool: @unchecked Sendable {  // state behind `condition`
+    /// The process's shared pool (64 threads).
+    public static let shared = BlockingPool(name: "automate.blocking", maxThreads: 64)
+
+    private struct Work {
+        let job: BlockingJob
+        let name: String
+        let run: () -> Void
+        let skip: () -> Void
+    }
+
+    public let name: String
+    public let maxThreads: Int
+    private let condition = NSCondition()
+    private var queue: [Work] = []
+    private var head = 0
+    private var threads = 0
+    private var idle = 0
+
+    public init(name: String, maxThreads: Int) {
+        self.name = name
+        self.maxThreads = max(1, maxThreads)
+    }
+
+    /// Runs `body` on one of the pool's threads and returns its result.
+    ///
+    /// - Throws: what `body` throws; `CancellationError` when the caller was cancelled before the work
+    ///   started.
+    public func run<T: Sendable>(_ name: String = "blocking", _ body: @escaping @Sendable (BlockingJob) throws -> T) async throws -> T {
+        let job = BlockingJob()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+                enqueue(Work(
+                    job: job, name: name,
+                    run: { continuation.resume(with: Swift.Result { try body(job) }) },
+                    skip: { continuation.resume(throwing: CancellationError()) }))
+            }
+        } onCancel: {
+            job.cancel()
+            dropIfQueued(job)
+        }
+    }
+
+    /// Takes a cancelled job's work off the queue (if no thread took it yet) and resumes its caller with
+    /// `CancellationError` at once, instead of when a thread frees up.
+    private func dropIfQueued(_ job: BlockingJob) {
+        condition.lock()
+        let index = queue[head...].firstIndex { $0.job === job }
+        let work = index.map { queue.remove(at: $0) }
+        condition.unlock()
+        work?.skip()
+    }
+
+    private func enqueue(_ work: Work) {
+        condition.lock()
+        // Cancelled before it was queued (the flag is set before `dropIfQueued` takes the lock, so one of
+        // the two sees the other).
+        if work.job.isCancelled {
+            condition.unlock()
+            work.skip()
+            return
+        }
+        queue.append(work)
+        // A thread per job waiting beyond the idle ones (up to the bound): a job that waits for another
+        // never waits for a thread that is not coming.
+        let spawn = queue.count - head > idle && threads < maxThreads
+        if spawn { threads += 1 }
+        condition.signal()
+        condition.unlock()
+        if spawn {
+            let thread = Thread { [self] in serve() }
+            thread.name = name
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    private func serve() {
+        while true {
+            condition.lock()
+            idle += 1
+            while head == queue.count { condition.wait() }
+            idle -= 1
+            let work = queue[head]
+            head += 1
+            if head > 64 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+            condition.unlock()
+            if work.job.isCancelled { work.skip() } else { work.run() }
+        }
+    }
+}
+
+/// Runs blocking work on the shared ``BlockingPool``; see ``BlockingPool/run(_:_:)``.
+public func runBlocking<T: Sendable>(_ name: String = "blocking", _ body: @escaping @Sendable (BlockingJob) throws -> T) async throws -> T {
+    try await BlockingPool.shared.run(name, body)
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// Long-running operations of one process (a sidecar's dumps, a service's backups): each runs as a task
+/// of its own; its state and progress live here, are watched as a stream of every change in order, and
+/// end with it. Cancelling an operation cancels its task (and through ``BlockingPool`` the tools it runs).
+///
+/// Updates are applied inside the actor one at a time, in the order the operation reported them (see
+/// ``OperationContext``); its end is applied after every update it reported. Ended operations are kept
+/// (the most recent `keepEnded`) so that a late `status` still answers.
+public actor OperationRegistry<Result: Sendable> {
+    public typealias Snapshot = OperationSnapshot<Result>
+
+    private enum Event: Sendable {
+        case progress(@Sendable (inout OperationProgress) -> Void)
+        case ended(OperationState<Result>)
+    }
+
+    private struct Entry {
+        var snapshot: Snapshot
+        var task: Task<Void, Never>?
+        var watchers: [UUID: AsyncStream<Snapshot>.Continuation] = [:]
+    }
+
+    /// Who keeps these operations (`pg-sidecar-service`): named in errors.
+    public nonisolated let owner: String
+    private let keepEnded: Int
+    private var entries: [String: Entry] = [:]
+    private var order: [String] = []
+    private var revision: UInt64 = 0
+
+    /// - Parameters:
+    ///   - owner: the process or component that runs the operations, named in every error.
+    ///   - keepEnded: how many ended operations stay known (the oldest are forgotten first).
+    public init(owner: String, keepEnded: Int = 1000) {
+        self.owner = owner
+        self.keepEnded = max(1, keepEnded)
+    }
+
+    /// Starts `body` as a task of its own and returns the operation's id at once.
+    ///
+    /// - Parameters:
+    ///   - id: the operation's id; nil makes one (`<kind>-<12 hex digits>`).
+    ///   - replacingEnded: with an `id` that names an ended operation, start anew under it instead of
+    ///     throwing ALREADY_EXISTS.
+    ///   - initial: the progress watchers see first.
+    /// - Throws: ``OperationError`` `.alreadyExists` when `id` is taken.
+    @discardableResult
+    public func start(
+        id: String? = nil, replacingEnded: Bool = false, kind: String, labels: [String: String] = [:],
+        initial: OperationProgress = OperationProgress(),
+        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+    ) throws -> String {
+        let id = id ?? "\(kind)-" + (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        if let existing = entries[id] {
+            guard replacingEnded, existing.snapshot.isTerminal else {
+                throw OperationError(.alreadyExists, "\(owner) already has operation \(id) (\(Self.describe(existing.snapshot.state)))")
+            }
+            entries[id] = nil
+            order.removeAll { $0 == id }
+        }
+        revision += 1
+        entries[id] = Entry(snapshot: Snapshot(
+            id: id, kind: kind, labels: labels, state: .running(initial), progress: initial, startedAt: Date(), finishedAt: nil,
+            revision: revision))
+        order.append(id)
+
+        let (inbox, sink) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
+        let context = OperationContext(id: id) { update in sink.yield(.progress(update)) }
+        // The drain is not the operation's task: cancelling the operation must not stop its updates (nor
+        // its end) from being applied.
+        Task { [self] in
+            for await event in inbox { self.apply(id, event) }
+        }
+        entries[id]?.task = Task {
+            let end: OperationState<Result>
+            do {
+                end = .completed(try await body(context))
+            } catch {
+                end = (Task.isCancelled || error is CancellationError) ? .cancelled : .failed(error)
+            }
+            sink.yield(.ended(end))
+            sink.finish()
+        }
+        return id
+    }
+
+    /// The operation's current snapshot.
+    /// - Throws: ``OperationError`` `.notFound`, naming the owner.
+    public func status(_ id: String) throws -> Snapshot {
+        guard let e = entries[id] else { throw notFound(id) }
+        return e.snapshot
+    }
+
+    /// Every operation known, in the order they started.
+    public func list() -> [Snapshot] { order.compactMap { entries[$0]?.snapshot } }
+
+    /// A stream that yields the current snapshot, then every change in order, and finishes after the
+    /// operation's end (at once when it already ended).
+    /// - Throws: ``OperationError`` `.notFound`, naming the owner.
+    public func watch(_ id: String) throws -> AsyncStream<Snapshot> {
+        guard let e = entries[id] else { throw notFound(id) }
+        let (stream, continuation) = AsyncStream<Snapshot>.makeStream(bufferingPolicy: .unbounded)
+        continuation.yield(e.snapshot)
+        if e.snapshot.isTerminal {
+            continuation.finish()
+            return stream
+        }
+        let token = UUID()
+        entries[id]?.watchers[token] = continuation
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.removeWatcher(id, token) }
+        }
+        return stream
+    }
+
+    /// Waits until the operation ends (or the caller is cancelled) and returns its last snapshot.
+    public func wait(_ id: String) async throws -> Snapshot {
+        var last = try status(id)
+        for await s in try watch(id) { last = s }
+        return last
+    }
+
+    /// Cancels the operation's task (its blocking jobs run their cancel actions at once); returns the
+    /// snapshot as it is now (the end follows when the task has stopped). Cancelling an ended
+    /// operation changes nothing.
+    /// - Throws: ``OperationError`` `.notFound`, naming the owner.
+    @discardableResult
+    public func cancel(_ id: String) throws -> Snapshot {
+        guard let e = entries[id] else { throw notFound(id) }
+        e.task?.cancel()
+        return e.snapshot
+    }
+
+    /// Forgets an ended operation; false when it is unknown or still running.
+    @discardableResult
+    public func remove(_ id: String) -> Bool {
+        guard let e = entries[id], e.snapshot.isTerminal else { return false }
+        entries[id] = nil
+        order.removeAll { $0 == id }
+        return true
+    }
+
+    // MARK: internals
+
+    private func apply(_ id: String, _ event: Event) {
+        guard var e = entries[id], !e.snapshot.isTerminal else { return }
+        let old = e.snapshot
+        let state: OperationState<Result>
+        let progress: OperationProgress
+        switch event {
+        case .progress(let update):
+            var next = old.progress
+            update(&next)
+            progress = old.progress.merged(with: next)
+            if progress == old.progress { return }
+            state = .running(progress)
+        case .ended(let end):
+            state = end
+            var last = old.progress
+            if case .completed = end {
+                last.phase = .done
+                for i in last.items.indices { last.items[i].phase = .done; last.items[i].pid = 0 }
+            }
+            progress = last
+        }
+        revision += 1
+        e.snapshot = Snapshot(
+            id: old.id, kind: old.kind, labels: old.labels, state: state, progress: progress, startedAt: old.startedAt,
+            finishedAt: state.isTerminal ? Date() : nil, revision: revision)
+        for continuation in e.watchers.values {
+            continuation.yield(e.snapshot)
+            if state.isTerminal { continuation.finish() }
+        }
+        if state.isTerminal {
+            e.watchers = [:]
+            e.task = nil
+        }
+        entries[id] = e
+        if state.isTerminal { forgetOldEnded() }
+    }
+
+    private func removeWatcher(_ id: String, _ token: UUID) {
+        entries[id]?.watchers[token] = nil
+    }
+
+    private func forgetOldEnded() {
+        let ended = order.filter { entries[$0]?.snapshot.isTerminal == true }
+        guard ended.count > keepEnded else { return }
+        for id in ended.prefix(ended.count - keepEnded) {
+            entries[id] = nil
+            order.removeAll { $0 == id }
+        }
+    }
+
+    private func notFound(_ id: String) -> OperationError {
+        OperationError(.notFound, "\(owner) does not know operation \"\(id)\" (it may have restarted since it was started)")
+    }
+
+    private static func describe(_ state: OperationState<Result>) -> String {
+        switch state {
+        case .running: "running"
+        case .completed: "completed"
+        case .failed(let e): "failed: \(e)"
+        case .cancelled: "cancelled"
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import AutomateRPC
+import Crypto
+import DataTools
+import Foundation
+import Operations
+import S3Client
+import SidecarProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PGSidecar {
+    /// Validates (every database must exist: NOT_FOUND names the first that does not), then starts the
+    /// backup as an operation; returns its id at once.
+    public func startBackup(_ req: Automate_Sidecar_Pg_PGCreateBackupRequest) async throws -> String {
+        guard Self.validID(req.backupID) else { throw RPCError(.invalidArgument, "backup_id \"\(req.backupID)\" is not yyyyMMddHHmmss") }
+        guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
+        guard !req.databases.isEmpty else { throw RPCError(.invalidArgument, "no databases to back up") }
+        let server = config.server
+        try await runBlocking("pg.check") { _ in
+            let c = try Self.connect(server)
+            for d in req.databases where try !c.databaseExists(d) {
+                throw RPCError(.notFound, "database \"\(d)\" does not exist")
+            }
+        }
+        let initial = OperationProgress(phase: .pending, items: req.databases.map { OperationProgress.Item(name: $0) })
+        let id = try await operations.start(
+            id: Self.operationID(kind: "backup", backupID: req.backupID), kind: "backup",
+            labels: ["backup_id": req.backupID, "service": req.service], initial: initial
+        ) { [self] context in
+            do {
+                let outcome = try await runBlocking("pg.backup") { job in try self.runBackup(context, job, req) }
+                logger.info("backup \(context.id) completed: \(req.databases.joined(separator: ", "))")
+                return outcome
+            } catch {
+                logger.error("backup \(context.id) \(Task.isCancelled ? "cancelled" : "failed: \(error)")")
+                throw error
+            }
+        }
+        return id
+    }
+
+    /// Dumps every database, then writes metadata.json. On cancellation, deletes the dumps it completed
+    /// (the multipart upload in progress is aborted by `dumpDatabase`).
+    func runBackup(_ context: OperationContext, _ job: BlockingJob, _ req: Automate_Sidecar_Pg_PGCreateBackupRequest) throws -> PGOutcome {
+        context.report { $0.phase = .preparing; $0.step = "connecting" }
+        let started = rfc3339()
+        var completedKeys: [String] = []
+        do {
+            let admin = try PGConnection(config.server)
+            let version = admin.serverVersion
+            let major = admin.majorVersion
+            context.report { $0.details["server_version"] = version }
+            for d in req.databases {
+                let total = (try? admin.databaseSize(d)) ?? 0
+                context.report(item: d) { $0.bytesTotal = total }
+            }
+            var artifacts: [PGBackupMetadata.Database] = []
+            context.report { $0.phase = .transferring; $0.step = "dumping" }
+            for d in req.databases {
+                try job.checkCancellation()
+                do {
+                    let a = try dumpDatabase(context, job, database: d, backupID: req.backupID, service: req.service, major: major)
+                    completedKeys.append(a.key)
+                    artifacts.append(a)
+                } catch {
+                    let message = "\(error)"
+                    if job.isCancelled { throw CancellationError() }
+                    context.report(item: d) { $0.error = message; $0.pid = 0 }
+                    throw error
+                }
+            }
+            try job.checkCancellation()
+            context.report { $0.phase = .finishing; $0.step = "writing metadata" }
+            let meta = PGBackupMetadata(
+                backupID: req.backupID, service: req.service, serverVersion: version,
+                dumpTool: toolPath("pg_dump", major: major) + " -Fc -Z0 | zstd -\(config.zstdLevel)",
+                startedAt: started, finishedAt: rfc3339(), databases: artifacts)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try config.s3.putObjectSync(
+                bucket: config.bucket, key: dataPrefix(backupID: req.backupID, service: req.service) + "metadata.json",
+                bytes: Array(try enc.encode(meta)), contentType: "application/json")
+            return PGOutcome(serverVersion: version, databases: artifacts)
+        } catch {
+            if job.isCancelled {
+                for key in completedKeys { try? config.s3.deleteObjectSync(bucket: config.bucket, key: key) }
+                throw CancellationError()
+            }
+            throw error
+        }
+    }
+
+    /// pg_dump -Fc -Z0 → zstd → sha256/size → multipart upload, all streamed on this thread (parts upload
+    /// on their own threads, at most two at a time). Row counts come from the same snapshot pg_dump uses.
+    /// Cancelling `job` kills pg_dump's process group and cancels the count query; the upload is aborted.
+    func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, database: String, backupID: String, service: String, major: Int) throws
+        -> PGBackupMetadata.Database
+    {
+        let started = rfc3339()
+        let key = dataPrefix(backupID: backupID, service: service) + "\(database).fc.zst"
+        context.report(item: database) { $0.phase = .preparing; $0.step = "counting"; $0.location = key }
+        // A repeatable-read transaction held open while pg_dump runs: its snapshot is exported to pg_dump,
+        // so the row counts recorded match the dump exactly.
+        let snapConn = try PGConnection(config.server, database: database)
+        try snapConn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let snapshot = try snapConn.query("SELECT pg_export_snapshot()").first?[0] ?? ""
+        defer { _ = try? snapConn.query("COMMIT") }
+        // Row counts run on their own thread, in the exported snapshot, while pg_dump dumps it. The
+        // connection is used by that thread alone until it is joined; PQcancel is safe from any thread.
+        final class CountBox: @unchecked Sendable {  // `result` is written before `done` is signalled, read after
+            var result: Result<[PGBackupMetadata.Table], Error> = .success([])
+            let done = DispatchSemaphore(value: 0)
+        }
+        let box = CountBox()
+        nonisolated(unsafe) let countConn = snapConn
+        let counter = Thread {
+            box.result = Result { try countConn.tableRowCounts().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) } }
+            box.done.signal()
+        }
+        var counterStarted = false
+        var counterJoined = false
+        func joinCounter() throws -> [PGBackupMetadata.Table] {
+            if counterStarted && !counterJoined { box.done.wait(); counterJoined = true }
+            return try box.result.get()
+        }
+        // Never leave the connection to a running thread; a counter that never started (the upload could
+        // not begin) has nothing to wait for.
+        defer { _ = try? joinCounter() }
+
+        let tool = ToolProcess(
+            path: toolPath("pg_dump", major: major),
+            arguments: ["-Fc", "-Z0", "--snapshot=\(snapshot)"] + toolArgs(database: database),
+            pipeStdout: true, pipeStdin: false)
+        let writer = try MultipartWriter(client: config.s3, bucket: config.bucket, key: key, partSize: config.partSize)
+        var hasher = SHA256()
+        var compressedSize: Int64 = 0
+        var raw: Int64 = 0
+        do {
+            try job.withCancelAction({ tool.kill(SIGKILL); countConn.cancelRunningQuery() }) {
+                try job.checkCancellation()
+                try tool.start()
+                counter.start()
+                counterStarted = true
+                let pid = tool.pid
+                context.report(item: database) { $0.phase = .transferring; $0.step = "dumping"; $0.pid = pid }
+                let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in
+                    hasher.update(bufferPointer: chunk)
+                    compressedSize += Int64(chunk.count)
+                    try writer.write(chunk)
+                }
+                var lastReport: Int64 = 0
+                do {
+                    try tool.readStdout { chunk in
+                        try job.checkCancellation()
+                        raw += Int64(chunk.count)
+                        try zstd.compress(chunk)
+                        if raw - lastReport >= 1 << 20 {
+                            lastReport = raw
+                            let r = raw, c = String(compressedSize)
+                            context.report(item: database) { $0.bytesDone = r; $0.details["size"] = c }
+                        }
+                    }
+                } catch {
+                    tool.kill(SIGKILL)
+                    try? tool.wait()
+                    throw error
+                }
+                try tool.wait()  // a pg_dump that failed or was killed: its stderr, and no complete
+                try zstd.finish()
+                _ = try joinCounter()
+                try job.checkCancellation()
+            }
+            context.report(item: database) { $0.phase = .finishing; $0.step = "uploading"; $0.pid = 0 }
+            _ = try writer.finish()
+        } catch {
+            writer.abort()
+            throw job.isCancelled ? CancellationError() : error
+        }
+        let digest = hex(hasher.finalize())
+        let size = compressedSize, r = raw
+        let counts = try joinCounter()
+        context.report(item: database) { s in
+            s.phase = .done; s.step = "done"; s.bytesDone = r; s.details["size"] = String(size)
+        }
+        let locale = try? snapConn.query("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]).first
+        return PGBackupMetadata.Database(
+            name: database, key: key, format: "custom+zstd", size: size, sha256: digest, uncompressedSize: r,
+            tables: counts, startedAt: started, finishedAt: rfc3339(),
+            encoding: locale?[0] ?? nil, lcCollate: locale?[1] ?? nil, lcCtype: locale?[2] ?? nil)
+    }
+}

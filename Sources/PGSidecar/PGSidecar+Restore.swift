@@ -1,0 +1,184 @@
+import AutomateRPC
+import Crypto
+import DataTools
+import Foundation
+import Operations
+import S3Client
+import SidecarProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PGSidecar {
+    public func startRestore(_ req: Automate_Sidecar_Pg_PGRestoreRequest) async throws -> String {
+        guard Self.validID(req.backupID) else { throw RPCError(.invalidArgument, "backup_id \"\(req.backupID)\" is not yyyyMMddHHmmss") }
+        guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
+        var artifacts = req.artifacts
+        if artifacts.isEmpty {
+            let key = dataPrefix(backupID: req.backupID, service: req.service) + "metadata.json"
+            let s3 = config.s3, bucket = config.bucket
+            let body: [UInt8]
+            do { body = try await runBlocking("pg.metadata") { _ in try s3.getObjectSync(bucket: bucket, key: key) } } catch let e as S3Error where e.isNotFound {
+                throw RPCError(.notFound, "backup \(req.backupID) of \(req.service) has no \(key)")
+            }
+            let dec = JSONDecoder()
+            let meta: PGBackupMetadata
+            do { meta = try dec.decode(PGBackupMetadata.self, from: Data(body)) } catch {
+                throw RPCError(.dataLoss, "\(key) does not decode: \(error)")
+            }
+            artifacts = meta.databases.map { d in
+                var a = Automate_Sidecar_Pg_PGArtifact()
+                a.database = d.name; a.key = d.key; a.format = d.format; a.sha256 = d.sha256; a.size = d.size
+                a.encoding = d.encoding ?? ""; a.lcCollate = d.lcCollate ?? ""; a.lcCtype = d.lcCtype ?? ""
+                a.tables = d.tables.map { t in var x = Automate_Sidecar_Pg_PGTableCount(); x.schema = t.schema; x.table = t.table; x.rows = t.rows; return x }
+                return a
+            }
+        }
+        if !req.databases.isEmpty {
+            for d in req.databases where !artifacts.contains(where: { $0.database == d }) {
+                throw RPCError(.notFound, "database \"\(d)\" is not in backup \(req.backupID) of \(req.service)")
+            }
+            artifacts = artifacts.filter { req.databases.contains($0.database) }
+        }
+        for a in artifacts {
+            guard ["custom+zstd", "custom", "sql"].contains(a.format) else { throw RPCError(.invalidArgument, "artifact \(a.key): unknown format \"\(a.format)\"") }
+            guard a.sha256.count == 64 else { throw RPCError(.invalidArgument, "artifact \(a.key) has no sha256; refusing to restore what cannot be checked") }
+        }
+        let chosen = artifacts
+        let initial = OperationProgress(phase: .pending, items: chosen.map { OperationProgress.Item(name: $0.database, bytesTotal: $0.size) })
+        return try await operations.start(
+            id: Self.operationID(kind: "restore", backupID: req.backupID), kind: "restore",
+            labels: ["backup_id": req.backupID, "service": req.service], initial: initial
+        ) { [self] context in
+            do {
+                let outcome = try await runBlocking("pg.restore") { job in try self.runRestore(context, job, chosen) }
+                logger.info("restore \(context.id) completed")
+                return outcome
+            } catch {
+                logger.error("restore \(context.id) \(Task.isCancelled ? "cancelled" : "failed: \(error)")")
+                throw error
+            }
+        }
+    }
+
+    func runRestore(_ context: OperationContext, _ job: BlockingJob, _ artifacts: [Automate_Sidecar_Pg_PGArtifact]) throws -> PGOutcome {
+        context.report { $0.phase = .transferring; $0.step = "restoring" }
+        let admin = try PGConnection(config.server)
+        let version = admin.serverVersion
+        context.report { $0.details["server_version"] = version }
+        var done: [PGBackupMetadata.Database] = []
+        for a in artifacts {
+            try job.checkCancellation()
+            do {
+                try restoreDatabase(context, job, a, admin: admin)
+            } catch {
+                let message = "\(error)"
+                if job.isCancelled { throw CancellationError() }
+                context.report(item: a.database) { $0.error = message; $0.pid = 0 }
+                throw error
+            }
+            done.append(PGBackupMetadata.Database(
+                name: a.database, key: a.key, format: a.format, size: a.size, sha256: a.sha256, uncompressedSize: 0,
+                tables: a.tables.map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) },
+                startedAt: "", finishedAt: rfc3339()))
+        }
+        return PGOutcome(serverVersion: version, databases: done)
+    }
+
+    /// Restores into a fresh temporary database, verifies the object's sha256 (streamed) and the row
+    /// counts, and only then replaces the existing database (DROP … WITH (FORCE), then RENAME). Any failure
+    /// drops the temporary database and leaves the existing one untouched.
+    func restoreDatabase(_ context: OperationContext, _ job: BlockingJob, _ a: Automate_Sidecar_Pg_PGArtifact, admin: PGConnection) throws {
+        let id = context.id
+        let suffix = "__restore_" + String(id.suffix(12))
+        var base = a.database
+        while base.utf8.count + suffix.utf8.count > 63 { base.removeLast() }
+        let temp: String = base + suffix
+        context.report(item: a.database) { $0.phase = .transferring; $0.step = "restoring"; $0.location = a.key }
+        try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(temp))")
+        // The original database's encoding and locale when the backup recorded them, else the server's.
+        func literal(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
+        var create = "CREATE DATABASE \(quoteIdent(temp)) TEMPLATE template0"
+        if !a.encoding.isEmpty { create += " ENCODING \(literal(a.encoding))" }
+        if !a.lcCollate.isEmpty { create += " LC_COLLATE \(literal(a.lcCollate))" }
+        if !a.lcCtype.isEmpty { create += " LC_CTYPE \(literal(a.lcCtype))" }
+        try admin.query(create)
+        var committed = false
+        defer {
+            if !committed { _ = try? admin.query("DROP DATABASE IF EXISTS \(quoteIdent(temp)) WITH (FORCE)") }
+        }
+        let major = admin.majorVersion
+        let tool: ToolProcess
+        if a.format == "sql" {
+            tool = ToolProcess(path: toolPath("psql", major: major),
+                               arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
+                               pipeStdout: false, pipeStdin: true)
+        } else {
+            tool = ToolProcess(path: toolPath("pg_restore", major: major),
+                               arguments: ["--exit-on-error", "--no-owner"] + toolArgs(database: temp),
+                               pipeStdout: false, pipeStdin: true)
+        }
+        let cancelToken = job.onCancel { tool.kill(SIGKILL) }
+        defer { job.removeCancelAction(cancelToken) }
+        try job.checkCancellation()
+        try tool.start()
+        let pid = tool.pid
+        context.report(item: a.database) { $0.pid = pid }
+        var hasher = SHA256()
+        var fetched: Int64 = 0
+        var fed: Int64 = 0
+        var lastReport: Int64 = 0
+        do {
+            let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in
+                fed += Int64(chunk.count)
+                try tool.writeStdin(chunk)
+            }
+            let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
+            try config.s3.getObjectSync(bucket: config.bucket, key: a.key) { chunk in
+                try job.checkCancellation()
+                hasher.update(bufferPointer: chunk)
+                fetched += Int64(chunk.count)
+                if let zstd { try zstd.decompress(chunk) } else { try feed(chunk) }
+                if fetched - lastReport >= 1 << 20 {
+                    lastReport = fetched
+                    let f = fetched
+                    context.report(item: a.database) { $0.bytesDone = f }
+                }
+            }
+            try zstd?.finish()
+            let digest = hex(hasher.finalize())
+            if digest != a.sha256.lowercased() {
+                throw PGSidecarError(.integrity, "\(a.key): sha256 \(digest) does not match the backup's \(a.sha256) (\(fetched) bytes read, \(a.size) expected); refusing to restore")
+            }
+        } catch {
+            tool.kill(SIGKILL)
+            tool.closeStdin()
+            try? tool.wait()
+            if let e = error as? S3Error, e.isNotFound { throw PGSidecarError(.missing, "\(a.key) is missing: \(e)") }
+            throw error
+        }
+        tool.closeStdin()
+        try tool.wait()
+        let f = fetched
+        context.report(item: a.database) { $0.bytesDone = f; $0.pid = 0; $0.phase = .verifying; $0.step = "counting" }
+        if !a.tables.isEmpty {
+            let conn = try PGConnection(config.server, database: temp)
+            var got: [String: Int64] = [:]
+            for t in try conn.tableRowCounts() { got["\(t.schema).\(t.table)"] = t.rows }
+            for t in a.tables {
+                let name = "\(t.schema).\(t.table)"
+                if got[name] != t.rows {
+                    throw PGSidecarError(.integrity, "row count of \(name) is \(got[name].map(String.init) ?? "missing") after restore, the backup has \(t.rows)")
+                }
+            }
+        }
+        try job.checkCancellation()
+        context.report(item: a.database) { $0.phase = .finishing; $0.step = "renaming" }
+        if try admin.databaseExists(a.database) {
+            try admin.query("DROP DATABASE \(quoteIdent(a.database)) WITH (FORCE)")
+        }
+        try admin.query("ALTER DATABASE \(quoteIdent(temp)) RENAME TO \(quoteIdent(a.database))")
+        committed = true
+        context.report(item: a.database) { $0.phase = .done; $0.step = "done"; $0.details["size"] = String(f) }
+    }
+}
