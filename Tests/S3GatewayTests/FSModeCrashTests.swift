@@ -74,7 +74,11 @@ final class FSModeCrashTests: XCTestCase {
             FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
                                            attributes: [.posixPermissions: 0o600])
             let args = ["--metadata-storage", storage]
+            var started: [GatewayProcess] = []
+            // Every process started here is killed at the end, also when an assertion throws midway.
+            defer { for g in started { g.kill9() } }
             var gw = try await GatewayProcess.start(root: root, credentialsFile: creds, extra: args)
+            started.append(gw)
             let size = 4 << 20
             func headers(_ gen: Int) -> [(String, String)] { [("content-type", "text/gen-\(gen)"), ("x-amz-meta-gen", String(gen))] }
             let first = try await signedRequest(port: gw.port, method: "PUT", path: "/repo/obj", body: [UInt8](repeating: 1, count: size),
@@ -98,6 +102,7 @@ final class FSModeCrashTests: XCTestCase {
                 }
                 gw.kill9()
                 gw = try await GatewayProcess.start(root: root, credentialsFile: creds, extra: args)
+                started.append(gw)
                 let head = try await signedRequest(port: gw.port, method: "HEAD", path: "/repo/obj")
                 let get = try await signedRequest(port: gw.port, method: "GET", path: "/repo/obj")
                 XCTAssertEqual(get.status, 200, "\(storage) stage \(i)")
@@ -112,7 +117,6 @@ final class FSModeCrashTests: XCTestCase {
             }
             let list = try await signedRequest(port: gw.port, method: "GET", path: "/repo", query: "list-type=2")
             XCTAssertEqual(XML.elements("Key", in: Substring(list.text)), ["obj"], list.text)
-            gw.kill9()
         }
     }
 }
