@@ -3,12 +3,18 @@
 #   1. curl --aws-sigv4 PUT/GET of a 1 GiB file through the gateway vs the same curl PUT/GET against
 #      nginx (Debian's, WebDAV PUT location, own temp config on a loopback port);
 #   2. `aws s3 cp` up/down through the gateway vs against moto_server;
-#   3. the gateway's peak RSS (VmHWM) over the whole run.
-# Usage: scripts/bench-gateway.sh [SIZE_MIB]   (default 1024)
-# Needs: swift, curl, nginx, aws, moto_server (scripts/install.sh --deps).
+#   3. N concurrent boto3 uploads of M MiB each (default 100 x 4 MiB);
+#   4. the gateway's peak RSS (VmHWM, reset before each case through /proc/PID/clear_refs) per case.
+# Usage: scripts/bench-gateway.sh [--smoke] [SIZE_MIB]   (default 1024; --smoke: 8 MiB and 10 x 1 MiB, a quick check
+#        that every case runs)
+# Needs: swift, curl, nginx, aws, moto_server, python3 with boto3 (scripts/install.sh --deps).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+smoke=0
+if [ "${1:-}" = "--smoke" ]; then smoke=1; shift; fi
 size_mib=${1:-1024}
+conc_n=100; conc_mib=4
+if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; fi
 for t in curl nginx aws moto_server python3; do
   command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
 done
@@ -29,6 +35,9 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-gateway: $1 did not come up" >&2; exit 1; }
+# Peak RSS of the gateway since the last reset, in MiB; `reset_peak` starts a new measurement.
+reset_peak() { echo 5 > "/proc/$gpid/clear_refs"; }
+peak_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$gpid/status"; }
 mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / float(sys.argv[1])))" "$1"; }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null || { echo "bench-gateway: failed: $*" >&2; return 1; }; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
@@ -74,6 +83,7 @@ pids+=("$!")
 wait_http "http://127.0.0.1:$nport/"
 
 sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
+reset_peak
 echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk)"
 g_up=$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")
 g_down=$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")
@@ -84,6 +94,7 @@ printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (curl sigv4)" "$(mbps "$g
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps "$n_up")" "$(mbps "$n_down")"
 printf '  %-28s %8sx up     %8sx down   (target >= 0.8)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
 rm -f "$work/nginx/root/big"
+rss_curl=$(peak_mib)
 
 echo "==> aws s3 cp: gateway vs moto_server"
 mport=$(free_port)
@@ -92,8 +103,11 @@ pids+=("$!")
 wait_http "http://127.0.0.1:$mport/moto-api/"
 export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 aws --endpoint-url "http://127.0.0.1:$mport" s3 mb s3://bench >/dev/null
+reset_peak
 ga_up=$(secs aws --endpoint-url "http://127.0.0.1:$gport" s3 cp "$work/src" s3://bench/aws --only-show-errors)
+rss_aws_up=$(peak_mib); reset_peak
 ga_down=$(secs aws --endpoint-url "http://127.0.0.1:$gport" s3 cp s3://bench/aws "$work/down" --only-show-errors)
+rss_aws_down=$(peak_mib)
 cmp -s "$work/src" "$work/down" || { echo "bench-gateway: aws download differs" >&2; exit 1; }
 rm -f "$work/down"
 ma_up=$(secs aws --endpoint-url "http://127.0.0.1:$mport" s3 cp "$work/src" s3://bench/aws --only-show-errors)
@@ -103,5 +117,29 @@ printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (aws s3 cp)" "$(mbps "$ga
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "moto_server (aws s3 cp)" "$(mbps "$ma_up")" "$(mbps "$ma_down")"
 printf '  %-28s %8sx up     %8sx down   (targets >= 2 up, >= 10 down)\n' "gateway / moto" "$(ratio "$ma_up" "$ga_up")" "$(ratio "$ma_down" "$ga_down")"
 
-hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gpid/status")
-printf '==> gateway peak RSS (VmHWM): %d MiB (target <= 64)\n' "$((hwm / 1024))"
+echo "==> boto3: $conc_n concurrent uploads of $conc_mib MiB"
+reset_peak
+conc_s=$(secs python3 - "http://127.0.0.1:$gport" "$key" "$secret" "$conc_n" "$conc_mib" <<'PY'
+import boto3, hashlib, os, sys
+from concurrent.futures import ThreadPoolExecutor
+from botocore.config import Config
+url, key, secret, n, mib = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+s3 = boto3.client('s3', endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, region_name='us-east-1',
+                  config=Config(max_pool_connections=n, retries={'max_attempts': 1}))
+bodies = [os.urandom(mib << 20) for _ in range(4)]
+def put(i):
+    body = bodies[i % 4]
+    etag = s3.put_object(Bucket='bench', Key='conc/%03d' % i, Body=body)['ETag']
+    assert etag == '"%s"' % hashlib.md5(body).hexdigest(), etag
+with ThreadPoolExecutor(max_workers=n) as ex:
+    list(ex.map(put, range(n)))
+listed = s3.list_objects_v2(Bucket='bench', Prefix='conc/')['KeyCount']
+assert listed == n, listed
+PY
+)
+rss_conc=$(peak_mib)
+printf '  %-28s %8s s for %d x %d MiB\n' "boto3 concurrent puts" "$conc_s" "$conc_n" "$conc_mib"
+
+printf '==> gateway peak RSS (VmHWM) per case (target <= 64 MiB)\n'
+printf '  %-28s %8s MiB\n' "curl up+down" "$rss_curl" "aws s3 cp up" "$rss_aws_up" "aws s3 cp down" "$rss_aws_down" \
+  "boto3 $conc_n x $conc_mib MiB" "$rss_conc"

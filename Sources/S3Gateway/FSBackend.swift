@@ -21,36 +21,39 @@ struct FSBackend: S3Backend {
             return try await bucketOperation(req, bucket: bucket, body: body)
         }
         let bpath = try store.bucketPath(bucket)
-        let path = try FSStore.objectPath(bucket: bpath, key: key)
+        _ = try FSStore.objectPath(bucket: bpath, key: key)
+        let path = KeyLayout.file(bucket: bpath, key: key)
         let q = req.query
         switch req.method {
         case "GET", "HEAD":
-            if let id = q["uploadId"], req.method == "GET" { return try listParts(bpath, key: key, uploadId: id, query: q) }
+            if let id = q["uploadId"], req.method == "GET" {
+                return try await FilePool.run { try self.listParts(bpath, key: key, uploadId: id, query: q) }
+            }
             try rejectSubresources(q, allowed: ["versionId", "partNumber"])
-            return try getObject(req, path: path, head: req.method == "HEAD", log: log)
+            return try await FilePool.run { try self.getObject(req, path: path, head: req.method == "HEAD", log: log) }
         case "PUT":
             if let id = q["uploadId"], let pn = q["partNumber"] {
-                guard req.headers["x-amz-copy-source"] == nil else { throw S3Error.notImplemented.with(message: "UploadPartCopy is not supported") }
+                if let src = req.headers["x-amz-copy-source"] {
+                    return try await uploadPartCopy(req, bucket: bpath, key: key, uploadId: id, partNumber: pn, src: src)
+                }
                 return try await uploadPart(req, bucket: bpath, key: key, uploadId: id, partNumber: pn, body: body, log: log)
             }
             try rejectSubresources(q, allowed: [])
-            if let src = req.headers["x-amz-copy-source"] { return try copyObject(req, src: src, bucket: bpath, key: key, path: path) }
+            if let src = req.headers["x-amz-copy-source"] { return try await copyObject(req, src: src, bucket: bpath, key: key, path: path) }
             return try await putObject(req, bucket: bpath, key: key, path: path, body: body, log: log)
         case "DELETE":
             if let id = q["uploadId"] {
                 let dir = try FSStore.uploadDir(bucket: bpath, uploadId: id)
                 guard try FSStore.uploadKey(bucket: bpath, uploadId: id) == key else { throw S3Error.noSuchUpload }
-                removeTree(dir)
+                try await FilePool.run { removeTree(dir) }
                 return Reply.empty(status: 204)
             }
             try rejectSubresources(q, allowed: ["versionId"])
-            try deleteObject(bucket: bpath, key: key, path: path)
+            try await FilePool.run { try self.deleteObject(bucket: bpath, key: key, path: path) }
             return Reply.empty(status: 204)
         case "POST":
             if q.has("uploads") {
-                if key.hasSuffix("/") { throw S3Error.invalidKey }
-                let id = try FSStore.createUpload(bucket: bpath, key: key)
-                return Reply.xml(xmlHeader + "<InitiateMultipartUploadResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucket))</Bucket><Key>\(XML.escape(key))</Key><UploadId>\(id)</UploadId></InitiateMultipartUploadResult>")
+                return try createUpload(req, bucketName: bucket, bucket: bpath, key: key)
             }
             if let id = q["uploadId"] {
                 return try await completeUpload(req, bucketName: bucket, bucket: bpath, key: key, path: path, uploadId: id, body: body)
@@ -90,7 +93,11 @@ struct FSBackend: S3Backend {
             try rejectSubresources(q, allowed: [])
             // A CreateBucketConfiguration body may be sent; it is read and ignored.
             for try await _ in body {}
-            try store.createBucket(bucket)
+            do {
+                try store.createBucket(bucket)
+            } catch let e as S3Error where e.code == S3Error.bucketExists.code && region == "us-east-1" {
+                // S3 answers 200 for a bucket one already owns in us-east-1 (and leaves its objects alone).
+            }
             return Reply.empty(headers: [("Location", "/" + bucket)])
         case "DELETE":
             try rejectSubresources(q, allowed: [])
@@ -108,7 +115,7 @@ struct FSBackend: S3Backend {
             if q.has("uploads") { return listUploads(bucketName: bucket, bucket: bpath) }
             try rejectSubresources(q, allowed: ["list-type", "prefix", "delimiter", "max-keys", "marker", "continuation-token",
                                                 "start-after", "encoding-type", "fetch-owner"])
-            return try listObjects(req, bucketName: bucket, bucket: bpath)
+            return try await FilePool.run { try self.listObjects(req, bucketName: bucket, bucket: bpath) }
         default:
             throw S3Error.methodNotAllowed
         }
@@ -184,9 +191,10 @@ struct FSBackend: S3Backend {
     }
 
     func getObject(_ req: S3Request, path: String, head: Bool, log: RequestLog) throws -> Response {
-        guard let info = statPath(path), info.isFile || (info.isDir && req.key?.hasSuffix("/") == true) else { throw S3Error.noSuchKey }
-        let etag = info.isDir ? Hex.encode(Insecure.MD5.hash(data: [UInt8]())) : etagFor(path: path, info: info)
-        let size = info.isDir ? 0 : info.size
+        guard let info = statPath(path), info.isFile else { throw S3Error.noSuchKey }
+        let etag = etagFor(path: path, info: info)
+        let meta = store.metadata.load(path: path, info: info)
+        let size = info.size
         let h = req.headers
         let lastModified = XML.httpDate(info.mtime)
         let mtimeSec = floor(info.mtime.timeIntervalSince1970)
@@ -202,19 +210,36 @@ struct FSBackend: S3Backend {
         }
         var start = 0, length = size, status = 200
         var extra: [(String, String)] = []
-        if let range = h["range"], size > 0 || !range.isEmpty {
+        if let pn = req.query["partNumber"] {
+            guard h["range"] == nil else { throw S3Error("InvalidRequest", 400, "Cannot specify both Range header and partNumber query parameter") }
+            guard let n = Int(pn), (1...10000).contains(n) else {
+                throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+            }
+            let parts = meta.partSizes ?? [size]
+            guard n <= parts.count else { throw S3Error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable") }
+            start = parts[0..<(n - 1)].reduce(0, +)
+            length = parts[n - 1]
+            status = 206
+            if length > 0 { extra.append(("Content-Range", "bytes \(start)-\(start + length - 1)/\(size)")) }
+            if meta.partSizes != nil { extra.append(("x-amz-mp-parts-count", String(parts.count))) }
+        } else if let range = h["range"], size > 0 || !range.isEmpty {
             if let (s, l) = try Self.parseRange(range, size: size) {
                 start = s; length = l; status = 206
                 extra.append(("Content-Range", "bytes \(s)-\(s + l - 1)/\(size)"))
             }
         }
-        var headers: [(String, String)] = [("ETag", "\"\(etag)\""), ("Last-Modified", lastModified), ("Accept-Ranges", "bytes"),
-                                           ("Content-Type", req.query["response-content-type"] ?? "application/octet-stream")]
-        for (q, hname) in [("response-content-disposition", "Content-Disposition"), ("response-cache-control", "Cache-Control"),
-                           ("response-content-encoding", "Content-Encoding"), ("response-content-language", "Content-Language"),
-                           ("response-expires", "Expires")] {
-            if let v = req.query[q] { headers.append((hname, v)) }
+        var headers: [(String, String)] = [("ETag", "\"\(etag)\""), ("Last-Modified", lastModified), ("Accept-Ranges", "bytes")]
+        // Stored headers, then the response-* overrides of a (presigned) GET in their place.
+        var stored = meta.responseHeaders
+        for (q, hname) in [("response-content-type", "Content-Type"), ("response-content-disposition", "Content-Disposition"),
+                           ("response-cache-control", "Cache-Control"), ("response-content-encoding", "Content-Encoding"),
+                           ("response-content-language", "Content-Language"), ("response-expires", "Expires")] {
+            if let v = req.query[q] {
+                stored.removeAll { $0.0 == hname }
+                stored.append((hname, v))
+            }
         }
+        headers += stored
         headers += extra
         headers.append(("Content-Length", String(length)))
         if head || length == 0 {
@@ -222,25 +247,19 @@ struct FSBackend: S3Backend {
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw S3Error.noSuchKey }
+        let file = OpenFile(fd)
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
         let body = ResponseBody(contentLength: rLength) { writer in
-            defer { close(fd) }
             var off = rStart
             var remaining = rLength
-            let allocator = ByteBufferAllocator()
             do {
+                // One 128 KiB read on the file pool per write; `writer.write` waits while the socket is full.
                 while remaining > 0 {
-                    let want = min(remaining, 128 << 10)
-                    var buf = allocator.buffer(capacity: want)
-                    let n = buf.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { p in
-                        var r: Int
-                        repeat { r = pread(fd, p.baseAddress, want, off_t(off)) } while r < 0 && errno == EINTR
-                        return max(r, 0)
-                    }
-                    if n == 0 { throw S3Error("InternalError", 500, "object shrank while being read") }
-                    off += n
-                    remaining -= n
+                    let (at, want) = (off, min(remaining, 128 << 10))
+                    let buf = try await FilePool.run { try readChunk(file.fd, at: at, length: want, path: path) }
+                    off += buf.readableBytes
+                    remaining -= buf.readableBytes
                     try await writer.write(buf)
                 }
                 try await writer.finish(nil)
@@ -292,54 +311,42 @@ struct FSBackend: S3Backend {
     static func receive(_ req: S3Request, body: RequestBody, into file: PendingFile) async throws -> PayloadDecoder {
         let decoder = try PayloadDecoder(mode: req.payload, headers: req.headers, hashMD5: false)
         for try await buf in body {
-            for piece in try decoder.feed(buf) {
-                try piece.withUnsafeReadableBytes { try file.write($0) }
-            }
+            for piece in try decoder.feed(buf) { try await file.write(piece) }
         }
-        try decoder.finish(md5: try file.drain())
+        try decoder.finish(md5: try await file.drain())
         return decoder
     }
 
     func putObject(_ req: S3Request, bucket: String, key: String, path: String, body: RequestBody, log: RequestLog) async throws -> Response {
-        let h = req.headers
-        let noClobber = h["if-none-match"]?.trimmingCharacters(in: .whitespaces) == "*"
-        if noClobber, statPath(path) != nil { throw S3Error.preconditionFailed }
-        if let im = h["if-match"] {
-            guard let info = statPath(path), info.isFile, Self.etagMatches(im, etagFor(path: path, info: info)) else {
-                throw statPath(path) == nil ? S3Error.noSuchKey : S3Error.preconditionFailed
-            }
-        }
-        let dir = (path as NSString).deletingLastPathComponent
-        if key.hasSuffix("/") {
-            // Folder marker: only empty bodies; stored as a folder.
-            let d = try await Self.receive(req, body: body) { p in if p.count > 0 { throw S3Error.invalidArgument("A key ending in '/' names a folder and cannot hold data.") } }
-            try makeDirs(String(path.dropLast()))
-            return Reply.empty(headers: [("ETag", "\"\(Hex.encode(d.md5Digest))\"")])
-        }
-        try makeDirs(dir)
-        let file = try PendingFile(dir: dir)
+        let condition = WriteCondition(headers: req.headers)
+        // Fail early (before receiving the body); checked again at the rename.
+        try condition.check(path: path)
+        let meta = try ObjectMetadata(requestHeaders: req.headers)
+        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let file = try await PendingFile.create(dir: parentPath(target))
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
-            try file.commit(to: path, etag: etag, noClobber: noClobber)
+            try await file.commit(to: target, etag: etag, meta: meta, store: store.metadata, condition: condition)
             log.bytes = decoder.decodedBytes
             return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
         } catch {
-            file.abort()
+            await file.abort()
             throw error
         }
     }
 
     func deleteObject(bucket: String, key: String, path: String) throws {
-        if key.hasSuffix("/") {
-            if rmdir(String(path.dropLast())) == 0 { FSStore.pruneEmptyParents(bucket: bucket, key: String(key.dropLast())) }
-            return
-        }
         guard let info = statPath(path), info.isFile else { return } // S3: deleting a missing key succeeds
-        if unlink(path) == 0 {
-            FSStore.pruneEmptyParents(bucket: bucket, key: key)
-        } else if errno != ENOENT {
-            throw S3Error("InternalError", 500, "unlink: \(errnoText())")
+        let removed = CommitLock.withLock(path) {
+            let r = unlink(path)
+            if r == 0 { store.metadata.removeSideFile(objectPath: path) }
+            return r == 0 ? 0 : errno
+        }
+        if removed == 0 {
+            FSStore.pruneFolders(bucket: bucket, from: parentPath(path))
+        } else if removed != ENOENT {
+            throw S3Error("InternalError", 500, "unlink \(path): \(String(cString: strerror(removed)))")
         }
     }
 
@@ -357,8 +364,8 @@ struct FSBackend: S3Backend {
         for o in objects {
             guard let key = XML.first("Key", in: o) else { throw S3Error.malformedXML }
             do {
-                let path = try FSStore.objectPath(bucket: bucket, key: key)
-                try deleteObject(bucket: bucket, key: key, path: path)
+                _ = try FSStore.objectPath(bucket: bucket, key: key)
+                try deleteObject(bucket: bucket, key: key, path: KeyLayout.file(bucket: bucket, key: key))
                 if !quiet { s += "<Deleted><Key>\(XML.escape(key))</Key></Deleted>" }
             } catch let e as S3Error {
                 s += "<Error><Key>\(XML.escape(key))</Key><Code>\(e.code)</Code><Message>\(XML.escape(e.message))</Message></Error>"
@@ -368,7 +375,9 @@ struct FSBackend: S3Backend {
         return Reply.xml(s)
     }
 
-    func copyObject(_ req: S3Request, src: String, bucket: String, key: String, path: String) throws -> Response {
+    /// The source of a CopyObject / UploadPartCopy: `x-amz-copy-source` (`bucket/key`, URL-encoded, optional
+    /// leading `/` and `?versionId=`), resolved to a file of this gateway.
+    func copySource(_ src: String) throws -> (bucket: String, key: String, path: String, info: FileInfo) {
         var s = src
         if let q = s.firstIndex(of: "?") { s = String(s[..<q]) }
         guard let decoded = URIEncoding.decode(Substring(s)) else { throw S3Error.invalidArgument("Invalid copy source encoding") }
@@ -376,117 +385,52 @@ struct FSBackend: S3Backend {
         guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey") }
         let sbucket = try store.bucketPath(String(trimmed[..<slash]))
         let skey = String(trimmed[trimmed.index(after: slash)...])
-        let spath = try FSStore.objectPath(bucket: sbucket, key: skey)
+        _ = try FSStore.objectPath(bucket: sbucket, key: skey)
+        let spath = KeyLayout.file(bucket: sbucket, key: skey)
         guard let sinfo = statPath(spath), sinfo.isFile else { throw S3Error.noSuchKey }
-        let setag = etagFor(path: spath, info: sinfo)
+        return (sbucket, skey, spath, sinfo)
+    }
+
+    /// The `x-amz-copy-source-if-*` conditions against the source's ETag and mtime.
+    func checkCopySourceConditions(_ h: [String: String], etag: String, info: FileInfo) throws {
+        let mtimeSec = floor(info.mtime.timeIntervalSince1970)
+        if let v = h["x-amz-copy-source-if-match"], !Self.etagMatches(v, etag) { throw S3Error.preconditionFailed }
+        if let v = h["x-amz-copy-source-if-none-match"], Self.etagMatches(v, etag) { throw S3Error.preconditionFailed }
+        if let v = h["x-amz-copy-source-if-unmodified-since"].flatMap(XML.parseHTTPDate), mtimeSec > v.timeIntervalSince1970 {
+            throw S3Error.preconditionFailed
+        }
+        if let v = h["x-amz-copy-source-if-modified-since"].flatMap(XML.parseHTTPDate), mtimeSec <= v.timeIntervalSince1970 {
+            throw S3Error.preconditionFailed
+        }
+    }
+
+    func copyObject(_ req: S3Request, src: String, bucket: String, key: String, path: String) async throws -> Response {
+        let source = try copySource(src)
+        let setag = etagFor(path: source.path, info: source.info)
         let h = req.headers
-        if let v = h["x-amz-copy-source-if-match"], !Self.etagMatches(v, setag) { throw S3Error.preconditionFailed }
-        if let v = h["x-amz-copy-source-if-none-match"], Self.etagMatches(v, setag) { throw S3Error.preconditionFailed }
-        let noClobber = h["if-none-match"]?.trimmingCharacters(in: .whitespaces) == "*"
-        if noClobber, statPath(path) != nil { throw S3Error.preconditionFailed }
-        let dir = (path as NSString).deletingLastPathComponent
-        try makeDirs(dir)
-        let file = try PendingFile(dir: dir)
+        try checkCopySourceConditions(h, etag: setag, info: source.info)
+        let directive = h["x-amz-metadata-directive"]?.uppercased() ?? "COPY"
+        guard directive == "COPY" || directive == "REPLACE" else {
+            throw S3Error.invalidArgument("Unknown metadata directive.")
+        }
+        if directive == "COPY" && source.path == path {
+            throw S3Error("InvalidRequest", 400, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+        }
+        var meta = try directive == "REPLACE" ? ObjectMetadata(requestHeaders: h) : store.metadata.load(path: source.path, info: source.info)
+        // The copy keeps the source's ETag, so it keeps its part boundaries too.
+        if directive == "REPLACE" { meta.partRuns = store.metadata.load(path: source.path, info: source.info).partRuns }
+        let condition = WriteCondition(headers: h)
+        try condition.check(path: path)
+        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let file = try await PendingFile.create(dir: parentPath(target))
         do {
-            try appendFile(from: spath, to: file.fd)
-            try file.commit(to: path, etag: setag, noClobber: noClobber)
+            try await file.append(contentsOf: source.path)
+            try await file.commit(to: target, etag: setag, meta: meta, store: store.metadata, condition: condition)
         } catch {
-            file.abort()
+            await file.abort()
             throw error
         }
-        let mtime = statPath(path)?.mtime ?? Date()
+        let mtime = statPath(target)?.mtime ?? Date()
         return Reply.xml(xmlHeader + "<CopyObjectResult xmlns=\"\(s3NS)\"><LastModified>\(XML.date(mtime))</LastModified><ETag>&quot;\(setag)&quot;</ETag></CopyObjectResult>")
-    }
-
-    // MARK: multipart
-
-    func uploadPart(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, body: RequestBody, log: RequestLog) async throws -> Response {
-        guard let n = Int(partNumber), (1...10000).contains(n) else { throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive") }
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
-        let file = try PendingFile(dir: dir)
-        do {
-            let decoder = try await Self.receive(req, body: body, into: file)
-            let etag = Hex.encode(decoder.md5Digest)
-            guard statPath(dir) != nil else { throw S3Error.noSuchUpload } // aborted meanwhile
-            try file.commit(to: dir + "/" + FSStore.partName(n), etag: etag, noClobber: false)
-            log.bytes = decoder.decodedBytes
-            return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
-        } catch {
-            file.abort()
-            throw error
-        }
-    }
-
-    func listParts(_ bucket: String, key: String, uploadId: String, query: QueryItems) throws -> Response {
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
-        let marker = Int(query["part-number-marker"] ?? "0") ?? 0
-        let maxParts = min(Int(query["max-parts"] ?? "1000") ?? 1000, 1000)
-        let all = FSStore.listParts(dir: dir).filter { $0.number > marker }
-        let parts = Array(all.prefix(maxParts))
-        var s = xmlHeader + "<ListPartsResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucket.split(separator: "/").last.map(String.init) ?? ""))</Bucket><Key>\(XML.escape(key))</Key><UploadId>\(uploadId)</UploadId>"
-        s += "<PartNumberMarker>\(marker)</PartNumberMarker><MaxParts>\(maxParts)</MaxParts><IsTruncated>\(all.count > parts.count)</IsTruncated>"
-        if all.count > parts.count, let last = parts.last { s += "<NextPartNumberMarker>\(last.number)</NextPartNumberMarker>" }
-        s += "<StorageClass>STANDARD</StorageClass>"
-        for p in parts {
-            s += "<Part><PartNumber>\(p.number)</PartNumber><LastModified>\(XML.date(p.mtime))</LastModified><ETag>&quot;\(p.etag)&quot;</ETag><Size>\(p.size)</Size></Part>"
-        }
-        s += "</ListPartsResult>"
-        return Reply.xml(s)
-    }
-
-    func listUploads(bucketName: String, bucket: String) -> Response {
-        var s = xmlHeader + "<ListMultipartUploadsResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucketName))</Bucket><IsTruncated>false</IsTruncated>"
-        for id in (listDir(bucket + "/" + uploadsFolder) ?? []).sorted() {
-            guard let key = try? FSStore.uploadKey(bucket: bucket, uploadId: id), let i = statPath(bucket + "/" + uploadsFolder + "/" + id) else { continue }
-            s += "<Upload><Key>\(XML.escape(key))</Key><UploadId>\(id)</UploadId><Initiated>\(XML.date(i.mtime))</Initiated><StorageClass>STANDARD</StorageClass></Upload>"
-        }
-        s += "</ListMultipartUploadsResult>"
-        return Reply.xml(s)
-    }
-
-    func completeUpload(_ req: S3Request, bucketName: String, bucket: String, key: String, path: String, uploadId: String, body: RequestBody) async throws -> Response {
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
-        var data = [UInt8]()
-        _ = try await Self.receive(req, body: body) { p in
-            data.append(contentsOf: p)
-            if data.count > 4 << 20 { throw S3Error.malformedXML }
-        }
-        let text = Substring(String(decoding: data, as: UTF8.self))
-        let partEls = XML.elements("Part", in: text)
-        guard !partEls.isEmpty else { throw S3Error.malformedXML }
-        var wanted: [(Int, String)] = []
-        for p in partEls {
-            guard let nText = XML.first("PartNumber", in: p), let n = Int(nText), let e = XML.first("ETag", in: p) else { throw S3Error.malformedXML }
-            var etag = e.trimmingCharacters(in: .whitespaces)
-            if etag.hasPrefix("\"") && etag.hasSuffix("\"") && etag.count >= 2 { etag = String(etag.dropFirst().dropLast()) }
-            if let last = wanted.last, last.0 >= n { throw S3Error.invalidPartOrder }
-            wanted.append((n, etag))
-        }
-        let have = Dictionary(uniqueKeysWithValues: FSStore.listParts(dir: dir).map { ($0.number, $0) })
-        var md5s = [UInt8]()
-        for (n, etag) in wanted { guard let p = have[n], p.etag == etag else { throw S3Error.invalidPart } }
-        for (i, (n, etag)) in wanted.enumerated() {
-            let p = have[n]!
-            if i < wanted.count - 1 && p.size < 5 << 20 { throw S3Error.entityTooSmall }
-            md5s += Hex.decode(etag) ?? []
-        }
-        let etag = Hex.encode(Insecure.MD5.hash(data: md5s)) + "-\(wanted.count)"
-        let noClobber = req.headers["if-none-match"]?.trimmingCharacters(in: .whitespaces) == "*"
-        if noClobber, statPath(path) != nil { throw S3Error.preconditionFailed }
-        let fdir = (path as NSString).deletingLastPathComponent
-        try makeDirs(fdir)
-        let file = try PendingFile(dir: fdir)
-        do {
-            for (n, _) in wanted { try appendFile(from: dir + "/" + FSStore.partName(n), to: file.fd) }
-            try file.commit(to: path, etag: etag, noClobber: noClobber)
-        } catch {
-            file.abort()
-            throw error
-        }
-        removeTree(dir)
-        return Reply.xml(xmlHeader + "<CompleteMultipartUploadResult xmlns=\"\(s3NS)\"><Location>/\(XML.escape(bucketName))/\(XML.escape(key))</Location><Bucket>\(XML.escape(bucketName))</Bucket><Key>\(XML.escape(key))</Key><ETag>&quot;\(etag)&quot;</ETag></CompleteMultipartUploadResult>")
     }
 }

@@ -17,6 +17,7 @@ struct FileInfo {
     var mtimeNS: Int
     var isDir: Bool
     var isFile: Bool
+    var ino: UInt64
 }
 
 func statPath(_ path: String) -> FileInfo? {
@@ -32,178 +33,23 @@ extension FileInfo {
         mtime = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
         isDir = (st.st_mode & S_IFMT) == S_IFDIR
         isFile = (st.st_mode & S_IFMT) == S_IFREG
+        ino = UInt64(st.st_ino)
     }
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// Writes data to a hidden temp file beside its final name; `commit` fsyncs and renames it into place,
-/// `abort` removes it. A crash leaves at most a hidden `.automate-tmp-*` file that listing skips.
-///
-/// Data is gathered in 512 KiB buffers; each full buffer is written by a serial I/O queue while a second
-/// queue computes its MD5, so receiving, hashing and writing overlap. At most 3 buffers exist per file.
-final class PendingFile: @unchecked Sendable {
-    let dir: String
-    let tmpPath: String
-    let fd: Int32
-    private static let bufferSize = 512 << 10
-    private static let bufferCount = 3
-    private var staging: UnsafeMutableRawBufferPointer
-    private var filled = 0
-    private var free: [UnsafeMutableRawBufferPointer] = []
-    private var all: [UnsafeMutableRawBufferPointer] = []
-    private let lock = NSLock()
-    private let slots = DispatchSemaphore(value: 0)
-    private let writeQueue = DispatchQueue(label: "gateway.file.write")
-    private let hashQueue = DispatchQueue(label: "gateway.file.md5")
-    private let group = DispatchGroup()
-    private var md5 = Insecure.MD5()
-    private var ioError: String?
-    private(set) var written = 0
-    private var flushedUpTo = 0
-    private var done = false
-
-    init(dir: String) throws {
-        self.dir = dir
-        var attempt = 0
-        while true {
-            let path = dir + "/" + reservedPrefix + "tmp-" + UUID().uuidString.lowercased()
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                self.fd = fd; self.tmpPath = path
-                break
-            }
-            // A concurrent delete may have removed an empty parent folder: recreate it and retry.
-            if errno == ENOENT && attempt < 5 {
-                attempt += 1
-                try makeDirs(dir)
-                continue
-            }
-            throw S3Error("InternalError", 500, "cannot create temp file in \(dir): \(errnoText())")
-        }
-        staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 4096)
-        all.append(staging)
-    }
-
-    deinit {
-        group.wait()
-        for b in all { b.deallocate() }
-        if !done { close(fd); unlink(tmpPath) }
-    }
-
-    func write(_ p: UnsafeRawBufferPointer) throws {
-        var src = p
-        while src.count > 0 {
-            let n = min(src.count, staging.count - filled)
-            UnsafeMutableRawBufferPointer(rebasing: staging[filled..<(filled + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<n]))
-            filled += n
-            src = UnsafeRawBufferPointer(rebasing: src[n...])
-            if filled == staging.count { try flush() }
-        }
-    }
-
-    /// Hands the staging buffer to the I/O and hash queues and takes a free one (waiting if none).
-    func flush() throws {
-        if let e = lock.withLock({ ioError }) { throw S3Error("InternalError", 500, e) }
-        guard filled > 0 else { return }
-        let buf = staging, n = filled
-        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
-        let pending = PendingCount(2)
-        let release: @Sendable () -> Void = { [self] in
-            if pending.decrement() {
-                lock.withLock { free.append(buf) }
-                slots.signal()
-            }
-        }
-        group.enter(); group.enter()
-        hashQueue.async { [self] in
-            md5.update(bufferPointer: chunk)
-            release(); group.leave()
-        }
-        writeQueue.async { [self] in
-            defer { release(); group.leave() }
-            guard lock.withLock({ ioError }) == nil else { return }
-            var off = 0
-            while off < n {
-                let r = Glibc.write(fd, chunk.baseAddress! + off, n - off)
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    let e = "write failed: \(errnoText())"
-                    lock.withLock { ioError = e }
-                    return
-                }
-                off += r
-            }
-            written += n
-            // Start writeback early so the final fsync has little left to do.
-            if written - flushedUpTo >= 16 << 20 {
-                _ = automate_sync_file_range_write(fd, Int64(flushedUpTo), Int64(written - flushedUpTo))
-                flushedUpTo = written
-            }
-        }
-        filled = 0
-        if all.count < Self.bufferCount {
-            staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 4096)
-            all.append(staging)
-        } else {
-            slots.wait()
-            staging = lock.withLock { free.removeLast() }
-        }
-    }
-
-    /// Waits for queued writes and hashes; returns the MD5 of everything written.
-    func drain() throws -> [UInt8] {
-        try flush()
-        group.wait()
-        if let e = lock.withLock({ ioError }) { throw S3Error("InternalError", 500, e) }
-        return Array(md5.finalize())
-    }
-
-    /// fsync, store the ETag, and move into place. `noClobber`: fail with PreconditionFailed if the name exists.
-    func commit(to finalPath: String, etag: String, noClobber: Bool) throws {
-        _ = try drain()
-        guard fsync(fd) == 0 else { throw S3Error("InternalError", 500, "fsync failed: \(errnoText())") }
-        var st = stat()
-        fstat(fd, &st)
-        let info = FileInfo(st)
-        storeETag(fd: fd, etag: etag, info: info)
-        close(fd)
-        done = true
-        if noClobber {
-            if link(tmpPath, finalPath) != 0 {
-                let e = errno
-                unlink(tmpPath)
-                if e == EEXIST { throw S3Error.preconditionFailed }
-                throw S3Error("InternalError", 500, "link failed: \(String(cString: strerror(e)))")
-            }
-            unlink(tmpPath)
-        } else if rename(tmpPath, finalPath) != 0 {
-            let e = errno
-            unlink(tmpPath)
-            if e == EISDIR || e == ENOTEMPTY || e == EEXIST {
-                throw S3Error("InvalidRequest", 409, "A folder exists with this key's name.")
-            }
-            throw S3Error("InternalError", 500, "rename failed: \(String(cString: strerror(e)))")
-        }
-        fsyncDir(dir)
-    }
-
-    func abort() {
-        guard !done else { return }
-        group.wait()
-        done = true
-        close(fd)
-        unlink(tmpPath)
-    }
+/// The folder part of a path (everything before the last `/`), kept byte for byte (no normalisation, so it
+/// stays comparable with the paths it was made from).
+func parentPath(_ path: String) -> String {
+    guard let i = path.lastIndex(of: "/") else { return "." }
+    return i == path.startIndex ? "/" : String(path[..<i])
 }
 
-/// A small atomic-ish countdown (guarded by a lock).
-final class PendingCount: @unchecked Sendable {
-    private var n: Int
-    private let lock = NSLock()
-    init(_ n: Int) { self.n = n }
-    /// true when it reached zero.
-    func decrement() -> Bool { lock.withLock { n -= 1; return n == 0 } }
+/// The last component of a path (after the last `/`).
+func lastComponent(_ path: String) -> String {
+    guard let i = path.lastIndex(of: "/") else { return path }
+    return String(path[path.index(after: i)...])
 }
 
 func fsyncDir(_ dir: String) {
@@ -217,7 +63,7 @@ func makeDirs(_ path: String) throws {
         throw S3Error("InvalidRequest", 409, "An object exists where a folder is needed for this key.")
     }
     if errno == ENOENT {
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = parentPath(path)
         guard parent != path, !parent.isEmpty else { throw S3Error("InternalError", 500, "mkdir \(path): \(errnoText())") }
         try makeDirs(parent)
         if mkdir(path, 0o755) == 0 || errno == EEXIST, statPath(path)?.isDir == true { return }
@@ -354,14 +200,17 @@ public struct ListResult: Sendable {
 public final class FSStore: Sendable {
     public let root: String?
     public let mappings: [String: String]
+    let metadata: MetadataStore
 
-    public init(root: String?, mappings: [String: String]) {
+    public init(root: String?, mappings: [String: String], metadataStorage: MetadataStorage = .automatic) {
         self.root = root.map { Self.absolute($0) }
         self.mappings = mappings.mapValues { Self.absolute($0) }
+        self.metadata = MetadataStore(storage: metadataStorage)
     }
 
     static func absolute(_ p: String) -> String {
         var s = p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+        while s.contains("//") { s = s.replacingOccurrences(of: "//", with: "/") }
         while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
         return s
     }
@@ -433,14 +282,17 @@ public final class FSStore: Sendable {
         return bucket + "/" + key
     }
 
-    /// Removes empty parent folders of a deleted key, up to (not including) the bucket folder.
-    static func pruneEmptyParents(bucket: String, key: String) {
-        var parts = key.split(separator: "/").map(String.init)
-        parts.removeLast()
-        while !parts.isEmpty {
-            let p = bucket + "/" + parts.joined(separator: "/")
-            if rmdir(p) != 0 { return }
-            parts.removeLast()
+    /// After a delete in folder `dir`: removes the folders it leaves empty (S3 has no folders) and turns a
+    /// folder left holding only its own object back into a plain file, up to (not including) the bucket folder.
+    static func pruneFolders(bucket: String, from dir: String) {
+        var d = dir
+        while d.count > bucket.count && d.hasPrefix(bucket + "/") {
+            rmdir(d + "/" + MetadataStore.sideFolder)
+            if rmdir(d) != 0 {
+                KeyLayout.moveOutOfFolder(d)
+                return
+            }
+            d = parentPath(d)
         }
     }
 
@@ -481,18 +333,33 @@ public final class FSStore: Sendable {
         }
 
         func walk(dir: String, keyPrefix: String) {
-            guard !stop, let names = listDir(dir) else { return }
-            var entries: [(sortKey: String, name: String, info: FileInfo)] = []
-            for n in names where !n.hasPrefix(reservedPrefix) {
-                guard let i = statPath(dir + "/" + n), i.isDir || i.isFile else { continue }
-                entries.append((i.isDir ? n + "/" : n, n, i))
+            guard !stop, var names = listDir(dir) else { return }
+            let moving = names.filter { $0.hasPrefix(KeyLayout.movingPrefix) }
+            if !moving.isEmpty {
+                for m in moving { KeyLayout.recoverMove(dir + "/" + m.dropFirst(KeyLayout.movingPrefix.count)) }
+                names = listDir(dir) ?? []
             }
-            entries.sort { byteLess($0.sortKey, $1.sortKey) }
+            // Keys in this folder with their sort keys: a folder sorts as "name/" (its keys' common start), its
+            // own object (`name/.automate-object`) as "name", this folder's marker (`.automate-folder`) first.
+            var entries: [(key: String, path: String, info: FileInfo)] = []
+            if !keyPrefix.isEmpty, names.contains(KeyLayout.folderMarker), let i = statPath(dir + "/" + KeyLayout.folderMarker), i.isFile {
+                entries.append((keyPrefix, dir + "/" + KeyLayout.folderMarker, i))
+            }
+            for n in names where !n.hasPrefix(reservedPrefix) {
+                let p = dir + "/" + n
+                guard let i = statPath(p), i.isDir || i.isFile else { continue }
+                if i.isDir {
+                    entries.append((keyPrefix + n + "/", p, i))
+                    if let s = statPath(p + "/" + KeyLayout.selfObject), s.isFile { entries.append((keyPrefix + n, p + "/" + KeyLayout.selfObject, s)) }
+                } else {
+                    entries.append((keyPrefix + n, p, i))
+                }
+            }
+            entries.sort { byteLess($0.key, $1.key) }
             for e in entries {
                 if stop { return }
-                let key = keyPrefix + e.name
                 if e.info.isDir {
-                    let sub = key + "/"
+                    let sub = e.key
                     // Prune: subtree cannot match the prefix.
                     if !(sub.hasPrefix(prefix) || prefix.hasPrefix(sub)) { continue }
                     // Prune: every key in the subtree sorts before the marker.
@@ -509,9 +376,9 @@ public final class FSStore: Sendable {
                             continue
                         }
                     }
-                    walk(dir: dir + "/" + e.name, keyPrefix: sub)
-                } else if key.hasPrefix(prefix) {
-                    emit(key: key, path: dir + "/" + e.name, info: e.info)
+                    walk(dir: e.path, keyPrefix: sub)
+                } else if e.key.hasPrefix(prefix) {
+                    emit(key: e.key, path: e.path, info: e.info)
                 }
             }
         }
@@ -529,10 +396,16 @@ public final class FSStore: Sendable {
         return bucket + "/" + uploadsFolder + "/" + uploadId
     }
 
-    public static func createUpload(bucket: String, key: String) throws -> String {
+    static func createUpload(bucket: String, key: String, meta: ObjectMetadata) throws -> String {
         let id = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let dir = try uploadDir(bucket: bucket, uploadId: id)
         try makeDirs(dir)
+        if !meta.isEmpty {
+            // Written before `key`, which is what makes the upload exist.
+            guard FileManager.default.createFile(atPath: dir + "/meta", contents: Data(meta.encoded())) else {
+                throw S3Error("InternalError", 500, "cannot create upload: writing \(dir)/meta failed")
+            }
+        }
         let fd = open(dir + "/key", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw S3Error("InternalError", 500, "cannot create upload: \(errnoText())") }
         _ = key.withCString { write(fd, $0, strlen($0)) }
@@ -546,6 +419,11 @@ public final class FSStore: Sendable {
         let dir = try uploadDir(bucket: bucket, uploadId: uploadId)
         guard let d = FileManager.default.contents(atPath: dir + "/key") else { throw S3Error.noSuchUpload }
         return String(decoding: d, as: UTF8.self)
+    }
+
+    /// The metadata given at CreateMultipartUpload (empty when none was).
+    static func uploadMetadata(dir: String) -> ObjectMetadata {
+        FileManager.default.contents(atPath: dir + "/meta").flatMap { ObjectMetadata.decode(Array($0)) } ?? ObjectMetadata()
     }
 
     static func partName(_ n: Int) -> String { String(format: "part-%05d", n) }

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// One S3 request after routing: bucket, key, query and headers, authenticated.
-struct S3Request {
+struct S3Request: Sendable {
     var method: String
     var rawPath: String
     var bucket: String?
@@ -122,7 +122,10 @@ public struct GatewayResponder: HTTPResponder {
         var req = S3Request(method: method, rawPath: rawPath, query: QueryItems(rawQuery), headers: headers, requestId: requestId)
         do {
             // Path-style addressing: /bucket/key
-            guard let path = URIEncoding.decode(Substring(rawPath)) else { throw S3Error.invalidKey }
+            guard let path = URIEncoding.decode(Substring(rawPath)) else {
+                // Bad escapes or bytes that are not UTF-8: S3's answer.
+                throw S3Error("InvalidURI", 400, "Couldn't parse the specified URI.")
+            }
             log.target = path
             if path != "/" {
                 guard path.hasPrefix("/") else { throw S3Error.invalidKey }

@@ -38,13 +38,13 @@ struct RunningChecksum {
 }
 
 /// How the request body is protected, decided by SigV4 verification.
-enum PayloadMode {
+enum PayloadMode: Sendable {
     /// No body hash to check (UNSIGNED-PAYLOAD, presigned URL).
     case unsigned
     /// Hex SHA-256 of the whole body, checked at the end.
     case signedHex(String)
     /// aws-chunked with a per-chunk signature chain.
-    case streamingSigned(seed: String, key: SymmetricKey, amzDate: String, signer: SigV4Signer, trailer: Bool)
+    case streamingSigned(seed: String, key: [UInt8], amzDate: String, signer: SigV4Signer, trailer: Bool)
     /// aws-chunked without signatures, checksum in the trailer.
     case streamingUnsignedTrailer
 }
@@ -201,7 +201,7 @@ final class PayloadDecoder {
         let digest = Hex.encode(h.finalize())
         h = SHA256()
         chunkHash = nil
-        let expected = signer.chunkSignature(key: key, amzDate: amzDate, previous: previousSignature, chunkSHA256Hex: digest)
+        let expected = signer.chunkSignature(key: SymmetricKey(data: key), amzDate: amzDate, previous: previousSignature, chunkSHA256Hex: digest)
         guard let got = chunkSignature, constantTimeEquals(expected, got) else { throw S3Error.signatureMismatch }
         previousSignature = got
     }
@@ -221,7 +221,7 @@ final class PayloadDecoder {
                 let c = l.firstIndex(of: ":")!
                 return l[..<c].trimmingCharacters(in: .whitespaces).lowercased() + ":" + l[l.index(after: c)...].trimmingCharacters(in: .whitespaces) + "\n"
             }.joined()
-            let expected = signer.trailerSignature(key: key, amzDate: amzDate, previous: previousSignature, trailerText: body)
+            let expected = signer.trailerSignature(key: SymmetricKey(data: key), amzDate: amzDate, previous: previousSignature, trailerText: body)
             guard constantTimeEquals(expected, value) else { throw S3Error.signatureMismatch }
         } else if name == checksumHeaderName {
             expectedChecksum = value

@@ -240,15 +240,18 @@ private let curlInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)); return ()
 /// to the upstream endpoint, into one bucket under a key prefix.
 struct ProxyBackend: S3Backend {
     let upstream: UpstreamConfig
+    /// The region clients sign for (CreateBucket on the upstream bucket answers as S3 does there).
+    let region: String
     let logger: Logger
     let signer: SigV4Signer
     let scheme: String
     let hostPort: String   // as in the endpoint URL
     let basePath: String
 
-    init(upstream: UpstreamConfig, logger: Logger) throws {
+    init(upstream: UpstreamConfig, region: String, logger: Logger) throws {
         _ = curlInit
         self.upstream = upstream
+        self.region = region
         self.logger = logger
         self.signer = SigV4Signer(credentials: upstream.credentials, region: upstream.region)
         guard let u = URLComponents(string: upstream.endpoint), let s = u.scheme, let host = u.host else {
@@ -276,7 +279,7 @@ struct ProxyBackend: S3Backend {
         "content-type", "content-md5", "range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
         "cache-control", "content-disposition", "content-language", "expires", "x-amz-metadata-directive", "x-amz-storage-class",
         "x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match", "x-amz-copy-source-if-modified-since",
-        "x-amz-copy-source-if-unmodified-since", "x-amz-tagging", "x-amz-tagging-directive",
+        "x-amz-copy-source-if-unmodified-since", "x-amz-copy-source-range", "x-amz-tagging", "x-amz-tagging-directive",
     ]
     static let droppedResponseHeaders: Set<String> = ["connection", "transfer-encoding", "keep-alive", "date", "server", "x-amz-request-id", "x-amz-id-2"]
 
@@ -334,7 +337,10 @@ struct ProxyBackend: S3Backend {
                 rewriteList = true
             case "PUT":
                 // The upstream bucket exists and is the caller's: answer CreateBucket as S3 does for a bucket
-                // one already owns, so that "make sure the bucket exists" works unchanged in S3 mode.
+                // one already owns (200 in us-east-1, BucketAlreadyOwnedByYou elsewhere), so that "make sure
+                // the bucket exists" works unchanged in S3 mode.
+                for try await _ in body {}
+                if region == "us-east-1" { return Reply.empty(headers: [("Location", "/" + bucket)]) }
                 throw S3Error("BucketAlreadyOwnedByYou", 409, "The gateway's upstream bucket exists and is yours.")
             case "DELETE":
                 throw S3Error("AccessDenied", 403, "Buckets cannot be deleted through the gateway in S3 mode.")

@@ -70,10 +70,13 @@ public struct GatewayConfig: Sendable {
     public var mode: Mode
     public var credentials: Credentials
     public var region: String
+    /// fs mode: where object metadata is kept (extended attributes, else a hidden side folder).
+    public var metadataStorage: MetadataStorage
 
-    public init(host: String = "127.0.0.1", port: Int = 0, mode: Mode, credentials: Credentials, region: String = "us-east-1") {
+    public init(host: String = "127.0.0.1", port: Int = 0, mode: Mode, credentials: Credentials, region: String = "us-east-1",
+                metadataStorage: MetadataStorage = .automatic) {
         self.host = host; self.port = port; self.mode = mode
-        self.credentials = credentials; self.region = region
+        self.credentials = credentials; self.region = region; self.metadataStorage = metadataStorage
     }
 }
 
@@ -93,14 +96,14 @@ public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRu
         for (n, p) in buckets {
             guard statPath(p)?.isDir == true else { throw CredentialsFileError(description: "bucket \(n): folder \(p) does not exist") }
         }
-        backend = FSBackend(store: FSStore(root: root, mappings: buckets), region: config.region)
+        backend = FSBackend(store: FSStore(root: root, mappings: buckets, metadataStorage: config.metadataStorage), region: config.region)
     case .s3(let up):
-        backend = try ProxyBackend(upstream: up, logger: logger)
+        backend = try ProxyBackend(upstream: up, region: config.region, logger: logger)
     }
     let responder = GatewayResponder(verifier: SigV4Verifier(credentials: config.credentials, region: config.region), backend: backend, logger: logger)
     return Application(
         responder: responder,
-        server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .seconds(300))),
+        server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "automate-backup-gateway"),
         onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
         logger: logger

@@ -105,7 +105,7 @@ public struct SigV4Verifier: Sendable {
         case "UNSIGNED-PAYLOAD": return .unsigned
         case "STREAMING-UNSIGNED-PAYLOAD-TRAILER": return .streamingUnsignedTrailer
         case "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER":
-            return .streamingSigned(seed: parsed.signature.lowercased(), key: signer.signingKey(date: amzDate), amzDate: amzDate, signer: signer,
+            return .streamingSigned(seed: parsed.signature.lowercased(), key: signer.signingKey(date: amzDate).withUnsafeBytes { Array($0) }, amzDate: amzDate, signer: signer,
                                     trailer: payloadHash.hasSuffix("-TRAILER"))
         default:
             guard payloadHash.utf8.count == 64, Hex.decode(payloadHash) != nil else {

@@ -36,6 +36,9 @@ struct BackupGateway: AsyncParsableCommand {
     var upstreamCredentialsFile: String?
     @Flag(help: "s3 mode: path-style upstream URLs (endpoint/bucket/key) instead of virtual-host (bucket.endpoint/key).")
     var upstreamPathStyle = false
+    enum MetadataMode: String, ExpressibleByArgument { case auto, sideFolder = "side-folder" }
+    @Option(help: "fs mode: where object metadata is kept: auto (extended attributes where the file system has them, else a hidden side folder) or side-folder.")
+    var metadataStorage: MetadataMode = .auto
     @Option(help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: String = "info"
 
@@ -77,7 +80,8 @@ struct BackupGateway: AsyncParsableCommand {
             gatewayMode = .s3(UpstreamConfig(endpoint: ep, region: upstreamRegion ?? region, bucket: bucket, prefix: upstreamPrefix,
                                              pathStyle: upstreamPathStyle, credentials: upCreds))
         }
-        let config = GatewayConfig(host: host, port: port, mode: gatewayMode, credentials: creds, region: region)
+        let config = GatewayConfig(host: host, port: port, mode: gatewayMode, credentials: creds, region: region,
+                                   metadataStorage: metadataStorage == .auto ? .automatic : .sideFolder)
         let log = logger
         let app = try makeGatewayApplication(config, logger: logger) { port in
             log.notice("listening on \(host):\(port)")

@@ -179,6 +179,10 @@ final class FSModeClientTests: XCTestCase {
         // HEAD of a hand-copied file: MD5 computed on demand.
         let head = try await fx.awsOK(["s3api", "head-object", "--bucket", "backups", "--key", "20260302081223/svc/files/blob.tar.zst"])
         XCTAssertTrue(head.contains(Digests.md5Hex(Array(files["20260302081223/svc/files/blob.tar.zst"]!))), head)
+        // Files without metadata read back as application/octet-stream, with no x-amz-meta-*.
+        let headObj = try JSONSerialization.jsonObject(with: Data(head.utf8)) as! [String: Any]
+        XCTAssertEqual(headObj["ContentType"] as? String, "application/octet-stream")
+        XCTAssertEqual((headObj["Metadata"] as? [String: String]) ?? [:], [:])
         // An object written through the gateway is a plain file in the folder.
         files["new/object"] = Data("through the gateway".utf8)
         FileManager.default.createFile(atPath: work + "/obj", contents: files["new/object"])

@@ -136,4 +136,61 @@ final class S3ModeTests: XCTestCase {
         let keys3 = try await runProcess(py, ["-c", direct, motoURL, "keys"])
         XCTAssertFalse(keys3.stdout.contains("forged") || keys3.stdout.contains("badbody"), keys3.stdout)
     }
+
+    /// Metadata, conditional writes, UploadPartCopy and CreateBucket pass through the proxy to moto.
+    func testFidelityPassesThroughToMoto() async throws {
+        let moto = try await MotoServer.start()
+        defer { moto.stop() }
+        let motoURL = "http://127.0.0.1:\(moto.port)"
+        let upstreamCreds = Credentials(accessKeyId: "AKIDREALUPSTREAM", secretAccessKey: "real-upstream-secret")
+        let created = try await runProcess(try tool("python3"), ["-c", """
+            import boto3, sys
+            boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='AKIDREALUPSTREAM', aws_secret_access_key='real-upstream-secret',
+                         region_name='us-east-1').create_bucket(Bucket='upstream')
+            """, motoURL])
+        XCTAssertEqual(created.status, 0, created.stderr)
+        var logger = Logger(label: "gw-s3-test")
+        logger.logLevel = .critical
+        let gw = try await RunningGateway.start(GatewayConfig(port: 0, mode: .s3(UpstreamConfig(
+            endpoint: motoURL, region: "us-east-1", bucket: "upstream", prefix: "gw/", pathStyle: true, credentials: upstreamCreds)),
+            credentials: testCreds), logger: logger)
+        defer { Task { await gw.stop() } }
+        try await runBoto3("""
+        import email.utils
+        direct = boto3.client('s3', endpoint_url=sys.argv[3], aws_access_key_id='AKIDREALUPSTREAM', aws_secret_access_key='real-upstream-secret', region_name='us-east-1')
+        B = 'upstream'
+        exp = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        e1 = s3.put_object(Bucket=B, Key='m/a', Body=b'hello', ContentType='text/plain', CacheControl='max-age=5', ContentDisposition='inline',
+                           ContentEncoding='identity', Expires=exp, ContentLanguage='en', Metadata={'k': 'v'})['ETag']
+        for h in (s3.head_object(Bucket=B, Key='m/a'), s3.get_object(Bucket=B, Key='m/a'), direct.head_object(Bucket=B, Key='gw/m/a')):
+            assert h['ContentType'] == 'text/plain' and h['Metadata'] == {'k': 'v'} and h['CacheControl'] == 'max-age=5', h
+            assert h['ContentDisposition'] == 'inline' and h['ContentEncoding'] == 'identity' and h['ContentLanguage'] == 'en', h
+            assert h['ResponseMetadata']['HTTPHeaders']['expires'] == email.utils.format_datetime(exp, usegmt=True), h
+        s3.copy_object(Bucket=B, Key='m/r', CopySource={'Bucket': B, 'Key': 'm/a'}, MetadataDirective='REPLACE', ContentType='application/json', Metadata={'x': 'y'})
+        h = s3.head_object(Bucket=B, Key='m/r')
+        assert h['ContentType'] == 'application/json' and h['Metadata'] == {'x': 'y'}, h
+        # Conditional writes are answered by the upstream.
+        assert code(s3.put_object, Bucket=B, Key='m/a', Body=b'x', IfNoneMatch='*') == ('PreconditionFailed', 412)
+        assert code(s3.put_object, Bucket=B, Key='m/a', Body=b'x', IfMatch='"0123456789abcdef0123456789abcdef"') == ('PreconditionFailed', 412)
+        assert code(s3.put_object, Bucket=B, Key='m/missing', Body=b'x', IfMatch=e1) == ('NoSuchKey', 404)
+        s3.put_object(Bucket=B, Key='m/a', Body=b'two', IfMatch=e1)
+        # UploadPartCopy, re-signed: the copy source gets the upstream prefix.
+        src = 'src/special key+?&=\\u00fc'
+        data = bytes(range(256)) * (24 * 1024)
+        s3.put_object(Bucket=B, Key=src, Body=data)
+        u = s3.create_multipart_upload(Bucket=B, Key='m/upc', Metadata={'mp': '1'})['UploadId']
+        cs = {'Bucket': B, 'Key': src}
+        r1 = s3.upload_part_copy(Bucket=B, Key='m/upc', UploadId=u, PartNumber=1, CopySource=cs, CopySourceRange='bytes=0-5242879')
+        r2 = s3.upload_part_copy(Bucket=B, Key='m/upc', UploadId=u, PartNumber=2, CopySource=cs)
+        assert r1['CopyPartResult']['ETag'].strip('"') == hashlib.md5(data[:5 << 20]).hexdigest(), r1
+        s3.complete_multipart_upload(Bucket=B, Key='m/upc', UploadId=u, MultipartUpload={'Parts': [
+            {'PartNumber': 1, 'ETag': r1['CopyPartResult']['ETag']}, {'PartNumber': 2, 'ETag': r2['CopyPartResult']['ETag']}]})
+        g = s3.get_object(Bucket=B, Key='m/upc')
+        assert g['Body'].read() == data[:5 << 20] + data and g['Metadata'] == {'mp': '1'}, g['Metadata']
+        assert direct.head_object(Bucket=B, Key='gw/m/upc')['ContentLength'] == (5 << 20) + len(data)
+        # CreateBucket on the upstream bucket in us-east-1: 200, nothing touched.
+        s3.create_bucket(Bucket=B)
+        assert s3.get_object(Bucket=B, Key='m/a')['Body'].read() == b'two'
+        """, endpoint: "http://127.0.0.1:\(gw.port)", args: [motoURL])
+    }
 }

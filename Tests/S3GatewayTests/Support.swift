@@ -101,12 +101,15 @@ final class FSFixture: @unchecked Sendable {
         self.root = root; self.bucketDir = bucketDir; self.gateway = gateway
     }
 
-    static func start(extraBuckets: [String: String] = [:]) async throws -> FSFixture {
+    static func start(extraBuckets: [String: String] = [:], region: String = "us-east-1",
+                      metadataStorage: MetadataStorage = .automatic) async throws -> FSFixture {
         let root = makeTempDir("root")
         try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
         var logger = Logger(label: "gw-test")
         logger.logLevel = ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"] != nil ? .info : .critical
-        let gw = try await RunningGateway.start(GatewayConfig(port: 0, mode: .filesystem(root: root, buckets: extraBuckets), credentials: testCreds), logger: logger)
+        let config = GatewayConfig(port: 0, mode: .filesystem(root: root, buckets: extraBuckets), credentials: testCreds, region: region,
+                                   metadataStorage: metadataStorage)
+        let gw = try await RunningGateway.start(config, logger: logger)
         return FSFixture(root: root, bucketDir: root + "/repo", gateway: gw)
     }
 
@@ -221,4 +224,94 @@ func signedRequest(port: Int, method: String, path: String, query: String = "", 
     }
     let target = query.isEmpty ? path : path + "?" + query
     return try await rawRequest(port: port, method: method, path: target, headers: extraHeaders + signed, body: wireBody ?? body, contentLength: contentLength)
+}
+
+/// A boto3 client script preamble: `s3` talks to argv[1] with the gateway's test key (path style) for region argv[2];
+/// argv[3:] are the script's. `code(fn, ...)` returns the (S3 error code, HTTP status) the call failed with.
+let boto3Preamble = """
+import boto3, botocore, io, hashlib, sys, json, datetime
+from botocore.config import Config
+s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='\(testCreds.accessKeyId)',
+                  aws_secret_access_key='\(testCreds.secretAccessKey)', region_name=sys.argv[2],
+                  config=Config(signature_version='s3v4', s3={'addressing_style': 'path'}, retries={'max_attempts': 1}))
+def code(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except botocore.exceptions.ClientError as e:
+        return (e.response['Error']['Code'], e.response['ResponseMetadata']['HTTPStatusCode'])
+    raise SystemExit('expected an error from %s' % fn.__name__)
+
+"""
+
+/// Runs a boto3 script (after `boto3Preamble`) against an endpoint; fails the test with its stderr when it fails.
+@discardableResult
+func runBoto3(_ script: String, endpoint: String, region: String = "us-east-1", args: [String] = [],
+              file: StaticString = #filePath, line: UInt = #line) async throws -> String {
+    let r = try await runProcess(try tool("python3"), ["-c", boto3Preamble + script, endpoint, region] + args)
+    XCTAssertEqual(r.status, 0, "boto3 script failed:\n\(r.stderr)", file: file, line: line)
+    return r.stdout
+}
+
+/// Header-auth headers (UNSIGNED-PAYLOAD) for a request the test sends itself.
+func signedHeaders(port: Int, method: String, path: String, query: String = "", extraHeaders: [(String, String)] = []) -> [(String, String)] {
+    let signer = SigV4Signer(credentials: testCreds, region: "us-east-1")
+    var toSign: [String: String] = ["host": "127.0.0.1:\(port)"]
+    for (k, v) in extraHeaders { toSign[k.lowercased()] = v }
+    return extraHeaders + signer.sign(method: method, canonicalURI: path, query: QueryItems(Substring(query)), headers: toSign, payloadHash: "UNSIGNED-PAYLOAD")
+}
+
+/// An HTTP request sent in steps over its own connection: the head and some of the body first, the rest
+/// later, so a test can act while the server is in the middle of receiving it.
+final class StagedRequest: @unchecked Sendable {
+    let fd: Int32
+
+    /// Connects and sends the head (with `Content-Length: contentLength`) and `first` bytes of the body.
+    init(port: Int, method: String, target: String, headers: [(String, String)], contentLength: Int, first: [UInt8]) async throws {
+        fd = try await blocking {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw POSIXError(.EIO) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard c == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+            return fd
+        }
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        head += "Content-Length: \(contentLength)\r\n\r\n"
+        try await send(Array(head.utf8) + first)
+    }
+
+    deinit { close(fd) }
+
+    /// Sends more body bytes (all of them, or throws when the peer went away).
+    func send(_ bytes: [UInt8]) async throws {
+        let fd = self.fd
+        try await blocking {
+            var off = 0
+            while off < bytes.count {
+                let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { throw POSIXError(.EPIPE) }
+                off += n
+            }
+        }
+    }
+
+    /// Reads the response until the server closes; returns its status (0 when the connection died first).
+    func status() async throws -> Int {
+        let fd = self.fd
+        return try await blocking {
+            var resp = [UInt8]()
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(fd, &buf, buf.count, 0)
+                if n <= 0 { break }
+                resp += buf[0..<n]
+            }
+            let line = String(decoding: resp.prefix(while: { $0 != 13 }), as: UTF8.self).split(separator: " ")
+            return line.count > 1 ? Int(line[1]) ?? 0 : 0
+        }
+    }
 }

@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+import Hummingbird
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Filesystem mode: multipart uploads. Parts are staged in `<bucket>/.automate-uploads/<uploadId>/` (each
+/// upload of a part in its own temp file, renamed into `part-NNNNN`: the last one completed wins);
+/// CompleteMultipartUpload joins them into the object and records the part sizes in its metadata.
+extension FSBackend {
+    func createUpload(_ req: S3Request, bucketName: String, bucket: String, key: String) throws -> Response {
+        let meta = try ObjectMetadata(requestHeaders: req.headers)
+        let id = try FSStore.createUpload(bucket: bucket, key: key, meta: meta)
+        return Reply.xml(xmlHeader + "<InitiateMultipartUploadResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucketName))</Bucket><Key>\(XML.escape(key))</Key><UploadId>\(id)</UploadId></InitiateMultipartUploadResult>")
+    }
+
+    static func partNumber(_ s: String) throws -> Int {
+        guard let n = Int(s), (1...10000).contains(n) else { throw S3Error.invalidArgument("Part number must be an integer between 1 and 10000, inclusive") }
+        return n
+    }
+
+    func uploadPart(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, body: RequestBody, log: RequestLog) async throws -> Response {
+        let n = try Self.partNumber(partNumber)
+        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
+        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let file = try await PendingFile.create(dir: dir)
+        do {
+            let decoder = try await Self.receive(req, body: body, into: file)
+            let etag = Hex.encode(decoder.md5Digest)
+            guard statPath(dir) != nil else { throw S3Error.noSuchUpload } // aborted meanwhile
+            try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
+            log.bytes = decoder.decodedBytes
+            return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
+        } catch {
+            await file.abort()
+            throw error
+        }
+    }
+
+    /// `x-amz-copy-source-range: bytes=first-last` → (offset, length). Malformed or inverted ranges are
+    /// `InvalidArgument`, ranges past the source's end `InvalidRange`, as S3 answers.
+    static func parseCopyRange(_ h: String, size: Int) throws -> (Int, Int) {
+        let bad = S3Error.invalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+        guard h.hasPrefix("bytes=") else { throw bad }
+        let spec = h.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
+        guard spec.count == 2, let a = Int(spec[0]), let b = Int(spec[1]), a >= 0, b >= a,
+              spec[0].allSatisfy(\.isNumber), spec[1].allSatisfy(\.isNumber) else { throw bad }
+        guard b < size else {
+            throw S3Error("InvalidRange", 416, "The requested range is not satisfiable")
+        }
+        return (a, b - a + 1)
+    }
+
+    /// UploadPartCopy: a part made of (a range of) an existing object.
+    func uploadPartCopy(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, src: String) async throws -> Response {
+        let n = try Self.partNumber(partNumber)
+        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
+        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let source = try copySource(src)
+        try checkCopySourceConditions(req.headers, etag: etagFor(path: source.path, info: source.info), info: source.info)
+        var (offset, length) = (0, source.info.size)
+        if let r = req.headers["x-amz-copy-source-range"] { (offset, length) = try Self.parseCopyRange(r, size: source.info.size) }
+        let file = try await PendingFile.create(dir: dir)
+        do {
+            try await copyRange(from: source.path, offset: offset, length: length, into: file)
+            let etag = Hex.encode(try await file.drain())
+            guard statPath(dir) != nil else { throw S3Error.noSuchUpload }
+            try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
+            let mtime = statPath(dir + "/" + FSStore.partName(n))?.mtime ?? Date()
+            return Reply.xml(xmlHeader + "<CopyPartResult xmlns=\"\(s3NS)\"><LastModified>\(XML.date(mtime))</LastModified><ETag>&quot;\(etag)&quot;</ETag></CopyPartResult>")
+        } catch {
+            await file.abort()
+            throw error
+        }
+    }
+
+    /// Copies `length` bytes at `offset` of a file into a pending file (which hashes them).
+    func copyRange(from path: String, offset: Int, length: Int, into file: PendingFile) async throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw S3Error.noSuchKey }
+        let source = OpenFile(fd)
+        var off = offset, remaining = length
+        while remaining > 0 {
+            let (at, want) = (off, min(FilePool.bufferSize, remaining))
+            let chunk = try await FilePool.run { try readChunk(source.fd, at: at, length: want, path: path) }
+            try await file.write(chunk)
+            off += chunk.readableBytes
+            remaining -= chunk.readableBytes
+        }
+    }
+
+    func listParts(_ bucket: String, key: String, uploadId: String, query: QueryItems) throws -> Response {
+        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
+        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let marker = Int(query["part-number-marker"] ?? "0") ?? 0
+        let maxParts = min(Int(query["max-parts"] ?? "1000") ?? 1000, 1000)
+        let all = FSStore.listParts(dir: dir).filter { $0.number > marker }
+        let parts = Array(all.prefix(maxParts))
+        var s = xmlHeader + "<ListPartsResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucket.split(separator: "/").last.map(String.init) ?? ""))</Bucket><Key>\(XML.escape(key))</Key><UploadId>\(uploadId)</UploadId>"
+        s += "<PartNumberMarker>\(marker)</PartNumberMarker><MaxParts>\(maxParts)</MaxParts><IsTruncated>\(all.count > parts.count)</IsTruncated>"
+        if all.count > parts.count, let last = parts.last { s += "<NextPartNumberMarker>\(last.number)</NextPartNumberMarker>" }
+        s += "<StorageClass>STANDARD</StorageClass>"
+        for p in parts {
+            s += "<Part><PartNumber>\(p.number)</PartNumber><LastModified>\(XML.date(p.mtime))</LastModified><ETag>&quot;\(p.etag)&quot;</ETag><Size>\(p.size)</Size></Part>"
+        }
+        s += "</ListPartsResult>"
+        return Reply.xml(s)
+    }
+
+    func listUploads(bucketName: String, bucket: String) -> Response {
+        var s = xmlHeader + "<ListMultipartUploadsResult xmlns=\"\(s3NS)\"><Bucket>\(XML.escape(bucketName))</Bucket><IsTruncated>false</IsTruncated>"
+        for id in (listDir(bucket + "/" + uploadsFolder) ?? []).sorted() {
+            guard let key = try? FSStore.uploadKey(bucket: bucket, uploadId: id), let i = statPath(bucket + "/" + uploadsFolder + "/" + id) else { continue }
+            s += "<Upload><Key>\(XML.escape(key))</Key><UploadId>\(id)</UploadId><Initiated>\(XML.date(i.mtime))</Initiated><StorageClass>STANDARD</StorageClass></Upload>"
+        }
+        s += "</ListMultipartUploadsResult>"
+        return Reply.xml(s)
+    }
+
+    func completeUpload(_ req: S3Request, bucketName: String, bucket: String, key: String, path: String, uploadId: String, body: RequestBody) async throws -> Response {
+        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
+        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        var data = [UInt8]()
+        _ = try await Self.receive(req, body: body) { p in
+            data.append(contentsOf: p)
+            if data.count > 4 << 20 { throw S3Error.malformedXML }
+        }
+        let text = Substring(String(decoding: data, as: UTF8.self))
+        let partEls = XML.elements("Part", in: text)
+        guard !partEls.isEmpty else { throw S3Error.malformedXML }
+        var wanted: [(Int, String)] = []
+        for p in partEls {
+            guard let nText = XML.first("PartNumber", in: p), let n = Int(nText), let e = XML.first("ETag", in: p) else { throw S3Error.malformedXML }
+            var etag = e.trimmingCharacters(in: .whitespaces)
+            if etag.hasPrefix("\"") && etag.hasSuffix("\"") && etag.count >= 2 { etag = String(etag.dropFirst().dropLast()) }
+            if let last = wanted.last, last.0 >= n { throw S3Error.invalidPartOrder }
+            wanted.append((n, etag))
+        }
+        let have = Dictionary(FSStore.listParts(dir: dir).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
+        var md5s = [UInt8]()
+        for (n, etag) in wanted { guard let p = have[n], p.etag == etag else { throw S3Error.invalidPart } }
+        for (i, (n, etag)) in wanted.enumerated() {
+            let p = have[n]!
+            if i < wanted.count - 1 && p.size < 5 << 20 { throw S3Error.entityTooSmall }
+            md5s += Hex.decode(etag) ?? []
+        }
+        let etag = Hex.encode(Insecure.MD5.hash(data: md5s)) + "-\(wanted.count)"
+        let condition = WriteCondition(headers: req.headers)
+        try condition.check(path: path)
+        var meta = FSStore.uploadMetadata(dir: dir)
+        meta.setParts(wanted.map { have[$0.0]!.size })
+        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let file = try await PendingFile.create(dir: parentPath(target))
+        do {
+            for (n, _) in wanted { try await file.append(contentsOf: dir + "/" + FSStore.partName(n)) }
+            try await file.commit(to: target, etag: etag, meta: meta, store: store.metadata, condition: condition)
+        } catch {
+            await file.abort()
+            throw error
+        }
+        removeTree(dir)
+        return Reply.xml(xmlHeader + "<CompleteMultipartUploadResult xmlns=\"\(s3NS)\"><Location>/\(XML.escape(bucketName))/\(XML.escape(key))</Location><Bucket>\(XML.escape(bucketName))</Bucket><Key>\(XML.escape(key))</Key><ETag>&quot;\(etag)&quot;</ETag></CompleteMultipartUploadResult>")
+    }
+}

@@ -1,0 +1,107 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Blocking file work (open, read, write, fsync, rename, hashing) runs here, on a bounded pool of threads,
+/// never on Swift's cooperative executor that serves the connections.
+enum FilePool {
+    static let pool: NIOThreadPool = {
+        let p = NIOThreadPool(numberOfThreads: 8)
+        p.start()
+        return p
+    }()
+
+    /// Runs `body` on the file pool and returns its result.
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(body)
+    }
+
+    /// Memory for write buffers across the whole gateway: 32 buffers of 256 KiB (8 MiB). An upload waits
+    /// (asynchronously, so its connection's socket stops being read) until one is free.
+    static let writeBuffers = AsyncSemaphore(permits: 32)
+    static let bufferSize = 256 << 10
+}
+
+/// A counting semaphore whose `acquire()` suspends the task instead of blocking its thread.
+final class AsyncSemaphore: @unchecked Sendable {
+    // `permits` and `waiters` are only touched with `lock` held.
+    private let lock = NSLock()
+    private var permits: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(permits: Int) { self.permits = permits }
+
+    func acquire() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if permits > 0 {
+                permits -= 1
+                lock.unlock()
+                c.resume()
+            } else {
+                waiters.append(c)
+                lock.unlock()
+            }
+        }
+    }
+
+    /// Takes a permit if one is free right now.
+    func tryAcquire() -> Bool {
+        lock.withLock {
+            guard permits > 0 else { return false }
+            permits -= 1
+            return true
+        }
+    }
+
+    func release() {
+        lock.lock()
+        if waiters.isEmpty {
+            permits += 1
+            lock.unlock()
+        } else {
+            let w = waiters.removeFirst()
+            lock.unlock()
+            w.resume()
+        }
+    }
+}
+
+/// An open file descriptor, closed when the last holder (the pending file, or an I/O job still running on
+/// it) lets go, so no job ever writes to a closed or reused descriptor.
+final class OpenFile: Sendable {
+    let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+}
+
+/// The MD5 of a file's bytes, fed in order from pool threads. Each update is issued after the previous one
+/// finished (a chain of tasks); the lock makes the hand-over between threads safe.
+final class RunningMD5: @unchecked Sendable {
+    private let lock = NSLock()
+    private var md5 = Insecure.MD5()
+
+    func update(_ buf: ByteBuffer) {
+        lock.withLock { buf.withUnsafeReadableBytes { md5.update(bufferPointer: $0) } }
+    }
+
+    func finalize() -> [UInt8] { lock.withLock { Array(md5.finalize()) } }
+}
+
+/// Reads up to `length` bytes at `offset` (fewer only at the end of the file; none is an error: the file shrank).
+func readChunk(_ fd: Int32, at offset: Int, length: Int, path: String) throws -> ByteBuffer {
+    var buf = ByteBufferAllocator().buffer(capacity: length)
+    let n = try buf.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { p -> Int in
+        while true {
+            let r = pread(fd, p.baseAddress, length, off_t(offset))
+            if r >= 0 { return r }
+            if errno != EINTR { throw S3Error("InternalError", 500, "read \(path): \(errnoText())") }
+        }
+    }
+    if n == 0 { throw S3Error("InternalError", 500, "\(path) shrank while being read") }
+    return buf
+}

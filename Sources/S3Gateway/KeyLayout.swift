@@ -1,0 +1,134 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where an object's bytes live in a bucket folder. A key is its path (`a/b/c` is the file `a/b/c`), except
+/// in the two cases a plain file cannot express:
+///
+/// - a key that is also a folder of other keys (`a` while `a/b` exists): the file `a/.automate-object`;
+/// - a key ending in `/` (a folder marker, usually empty): the file `a/.automate-folder`.
+///
+/// Both names are hidden and reserved, so `ls` of a repository still shows its keys as files and folders.
+/// When a write needs a folder where a plain file is (`a/b` arrives after `a`), the file moves into the new
+/// folder as `.automate-object`; when the folder's last other key goes, it moves back to a plain file. A move
+/// goes through the hidden name `.automate-moving-<name>` beside it, which any later access of that key (or
+/// a listing of its folder) completes if a crash interrupted it.
+enum KeyLayout {
+    static let selfObject = ".automate-object"
+    static let folderMarker = ".automate-folder"
+    static let movingPrefix = ".automate-moving-"
+
+    /// The file holding a key's bytes (it may not exist). The key must have passed `FSStore.objectPath`.
+    static func file(bucket: String, key: String) -> String {
+        if key.hasSuffix("/") { return bucket + "/" + key + folderMarker }
+        let p = bucket + "/" + key
+        if let i = statPath(p) { return i.isDir ? p + "/" + selfObject : p }
+        recoverMove(bucket + "/" + key)
+        return statPath(p)?.isDir == true ? p + "/" + selfObject : p
+    }
+
+    /// Makes the folders a write of `key` needs (moving plain files in the way into their folder) and
+    /// returns the file to rename the new object to.
+    static func prepareWrite(bucket: String, key: String, metadata: MetadataStore) throws -> String {
+        var segs = key.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        segs.removeLast() // the object's own name ("" for a folder marker)
+        var dir = bucket
+        for s in segs {
+            dir += "/" + s
+            try ensureFolder(dir, metadata: metadata)
+        }
+        return file(bucket: bucket, key: key)
+    }
+
+    /// A folder at `path`: made if missing; a plain file there (an object) moves inside as `.automate-object`.
+    static func ensureFolder(_ path: String, metadata: MetadataStore) throws {
+        for _ in 0..<5 {
+            if mkdir(path, 0o755) == 0 { return }
+            let e = errno
+            if e == EEXIST {
+                if statPath(path)?.isDir == true { return }
+                try CommitLock.withLock(path) { try moveIntoFolder(path, metadata: metadata) }
+                continue
+            }
+            if e == ENOENT {
+                // A concurrent delete pruned the parent: make it again.
+                try ensureFolder(parentPath(path), metadata: metadata)
+                continue
+            }
+            throw S3Error("InternalError", 500, "mkdir \(path): \(errnoText())")
+        }
+        throw S3Error("InternalError", 500, "mkdir \(path): the folder keeps changing under concurrent writes; retry")
+    }
+
+    static func movingPath(_ path: String) -> String {
+        let parent = parentPath(path)
+        return parent + "/" + movingPrefix + lastComponent(path)
+    }
+
+    /// `a` (a file) becomes `a/.automate-object`.
+    static func moveIntoFolder(_ path: String, metadata: MetadataStore) throws {
+        guard statPath(path)?.isFile == true else { return }
+        let moving = movingPath(path)
+        guard rename(path, moving) == 0 else { throw S3Error("InternalError", 500, "rename \(path): \(errnoText())") }
+        let (_, oldSide) = MetadataStore.sidePath(path)
+        guard mkdir(path, 0o755) == 0 || statPath(path)?.isDir == true else {
+            rename(moving, path)
+            throw S3Error("InternalError", 500, "mkdir \(path): \(errnoText())")
+        }
+        moveSideFile(from: oldSide, to: path + "/" + selfObject)
+        guard rename(moving, path + "/" + selfObject) == 0 else { throw S3Error("InternalError", 500, "rename into \(path): \(errnoText())") }
+        fsyncDir(path)
+        fsyncDir(parentPath(path))
+    }
+
+    /// After a delete in folder `dir`: a folder left holding only its own object becomes that plain file
+    /// again. Returns whether it did.
+    @discardableResult
+    static func moveOutOfFolder(_ dir: String) -> Bool {
+        CommitLock.withLock(dir) {
+            guard let names = listDir(dir), names.contains(selfObject),
+                  names.allSatisfy({ $0 == selfObject || $0 == MetadataStore.sideFolder }) else { return false }
+            if names.contains(MetadataStore.sideFolder) {
+                let side = dir + "/" + MetadataStore.sideFolder
+                guard let entries = listDir(side), entries.allSatisfy({ $0 == selfObject }) else { return false }
+            }
+            let moving = movingPath(dir)
+            guard rename(dir + "/" + selfObject, moving) == 0 else { return false }
+            let sideFile = dir + "/" + MetadataStore.sideFolder + "/" + selfObject
+            moveSideFile(from: sideFile, to: dir)
+            guard rmdir(dir) == 0 else {
+                // Something arrived meanwhile: put the object (and its metadata) back.
+                moveSideFile(from: MetadataStore.sidePath(dir).file, to: dir + "/" + selfObject)
+                rename(moving, dir + "/" + selfObject)
+                return false
+            }
+            rename(moving, dir)
+            fsyncDir(parentPath(dir))
+            return true
+        }
+    }
+
+    /// Moves a side-folder metadata file along with its object (entries are keyed by inode, which a rename keeps).
+    static func moveSideFile(from oldSide: String, to objectPath: String) {
+        guard statPath(oldSide) != nil else { return }
+        let (dir, side) = MetadataStore.sidePath(objectPath)
+        mkdir(dir, 0o755)
+        if rename(oldSide, side) == 0 { rmdir(parentPath(oldSide)) }
+    }
+
+    /// Completes a move a crash interrupted: `.automate-moving-<name>` beside `path` goes to `path` (no
+    /// folder there) or into the folder `path`.
+    static func recoverMove(_ path: String) {
+        let moving = movingPath(path)
+        guard statPath(moving)?.isFile == true else { return }
+        CommitLock.withLock(path) {
+            guard statPath(moving)?.isFile == true else { return }
+            if let i = statPath(path), i.isDir {
+                if statPath(path + "/" + selfObject) == nil { rename(moving, path + "/" + selfObject) }
+            } else if statPath(path) == nil {
+                rename(moving, path)
+            }
+        }
+    }
+}
