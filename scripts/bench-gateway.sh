@@ -9,9 +9,10 @@
 #        that every case runs)
 # Needs: swift, curl, nginx, aws, moto_server, python3 with boto3 (scripts/install.sh --deps).
 set -euo pipefail
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-smoke=0
-if [ "${1:-}" = "--smoke" ]; then smoke=1; shift; fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+repo="$bench_repo"
+smoke=$bench_smoke
+if [ "${1:-}" = "--smoke" ]; then shift; fi
 size_mib=${1:-1024}
 conc_n=100; conc_mib=4
 if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; fi
@@ -19,9 +20,13 @@ for t in curl nginx aws moto_server python3; do
   command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
 done
 
-echo "==> release build"
-(cd "$repo" && swift build -c release --scratch-path .build-gateway-release --product backup-gateway >/dev/null)
-bin="$repo/.build-gateway-release/release/backup-gateway"
+if [ "$smoke" = 1 ]; then
+  bin="$(bench_binaries bench-gateway backup-gateway)/backup-gateway"
+else
+  echo "==> release build"
+  (cd "$repo" && swift build -c release --scratch-path .build-gateway-release --product backup-gateway >/dev/null)
+  bin="$repo/.build-gateway-release/release/backup-gateway"
+fi
 
 # Same disk as the repository checkout.
 work=$(mktemp -d "${BENCH_DIR:-$repo}/.bench-gateway.XXXXXX")
@@ -33,13 +38,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench-gateway: $1 did not come up" >&2; exit 1; }
 # Peak RSS of the gateway since the last reset, in MiB; `reset_peak` starts a new measurement.
 reset_peak() { echo 5 > "/proc/$gpid/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$gpid/status"; }
-mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / float(sys.argv[1])))" "$1"; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / max(float(sys.argv[1]), 1e-3)))" "$1"; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null || { echo "bench-gateway: failed: $*" >&2; return 1; }; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
 
 mkdir -p "$work/root/bench" "$work/nginx/root" "$work/nginx/tmp" "$work/nginx/logs"
