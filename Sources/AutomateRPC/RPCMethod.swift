@@ -19,7 +19,9 @@ public protocol RPCMethod: Sendable {
 
 /// A unary method: one request, one response.
 public struct RPCUnaryMethod<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: RPCMethod {
+    /// The method's name on the wire.
     public let name: String
+    /// False: one response.
     public var isServerStreaming: Bool { false }
 
     /// A descriptor for the method called `name` on the wire.
@@ -30,7 +32,9 @@ public struct RPCUnaryMethod<Request: SwiftProtobuf.Message, Response: SwiftProt
 
 /// A server-streaming method: one request, then any number of responses in order.
 public struct RPCServerStreamMethod<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: RPCMethod {
+    /// The method's name on the wire.
     public let name: String
+    /// True: a stream of responses.
     public var isServerStreaming: Bool { true }
 
     /// A descriptor for the method called `name` on the wire.
