@@ -105,10 +105,11 @@ public actor ServiceRunner {
             case .checkHealth(let pid, let delay):
                 healthCheck?.cancel()
                 let context = context
+                let startedAt = machine.state.process?.startedInstant ?? .now
                 healthCheck = report {
                     try? await Task.sleep(for: delay)
                     if Task.isCancelled { return nil }
-                    let (result, detail) = await Self.checkHealth(context)
+                    let (result, detail) = await Self.checkHealth(context, startedAt: startedAt)
                     return Task.isCancelled ? nil : .healthChecked(pid: pid, result: result, detail: detail)
                 }
             case .startTimer(let timer, let attempt, let deadline):
@@ -262,9 +263,16 @@ public actor ServiceRunner {
         }
     }
 
+    /// How long a service with neither a health-check hook nor a socket must stay up before it counts
+    /// as healthy (supervisord's `startsecs`): a process that dies at once is a failed start, not a
+    /// healthy service that then crashed.
+    static let settleTime: Duration = .milliseconds(500)
+
     /// Runs one health check: the manifest's hook, else a connection to the service's socket, else
-    /// "the process runs".
-    private static func checkHealth(_ context: ServiceContext) async -> (HealthResult, String) {
+    /// "the process runs" once it has stayed up for ``settleTime`` (capped by the start-up grace).
+    private static func checkHealth(
+        _ context: ServiceContext, startedAt: ContinuousClock.Instant
+    ) async -> (HealthResult, String) {
         let spec = context.manifest.health
         if context.hooks.path(of: spec.hook) != nil {
             do {
@@ -283,6 +291,12 @@ public actor ServiceRunner {
             return accepting
                 ? (.ok, "socket accepts connections")
                 : (.critical, "socket \(socketPath) does not accept connections")
+        }
+        let settle = min(settleTime, spec.grace / 2)
+        let uptime = ContinuousClock.now - startedAt
+        guard uptime >= settle else {
+            func ms(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
+            return (.unknown, "process running for \(ms(uptime)) ms, not yet \(ms(settle)) ms (no health check)")
         }
         return (.ok, "process running (no health check)")
     }

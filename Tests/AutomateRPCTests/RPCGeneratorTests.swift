@@ -1,3 +1,4 @@
+import AutomateSupervisor
 import Foundation
 import Testing
 
@@ -13,17 +14,28 @@ import Testing
         var stderr: String
     }
 
-    static func generate(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "\(root)/scripts/generate-rpc.py"] + arguments
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let output = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stderr: String(decoding: output, as: UTF8.self))
+    /// Runs the generator. Through ``ChildProcess`` rather than Foundation's `Process`: the supervisor
+    /// tests in this same process start the ``ProcessReaper``, which reaps every child (and would hand
+    /// `Process` a made-up exit status).
+    static func generate(_ arguments: [String]) async throws -> Run {
+        let errPath = FileManager.default.temporaryDirectory.path + "/generate-rpc-\(UUID().uuidString).err"
+        let err = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { unlink(errPath) }
+        var options = ChildProcess.Options(
+            executable: "/usr/bin/env", arguments: ["python3", "\(root)/scripts/generate-rpc.py"] + arguments,
+            environment: ProcessInfo.processInfo.environment)
+        let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        options.standardOutput = null
+        options.standardError = err
+        options.deathSignal = 0
+        let child: ChildProcess
+        do { child = try ChildProcess.spawn(options) } catch { close(err); close(null); throw error }
+        close(err)
+        close(null)
+        let status = await child.waitForExit()
+        child.forget()
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return Run(status: status.isSuccess ? 0 : 1, stderr: stderr)
     }
 
     /// Relative paths of the files under `folder` whose names end with `suffix`.
@@ -36,10 +48,10 @@ import Testing
         return found
     }
 
-    @Test func committedDescriptorsAreUpToDate() throws {
+    @Test func committedDescriptorsAreUpToDate() async throws {
         let output = TempDir()
         defer { output.remove() }
-        let run = try Self.generate(["--output-root", output.path])
+        let run = try await Self.generate(["--output-root", output.path])
         #expect(run.status == 0, "\(run.stderr)")
         let generated = Self.files(under: output.path, endingWith: ".rpc.swift")
         let committed = Self.files(under: "\(Self.root)/Sources", endingWith: ".rpc.swift").map { "Sources/\($0)" }
@@ -52,7 +64,7 @@ import Testing
         }
     }
 
-    @Test func refusesUnknownTypesAndClientStreaming() throws {
+    @Test func refusesUnknownTypesAndClientStreaming() async throws {
         let dir = TempDir()
         defer { dir.remove() }
         let unknown = "\(dir.path)/unknown.proto"
@@ -64,7 +76,7 @@ import Testing
               rpc Ping(Ping) returns (Pong);
             }
             """.write(toFile: unknown, atomically: true, encoding: .utf8)
-        let first = try Self.generate(["--output-root", dir.path, unknown])
+        let first = try await Self.generate(["--output-root", dir.path, unknown])
         #expect(first.status != 0)
         #expect(first.stderr.contains("unknown.proto:5") && first.stderr.contains("Pong"), "\(first.stderr)")
 
@@ -77,7 +89,7 @@ import Testing
               rpc Upload(stream Ping) returns (Ping);
             }
             """.write(toFile: streaming, atomically: true, encoding: .utf8)
-        let second = try Self.generate(["--output-root", dir.path, streaming])
+        let second = try await Self.generate(["--output-root", dir.path, streaming])
         #expect(second.status != 0)
         #expect(second.stderr.contains("streams its request"), "\(second.stderr)")
         #expect(Self.files(under: dir.path, endingWith: ".rpc.swift").isEmpty)

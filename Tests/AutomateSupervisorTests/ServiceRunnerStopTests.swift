@@ -34,12 +34,21 @@ struct ServiceRunnerStopTests {
         let began = ContinuousClock.now
         for round in 0..<200 {
             await runner.start()
+            if round.isMultiple(of: 2) {
+                // Half the rounds count from the moment the process exists: on a loaded machine the init
+                // hook alone can outlast 50 ms, and the stops must land after the spawn too.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while await runner.state.process == nil, await !runner.state.isAtRest, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
             try await Task.sleep(for: .microseconds(Int.random(in: 0...50_000)))
             let stoppedIn = await runner.state
             hit[Self.phase(stoppedIn), default: 0] += 1
             let stopStarted = ContinuousClock.now
-            let stopped = await finishes(within: .seconds(10)) { await runner.stop() }
-            try #require(stopped, "round \(round): stop() did not return within 10 s (stopped in \(stoppedIn))")
+            // Generous: under a loaded machine forking the hooks alone can take seconds; a hang is forever.
+            let stopped = await finishes(within: .seconds(30)) { await runner.stop() }
+            try #require(stopped, "round \(round): stop() did not return within 30 s (stopped in \(stoppedIn))")
             slowest = max(slowest, ContinuousClock.now - stopStarted)
             #expect(await runner.state == .stopped, "round \(round)")
             #expect(states.last == .stopped, "round \(round): last broadcast \(String(describing: states.last))")
@@ -52,7 +61,10 @@ struct ServiceRunnerStopTests {
         #expect(hit["init hook", default: 0] > 0)
         #expect(hit["starting", default: 0] + hit["running", default: 0] > 0)
         #expect(Self.startedGroups(stack, service: "racer").count > 10, "few rounds got as far as a process")
-        #expect(slowest < .seconds(3), "a stop waited for the stop timeout: a signal went missing")
+        // A stop signal that went missing shows as the escalation to SIGKILL at the stop timeout (the
+        // process ends at once on SIGTERM); wall-clock time would depend on the machine's load.
+        let log = (try? String(contentsOfFile: stack.home.logPath(service: "racer"), encoding: .utf8)) ?? ""
+        #expect(!log.contains("still running after"), "a stop waited for the stop timeout: a signal went missing")
     }
 
     @Test("a stop during a slow init hook kills the hook at once; nothing is spawned")

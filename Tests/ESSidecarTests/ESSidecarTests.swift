@@ -240,9 +240,13 @@ final class ESSidecarTests: XCTestCase {
     /// Cancel during an export: the operation ends cancelled, its upload is aborted and nothing is left
     /// under the snapshot's prefix.
     func testCancelStopsAnExportAndLeavesNothing() async throws {
-        let (engine, s3, client) = try await fixtures()
+        let (engine, s3, setupClient) = try await fixtures()
         try makeIndex(engine, "large", count: 40000)
         defer { _ = try? engine.json("DELETE", "/large") }
+        // Filling the index can outlast the server's idle timeout (30 s), which closes a connection that
+        // sends nothing: call on a fresh one.
+        await setupClient.close()
+        let client = try await RPCClient.connect(socketPath: setupClient.socketPath)
         let op = try await startSnapshot(client, "20260301130000", ["large"])
         var r = Automate_Sidecar_Es_ESStatusRequest()
         r.operationID = op
