@@ -46,8 +46,7 @@ struct RepositoryLease {
         let client = try await SupervisorClient.connect(home: home)
         defer { Task { await client.close() } }
         do {
-            _ = try await client.rpc.unary(ControlService.Method.reload, ControlService.ReloadRequest(), as: ControlService.ReloadResponse.self,
-                                           timeout: .seconds(900))
+            _ = try await client.rpc.call(SupervisorService.reload, ControlService.ReloadRequest(), timeout: .seconds(900))
         } catch {
             throw CLIError("the gateway's overlay is the stack's own again, but reloading the stack onto it failed: \(error); run `automate reload`")
         }

@@ -47,5 +47,9 @@ public enum DeploymentMethods {
     public static let restoreStatus = "\(service)/RestoreStatus"
 }
 
+/// The deployment-service's typed methods (the generated ``DeploymentService``) under a name that does
+/// not collide with the `DeploymentService` module, inside which the bare name means the module.
+public typealias StackDeploymentService = DeploymentService
+
 public typealias StackBackup = Automate_Deployment_V1_StackBackup
 public typealias StackRestore = Automate_Deployment_V1_StackRestore

@@ -371,7 +371,7 @@ public actor BackupOrchestrator {
         if !withDatabases.isEmpty {
             let client = try await RPCClient.connect(socketPath: config.kit.pgSidecarSocket)
             defer { Task { await client.close() } }
-            _ = try await client.unary("CreateRepo", Automate_Sidecar_Pg_PGCreateRepoRequest(), as: Automate_Sidecar_Pg_PGCreateRepoResponse.self, timeout: .seconds(30))
+            _ = try await client.call(PGSidecarService.createRepo, Automate_Sidecar_Pg_PGCreateRepoRequest(), timeout: .seconds(30))
         }
         let withIndices = stack.services.filter { $0.isBackedUp && !$0.manifest.backup.indices.isEmpty }
         if !withIndices.isEmpty {
@@ -380,7 +380,7 @@ public actor BackupOrchestrator {
             for s in withIndices {
                 var req = Automate_Sidecar_Es_ESCreateRepoRequest()
                 req.service = s.manifest.name
-                _ = try await client.unary("CreateRepo", req, as: Automate_Sidecar_Es_ESCreateRepoResponse.self, timeout: .seconds(30))
+                _ = try await client.call(ESSidecarService.createRepo, req, timeout: .seconds(30))
             }
         }
     }

@@ -28,7 +28,7 @@ struct RemoteParticipant: BackupParticipant {
         var create = Automate_Backup_V1_CreateBackupRequest()
         create.backupID = backupID
         do {
-            update(try await client.unary(BackupContract.createBackup, create, as: ServiceBackupStatus.self, timeout: .seconds(60)))
+            update(try await client.call(BackupService.createBackup, create, timeout: .seconds(60)))
         } catch {
             throw ParticipantError("\(name) refused CreateBackup: \(error)")
         }
@@ -37,7 +37,7 @@ struct RemoteParticipant: BackupParticipant {
         watch.watch = true
         var last: ServiceBackupStatus?
         do {
-            for try await s in client.serverStream(BackupContract.watchBackup, watch, as: ServiceBackupStatus.self) {
+            for try await s in client.stream(BackupService.watchBackup, watch) {
                 last = s
                 update(s)
             }
@@ -56,7 +56,7 @@ struct RemoteParticipant: BackupParticipant {
         guard let client = try? await RPCClient.connect(socketPath: socketPath) else { return }
         var req = Automate_Backup_V1_DeleteBackupRequest()
         req.backupID = backupID
-        _ = try? await client.unary(BackupContract.deleteBackup, req, as: Automate_Backup_V1_DeleteBackupResponse.self, timeout: .seconds(30))
+        _ = try? await client.call(BackupService.deleteBackup, req, timeout: .seconds(30))
         await client.close()
     }
 }

@@ -238,7 +238,7 @@ public actor RestoreOrchestrator {
         }
         if let failure {
             // A known state: every restored service that is not infrastructure is stopped.
-            for t in targets { await supervisor("StopService", t.name) }
+            for t in targets { await supervisor(SupervisorService.stopService, t.name) }
             logger.error("restore \(restoreID): failed: \(failure); the restored services are stopped")
         }
         finish(restoreID, failure: failure)
@@ -273,14 +273,14 @@ public actor RestoreOrchestrator {
         var request = Automate_Backup_V1_RestoreRequest()
         request.backupID = backupID
         request.restoreID = restoreID
-        _ = try await client.unary(BackupContract.restore, request, as: ServiceRestoreStatus.self, timeout: .seconds(60))
+        _ = try await client.call(BackupService.restore, request, timeout: .seconds(60))
         var statusRequest = Automate_Backup_V1_RestoreStatusRequest()
         statusRequest.restoreID = restoreID
-        for (method, long) in [(BackupContract.restoreStatusShortTerm, false), (BackupContract.restoreStatusLongTerm, true)] {
+        for (method, long) in [(BackupService.restoreStatusShortTerm, false), (BackupService.restoreStatusLongTerm, true)] {
             while true {
                 let s: ServiceRestoreStatus
                 do {
-                    s = try await client.unary(method, statusRequest, as: ServiceRestoreStatus.self, timeout: .seconds(30))
+                    s = try await client.call(method, statusRequest, timeout: .seconds(30))
                 } catch {
                     throw ParticipantError("stopped answering during restore \(restoreID) (did it exit?): \(error)")
                 }
@@ -294,7 +294,7 @@ public actor RestoreOrchestrator {
 
     /// A service without the contract: stopped, restored in process through the sidecars, started.
     private func restoreLocal(_ t: Target, backupID: String, restoreID: String) async throws {
-        await supervisor("StopService", t.name)
+        await supervisor(SupervisorService.stopService, t.name)
         let kit = kits.kit(for: t.name, owned: t.owned, config: config.kit, logger: logger)
         _ = try await kit.restore(backupID: backupID, restoreID: restoreID)
         var started = false
@@ -304,7 +304,7 @@ public actor RestoreOrchestrator {
             update(restoreID, t.name, short: { $0 = short }, long: { $0 = long })
             if short.state == .failed { throw ParticipantError(short.error) }
             if short.state == .completed && !started {
-                await supervisor("StartService", t.name)
+                await supervisor(SupervisorService.startService, t.name)
                 started = true
             }
             if long.state == .failed { throw ParticipantError(long.error) }
@@ -314,16 +314,15 @@ public actor RestoreOrchestrator {
     }
 
     /// Asks the supervisor to stop or start a service (best effort: a restore goes on without it).
-    private func supervisor(_ method: String, _ service: String) async {
+    private func supervisor(_ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ service: String) async {
         guard let socket = config.environment["AUTOMATE_SUPERVISOR_SOCKET"],
               let client = try? await RPCClient.connect(socketPath: socket) else { return }
         var request = ControlService.ServiceRequest()
         request.name = service
         do {
-            _ = try await client.unary("automate.supervisor.v1.Supervisor/\(method)", request, as: ControlService.ServiceResponse.self,
-                                       timeout: .seconds(120))
+            _ = try await client.call(method, request, timeout: .seconds(120))
         } catch {
-            logger.warning("\(method) \(service): \(error)")
+            logger.warning("\(method.name) \(service): \(error)")
         }
         await client.close()
     }

@@ -107,7 +107,7 @@ public final class ESSidecar: Sendable {
     // MARK: RPC
 
     public func register(on server: RPCServer) {
-        server.registerUnary("CreateRepo") { [self] (req: Automate_Sidecar_Es_ESCreateRepoRequest, _) -> Automate_Sidecar_Es_ESCreateRepoResponse in
+        server.register(ESSidecarService.createRepo) { [self] (req: Automate_Sidecar_Es_ESCreateRepoRequest, _) -> Automate_Sidecar_Es_ESCreateRepoResponse in
             guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -123,7 +123,7 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.registerUnary("DeleteRepo") { [self] (req: Automate_Sidecar_Es_ESDeleteRepoRequest, _) -> Automate_Sidecar_Es_ESDeleteRepoResponse in
+        server.register(ESSidecarService.deleteRepo) { [self] (req: Automate_Sidecar_Es_ESDeleteRepoRequest, _) -> Automate_Sidecar_Es_ESDeleteRepoResponse in
             guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -137,12 +137,12 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.registerUnary("CreateSnapshot") { [self] (req: Automate_Sidecar_Es_ESCreateSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
+        server.register(ESSidecarService.createSnapshot) { [self] (req: Automate_Sidecar_Es_ESCreateSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
             var r = Automate_Sidecar_Es_ESOperation()
             r.operationID = try await startSnapshot(req)
             return r
         }
-        server.registerUnary("DeleteSnapshot") { [self] (req: Automate_Sidecar_Es_ESDeleteSnapshotRequest, _) -> Automate_Sidecar_Es_ESDeleteSnapshotResponse in
+        server.register(ESSidecarService.deleteSnapshot) { [self] (req: Automate_Sidecar_Es_ESDeleteSnapshotRequest, _) -> Automate_Sidecar_Es_ESDeleteSnapshotResponse in
             guard Self.validName(req.service), Self.validName(req.snapshot) else { throw RPCError(.invalidArgument, "bad service or snapshot name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -156,20 +156,20 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.registerUnary("RestoreSnapshot") { [self] (req: Automate_Sidecar_Es_ESRestoreSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
+        server.register(ESSidecarService.restoreSnapshot) { [self] (req: Automate_Sidecar_Es_ESRestoreSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
             var r = Automate_Sidecar_Es_ESOperation()
             r.operationID = try await startRestore(req)
             return r
         }
-        server.registerUnary("SnapshotStatus") { [self] (req: Automate_Sidecar_Es_ESStatusRequest, _) -> ESStatus in
+        server.register(ESSidecarService.snapshotStatus) { [self] (req: Automate_Sidecar_Es_ESStatusRequest, _) -> ESStatus in
             try await status(req.operationID)
         }
-        server.registerServerStream("WatchStatus") { [self] (req: Automate_Sidecar_Es_ESStatusRequest, writer: RPCResponseWriter<ESStatus>, _) in
+        server.register(ESSidecarService.watchStatus) { [self] (req: Automate_Sidecar_Es_ESStatusRequest, writer: RPCResponseWriter<ESStatus>, _) in
             let updates: AsyncStream<OperationSnapshot<ESOutcome>>
             do { updates = try await operations.watch(req.operationID) } catch { throw rpcError(error) }
             for await s in updates { try await writer.send(wireStatus(s)) }
         }
-        server.registerUnary("Cancel") { [self] (req: Automate_Sidecar_Es_ESStatusRequest, _) -> ESStatus in
+        server.register(ESSidecarService.cancel) { [self] (req: Automate_Sidecar_Es_ESStatusRequest, _) -> ESStatus in
             try await cancel(req.operationID)
         }
     }

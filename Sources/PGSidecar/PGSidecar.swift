@@ -56,20 +56,20 @@ public final class PGSidecar: Sendable {
     // MARK: RPC
 
     public func register(on server: RPCServer) {
-        server.registerUnary("CreateRepo") { [self] (req: Automate_Sidecar_Pg_PGCreateRepoRequest, _) -> Automate_Sidecar_Pg_PGCreateRepoResponse in
+        server.register(PGSidecarService.createRepo) { [self] (req: Automate_Sidecar_Pg_PGCreateRepoRequest, _) -> Automate_Sidecar_Pg_PGCreateRepoResponse in
             let s3 = config.s3, bucket = req.bucket.isEmpty ? config.bucket : req.bucket
             var r = Automate_Sidecar_Pg_PGCreateRepoResponse()
             r.created = try await wrapS3 { try await runBlocking("pg.create-repo") { _ in try s3.createBucketSync(bucket) } }
             return r
         }
-        server.registerUnary("DeleteRepo") { [self] (req: Automate_Sidecar_Pg_PGDeleteRepoRequest, _) -> Automate_Sidecar_Pg_PGDeleteRepoResponse in
+        server.register(PGSidecarService.deleteRepo) { [self] (req: Automate_Sidecar_Pg_PGDeleteRepoRequest, _) -> Automate_Sidecar_Pg_PGDeleteRepoResponse in
             guard !req.prefix.isEmpty else { throw RPCError(.invalidArgument, "DeleteRepo needs a prefix") }
             let s3 = config.s3, bucket = req.bucket.isEmpty ? config.bucket : req.bucket
             var r = Automate_Sidecar_Pg_PGDeleteRepoResponse()
             r.objectsDeleted = Int64(try await wrapS3 { try await runBlocking("pg.delete") { _ in try s3.deletePrefixSync(bucket: bucket, prefix: req.prefix) } })
             return r
         }
-        server.registerUnary("ListDatabases") { [self] (_: Automate_Sidecar_Pg_PGListDatabasesRequest, _) -> Automate_Sidecar_Pg_PGListDatabasesResponse in
+        server.register(PGSidecarService.listDatabases) { [self] (_: Automate_Sidecar_Pg_PGListDatabasesRequest, _) -> Automate_Sidecar_Pg_PGListDatabasesResponse in
             let server = config.server
             return try await runBlocking("pg.list") { _ in
                 let c = try Self.connect(server)
@@ -79,12 +79,12 @@ public final class PGSidecar: Sendable {
                 return r
             }
         }
-        server.registerUnary("CreateBackup") { [self] (req: Automate_Sidecar_Pg_PGCreateBackupRequest, _) -> Automate_Sidecar_Pg_PGOperation in
+        server.register(PGSidecarService.createBackup) { [self] (req: Automate_Sidecar_Pg_PGCreateBackupRequest, _) -> Automate_Sidecar_Pg_PGOperation in
             var r = Automate_Sidecar_Pg_PGOperation()
             r.operationID = try await startBackup(req)
             return r
         }
-        server.registerUnary("DeleteBackup") { [self] (req: Automate_Sidecar_Pg_PGDeleteBackupRequest, _) -> Automate_Sidecar_Pg_PGDeleteBackupResponse in
+        server.register(PGSidecarService.deleteBackup) { [self] (req: Automate_Sidecar_Pg_PGDeleteBackupRequest, _) -> Automate_Sidecar_Pg_PGDeleteBackupResponse in
             guard Self.validID(req.backupID), Self.validName(req.service) else {
                 throw RPCError(.invalidArgument, "backup_id must be yyyyMMddHHmmss and service [a-z0-9-_]")
             }
@@ -93,20 +93,20 @@ public final class PGSidecar: Sendable {
             r.objectsDeleted = Int64(try await wrapS3 { try await runBlocking("pg.delete") { _ in try s3.deletePrefixSync(bucket: bucket, prefix: prefix) } })
             return r
         }
-        server.registerUnary("Restore") { [self] (req: Automate_Sidecar_Pg_PGRestoreRequest, _) -> Automate_Sidecar_Pg_PGOperation in
+        server.register(PGSidecarService.restore) { [self] (req: Automate_Sidecar_Pg_PGRestoreRequest, _) -> Automate_Sidecar_Pg_PGOperation in
             var r = Automate_Sidecar_Pg_PGOperation()
             r.operationID = try await startRestore(req)
             return r
         }
-        server.registerUnary("Status") { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
+        server.register(PGSidecarService.status) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
             try await status(req.operationID)
         }
-        server.registerServerStream("WatchStatus") { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, writer: RPCResponseWriter<PGStatus>, _) in
+        server.register(PGSidecarService.watchStatus) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, writer: RPCResponseWriter<PGStatus>, _) in
             let updates: AsyncStream<OperationSnapshot<PGOutcome>>
             do { updates = try await operations.watch(req.operationID) } catch { throw Self.rpcError(error) }
             for await s in updates { try await writer.send(Self.status(s)) }
         }
-        server.registerUnary("Cancel") { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
+        server.register(PGSidecarService.cancel) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
             try await cancel(req.operationID)
         }
     }

@@ -174,31 +174,31 @@ public final class BackupKit: Sendable {
 
     /// Serves the backup contract on `server` (method names in ``BackupContract``).
     public func register(on server: RPCServer) {
-        server.registerUnary(BackupContract.createBackup) { [self] (req: Automate_Backup_V1_CreateBackupRequest, _) -> ServiceBackupStatus in
+        server.register(BackupService.createBackup) { [self] (req: Automate_Backup_V1_CreateBackupRequest, _) -> ServiceBackupStatus in
             try await createBackup(req.backupID)
         }
-        server.registerUnary(BackupContract.backupStatus) { [self] (req: Automate_Backup_V1_BackupStatusRequest, _) -> ServiceBackupStatus in
+        server.register(BackupService.backupStatus) { [self] (req: Automate_Backup_V1_BackupStatusRequest, _) -> ServiceBackupStatus in
             try await backupStatus(req.backupID)
         }
-        server.registerServerStream(BackupContract.watchBackup) { [self] (req: Automate_Backup_V1_BackupStatusRequest, writer: RPCResponseWriter<ServiceBackupStatus>, _) in
+        server.register(BackupService.watchBackup) { [self] (req: Automate_Backup_V1_BackupStatusRequest, writer: RPCResponseWriter<ServiceBackupStatus>, _) in
             for await s in try await watchBackup(req.backupID) { try await writer.send(s) }
         }
-        server.registerUnary(BackupContract.listBackups) { [self] (_: Automate_Backup_V1_ListBackupsRequest, _) -> Automate_Backup_V1_ListBackupsResponse in
+        server.register(BackupService.listBackups) { [self] (_: Automate_Backup_V1_ListBackupsRequest, _) -> Automate_Backup_V1_ListBackupsResponse in
             var r = Automate_Backup_V1_ListBackupsResponse()
             r.backups = try await listBackups()
             return r
         }
-        server.registerUnary(BackupContract.deleteBackup) { [self] (req: Automate_Backup_V1_DeleteBackupRequest, _) -> Automate_Backup_V1_DeleteBackupResponse in
+        server.register(BackupService.deleteBackup) { [self] (req: Automate_Backup_V1_DeleteBackupRequest, _) -> Automate_Backup_V1_DeleteBackupResponse in
             _ = try await deleteBackup(req.backupID)
             return Automate_Backup_V1_DeleteBackupResponse()
         }
-        server.registerUnary(BackupContract.restore) { [self] (req: Automate_Backup_V1_RestoreRequest, _) -> ServiceRestoreStatus in
+        server.register(BackupService.restore) { [self] (req: Automate_Backup_V1_RestoreRequest, _) -> ServiceRestoreStatus in
             try await restore(backupID: req.backupID, restoreID: req.restoreID)
         }
-        server.registerUnary(BackupContract.restoreStatusShortTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
+        server.register(BackupService.restoreStatusShortTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
             try await restoreStatus(req.restoreID, longTerm: false)
         }
-        server.registerUnary(BackupContract.restoreStatusLongTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
+        server.register(BackupService.restoreStatusLongTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
             try await restoreStatus(req.restoreID, longTerm: true)
         }
     }

@@ -41,7 +41,7 @@ public struct ServiceBackup: Sendable {
                     let status = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
                         req.backupID = backupID; req.service = service; req.databases = owned.databases
-                        return try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
+                        return try await client.call(PGSidecarService.createBackup, req, timeout: .seconds(120)).operationID
                     }, update: { s in
                         let done = s.bytesDone, total = s.bytesTotal, completed = s.phase == .completed
                         context.report(item: "pg") { p in
@@ -66,7 +66,7 @@ public struct ServiceBackup: Sendable {
                     let status = try await calls.esOperation(start: { client in
                         var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
                         req.service = service; req.snapshot = backupID; req.indices = owned.indices
-                        return try await client.unary("CreateSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
+                        return try await client.call(ESSidecarService.createSnapshot, req, timeout: .seconds(120)).operationID
                     }, update: { s in
                         let done = s.indices.reduce(0) { $0 + max(0, $1.docsDone) }
                         let total = s.indices.reduce(0) { $0 + max(0, $1.docsTotal) }

@@ -111,7 +111,7 @@ public struct ServiceRestore: Sendable {
                     _ = try await calls.pgOperation(start: { client in
                         var req = Automate_Sidecar_Pg_PGRestoreRequest()
                         req.backupID = backupID; req.service = service; req.restoreID = restoreID; req.artifacts = artifacts
-                        return try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self, timeout: .seconds(120)).operationID
+                        return try await client.call(PGSidecarService.restore, req, timeout: .seconds(120)).operationID
                     }, update: { s in
                         let done = s.bytesDone, total = s.bytesTotal, completed = s.phase == .completed
                         let step = s.databases.first { $0.phase == .running }?.step ?? "restoring"
@@ -155,7 +155,7 @@ public struct ServiceRestore: Sendable {
             var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
             req.service = service; req.snapshot = backupID; req.replaceExisting = true
             req.indices = exports.map { (($0.path as NSString).lastPathComponent as NSString).deletingPathExtension }
-            return try await client.unary("RestoreSnapshot", req, as: Automate_Sidecar_Es_ESOperation.self, timeout: .seconds(120)).operationID
+            return try await client.call(ESSidecarService.restoreSnapshot, req, timeout: .seconds(120)).operationID
         }, update: { s in
             let done = s.indices.reduce(0) { $0 + max(0, $1.docsDone) }
             let total = s.indices.reduce(0) { $0 + max(0, $1.docsTotal) }

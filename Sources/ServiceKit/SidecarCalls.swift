@@ -25,7 +25,7 @@ struct SidecarCalls: Sendable {
         try await follow(
             sidecar: Self.pgSidecar, socket: config.pgSidecarSocket, start: start,
             request: { var r = Automate_Sidecar_Pg_PGStatusRequest(); r.operationID = $0; return r },
-            as: PGStatus.self, update: update, done: { _ in false })
+            watch: PGSidecarService.watchStatus, cancel: PGSidecarService.cancel, update: update, done: { _ in false })
     }
 
     /// Starts an es-sidecar operation and follows it until it ends or `done` says so (a restore whose
@@ -37,7 +37,7 @@ struct SidecarCalls: Sendable {
         try await follow(
             sidecar: Self.esSidecar, socket: config.esSidecarSocket, start: start,
             request: { var r = Automate_Sidecar_Es_ESStatusRequest(); r.operationID = $0; return r },
-            as: ESStatus.self, update: update, done: done)
+            watch: ESSidecarService.watchStatus, cancel: ESSidecarService.cancel, update: update, done: done)
     }
 
     // MARK: the one way both are followed
@@ -52,8 +52,8 @@ struct SidecarCalls: Sendable {
 
     private func follow<Request: SwiftProtobuf.Message, Status: SidecarOperationStatus>(
         sidecar: String, socket: String, start: @Sendable (RPCClient) async throws -> String,
-        request: @Sendable (String) -> Request, as: Status.Type, update: @Sendable (Status) -> Void,
-        done: @Sendable (Status) -> Bool
+        request: @Sendable (String) -> Request, watch: RPCServerStreamMethod<Request, Status>,
+        cancel: RPCUnaryMethod<Request, Status>, update: @Sendable (Status) -> Void, done: @Sendable (Status) -> Bool
     ) async throws -> Status {
         let client = try await connect(socket, sidecar)
         defer { Task { await client.close() } }
@@ -64,7 +64,7 @@ struct SidecarCalls: Sendable {
         }
         var last: Status?
         do {
-            for try await s in client.serverStream("WatchStatus", request(op), as: Status.self) {
+            for try await s in client.stream(watch, request(op)) {
                 last = s
                 update(s)
                 if s.outcome != .running && s.outcome != .completed { break }
@@ -78,7 +78,7 @@ struct SidecarCalls: Sendable {
             if !Task.isCancelled { throw KitError.failed("\(sidecar): following operation \(op): \(error)") }
         }
         if Task.isCancelled {
-            await Self.cancel(op, on: client, sidecar: sidecar, request: request(op), as: Status.self)
+            await Self.cancel(op, on: client, sidecar: sidecar, method: cancel, request: request(op))
             throw KitError.cancelled("cancelled while \(sidecar) was working (operation \(op) cancelled there too)")
         }
         guard let last else {
@@ -96,10 +96,10 @@ struct SidecarCalls: Sendable {
     /// Tells the sidecar to cancel `op` and waits (at most 15 s) for its answer, which comes once the
     /// operation's tools are gone. Runs in a task of its own: the caller is already cancelled.
     private static func cancel<Request: SwiftProtobuf.Message, Status: SidecarOperationStatus>(
-        _ op: String, on client: RPCClient, sidecar: String, request: Request, as: Status.Type
+        _ op: String, on client: RPCClient, sidecar: String, method: RPCUnaryMethod<Request, Status>, request: Request
     ) async {
         let call = Task {
-            _ = try await client.unary("Cancel", request, as: Status.self, timeout: .seconds(15))
+            _ = try await client.call(method, request, timeout: .seconds(15))
         }
         _ = await call.result
     }

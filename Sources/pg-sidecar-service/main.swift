@@ -30,16 +30,16 @@ if arguments.count >= 5, arguments[1] == "backup" || arguments[1] == "restore" {
         if arguments[1] == "backup" {
             var req = Automate_Sidecar_Pg_PGCreateBackupRequest()
             req.backupID = arguments[3]; req.service = arguments[4]; req.databases = Array(arguments.dropFirst(5))
-            op = try await client.unary("CreateBackup", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+            op = try await client.call(PGSidecarService.createBackup, req).operationID
         } else {
             var req = Automate_Sidecar_Pg_PGRestoreRequest()
             req.backupID = arguments[3]; req.service = arguments[4]; req.databases = Array(arguments.dropFirst(5))
-            op = try await client.unary("Restore", req, as: Automate_Sidecar_Pg_PGOperation.self).operationID
+            op = try await client.call(PGSidecarService.restore, req).operationID
         }
         var request = Automate_Sidecar_Pg_PGStatusRequest()
         request.operationID = op
         var final = Automate_Sidecar_Pg_PGStatus()
-        for try await s in client.serverStream("WatchStatus", request, as: Automate_Sidecar_Pg_PGStatus.self) { final = s }
+        for try await s in client.stream(PGSidecarService.watchStatus, request) { final = s }
         print(try final.jsonString())
         await client.close()
         exit(final.phase == .completed ? 0 : 1)

@@ -93,7 +93,7 @@ import Testing
                 await client.close()
             }
         }
-        #expect(count == 48)
+        #expect(count == 51)
     }
 
     @Test func typedCallToAMethodTheServerLacksFailsUnimplemented() async throws {
@@ -116,9 +116,11 @@ import Testing
     @Test func wireNamesAreUnchanged() {
         #expect(PGSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "ListDatabases", "CreateBackup", "DeleteBackup", "Restore", "Status", "WatchStatus",
+            "Cancel",
         ])
         #expect(ESSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot", "SnapshotStatus",
+            "WatchStatus", "Cancel",
         ])
         #expect(BackupService.methods.map(\.name) == [
             BackupContract.createBackup, BackupContract.backupStatus, BackupContract.watchBackup, BackupContract.listBackups,

@@ -49,7 +49,7 @@ extension TestStack {
     func startBackup() async throws -> String {
         let client = try await deployment()
         defer { Task { await client.close() } }
-        return try await client.unary(DeploymentMethods.createBackup, Automate_Deployment_V1_CreateStackBackupRequest(), as: StackBackup.self).backupID
+        return try await client.call(DeploymentService.createBackup, Automate_Deployment_V1_CreateStackBackupRequest()).backupID
     }
 
     /// Follows a backup until `predicate` holds (returns that status) or it ends (returns the last).
@@ -59,7 +59,7 @@ extension TestStack {
         var request = Automate_Deployment_V1_StackBackupRequest()
         request.backupID = id
         var last = StackBackup()
-        for try await s in client.serverStream(DeploymentMethods.watchBackup, request, as: StackBackup.self, timeout: .seconds(300)) {
+        for try await s in client.stream(DeploymentService.watchBackup, request, timeout: .seconds(300)) {
             last = s
             if predicate(s) { return s }
         }

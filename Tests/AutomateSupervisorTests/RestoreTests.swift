@@ -34,7 +34,7 @@ struct RestoreTests {
         var request = Automate_Deployment_V1_StackRestoreStatusRequest()
         request.restoreID = restoreID
         var last = StackRestore()
-        for try await s in client.serverStream(DeploymentMethods.watchRestore, request, as: StackRestore.self, timeout: .seconds(300)) {
+        for try await s in client.stream(DeploymentService.watchRestore, request, timeout: .seconds(300)) {
             last = s
         }
         return last
@@ -169,7 +169,7 @@ struct RestoreTests {
         var request = Automate_Deployment_V1_StackRestoreStatusRequest()
         request.restoreID = restoreID
         var killed = false
-        for try await s in client.serverStream(DeploymentMethods.watchRestore, request, as: StackRestore.self) {
+        for try await s in client.stream(DeploymentService.watchRestore, request) {
             if !killed, s.shortTerm.contains(where: { $0.service == "teams-service" && $0.state == .running && $0.progress.bytesDone > 0 }) {
                 kill(try await stack.pid(of: "teams-service"), SIGKILL)
                 killed = true

@@ -238,7 +238,7 @@ final class PGSidecarTests: XCTestCase {
     /// Cancel during a dump that runs for seconds: within 1 s no pg_dump of the sidecar is left, the
     /// operation ends cancelled, its multipart upload is aborted and nothing appears under the prefix.
     func testCancelDuringLargeDumpKillsPgDumpAndUploadsNothing() async throws {
-        let (pg, s3, client) = try await fixtures()
+        let (pg, s3, setupClient) = try await fixtures()
         try pg.psql("postgres", "DROP DATABASE IF EXISTS big WITH (FORCE)")
         try pg.psql("postgres", "CREATE DATABASE big")
         try pg.psql("big", """
@@ -246,6 +246,10 @@ final class PGSidecarTests: XCTestCase {
             INSERT INTO t SELECT g, md5(g::text) || md5(random()::text) || md5(random()::text), md5(random()::text) || md5((g * 3)::text)
             FROM generate_series(1, 1500000) g;
             """)
+        // Loading the table can outlast the server's idle timeout (30 s), which closes a connection that
+        // sends nothing: call on a fresh one.
+        await setupClient.close()
+        let client = try await RPCClient.connect(socketPath: setupClient.socketPath)
         let id = "20260301140000"
         let op = try await backup(client, id, ["big"])
         var r = Automate_Sidecar_Pg_PGStatusRequest()

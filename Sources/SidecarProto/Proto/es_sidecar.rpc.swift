@@ -18,7 +18,11 @@ public enum ESSidecarService {
     public static let restoreSnapshot = RPCUnaryMethod<Automate_Sidecar_Es_ESRestoreSnapshotRequest, Automate_Sidecar_Es_ESOperation>("RestoreSnapshot")
     /// `SnapshotStatus(ESStatusRequest) -> ESStatus`, called `SnapshotStatus` on the wire.
     public static let snapshotStatus = RPCUnaryMethod<Automate_Sidecar_Es_ESStatusRequest, Automate_Sidecar_Es_ESStatus>("SnapshotStatus")
+    /// `WatchStatus(ESStatusRequest) -> stream ESStatus`, called `WatchStatus` on the wire.
+    public static let watchStatus = RPCServerStreamMethod<Automate_Sidecar_Es_ESStatusRequest, Automate_Sidecar_Es_ESStatus>("WatchStatus")
+    /// `Cancel(ESStatusRequest) -> ESStatus`, called `Cancel` on the wire.
+    public static let cancel = RPCUnaryMethod<Automate_Sidecar_Es_ESStatusRequest, Automate_Sidecar_Es_ESStatus>("Cancel")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, createSnapshot, deleteSnapshot, restoreSnapshot, snapshotStatus]
+    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, createSnapshot, deleteSnapshot, restoreSnapshot, snapshotStatus, watchStatus, cancel]
 }

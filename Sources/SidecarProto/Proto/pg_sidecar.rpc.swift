@@ -22,7 +22,9 @@ public enum PGSidecarService {
     public static let status = RPCUnaryMethod<Automate_Sidecar_Pg_PGStatusRequest, Automate_Sidecar_Pg_PGStatus>("Status")
     /// `WatchStatus(PGStatusRequest) -> stream PGStatus`, called `WatchStatus` on the wire.
     public static let watchStatus = RPCServerStreamMethod<Automate_Sidecar_Pg_PGStatusRequest, Automate_Sidecar_Pg_PGStatus>("WatchStatus")
+    /// `Cancel(PGStatusRequest) -> PGStatus`, called `Cancel` on the wire.
+    public static let cancel = RPCUnaryMethod<Automate_Sidecar_Pg_PGStatusRequest, Automate_Sidecar_Pg_PGStatus>("Cancel")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus]
+    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus, cancel]
 }
