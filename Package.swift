@@ -45,6 +45,9 @@ let package = Package(
 
         // MARK: libraries
 
+        /// The one error shape of the project's modules (`CodedError<Code>`: a code, a message, where).
+        .target(name: "AutomateErrors", swiftSettings: swiftSettings),
+
         /// Length-prefixed protobuf RPC over Unix-domain sockets (the wire every service speaks).
         .target(
             name: "AutomateRPC",
@@ -67,7 +70,7 @@ let package = Package(
         .target(
             name: "AutomateSupervisor",
             dependencies: [
-                "CAutomateShims", "CSystemd", "AutomateRPC", "AutomateManifest",
+                "AutomateErrors", "CAutomateShims", "CSystemd", "AutomateRPC", "AutomateManifest",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,10 +124,10 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         /// Child tools in their own process groups, streaming zstd, and libpq: what the sidecars and the
         /// service kit share for moving data (no RPC, no S3).
-        .target(name: "DataTools", dependencies: ["CAutomateShims", "CLibPQ", "CZstd"], swiftSettings: swiftSettings),
+        .target(name: "DataTools", dependencies: ["AutomateErrors", "CAutomateShims", "CLibPQ", "CZstd"], swiftSettings: swiftSettings),
         /// Long-running operations: a registry (start, watch every change in order, cancel, list), one
         /// progress type, and a bounded pool for blocking work whose cancellation kills what it started.
-        .target(name: "Operations", swiftSettings: swiftSettings),
+        .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto) and generated code.
@@ -138,7 +141,7 @@ let package = Package(
         .target(
             name: "PGSidecar",
             dependencies: [
-                "DataTools", "Operations", "S3Client", "SidecarProto", "AutomateRPC",
+                "AutomateErrors", "DataTools", "Operations", "S3Client", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -185,7 +188,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "SidecarProto",
+                "AutomateErrors", "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "SidecarProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

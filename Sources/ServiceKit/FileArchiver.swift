@@ -71,7 +71,7 @@ public struct FileArchiver: Sendable {
             }
             do {
                 try tool.readStdout { chunk in
-                    if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
+                    if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
                     raw += UInt64(chunk.count)
                     try zstd.compress(chunk)
                     progress(raw)
@@ -83,11 +83,11 @@ public struct FileArchiver: Sendable {
             }
             try tool.wait()
             try zstd.finish()
-            if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
+            if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
             _ = try writer.finish()
         } catch {
             writer.abort()
-            if job?.isCancelled == true { throw KitError.cancelled("archiving \(path) was cancelled") }
+            if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
             throw error
         }
         let entries = (try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0
@@ -124,7 +124,7 @@ public struct FileArchiver: Sendable {
         do {
             let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
             _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
-                if job?.isCancelled == true { throw KitError.cancelled("restoring \(key) into \(path) was cancelled") }
+                if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled") }
                 hasher.update(bufferPointer: chunk)
                 size += UInt64(chunk.count)
                 progress(size)
@@ -137,17 +137,17 @@ public struct FileArchiver: Sendable {
             tool.closeStdin()
             tool.kill(SIGKILL)
             try? tool.wait()
-            if job?.isCancelled == true { throw KitError.cancelled("restoring \(key) into \(path) was cancelled; nothing was changed there") }
-            throw KitError.failed("restoring \(key) into \(path): \(error)")
+            if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled; nothing was changed there") }
+            throw KitError(.failed, "restoring \(key) into \(path): \(error)")
         }
         let digest = Checksum.hex(hasher.finalize())
         guard size == expected.size, digest == expected.sha256 else {
-            throw KitError.failed(
+            throw KitError(.failed, 
                 "\(key): size \(size) sha256 \(digest.prefix(12))…, metadata.json says size \(expected.size) sha256 \(expected.sha256.prefix(12))…; nothing was changed at \(path)")
         }
         let entries = UInt64((try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0)
         if let want = expected.items, want != entries {
-            throw KitError.failed("\(key) held \(entries) entries, metadata.json says \(want); nothing was changed at \(path)")
+            throw KitError(.failed, "\(key) held \(entries) entries, metadata.json says \(want); nothing was changed at \(path)")
         }
         // Swap: the old copy moves aside, the restored one takes its place, then the old one goes.
         try? fm.removeItem(atPath: old)

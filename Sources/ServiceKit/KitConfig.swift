@@ -31,11 +31,11 @@ public struct KitConfig: Sendable {
         func value(_ k: String) -> String? { env[k].flatMap { $0.isEmpty ? nil : $0 } }
         guard let endpoint = value("AUTOMATE_GATEWAY_ENDPOINT"), let id = value("AUTOMATE_GATEWAY_ACCESS_KEY_ID"),
               let secret = value("AUTOMATE_GATEWAY_SECRET_ACCESS_KEY") else {
-            throw KitError.configuration(
+            throw KitError(.configuration, 
                 "AUTOMATE_GATEWAY_ENDPOINT and the gateway key pair are not set: give the service `[backup] gateway = true` in its manifest")
         }
         guard let runDir = value("AUTOMATE_RUN_DIR") else {
-            throw KitError.configuration("AUTOMATE_RUN_DIR is not set (is the service started by automate-supervisor?)")
+            throw KitError(.configuration, "AUTOMATE_RUN_DIR is not set (is the service started by automate-supervisor?)")
         }
         var config = KitConfig(
             s3: S3Client(endpoint: endpoint, region: value("AUTOMATE_GATEWAY_REGION") ?? "us-east-1",

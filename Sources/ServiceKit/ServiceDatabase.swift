@@ -61,7 +61,7 @@ public final class ServiceDatabase: @unchecked Sendable {
                         if attempt == 1 { throw e }
                     }
                 }
-                throw KitError.failed("\(name): no connection")
+                throw KitError(.failed, "\(name): no connection")
             }
         }
     }

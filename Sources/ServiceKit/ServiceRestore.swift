@@ -37,17 +37,17 @@ public struct ServiceRestore: Sendable {
         if let sums = try? await config.s3.getObject(bucket: config.bucket, key: "\(backupID)/checksums.json") {
             let checksums = try JSONDecoder().decode(Checksums.self, from: Data(sums))
             guard let want = checksums.files["\(service)/metadata.json"] else {
-                throw KitError.failed("\(backupID)/checksums.json does not list \(service)/metadata.json")
+                throw KitError(.failed, "\(backupID)/checksums.json does not list \(service)/metadata.json")
             }
             let got = Checksum.sha256(bytes)
             guard got == want else {
-                throw KitError.failed("\(key): sha256 \(got.prefix(12))…, checksums.json says \(want.prefix(12))…")
+                throw KitError(.failed, "\(key): sha256 \(got.prefix(12))…, checksums.json says \(want.prefix(12))…")
             }
         }
         do {
             return try JSONDecoder().decode(ServiceMetadata.self, from: Data(bytes))
         } catch {
-            throw KitError.failed("\(key) does not parse: \(error)")
+            throw KitError(.failed, "\(key) does not parse: \(error)")
         }
     }
 
@@ -57,11 +57,11 @@ public struct ServiceRestore: Sendable {
     func phaseOneMetadata(backupID: String) async throws -> ServiceMetadata {
         let s3 = config.s3, bucket = config.bucket, prefix = "\(backupID)/\(service)/"
         if (try? await s3.getObject(bucket: bucket, key: "\(backupID)/checksums.json")) != nil {
-            throw KitError.failed("backup \(backupID) has checksums.json but no \(service)/metadata.json: it is incomplete")
+            throw KitError(.failed, "backup \(backupID) has checksums.json but no \(service)/metadata.json: it is incomplete")
         }
         let objects = try await runBlocking("automate.restore") { _ in try s3.listObjectsSync(bucket: bucket, prefix: prefix) }
         guard !objects.isEmpty else {
-            throw KitError.notFound("backup \(backupID) has nothing for \(service)")
+            throw KitError(.notFound, "backup \(backupID) has nothing for \(service)")
         }
         var artifacts: [ArtifactRecord] = []
         for object in objects {
@@ -100,7 +100,7 @@ public struct ServiceRestore: Sendable {
             missing.append(archive.path)
         }
         guard missing.isEmpty else {
-            throw KitError.failed("\(service) declares no path for \(missing.joined(separator: ", ")) (paths: \(owned.paths.map(\.name)))")
+            throw KitError(.failed, "\(service) declares no path for \(missing.joined(separator: ", ")) (paths: \(owned.paths.map(\.name)))")
         }
         context.report { $0.phase = .transferring; $0.step = "restoring" }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -189,7 +189,7 @@ public struct ServiceRestore: Sendable {
         if let record = metadata.artifacts.first(where: { $0.format == "pg_sidecar_metadata" }) {
             let bytes = try await config.s3.getObject(bucket: config.bucket, key: prefix + record.path)
             guard Checksum.sha256(bytes) == record.sha256 else {
-                throw KitError.failed("\(prefix)\(record.path): sha256 does not match metadata.json")
+                throw KitError(.failed, "\(prefix)\(record.path): sha256 does not match metadata.json")
             }
             sidecarMeta = try JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes))
         }

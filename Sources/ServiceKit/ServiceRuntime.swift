@@ -21,7 +21,7 @@ public enum ServiceRuntime {
     /// The socket the supervisor gave this service.
     public static func socketPath() throws -> String {
         guard let path = ProcessInfo.processInfo.environment["AUTOMATE_SERVICE_SOCKET"], !path.isEmpty else {
-            throw KitError.configuration("AUTOMATE_SERVICE_SOCKET is not set: give the manifest a `socket` and start it with automate-supervisor")
+            throw KitError(.configuration, "AUTOMATE_SERVICE_SOCKET is not set: give the manifest a `socket` and start it with automate-supervisor")
         }
         return path
     }

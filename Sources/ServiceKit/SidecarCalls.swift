@@ -46,7 +46,7 @@ struct SidecarCalls: Sendable {
         do {
             return try await RPCClient.connect(socketPath: socket)
         } catch {
-            throw KitError.failed("\(name) is unreachable at \(socket) (is it running? `automate status`): \(error)")
+            throw KitError(.failed, "\(name) is unreachable at \(socket) (is it running? `automate status`): \(error)")
         }
     }
 
@@ -59,8 +59,8 @@ struct SidecarCalls: Sendable {
         defer { Task { await client.close() } }
         let op: String
         do { op = try await start(client) } catch {
-            if Task.isCancelled { throw KitError.cancelled("cancelled before \(sidecar) started its work") }
-            throw KitError.failed("\(sidecar): \(error)")
+            if Task.isCancelled { throw KitError(.cancelled, "cancelled before \(sidecar) started its work") }
+            throw KitError(.failed, "\(sidecar): \(error)")
         }
         var last: Status?
         do {
@@ -75,11 +75,11 @@ struct SidecarCalls: Sendable {
         } catch let e as RPCError where !Task.isCancelled {
             throw KitError(.sidecarLost, "\(sidecar) stopped answering while it worked on operation \(op) (did it exit? `automate status`): \(e)")
         } catch {
-            if !Task.isCancelled { throw KitError.failed("\(sidecar): following operation \(op): \(error)") }
+            if !Task.isCancelled { throw KitError(.failed, "\(sidecar): following operation \(op): \(error)") }
         }
         if Task.isCancelled {
             await Self.cancel(op, on: client, sidecar: sidecar, method: cancel, request: request(op))
-            throw KitError.cancelled("cancelled while \(sidecar) was working (operation \(op) cancelled there too)")
+            throw KitError(.cancelled, "cancelled while \(sidecar) was working (operation \(op) cancelled there too)")
         }
         guard let last else {
             throw KitError(.sidecarLost, "\(sidecar) ended the watch of operation \(op) without a status")
@@ -88,8 +88,8 @@ struct SidecarCalls: Sendable {
         case .completed: return last
         case .running where done(last): return last
         case .running: throw KitError(.sidecarLost, "\(sidecar) ended the watch of operation \(op) before it finished")
-        case .failed: throw KitError.failed("\(sidecar): \(last.failure)")
-        case .cancelled: throw KitError.cancelled("\(sidecar) cancelled operation \(op)")
+        case .failed: throw KitError(.failed, "\(sidecar): \(last.failure)")
+        case .cancelled: throw KitError(.cancelled, "\(sidecar) cancelled operation \(op)")
         }
     }
 

@@ -10,7 +10,7 @@ let logger = ServiceRuntime.bootstrapLogging("compliance-service")
 let env = ProcessInfo.processInfo.environment
 do {
     guard let dataDir = env["AUTOMATE_SERVICE_DATA"], !dataDir.isEmpty else {
-        throw KitError.configuration("AUTOMATE_SERVICE_DATA is not set (start the service with automate-supervisor)")
+        throw KitError(.configuration, "AUTOMATE_SERVICE_DATA is not set (start the service with automate-supervisor)")
     }
     let profiles = dataDir + "/profiles"
     try FileManager.default.createDirectory(atPath: profiles, withIntermediateDirectories: true)
