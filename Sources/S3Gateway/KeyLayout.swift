@@ -23,8 +23,14 @@ enum KeyLayout {
     static func file(bucket: String, key: String) -> String {
         if key.hasSuffix("/") { return bucket + "/" + key + folderMarker }
         let p = bucket + "/" + key
-        if let i = statPath(p) { return i.isDir ? p + "/" + selfObject : p }
-        recoverMove(bucket + "/" + key)
+        if let i = statPath(p) {
+            guard i.isDir else { return p }
+            // A folder without its own object may be a move into or out of it that a crash interrupted.
+            let inner = p + "/" + selfObject
+            if statPath(inner) == nil { recoverMove(p) }
+            return inner
+        }
+        recoverMove(p)
         return statPath(p)?.isDir == true ? p + "/" + selfObject : p
     }
 

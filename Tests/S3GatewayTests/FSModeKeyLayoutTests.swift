@@ -127,4 +127,54 @@ final class FSModeKeyLayoutTests: XCTestCase {
         let plain = try await signedRequest(port: fx.port, method: "GET", path: "/repo", query: "list-type=2&prefix=enc%2F")
         XCTAssertFalse(plain.text.contains("EncodingType"), plain.text)
     }
+
+    /// A crash in the middle of a move leaves `.automate-moving-<name>` beside the key: GET, HEAD and PUT of
+    /// that key complete the move first, without a listing of the folder.
+    func testInterruptedMovesAreCompletedOnAccess() async throws {
+        let fx = try await FSFixture.start()
+        defer { Task { await fx.stop() } }
+        let fm = FileManager.default
+        func put(_ key: String, _ body: String) async throws {
+            let r = try await signedRequest(port: fx.port, method: "PUT", path: "/repo/" + key, body: Array(body.utf8))
+            XCTAssertEqual(r.status, 200, r.text)
+        }
+        func assertServes(_ key: String, _ body: String, line: UInt = #line) async throws {
+            let h = try await signedRequest(port: fx.port, method: "HEAD", path: "/repo/" + key)
+            XCTAssertEqual(h.status, 200, "HEAD \(key)", line: line)
+            let g = try await signedRequest(port: fx.port, method: "GET", path: "/repo/" + key)
+            XCTAssertEqual(g.status, 200, "GET \(key): \(g.text)", line: line)
+            XCTAssertEqual(g.text, body, line: line)
+        }
+        let d = fx.bucketDir
+        // Into a folder: `a` was renamed aside and its folder made, the rename into it did not happen.
+        try await put("in/a", "into")
+        XCTAssertEqual(rename(d + "/in/a", d + "/in/.automate-moving-a"), 0)
+        XCTAssertEqual(mkdir(d + "/in/a", 0o755), 0)
+        try await assertServes("in/a", "into")
+        XCTAssertTrue(fm.fileExists(atPath: d + "/in/a/.automate-object"))
+        XCTAssertFalse(fm.fileExists(atPath: d + "/in/.automate-moving-a"))
+        // Out of a folder, before the folder was removed: the object is beside its (now empty) folder.
+        try await put("out/a", "out")
+        try await put("out/a/b", "b")
+        XCTAssertEqual(unlink(d + "/out/a/b"), 0)
+        XCTAssertEqual(rename(d + "/out/a/.automate-object", d + "/out/.automate-moving-a"), 0)
+        try await assertServes("out/a", "out")
+        XCTAssertFalse(fm.fileExists(atPath: d + "/out/.automate-moving-a"))
+        // Out of a folder, after the folder was removed.
+        try await put("gone/a", "gone")
+        try await put("gone/a/b", "b")
+        XCTAssertEqual(unlink(d + "/gone/a/b"), 0)
+        XCTAssertEqual(rename(d + "/gone/a/.automate-object", d + "/gone/.automate-moving-a"), 0)
+        XCTAssertEqual(rmdir(d + "/gone/a"), 0)
+        try await assertServes("gone/a", "gone")
+        XCTAssertTrue(fm.fileExists(atPath: d + "/gone/a"))
+        // A PUT of the key in that state replaces the object and leaves no hidden file behind.
+        try await put("re/a", "old")
+        XCTAssertEqual(rename(d + "/re/a", d + "/re/.automate-moving-a"), 0)
+        XCTAssertEqual(mkdir(d + "/re/a", 0o755), 0)
+        try await put("re/a", "new")
+        try await assertServes("re/a", "new")
+        XCTAssertEqual(walk(d + "/re"), ["a/.automate-object"])
+        fx.assertNoLeftovers()
+    }
 }
