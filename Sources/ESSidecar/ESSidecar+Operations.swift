@@ -1,12 +1,15 @@
 import AutomateRPC
 import Foundation
+import Logging
 import Operations
 import S3Client
 import SidecarProto
 
 extension ESSidecar {
     func resolveIndices(_ patterns: [String]) throws -> [String] {
-        let all = try engine.listIndices()
+        // Snapshot mode reaches the cluster through its transport (the same engine URL unless a test
+        // replays recorded bodies).
+        let all = config.mode == .snapshot ? try snapshots.listIndices() : try engine.listIndices()
         if patterns.isEmpty { return all }
         var out: [String] = []
         for p in patterns {
@@ -29,6 +32,8 @@ extension ESSidecar {
         let initial = OperationProgress(phase: .preparing, items: indices.map { OperationProgress.Item(name: $0) })
         let logger = self.logger
         do {
+            // A caller that went away while we validated must not leave an operation nobody follows.
+            try Task.checkCancellation()
             return try await operations.start(
                 id: Self.operationID(kind: kind, snapshot: snapshot), kind: kind,
                 labels: ["snapshot": snapshot, "service": service, "mode": config.mode.rawValue], initial: initial
@@ -77,19 +82,45 @@ extension ESSidecar {
                 return ESOutcome(indices: out.map { .init(name: $0.name, docs: $0.docs, size: $0.size, sha256: $0.sha256) })
             }
         case .snapshot:
-            let snapshots = self.snapshots
-            try await blocking { try snapshots.createSnapshot(service: req.service, snapshot: req.snapshot, indices: indices) }
-            return try await startOperation(kind: "snapshot", snapshot: req.snapshot, service: req.service, indices: indices) { context in
-                // The cluster works on its own: its `_status` is the only way to follow it (once a second).
-                while true {
-                    let p = try await runBlocking("es.snapshot.status") { _ in try snapshots.snapshotStatus(service: req.service, snapshot: req.snapshot) }
-                    Self.report(p, to: context)
-                    if p.phase == .failed { throw SearchError(status: 0, message: p.error) }
-                    if p.phase == .completed { return ESOutcome(indices: p.indices.map { .init(name: $0.index, docs: 0, size: 0, sha256: "") }) }
-                    try await Task.sleep(for: .seconds(1))
+            let snapshots = self.snapshots, logger = self.logger
+            // Deleting the snapshot aborts it while the cluster is still taking it and removes what it wrote.
+            let deleteSnapshot: @Sendable () async -> Void = {
+                await Self.undo("deleting snapshot \(req.snapshot) of \(req.service)", logger) {
+                    try snapshots.deleteSnapshot(service: req.service, snapshot: req.snapshot)
                 }
             }
+            try Task.checkCancellation()
+            try await blocking { try snapshots.createSnapshot(service: req.service, snapshot: req.snapshot, indices: indices) }
+            do {
+                return try await startOperation(kind: "snapshot", snapshot: req.snapshot, service: req.service, indices: indices) { context in
+                    do {
+                        // The cluster works on its own: its `_status` is the only way to follow it (once a second).
+                        while true {
+                            let p = try await runBlocking("es.snapshot.status") { _ in try snapshots.snapshotStatus(service: req.service, snapshot: req.snapshot) }
+                            Self.report(p, to: context)
+                            if p.phase == .failed { throw SearchError(status: 0, message: p.error) }
+                            if p.phase == .completed { return ESOutcome(indices: p.indices.map { .init(name: $0.index, docs: 0, size: 0, sha256: "") }) }
+                            try await Task.sleep(for: .seconds(1))
+                        }
+                    } catch {
+                        guard Task.isCancelled else { throw error }
+                        await deleteSnapshot()
+                        throw CancellationError()
+                    }
+                }
+            } catch {
+                if Task.isCancelled { await deleteSnapshot() }  // created, but no operation follows it
+                throw error
+            }
         }
+    }
+
+    /// Runs `cleanup` on the blocking pool in a task of its own (the caller is already cancelled, and a
+    /// cancelled caller's blocking work would never start); a failure is logged, not thrown.
+    static func undo(_ what: String, _ logger: Logger, _ cleanup: @escaping @Sendable () throws -> Void) async {
+        await Task.detached {
+            do { try await runBlocking("es.undo") { _ in try cleanup() } } catch { logger.error("\(what) after cancel failed: \(error)") }
+        }.value
     }
 
     /// A cluster's shard progress as the operation's items (shards counted as items).
@@ -113,16 +144,33 @@ extension ESSidecar {
         guard Self.validName(req.service), Self.validName(req.snapshot) else { throw RPCError(.invalidArgument, "bad service or snapshot name") }
         switch config.mode {
         case .snapshot:
-            let indices = req.indices, snapshots = self.snapshots
+            let indices = req.indices, snapshots = self.snapshots, logger = self.logger
+            try Task.checkCancellation()
             try await blocking { try snapshots.restore(service: req.service, snapshot: req.snapshot, indices: indices) }
+            if Task.isCancelled {  // started, but no operation would follow it: stop it again
+                await Self.undo("deleting indices \(indices.joined(separator: ", ")) being restored", logger) { try snapshots.deleteIndices(indices) }
+                throw CancellationError()
+            }
             return try await startOperation(kind: "restore", snapshot: req.snapshot, service: req.service, indices: indices) { context in
                 // Restored indices are usable while their shards recover: short-term done at once.
                 context.report { $0.phase = .loading; $0.step = "recovering" }
-                while true {
-                    let p = try await runBlocking("es.restore.status") { _ in try snapshots.restoreStatus(indices: indices) }
-                    Self.report(p, to: context)
-                    if p.phase == .completed { return ESOutcome(indices: p.indices.map { .init(name: $0.index, docs: 0, size: 0, sha256: "") }) }
-                    try await Task.sleep(for: .seconds(1))
+                var recovering = indices
+                do {
+                    while true {
+                        let p = try await runBlocking("es.restore.status") { _ in try snapshots.restoreStatus(indices: indices) }
+                        recovering = p.indices.filter { $0.phase != .completed }.map(\.index)
+                        Self.report(p, to: context)
+                        if p.phase == .completed { return ESOutcome(indices: p.indices.map { .init(name: $0.index, docs: 0, size: 0, sha256: "") }) }
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                } catch {
+                    guard Task.isCancelled else { throw error }
+                    // A restore stops only when its indices are deleted; those fully recovered stay.
+                    let stop = recovering
+                    await Self.undo("deleting indices \(stop.joined(separator: ", ")) still being restored", logger) {
+                        try snapshots.deleteIndices(stop)
+                    }
+                    throw CancellationError()
                 }
             }
         case .export:

@@ -72,6 +72,14 @@ public struct SnapshotMode: @unchecked Sendable {
         ])
     }
 
+    /// Non-hidden index names of the cluster, sorted (`GET _cat/indices`).
+    public func listIndices() throws -> [String] {
+        let rows = try transport.call("GET", "/_cat/indices?format=json&h=index", body: nil) as? [[String: Any]] ?? []
+        return rows.compactMap { $0["index"] as? String }.filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// `DELETE _snapshot/<repo>/<snapshot>`: removes a snapshot, and aborts it while the cluster is still
+    /// taking it.
     public func deleteSnapshot(service: String, snapshot: String) throws {
         try transport.call("DELETE", "/_snapshot/\(uriEncode(Self.repositoryName(service: service)))/\(uriEncode(snapshot))", body: nil)
     }
@@ -120,6 +128,15 @@ public struct SnapshotMode: @unchecked Sendable {
         var body: [String: Any] = ["include_global_state": false, "include_aliases": true]
         if !indices.isEmpty { body["indices"] = indices.joined(separator: ",") }
         try transport.call("POST", "/_snapshot/\(uriEncode(Self.repositoryName(service: service)))/\(uriEncode(snapshot))/_restore?wait_for_completion=false", body: body)
+    }
+
+    /// `DELETE <indices>`: the documented way to stop a restore in progress (the cancel-tasks API cannot);
+    /// indices already gone are fine.
+    public func deleteIndices(_ indices: [String]) throws {
+        guard !indices.isEmpty else { return }
+        do {
+            try transport.call("DELETE", "/\(indices.map { uriEncode($0) }.joined(separator: ","))", body: nil)
+        } catch let e as SearchError where e.status == 404 {}
     }
 
     /// `GET <indices>/_recovery`: restore progress per index (shards in stage DONE / all snapshot-type shards).

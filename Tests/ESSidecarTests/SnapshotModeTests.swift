@@ -1,5 +1,8 @@
 import ESSidecar
 import Foundation
+import Logging
+import S3Client
+import SidecarProto
 import SidecarTestSupport
 import XCTest
 
@@ -107,5 +110,70 @@ final class SnapshotModeTests: XCTestCase {
         let p2 = try m.restoreStatus(indices: ["comp-reports", "comp-runs"])
         XCTAssertEqual(p2.phase, .completed)
         XCTAssertTrue(t.script.isEmpty)
+    }
+
+    /// A cluster that answers by request (not by script order): a snapshot or restore that never ends, so
+    /// that only Cancel can stop it. Every request is recorded, under a lock.
+    final class Endless: RESTTransport, @unchecked Sendable {
+        private let lock = NSLock()
+        private var log: [String] = []
+        var sent: [String] { lock.withLock { log } }
+
+        func call(_ method: String, _ path: String, body: [String: Any]?) throws -> Any {
+            lock.withLock { log.append("\(method) \(path)") }
+            switch (method, path) {
+            case ("GET", "/_cat/indices?format=json&h=index"): return [["index": "comp-reports"], ["index": "comp-runs"]]
+            case ("GET", _) where path.hasSuffix("/_status"):
+                return try JSONSerialization.jsonObject(with: Data(SnapshotModeTests.statusInProgress.utf8))
+            case ("GET", _) where path.hasSuffix("/_recovery"):
+                return ["comp-reports": ["shards": [["type": "SNAPSHOT", "stage": "DONE"]]], "comp-runs": ["shards": [["type": "SNAPSHOT", "stage": "INDEX"]]]]
+            default: return ["acknowledged": true]
+            }
+        }
+
+        /// Waits (at most 10 s) until `request` was sent.
+        func waitFor(_ request: String) async throws {
+            for _ in 0..<200 where !sent.contains(request) { try await Task.sleep(for: .milliseconds(50)) }
+            XCTAssertTrue(sent.contains(request), "never sent \(request): \(sent)")
+        }
+    }
+
+    func snapshotSidecar(_ t: Endless) -> ESSidecar {
+        let s3 = S3Client(endpoint: "http://127.0.0.1:1", credentials: S3Credentials(accessKeyID: "unused", secretAccessKey: "unused"))
+        let config = ESSidecarConfig(socketPath: "/nonexistent", searchURL: "http://127.0.0.1:1", mode: .snapshot, s3: s3, bucket: "b")
+        return ESSidecar(config: config, logger: Logger(label: "test.es-sidecar"), transport: t)
+    }
+
+    /// Cancel of a snapshot the cluster is taking deletes it (a DELETE aborts a running snapshot).
+    func testCancelDeletesTheSnapshotInProgress() async throws {
+        let t = Endless()
+        let sidecar = snapshotSidecar(t)
+        var req = Automate_Sidecar_Es_ESCreateSnapshotRequest()
+        req.service = "compliance-service"
+        req.snapshot = "20260302081223"
+        let op = try await sidecar.startSnapshot(req)
+        try await t.waitFor("GET /_snapshot/automate-compliance-service/20260302081223/_status")
+        let s = try await sidecar.cancel(op)
+        XCTAssertEqual(s.phase, .cancelled, s.error)
+        XCTAssertEqual(t.sent.first, "GET /_cat/indices?format=json&h=index")
+        XCTAssertTrue(t.sent.contains("PUT /_snapshot/automate-compliance-service/20260302081223?wait_for_completion=false"), "\(t.sent)")
+        XCTAssertEqual(t.sent.last, "DELETE /_snapshot/automate-compliance-service/20260302081223")
+    }
+
+    /// Cancel of a restore deletes the indices still being restored (the documented way to stop a
+    /// restore); an index already recovered stays.
+    func testCancelStopsARestoreByDeletingIndicesStillRecovering() async throws {
+        let t = Endless()
+        let sidecar = snapshotSidecar(t)
+        var req = Automate_Sidecar_Es_ESRestoreSnapshotRequest()
+        req.service = "compliance-service"
+        req.snapshot = "20260302081223"
+        req.indices = ["comp-reports", "comp-runs"]
+        let op = try await sidecar.startRestore(req)
+        try await t.waitFor("GET /comp-reports,comp-runs/_recovery")
+        let s = try await sidecar.cancel(op)
+        XCTAssertEqual(s.phase, .cancelled, s.error)
+        XCTAssertTrue(t.sent.contains("POST /_snapshot/automate-compliance-service/20260302081223/_restore?wait_for_completion=false"), "\(t.sent)")
+        XCTAssertEqual(t.sent.last, "DELETE /comp-runs")
     }
 }
