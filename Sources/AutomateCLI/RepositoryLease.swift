@@ -24,7 +24,7 @@ struct RepositoryLease {
             try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
             try AtomicFile.write(own, to: lease.marker, mode: 0o644)
         }
-        try GatewayRepositoryOverlay.set(home: home, values)
+        try GatewayRepositoryOverlay.set(home: home, gateway: gateway, values)
         return lease
     }
 
@@ -38,9 +38,12 @@ struct RepositoryLease {
         } else {
             try AtomicFile.write(own, to: overlay, mode: 0o644)
         }
-        // Gone only once the gateway serves the own repository again: the deployment-service waits for it.
-        defer { unlink(marker) }
-        guard SupervisorLock.holder(path: home.lockFilePath) != nil else { return }
+        // Gone only once the gateway serves the own repository again (the deployment-service waits for
+        // it): after the reload, or at once when no stack runs. A failed reload keeps it.
+        guard SupervisorLock.holder(path: home.lockFilePath) != nil else {
+            unlink(marker)
+            return
+        }
         // A reload: the supervisor re-reads the overlay and restarts the gateway (and any service whose
         // gateway settings, such as the bucket, changed with it).
         let client = try await SupervisorClient.connect(home: home)
@@ -48,7 +51,8 @@ struct RepositoryLease {
         do {
             _ = try await client.rpc.call(SupervisorService.reload, ControlService.ReloadRequest(), timeout: .seconds(900))
         } catch {
-            throw CLIError("the gateway's overlay is the stack's own again, but reloading the stack onto it failed: \(error); run `automate reload`")
+            throw CLIError("the gateway's overlay is the stack's own again, but reloading the stack onto it failed: \(error); run `automate reload`, then remove \(marker)")
         }
+        unlink(marker)
     }
 }

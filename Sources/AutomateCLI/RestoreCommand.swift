@@ -77,7 +77,7 @@ struct RestoreCommand: AsyncParsableCommand {
                     values = ["mode": "fs", "repository": repo.path]
                 }
                 if adoptRepository {
-                    try GatewayRepositoryOverlay.set(home: home, values)
+                    try GatewayRepositoryOverlay.set(home: home, gateway: gateway, values)
                     let line = "The stack's repository is now \(repo.path) (--adopt-repository): later backups go there, not to \(own.location).\n"
                     if json { FileHandle.standardError.write(Data(line.utf8)) } else { print(line, terminator: "") }
                 } else {
@@ -218,8 +218,8 @@ final class RestoreProgressView {
 /// Sets `[config]` keys of the gateway's overlay in `home` (other keys kept), so that the restored stack's
 /// gateway serves the repository the backup is read from.
 enum GatewayRepositoryOverlay {
-    static func set(home: AutomateHome, _ values: [String: String]) throws {
-        let overlay = home.configOverlayPath(service: "backup-gateway")
+    static func set(home: AutomateHome, gateway: String, _ values: [String: String]) throws {
+        let overlay = home.configOverlayPath(service: gateway)
         let existing = (try? String(contentsOfFile: overlay, encoding: .utf8)) ?? ""
         if existing.isEmpty, values == ["mode": "fs", "repository": home.backupsDirectory] { return }
         var lines = existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

@@ -23,12 +23,8 @@ struct StackRepository: Equatable {
     var location: String {
         switch setting {
         case .folder(let path): return path
-        case .s3(_, _, let bucket, let prefix, _):
-            // As S3Store names it: the prefix without a leading and with a trailing "/".
-            var p = prefix
-            while p.hasPrefix("/") { p.removeFirst() }
-            if !p.isEmpty && !p.hasSuffix("/") { p += "/" }
-            return "s3://\(bucket)/\(p)"
+        case .s3(let endpoint, _, let bucket, let prefix, _):
+            return S3Store(client: S3Client(endpoint: endpoint, credentials: nil), bucket: bucket, prefix: prefix).location
         }
     }
 
@@ -44,11 +40,11 @@ struct StackRepository: Equatable {
         guard let gateway = manifests.services.first(where: { $0.kind == .gateway }) else {
             return StackRepository(setting: .folder(home.backupsDirectory), gateway: nil)
         }
-        let variables = gateway.builtinVariables(
-            home: home.path, runDir: home.runDirectory, dataRoot: home.dataDirectory, logDir: home.logDirectory,
-            binDir: location.binDirectory, hooksDir: location.hooksDirectory, runUser: gateway.user ?? "")
         let resolved: ServiceManifest
-        do { resolved = try gateway.resolved(using: VariableExpander(variables: variables, config: gateway.config)) } catch {
+        do {
+            resolved = try gateway.resolved(
+                in: home, binDirectory: location.binDirectory, hooksDirectory: location.hooksDirectory, runUser: gateway.user ?? "")
+        } catch {
             throw CLIError("cannot read the gateway's repository setting from \(gateway.sourcePath): \(error)", exitCode: 2)
         }
         let config = resolved.config.mapValues(\.description)

@@ -6,19 +6,6 @@ import Logging
 /// The supervisor's control service: what `automate status|restart|stop` and watchers talk to, on
 /// `<home>/run/automate-supervisor.sock`.
 public enum ControlService {
-    /// Method names on the wire: the low-level layer, kept for callers not yet on the typed
-    /// descriptors. Prefer `SupervisorService` (generated from Proto/supervisor_control.proto).
-    public enum Method {
-        public static let status = SupervisorService.status.name
-        public static let startService = SupervisorService.startService.name
-        public static let stopService = SupervisorService.stopService.name
-        public static let restartService = SupervisorService.restartService.name
-        public static let shutdown = SupervisorService.shutdown.name
-        public static let watch = SupervisorService.watch.name
-        public static let reload = SupervisorService.reload.name
-        public static let rotateGatewayCredentials = SupervisorService.rotateGatewayCredentials.name
-    }
-
     public typealias StatusRequest = Automate_Supervisor_V1_StatusRequest
     public typealias StatusResponse = Automate_Supervisor_V1_StatusResponse
     public typealias ServiceRequest = Automate_Supervisor_V1_ServiceRequest

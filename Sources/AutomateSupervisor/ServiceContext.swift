@@ -99,10 +99,8 @@ public struct ServiceContext: Sendable {
         let home = layout.home
         let runUser = user ?? ServiceUser.current()
         let variables = manifest.builtinVariables(
-            home: home.path, runDir: home.runDirectory, dataRoot: home.dataDirectory, logDir: home.logDirectory,
-            binDir: layout.binDirectory, hooksDir: layout.hooksDirectory, runUser: runUser.name)
-        let expander = VariableExpander(variables: variables, config: manifest.config)
-        let resolved = try manifest.resolved(using: expander)
+            in: home, binDirectory: layout.binDirectory, hooksDirectory: layout.hooksDirectory, runUser: runUser.name)
+        let resolved = try manifest.resolved(using: VariableExpander(variables: variables, config: manifest.config))
 
         var environment: [String: String] = [:]
         for key in passedThrough { if let value = inherited[key] { environment[key] = value } }

@@ -24,9 +24,9 @@ public actor Supervisor {
     public nonisolated let startedAt = Date()
     private let logger: Logger
     private var runners: [String: ServiceRunner] = [:]
-    private var statuses: [String: ServiceStatus] = [:]
-    /// Each service's state as its runner reported it (typed: dependency waits and readiness use it).
-    private var states: [String: ServiceState]
+    /// Each service as its runner last reported it: the wire status and its state, typed (dependency
+    /// waits and readiness use the typed state; nothing parses the wire's string back).
+    private var services: [String: (status: ServiceStatus, state: ServiceState)] = [:]
     private var subscribers: [UInt64: AsyncStream<SupervisorEvent>.Continuation] = [:]
     private var dependencyWaiters: [UInt64: DependencyWaiter] = [:]
     private var nextID: UInt64 = 0
@@ -57,14 +57,13 @@ public actor Supervisor {
         self.users = users
         self.layout = configuration.layout
         self.logger = logger
-        self.states = Dictionary(uniqueKeysWithValues: manifests.services.map { ($0.name, ServiceState.stopped) })
         let (changeStream, changes) = AsyncStream<Change>.makeStream()
         self.changes = changes
         for manifest in manifests.services {
             let context = try ServiceContext.make(
                 manifest: manifest, layout: configuration.layout, user: users[manifest.name])
             runners[manifest.name] = makeRunner(context: context)
-            statuses[manifest.name] = Self.initialStatus(manifest)
+            services[manifest.name] = (Self.initialStatus(manifest), .stopped)
         }
         self.consumer = Task { [weak self] in
             for await change in changeStream {
@@ -165,15 +164,13 @@ public actor Supervisor {
         }
         for name in summary.stopped {
             runners.removeValue(forKey: name)
-            statuses.removeValue(forKey: name)
-            states.removeValue(forKey: name)
+            services.removeValue(forKey: name)
         }
         manifests = next
         users = nextUsers
         for (name, runner) in replacements {
             runners[name] = runner
-            statuses[name] = Self.initialStatus(next.manifest(named: name)!)
-            states[name] = .stopped
+            services[name] = (Self.initialStatus(next.manifest(named: name)!), .stopped)
         }
         for name in next.startOrder where replacements[name] != nil {
             await runners[name]?.start()
@@ -230,8 +227,8 @@ public actor Supervisor {
 
     /// How many services are healthy, of how many.
     public func readiness() -> (healthy: Int, total: Int) {
-        let healthy = states.values.filter(\.isReady).count
-        return (healthy, statuses.count)
+        let healthy = services.values.filter(\.state.isReady).count
+        return (healthy, services.count)
     }
 
     /// Answers as soon as the actor is free: the watchdog pings only when this returns, so a stuck
@@ -242,7 +239,7 @@ public actor Supervisor {
 
     /// Every service's status, in start order.
     public func status() -> [ServiceStatus] {
-        manifests.startOrder.compactMap { statuses[$0] }
+        manifests.startOrder.compactMap { services[$0]?.status }
     }
 
     /// A stream of every change from now on (and, if asked, one event per service first).
@@ -270,8 +267,7 @@ public actor Supervisor {
     private func record(status: ServiceStatus, state: ServiceState, kind: String, message: String) {
         // A runner replaced or removed by a reload may still report its last words: keep them out.
         if runners[status.name] != nil {
-            statuses[status.name] = status
-            states[status.name] = state
+            services[status.name] = (status, state)
         }
         logger.info("\(message)")
         for (_, subscriber) in subscribers {
@@ -317,10 +313,10 @@ public actor Supervisor {
     }
 
     private func outcome(for dependencies: [String]) -> DependencyOutcome? {
-        for dependency in dependencies where states[dependency] == .failed {
+        for dependency in dependencies where services[dependency]?.state == .failed {
             return .failed(dependency)
         }
-        let ready = dependencies.allSatisfy { states[$0]?.isReady ?? false }
+        let ready = dependencies.allSatisfy { services[$0]?.state.isReady ?? false }
         return ready ? .ready : nil
     }
 
@@ -335,7 +331,7 @@ public actor Supervisor {
 
     private func expireDependencyWait(_ id: UInt64) {
         guard let waiter = dependencyWaiters.removeValue(forKey: id) else { return }
-        let pending = waiter.dependencies.filter { !(states[$0]?.isReady ?? false) }
+        let pending = waiter.dependencies.filter { !(services[$0]?.state.isReady ?? false) }
         waiter.continuation.resume(returning: .timedOut(pending))
     }
 

@@ -75,9 +75,6 @@ public actor BackupOrchestrator {
         throw RPCError(.notFound, id.isEmpty ? "no backup has run yet" : "no backup \(id) (see `automate backup list`)")
     }
 
-    /// Whether `id` is the backup running now.
-    public func isRunning(_ id: String) -> Bool { current?.id == id }
-
     /// Updates until the backup ends.
     public func watch(_ id: String) throws -> AsyncStream<StackBackup> {
         let s = try status(id)
@@ -278,10 +275,12 @@ public actor BackupOrchestrator {
                 fingerprint = ""
             }
         }
+        var statusUnwritten = false
         if let failure {
             try? await writer.put("\(id)/backup-result.json", Self.result(final, state: "failed", error: failure))
             do { try await writer.put("\(id)/.status", Array("failed\n".utf8)) } catch {
-                logger.error("backup \(id): could not write .status = failed (\(error)); it stays in_progress, which is never restorable")
+                statusUnwritten = true
+                logger.error("backup \(id): could not write .status = failed (\(error)); the next start of the deployment-service writes it")
             }
         }
         finish(id, state: failure == nil ? .completed : (cancelled ? .cancelled : .failed), error: failure ?? "", fingerprint: fingerprint)
@@ -290,7 +289,8 @@ public actor BackupOrchestrator {
             try store.finishBackup(
                 id: id, state: failure == nil ? "completed" : "failed", finishedAt: unixMillis(), error: failure ?? "",
                 bytes: Int64(done.bytesWritten), fingerprint: fingerprint,
-                result: String(decoding: Self.result(done, state: failure == nil ? "completed" : "failed", error: failure ?? ""), as: UTF8.self))
+                result: String(decoding: Self.result(done, state: failure == nil ? "completed" : "failed", error: failure ?? ""), as: UTF8.self),
+                repositoryPending: statusUnwritten)
         } catch {
             logger.error("backup \(id): could not record the outcome in the store: \(error)")
         }
@@ -454,7 +454,7 @@ public actor BackupOrchestrator {
     static func fromRecord(_ b: DeploymentStore.Backup) -> StackBackup {
         var s = StackBackup()
         s.backupID = b.id
-        s.state = b.state == "completed" ? .completed : b.state == "in_progress" ? .running : .failed
+        s.state = Self.state(b.state)
         s.error = b.error
         s.startedAtUnixMs = b.startedAt
         s.finishedAtUnixMs = b.finishedAt ?? 0
@@ -466,8 +466,7 @@ public actor BackupOrchestrator {
                 var x = ServiceBackupStatus()
                 x.backupID = b.id
                 x.service = row["service"] as? String ?? ""
-                let state = row["state"] as? String ?? ""
-                x.state = state == "completed" ? .completed : state == "cancelled" ? .cancelled : .failed
+                x.state = Self.state(row["state"] as? String ?? "")
                 x.error = row["error"] as? String ?? ""
                 x.progress.bytesDone = (row["bytes"] as? NSNumber)?.uint64Value ?? 0
                 return x

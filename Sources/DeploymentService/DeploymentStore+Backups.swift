@@ -17,11 +17,6 @@ extension DeploymentStore {
         public var fingerprint: String
         /// backup-result.json's text.
         public var result: String
-        /// The services taking part, in the order they were listed at the start.
-        public var services: [String]
-        /// True while `.status` = failed (and `backup-result.json`) still have to be written to the
-        /// repository for a backup a crash left running.
-        public var repositoryPending: Bool
     }
 
     /// One service's part of a backup, as journaled when it ended (`running` until then).
@@ -76,12 +71,16 @@ extension DeploymentStore {
         }
     }
 
-    /// Journals a backup's outcome.
-    public func finishBackup(id: String, state: String, finishedAt: Int64, error: String, bytes: Int64, fingerprint: String, result: String) throws {
+    /// Journals a backup's outcome. `repositoryPending`: the repository does not say so yet (its
+    /// `.status` could not be written); the next start writes it.
+    public func finishBackup(
+        id: String, state: String, finishedAt: Int64, error: String, bytes: Int64, fingerprint: String, result: String,
+        repositoryPending: Bool = false
+    ) throws {
         try pool.write { db in
             try db.execute(
-                sql: "UPDATE backups SET state = ?, finished_at = ?, error = ?, bytes = ?, fingerprint = ?, result = ?, repository_pending = 0 WHERE id = ?",
-                arguments: [state, finishedAt, error, bytes, fingerprint, result, id])
+                sql: "UPDATE backups SET state = ?, finished_at = ?, error = ?, bytes = ?, fingerprint = ?, result = ?, repository_pending = ? WHERE id = ?",
+                arguments: [state, finishedAt, error, bytes, fingerprint, result, repositoryPending, id])
         }
     }
 
@@ -166,10 +165,7 @@ extension DeploymentStore {
     }
 
     static func backup(_ row: Row) -> Backup {
-        let services: String = row["services"]
-        let pending: Int64 = row["repository_pending"]
-        return Backup(id: row["id"], state: row["state"], startedAt: row["started_at"], finishedAt: row["finished_at"],
-                      error: row["error"], bytes: row["bytes"], fingerprint: row["fingerprint"], result: row["result"],
-                      services: services.split(separator: ",").map(String.init), repositoryPending: pending != 0)
+        Backup(id: row["id"], state: row["state"], startedAt: row["started_at"], finishedAt: row["finished_at"],
+               error: row["error"], bytes: row["bytes"], fingerprint: row["fingerprint"], result: row["result"])
     }
 }

@@ -110,7 +110,9 @@ public final class DeploymentStore: Sendable {
             try db.execute(sql: "UPDATE backup_services SET state = 'completed' WHERE backup_id = ? AND state = 'running'", arguments: [restoredBackup])
             let reason = "caught running by the backup of its store"
             try db.execute(sql: "UPDATE backup_services SET state = 'failed', error = ? WHERE state = 'running'", arguments: [reason])
-            try db.execute(sql: "UPDATE backups SET state = 'failed', error = ? WHERE state = 'in_progress'", arguments: [reason])
+            // Flagged: the start-up reconciler writes their failure to the repository.
+            try db.execute(
+                sql: "UPDATE backups SET state = 'failed', error = ?, repository_pending = 1 WHERE state = 'in_progress'", arguments: [reason])
         }
     }
 }

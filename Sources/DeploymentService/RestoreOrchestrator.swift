@@ -126,14 +126,7 @@ public actor RestoreOrchestrator {
         return s
     }
 
-    static func state(_ name: String) -> BackupOperationState {
-        switch name {
-        case "running": return .running
-        case "completed": return .completed
-        case "cancelled": return .cancelled
-        default: return .failed
-        }
-    }
+    static func state(_ name: String) -> BackupOperationState { BackupOrchestrator.state(name) }
 
     /// Journals the restore's whole status.
     private func journal(_ s: StackRestore) {

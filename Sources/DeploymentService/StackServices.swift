@@ -38,11 +38,9 @@ public struct StackServices: Sendable {
         let set = try ManifestLoader.load(servicesDirectory: servicesDirectory, home: home)
         var services: [Service] = []
         for manifest in set.startOrder.compactMap(set.manifest(named:)) {
-            let variables = manifest.builtinVariables(
-                home: home.path, runDir: home.runDirectory, dataRoot: home.dataDirectory, logDir: home.logDirectory,
-                binDir: environment["AUTOMATE_BIN_DIR"] ?? "", hooksDir: environment["AUTOMATE_HOOKS_DIR"] ?? "",
+            let resolved = try manifest.resolved(
+                in: home, binDirectory: environment["AUTOMATE_BIN_DIR"] ?? "", hooksDirectory: environment["AUTOMATE_HOOKS_DIR"] ?? "",
                 runUser: environment["AUTOMATE_RUN_USER"] ?? "")
-            let resolved = try manifest.resolved(using: VariableExpander(variables: variables, config: manifest.config))
             let text = (try? String(contentsOfFile: manifest.sourcePath, encoding: .utf8)) ?? ""
             services.append(Service(manifest: resolved, text: text, socketPath: resolved.socket.map { home.runDirectory + "/" + $0 }))
         }

@@ -9,15 +9,17 @@ import ServiceKit
 /// death) left half done, so that the store and the repository agree:
 ///
 /// - in the store, at once: every backup still `in_progress` is failed with the reason (its services
-///   still running too), and every running restore is failed;
+///   still running too) and flagged until the repository says so as well; every running restore is failed;
 /// - in the repository, in the background (start-up is not blocked), retried with backoff until the
-///   gateway answers: each such backup gets `backup-result.json` (when missing) and `.status` = `failed`;
-///   one whose `.status` already says `completed` had finished and is recorded so;
-/// - then every `<id>/.status` = `in_progress` in the repository that is not running here (the store was
-///   restored from an older copy, or lost) is failed the same way.
+///   gateway answers, after one listing of the repository: each flagged backup gets `backup-result.json`
+///   (when missing) and `.status` = `failed`; one whose `.status` already says `completed` had finished
+///   and is recorded so;
+/// - then every `<id>/.status` = `in_progress` of an id the store has never recorded (the store was
+///   restored from an older copy, or lost) is failed the same way and recorded.
 ///
-/// Backup ids are never reused (the store and the repository are both checked for a new id), so no new
-/// backup ever runs under an id this settles.
+/// Only ids the store does not know are read beyond the flagged ones: a backup records its id in the
+/// store before it writes anything to the repository, so a backup started after this restart is never
+/// mistaken for a stray, and backup ids are never reused.
 public struct StartupReconciler: Sendable {
     let config: DeploymentConfig
     let store: DeploymentStore
@@ -48,17 +50,15 @@ public struct StartupReconciler: Sendable {
         return backups.map(\.id)
     }
 
-    /// The repository part, in a task of its own. `isRunning` says whether a backup id runs now here.
-    public func settleRepository(isRunning: @escaping @Sendable (String) async -> Bool) -> Task<Void, Never> {
+    /// The repository part, in a task of its own.
+    public func settleRepository() -> Task<Void, Never> {
         Task {
             do {
                 try await waitForOwnRepository()
-                var settled = Set<String>()
-                for b in try store.backupsPendingInRepository() {
-                    try await settle(b)
-                    settled.insert(b.id)
-                }
-                try await scan(skipping: settled, isRunning: isRunning)
+                let s3 = config.kit.s3, bucket = config.kit.bucket
+                let keys = try await retrying("listing the repository") { Set(try await s3.listObjects(bucket: bucket).map(\.key)) }
+                for b in try store.backupsPendingInRepository() { try await settle(b, keys: keys) }
+                try await failStrays(keys: keys)
             } catch {
                 // Only cancellation ends the retries early.
                 logger.notice("reconciling the repository stopped: \(error)")
@@ -95,72 +95,59 @@ public struct StartupReconciler: Sendable {
         }
     }
 
-    /// One backup the store failed at start: the repository made to say so (or, when its `.status`
-    /// says completed, the store corrected: it finished before the stop).
-    private func settle(_ b: DeploymentStore.Backup) async throws {
+    /// One backup the store failed (flagged): the repository made to say so (or, when its `.status` says
+    /// completed, the store corrected: it finished before the stop). Its failed result is the one the
+    /// store recorded (`failInterrupted`, the orchestrator); a backup failed by a store replacement has
+    /// none yet and gets it from the journal.
+    private func settle(_ b: DeploymentStore.Backup, keys: Set<String>) async throws {
         let id = b.id
-        let status = try await retrying("reading \(id)/.status") { try await self.read("\(id)/.status") }
-        if let status, String(decoding: status, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "completed" {
+        if try await state(of: id) == .completed {
             let sums = try await retrying("reading \(id)/checksums.json") { try await self.read("\(id)/checksums.json") }
-            let result = try await retrying("reading \(id)/backup-result.json") { try await self.read("\(id)/backup-result.json") }
+            let written = try await retrying("reading \(id)/backup-result.json") { try await self.read("\(id)/backup-result.json") }
             try store.settleInRepository(id: id, state: "completed", error: "", fingerprint: sums.map { Checksum.sha256($0) } ?? "",
-                                         result: result.map { String(decoding: $0, as: UTF8.self) } ?? b.result)
+                                         result: written.map { String(decoding: $0, as: UTF8.self) } ?? b.result)
             logger.notice("backup \(id): its .status says completed (it finished before the stop); recorded completed")
             return
         }
-        let s3 = config.kit.s3, bucket = config.kit.bucket
-        let objects = try await retrying("listing \(id)/") { try await s3.listObjects(bucket: bucket, prefix: id + "/") }
-        let result = try resultText(b)
-        if !objects.isEmpty {
-            try await markFailed(id, result: Array(result.utf8), hasResult: objects.contains { $0.key == "\(id)/backup-result.json" },
-                                 statusFailed: status.map { String(decoding: $0, as: UTF8.self).hasPrefix("failed") } ?? false)
+        let result = b.result == "{}" ? try resultText(b) : b.result
+        // A backup that never wrote anything to this repository (it is another one's, lent to a restore
+        // when the store was made) gets nothing written.
+        if keys.contains(where: { $0.hasPrefix(id + "/") }) {
+            try await markFailed(id, result: Array(result.utf8), hasResult: keys.contains("\(id)/backup-result.json"))
         }
         try store.settleInRepository(id: id, state: "failed", error: b.error, fingerprint: "", result: result)
         logger.notice("backup \(id): marked failed in the repository (\(b.error))")
     }
 
-    /// Every `<id>/.status` = in_progress that does not run here: failed with the reason.
-    private func scan(skipping settled: Set<String>, isRunning: @escaping @Sendable (String) async -> Bool) async throws {
-        let s3 = config.kit.s3, bucket = config.kit.bucket
-        let objects = try await retrying("listing the repository") { try await s3.listObjects(bucket: bucket) }
-        let keys = Set(objects.map(\.key))
-        let ids = objects.compactMap { o -> String? in
-            let parts = o.key.split(separator: "/")
+    /// Every `<id>/.status` = in_progress of an id the store never recorded: failed with the reason.
+    private func failStrays(keys: Set<String>) async throws {
+        let ids = keys.compactMap { key -> String? in
+            let parts = key.split(separator: "/")
             guard parts.count == 2, parts[1] == ".status", BackupID(String(parts[0])) != nil else { return nil }
             return String(parts[0])
-        }.filter { !settled.contains($0) }.sorted()
-        for id in ids {
-            let status = try await retrying("reading \(id)/.status") { try await self.read("\(id)/.status") }
-            guard let status, String(decoding: status, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "in_progress" else { continue }
-            if await isRunning(id) { continue }
-            let known = try store.backup(id)
-            var record = known ?? DeploymentStore.Backup(
+        }.sorted()
+        for id in ids where try !store.backupIDUsed(id) {
+            guard try await state(of: id) == .inProgress else { continue }
+            let record = DeploymentStore.Backup(
                 id: id, state: "failed", startedAt: Int64((BackupID(id)?.date.timeIntervalSince1970 ?? 0) * 1000), finishedAt: nil,
-                error: reason, bytes: 0, fingerprint: "", result: "{}", services: [], repositoryPending: false)
-            if record.state != "failed" || record.error.isEmpty { record.error = reason }
+                error: reason, bytes: 0, fingerprint: "", result: "{}")
             let result = try resultText(record)
-            try await markFailed(id, result: Array(result.utf8), hasResult: keys.contains("\(id)/backup-result.json"), statusFailed: false)
-            if known == nil {
-                try store.insertFailedBackup(id: id, startedAt: record.startedAt, reason: reason, result: result)
-            } else if known?.state != "completed" {
-                try store.settleInRepository(id: id, state: "failed", error: record.error, fingerprint: "", result: result)
-            }
-            logger.notice("backup \(id): found in_progress in the repository, not running here: marked failed")
+            try await markFailed(id, result: Array(result.utf8), hasResult: keys.contains("\(id)/backup-result.json"))
+            try store.insertFailedBackup(id: id, startedAt: record.startedAt, reason: reason, result: result)
+            logger.notice("backup \(id): found in_progress in the repository, never recorded here: marked failed")
         }
     }
 
     /// `backup-result.json` (when missing), then `.status` = failed.
-    private func markFailed(_ id: String, result: [UInt8], hasResult: Bool, statusFailed: Bool) async throws {
+    private func markFailed(_ id: String, result: [UInt8], hasResult: Bool) async throws {
         let s3 = config.kit.s3, bucket = config.kit.bucket
         if !hasResult {
             try await retrying("writing \(id)/backup-result.json") {
                 try await s3.putObject(bucket: bucket, key: "\(id)/backup-result.json", bytes: result, contentType: "application/json")
             }
         }
-        if !statusFailed {
-            try await retrying("writing \(id)/.status") {
-                try await s3.putObject(bucket: bucket, key: "\(id)/.status", bytes: Array("failed\n".utf8), contentType: "text/plain")
-            }
+        try await retrying("writing \(id)/.status") {
+            try await s3.putObject(bucket: bucket, key: "\(id)/.status", bytes: Array("failed\n".utf8), contentType: "text/plain")
         }
     }
 
@@ -184,6 +171,12 @@ public struct StartupReconciler: Sendable {
         }
         if s.finishedAtUnixMs == 0 { s.finishedAtUnixMs = unixMillis() }
         return String(decoding: BackupOrchestrator.result(s, state: "failed", error: b.error), as: UTF8.self)
+    }
+
+    /// What `<id>/.status` says; nil when there is none.
+    private func state(of id: String) async throws -> BackupRepository.State? {
+        guard let bytes = try await retrying("reading \(id)/.status", { try await self.read("\(id)/.status") }) else { return nil }
+        return BackupRepository.State(rawValue: String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? .unknown
     }
 
     /// An object's bytes, nil when it does not exist.

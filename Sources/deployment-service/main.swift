@@ -15,7 +15,7 @@ do {
     // What a stop left running: failed in the store now, in the repository in the background.
     let reconciler = StartupReconciler(config: config, store: store, logger: logger)
     _ = try await reconciler.failInterrupted(restores: restores)
-    let reconciling = reconciler.settleRepository { id in await orchestrator.isRunning(id) }
+    let reconciling = reconciler.settleRepository()
     let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
     DeploymentAPI(backups: orchestrator, restores: restores).register(on: server)
     try await ServiceRuntime.serve(server, logger: logger)

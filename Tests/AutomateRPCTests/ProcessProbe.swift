@@ -4,27 +4,12 @@ import Logging
 import Glibc
 #endif
 
-/// What the test process (which hosts the servers under test) holds right now, from /proc/self.
+/// What the test process (which hosts the servers under test) holds right now, from /proc/self (its
+/// memory: `ProcessMemory`).
 enum ProcessProbe {
-    /// Resident memory in bytes (VmRSS of /proc/self/status).
-    static func residentBytes() throws -> Int {
-        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-        else {
-            throw ProbeError(what: "VmRSS in /proc/self/status")
-        }
-        return kib * 1024
-    }
-
     /// Open file descriptors (entries of /proc/self/fd).
     static func openDescriptors() throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
-    }
-
-    struct ProbeError: Error, CustomStringConvertible {
-        var what: String
-        var description: String { "cannot read \(what)" }
     }
 }
 

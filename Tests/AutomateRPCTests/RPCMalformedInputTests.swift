@@ -1,4 +1,5 @@
 import AutomateRPC
+import AutomateSupervisor
 import Foundation
 import Testing
 
@@ -42,7 +43,7 @@ extension RPCRobustnessTests {
         try await withServer(maxFrameSize: 1 << 20, logger: log.logger(), Self.register) { _, path in
             // Warm up the allocator and the server's loops, then measure.
             var expected = try await Self.garbageConnections(path: path, count: 60, framesEach: 5)
-            let rssBefore = try ProcessProbe.residentBytes()
+            let rssBefore = Int(ProcessMemory.residentBytes())
             var sent = 0
 
             // Over 300 connections: 20 frames each (each third sends undecodable requests, which are
@@ -55,7 +56,7 @@ extension RPCRobustnessTests {
                 for i in 0..<4000 {
                     let raw = try RawSocket(path: path)
                     raw.write(i % 2 == 0 ? Self.badEnvelope : Self.oversized)
-                    guard raw.blockingWaitForCloseOrReset() else { throw TimedOut(what: "close after bad frame \(i)") }
+                    guard raw.blockingWaitForClose() else { throw TimedOut(what: "close after bad frame \(i)") }
                 }
                 return 4000
             }
@@ -65,7 +66,7 @@ extension RPCRobustnessTests {
             let client = try await RPCClient.connect(socketPath: path)
             #expect(try await client.unary("test/Echo", Msg.text("healthy"), as: Msg.self).method == "healthy")
             await client.close()
-            let rssAfter = try ProcessProbe.residentBytes()
+            let rssAfter = Int(ProcessMemory.residentBytes())
             let growth = rssAfter - rssBefore
             #expect(growth < 20 << 20, "RSS grew by \(growth >> 20) MiB (\(rssBefore >> 20) -> \(rssAfter >> 20) MiB)")
             expectedTotal = expected
@@ -107,7 +108,7 @@ extension RPCRobustnessTests {
                 }
             }
             for (i, raw) in sockets.enumerated() where i % 3 != 0 {
-                guard raw.blockingWaitForCloseOrReset() else { throw TimedOut(what: "close of connection \(i)") }
+                guard raw.blockingWaitForClose() else { throw TimedOut(what: "close of connection \(i)") }
             }
             return counted
         }

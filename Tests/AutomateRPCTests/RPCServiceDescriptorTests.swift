@@ -123,15 +123,13 @@ import Testing
             "WatchStatus", "Cancel",
         ])
         #expect(BackupService.methods.map(\.name) == [
-            BackupContract.createBackup, BackupContract.backupStatus, BackupContract.watchBackup, BackupContract.listBackups,
-            BackupContract.deleteBackup, BackupContract.restore, BackupContract.restoreStatusShortTerm,
-            BackupContract.restoreStatusLongTerm,
-        ])
+            "CreateBackup", "BackupStatus", "WatchBackup", "ListBackups", "DeleteBackup", "Restore", "RestoreStatusShortTerm",
+            "RestoreStatusLongTerm",
+        ].map { "automate.backup.v1.BackupService/\($0)" })
         #expect(DeploymentService.methods.map(\.name) == [
-            DeploymentMethods.createBackup, DeploymentMethods.watchBackup, DeploymentMethods.backupStatus,
-            DeploymentMethods.cancelBackup, DeploymentMethods.listBackups, DeploymentMethods.deleteBackups,
-            DeploymentMethods.restore, DeploymentMethods.watchRestore, DeploymentMethods.restoreStatus,
-        ])
+            "CreateBackup", "WatchBackup", "BackupStatus", "CancelBackup", "ListBackups", "DeleteBackups", "Restore",
+            "WatchRestore", "RestoreStatus",
+        ].map { "automate.deployment.v1.DeploymentService/\($0)" })
         #expect(SupervisorService.methods.map(\.name) == [
             "Status", "StartService", "StopService", "RestartService", "Shutdown", "Watch", "Reload", "RotateGatewayCredentials",
         ].map { "automate.supervisor.v1.Supervisor/\($0)" })

@@ -175,10 +175,6 @@ final class RawSocket: @unchecked Sendable {
 
     /// Reads until the peer closes, blocking the calling thread: true if it closed (EOF or reset)
     /// within the receive timeout.
-    func blockingWaitForCloseOrReset() -> Bool {
-        blockingWaitForClose()
-    }
-
     private func readFrameBytes() -> [UInt8]? {
         guard let header = readExactly(4) else { return nil }
         let length = header.reduce(0) { $0 << 8 | Int($1) }
@@ -196,7 +192,7 @@ final class RawSocket: @unchecked Sendable {
         return result
     }
 
-    private func blockingWaitForClose() -> Bool {
+    func blockingWaitForClose() -> Bool {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
