@@ -50,7 +50,10 @@ struct MetadataStore: Sendable {
         if storage == .automatic {
             let r = bytes.withUnsafeBytes { fsetxattr(fd, Self.xattrName, $0.baseAddress, $0.count, 0) }
             if r == 0 { return .attached }
-            guard errno == ENOTSUP || errno == EOPNOTSUPP || errno == EPERM else {
+            // No user xattrs here (ENOTSUP, EPERM), or none this large (E2BIG, ENOSPC, ERANGE: a record past the
+            // file system's xattr room, e.g. long headers or many part sizes): the side file holds it instead.
+            let e = errno
+            guard [ENOTSUP, EOPNOTSUPP, EPERM, E2BIG, ENOSPC, ERANGE].contains(e) else {
                 throw S3Error("InternalError", 500, "cannot store metadata (setxattr \(Self.xattrName)): \(errnoText())")
             }
         }

@@ -160,4 +160,23 @@ final class FSModeMetadataTests: XCTestCase {
         XCTAssertTrue(lower.contains("content-disposition: inline"), headers.stdout)
         fx.assertNoLeftovers()
     }
+
+    /// A record larger than the file system's room for extended attributes (ext4: one block) goes to the
+    /// side folder instead of failing the PUT.
+    func testMetadataTooLargeForXattrFallsBackToSideFile() async throws {
+        let fx = try await FSFixture.start()
+        defer { Task { await fx.stop() } }
+        let disposition = "attachment; filename=\"" + String(repeating: "x", count: 6000) + "\""
+        let put = try await signedRequest(port: fx.port, method: "PUT", path: "/repo/big/meta", body: Array("body".utf8),
+                                          extraHeaders: [("Content-Disposition", disposition), ("x-amz-meta-k", "v")])
+        XCTAssertEqual(put.status, 200, put.text)
+        for method in ["HEAD", "GET"] {
+            let r = try await signedRequest(port: fx.port, method: method, path: "/repo/big/meta")
+            XCTAssertEqual(r.status, 200, r.text)
+            XCTAssertEqual(r.headers["content-disposition"], disposition, method)
+            XCTAssertEqual(r.headers["x-amz-meta-k"], "v", method)
+            XCTAssertEqual(r.headers["etag"], put.headers["etag"], method)
+        }
+        fx.assertNoLeftovers()
+    }
 }
