@@ -130,10 +130,10 @@ let package = Package(
         .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
-        /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto) and generated code.
+        /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto), generated code, and how operations answer on it.
         .target(
             name: "SidecarProto",
-            dependencies: ["AutomateRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["AutomateRPC", "Operations", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/pg_sidecar.proto", "Proto/es_sidecar.proto"],
             swiftSettings: swiftSettings
         ),

@@ -23,8 +23,9 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
     private var killedOnPurpose = false
     private var stdoutFD: Int32 = -1
     private var stdinFD: Int32 = -1
-    private var stderrTail: [UInt8] = []
-    private let stderrDone = DispatchSemaphore(value: 0)
+    /// Filled by the stderr reader thread, which holds only it and the pipe's fd (never `self`, so that
+    /// `deinit` can kill a tool left running).
+    private let stderrTail = StderrTail()
     private var stderrReading = false
 
     public init(path: String, arguments: [String], pipeStdout: Bool, pipeStdin: Bool, environment: [String: String]? = nil) {
@@ -56,7 +57,7 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
 
     /// The last 16 KiB the tool wrote to stderr, trimmed.
     public var stderr: String {
-        lock.withLock { String(decoding: stderrTail, as: UTF8.self) }.trimmingCharacters(in: .whitespacesAndNewlines)
+        stderrTail.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Starts the tool in a new process group.
@@ -122,23 +123,7 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
             stdinFD = input[1]
             stderrReading = true
         }
-        let fd = err[0]
-        let reader = Thread { [self] in
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                lock.withLock {
-                    stderrTail.append(contentsOf: buf[0..<n])
-                    if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
-                }
-            }
-            close(fd)
-            stderrDone.signal()
-        }
-        reader.name = "tool.stderr"
-        reader.start()
+        stderrTail.startReading(err[0])
     }
 
     /// Reads stdout into `body` until EOF.
@@ -181,12 +166,6 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
         if fd >= 0 { close(fd) }
     }
 
-    /// Closes our end of the child's stdout.
-    public func closeStdout() {
-        let fd = lock.withLock { () -> Int32 in let fd = stdoutFD; stdoutFD = -1; return fd }
-        if fd >= 0 { close(fd) }
-    }
-
     private var wasKilledOnPurpose: Bool { lock.withLock { killedOnPurpose } }
 
     var stderrSuffix: String {
@@ -207,7 +186,7 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             phase = .reaped
         }
-        if lock.withLock({ stderrReading }) { _ = stderrDone.wait(timeout: .now() + 5) }
+        if lock.withLock({ stderrReading }) { stderrTail.waitForEnd(timeout: .now() + 5) }
         var code: Int32 = 0
         let how = automate_decode_wait_status(status, &code)
         if wasKilledOnPurpose && !(how == 1 && code == 0) {
@@ -228,5 +207,40 @@ public final class ToolProcess: @unchecked Sendable {  // mutable state behind `
             killedOnPurpose = true
             Glibc.kill(-pid, signal)
         }
+    }
+}
+
+/// The last 16 KiB a tool wrote to stderr, read on a thread of its own until the pipe closes.
+private final class StderrTail: @unchecked Sendable {  // `bytes` behind `lock`
+    private static let limit = 16384
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    private let done = DispatchSemaphore(value: 0)
+
+    var text: String { lock.withLock { String(decoding: bytes, as: UTF8.self) } }
+
+    /// Reads `fd` until EOF on a new thread, keeping the tail, then closes it and signals the end.
+    func startReading(_ fd: Int32) {
+        let reader = Thread { [self] in
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                lock.withLock {
+                    bytes.append(contentsOf: buf[0..<n])
+                    if bytes.count > Self.limit { bytes.removeFirst(bytes.count - Self.limit) }
+                }
+            }
+            close(fd)
+            done.signal()
+        }
+        reader.name = "tool.stderr"
+        reader.start()
+    }
+
+    /// Waits until the reader saw EOF (the tool and every process holding its stderr exited), at most until `deadline`.
+    func waitForEnd(timeout deadline: DispatchTime) {
+        _ = done.wait(timeout: deadline)
     }
 }

@@ -35,8 +35,7 @@ extension ESSidecar {
             // A caller that went away while we validated must not leave an operation nobody follows.
             try Task.checkCancellation()
             return try await operations.start(
-                id: Self.operationID(kind: kind, snapshot: snapshot), kind: kind,
-                labels: ["snapshot": snapshot, "service": service, "mode": config.mode.rawValue], initial: initial
+                idPrefix: "\(kind)-\(snapshot)", kind: kind, labels: ["snapshot": snapshot, "service": service], initial: initial
             ) { context in
                 do {
                     let outcome = try await body(context)

@@ -10,7 +10,7 @@ extension ESSidecar {
         var r = ESStatus()
         r.operationID = s.id
         r.kind = s.kind
-        r.mode = s.labels["mode"] ?? config.mode.rawValue
+        r.mode = config.mode.rawValue
         r.startedAt = rfc3339(s.startedAt)
         r.finishedAt = s.finishedAt.map { rfc3339($0) } ?? ""
         let shards = r.mode == ESMode.snapshot.rawValue

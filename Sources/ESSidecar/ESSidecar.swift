@@ -52,9 +52,7 @@ public final class ESSidecar: Sendable {
 
     func rpcError(_ error: Error) -> RPCError {
         if let e = error as? RPCError { return e }
-        if let e = error as? OperationError {
-            return RPCError(e.code == .notFound ? .notFound : e.code == .alreadyExists ? .alreadyExists : .internal, e.message)
-        }
+        if let e = error as? OperationError { return RPCError(e) }
         if let e = error as? S3Error { return RPCError(e.isNotFound ? .notFound : .unavailable, e.description) }
         if let e = error as? SearchError {
             switch e.status {
@@ -72,11 +70,6 @@ public final class ESSidecar: Sendable {
         do { return try await runBlocking(name) { _ in try body() } } catch { throw rpcError(error) }
     }
 
-    /// `<kind>-<snapshot>-<12 hex digits>`.
-    static func operationID(kind: String, snapshot: String) -> String {
-        "\(kind)-\(snapshot)-" + (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-    }
-
     /// The status of an operation; NOT_FOUND (naming this sidecar) when it is unknown here.
     public func status(_ id: String) async throws -> ESStatus {
         do { return wireStatus(try await operations.status(id)) } catch { throw rpcError(error) }
@@ -85,23 +78,8 @@ public final class ESSidecar: Sendable {
     /// Stops an operation (its upload is aborted); returns the status once it ended (or after 10 s, still
     /// running, if it has not). NOT_FOUND when unknown.
     public func cancel(_ id: String) async throws -> ESStatus {
-        do {
-            let now = try await operations.cancel(id)
-            if now.isTerminal { return wireStatus(now) }
-            logger.notice("operation \(id): cancel requested")
-            let operations = self.operations
-            let last = try await withThrowingTaskGroup(of: OperationSnapshot<ESOutcome>?.self) { group in
-                group.addTask { try await operations.wait(id) }
-                group.addTask { try await Task.sleep(for: .seconds(10)); return nil }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
-            if let last { return wireStatus(last) }
-            return wireStatus(try await operations.status(id))
-        } catch {
-            throw rpcError(error)
-        }
+        logger.notice("operation \(id): cancel requested")
+        do { return wireStatus(try await operations.cancel(id, waitingUpTo: .seconds(10))) } catch { throw rpcError(error) }
     }
 
     // MARK: RPC
@@ -165,9 +143,7 @@ public final class ESSidecar: Sendable {
             try await status(req.operationID)
         }
         server.register(ESSidecarService.watchStatus) { [self] (req: Automate_Sidecar_Es_ESStatusRequest, writer: RPCResponseWriter<ESStatus>, _) in
-            let updates: AsyncStream<OperationSnapshot<ESOutcome>>
-            do { updates = try await operations.watch(req.operationID) } catch { throw rpcError(error) }
-            for await s in updates { try await writer.send(wireStatus(s)) }
+            try await operations.stream(req.operationID, to: writer) { self.wireStatus($0) }
         }
         server.register(ESSidecarService.cancel) { [self] (req: Automate_Sidecar_Es_ESStatusRequest, _) -> ESStatus in
             try await cancel(req.operationID)

@@ -5,14 +5,12 @@ public typealias OperationError = CodedError<OperationErrorCode>
 
 /// What kind of failure a ``OperationError`` is.
 public struct OperationErrorCode: ErrorCode {
-    private enum Value: String { case notFound, alreadyExists, cancelled }
+    private enum Value: String { case notFound, alreadyExists }
     private let value: Value
     private init(_ value: Value) { self.value = value }
     /// No operation with that id is known here (it never ran, or this process restarted since).
     public static let notFound = OperationErrorCode(.notFound)
     /// An operation with that id exists already.
     public static let alreadyExists = OperationErrorCode(.alreadyExists)
-    /// The work was cancelled before it could start.
-    public static let cancelled = OperationErrorCode(.cancelled)
     public var description: String { value.rawValue }
 }

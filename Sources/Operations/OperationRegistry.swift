@@ -50,7 +50,7 @@ public actor OperationRegistry<Result: Sendable> {
         initial: OperationProgress = OperationProgress(),
         _ body: @escaping @Sendable (OperationContext) async throws -> Result
     ) throws -> String {
-        let id = id ?? "\(kind)-" + (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let id = id ?? Self.newID(prefix: kind)
         if let existing = entries[id] {
             guard replacingEnded, existing.snapshot.isTerminal else {
                 throw OperationError(.alreadyExists, "\(owner) already has operation \(id) (\(Self.describe(existing.snapshot.state)))")
@@ -82,6 +82,20 @@ public actor OperationRegistry<Result: Sendable> {
             sink.finish()
         }
         return id
+    }
+
+    /// Starts `body` under a fresh id `<idPrefix>-<12 hex digits>`; see ``start(id:replacingEnded:kind:labels:initial:_:)``.
+    @discardableResult
+    public func start(
+        idPrefix: String, kind: String, labels: [String: String] = [:], initial: OperationProgress = OperationProgress(),
+        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+    ) throws -> String {
+        try start(id: Self.newID(prefix: idPrefix), kind: kind, labels: labels, initial: initial, body)
+    }
+
+    /// `<prefix>-<12 random hex digits>`.
+    public static func newID(prefix: String) -> String {
+        "\(prefix)-" + (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     /// The operation's current snapshot.
@@ -129,6 +143,22 @@ public actor OperationRegistry<Result: Sendable> {
         guard let e = entries[id] else { throw notFound(id) }
         e.task?.cancel()
         return e.snapshot
+    }
+
+    /// Cancels the operation, then waits until it ended (its tools are gone, its cleanup done), at most
+    /// `timeout`; returns its snapshot then, still running if it did not end in time.
+    /// - Throws: ``OperationError`` `.notFound`, naming the owner.
+    public func cancel(_ id: String, waitingUpTo timeout: Duration) async throws -> Snapshot {
+        let now = try cancel(id)
+        if now.isTerminal { return now }
+        let ended = try await withThrowingTaskGroup(of: Snapshot?.self) { group in
+            group.addTask { try await self.wait(id) }
+            group.addTask { try await Task.sleep(for: timeout); return nil }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        return try ended ?? status(id)
     }
 
     /// Forgets an ended operation; false when it is unknown or still running.

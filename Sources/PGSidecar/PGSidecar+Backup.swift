@@ -24,8 +24,10 @@ extension PGSidecar {
             }
         }
         let initial = OperationProgress(phase: .pending, items: req.databases.map { OperationProgress.Item(name: $0) })
+        // A caller that went away while we checked must not leave an operation nobody follows.
+        try Task.checkCancellation()
         let id = try await operations.start(
-            id: Self.operationID(kind: "backup", backupID: req.backupID), kind: "backup",
+            idPrefix: "backup-\(req.backupID)", kind: "backup",
             labels: ["backup_id": req.backupID, "service": req.service], initial: initial
         ) { [self] context in
             do {
@@ -137,6 +139,13 @@ extension PGSidecar {
         var compressedSize: Int64 = 0
         var raw: Int64 = 0
         do {
+            // Made before pg_dump starts: nothing that can throw stands between its start and the catch
+            // that kills and reaps it.
+            let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in
+                hasher.update(bufferPointer: chunk)
+                compressedSize += Int64(chunk.count)
+                try writer.write(chunk)
+            }
             try job.withCancelAction({ tool.kill(SIGKILL); countConn.cancelRunningQuery() }) {
                 try job.checkCancellation()
                 try tool.start()
@@ -144,11 +153,6 @@ extension PGSidecar {
                 counterStarted = true
                 let pid = tool.pid
                 context.report(item: database) { $0.phase = .transferring; $0.step = "dumping"; $0.pid = pid }
-                let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in
-                    hasher.update(bufferPointer: chunk)
-                    compressedSize += Int64(chunk.count)
-                    try writer.write(chunk)
-                }
                 var lastReport: Int64 = 0
                 do {
                     try tool.readStdout { chunk in

@@ -46,8 +46,10 @@ extension PGSidecar {
         }
         let chosen = artifacts
         let initial = OperationProgress(phase: .pending, items: chosen.map { OperationProgress.Item(name: $0.database, bytesTotal: $0.size) })
+        // A caller that went away while we read the metadata must not leave an operation nobody follows.
+        try Task.checkCancellation()
         return try await operations.start(
-            id: Self.operationID(kind: "restore", backupID: req.backupID), kind: "restore",
+            idPrefix: "restore-\(req.backupID)", kind: "restore",
             labels: ["backup_id": req.backupID, "service": req.service], initial: initial
         ) { [self] context in
             do {
@@ -118,48 +120,48 @@ extension PGSidecar {
                                arguments: ["--exit-on-error", "--no-owner"] + toolArgs(database: temp),
                                pipeStdout: false, pipeStdin: true)
         }
-        let cancelToken = job.onCancel { tool.kill(SIGKILL) }
-        defer { job.removeCancelAction(cancelToken) }
-        try job.checkCancellation()
-        try tool.start()
-        let pid = tool.pid
-        context.report(item: a.database) { $0.pid = pid }
-        var hasher = SHA256()
-        var fetched: Int64 = 0
-        var fed: Int64 = 0
-        var lastReport: Int64 = 0
-        do {
-            let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in
-                fed += Int64(chunk.count)
-                try tool.writeStdin(chunk)
-            }
-            let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
-            try config.s3.getObjectSync(bucket: config.bucket, key: a.key) { chunk in
-                try job.checkCancellation()
-                hasher.update(bufferPointer: chunk)
-                fetched += Int64(chunk.count)
-                if let zstd { try zstd.decompress(chunk) } else { try feed(chunk) }
-                if fetched - lastReport >= 1 << 20 {
-                    lastReport = fetched
-                    let f = fetched
-                    context.report(item: a.database) { $0.bytesDone = f }
+        let f: Int64 = try job.withCancelAction({ tool.kill(SIGKILL) }) {
+            try job.checkCancellation()
+            try tool.start()
+            let pid = tool.pid
+            context.report(item: a.database) { $0.pid = pid }
+            var hasher = SHA256()
+            var fetched: Int64 = 0
+            var fed: Int64 = 0
+            var lastReport: Int64 = 0
+            do {
+                let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in
+                    fed += Int64(chunk.count)
+                    try tool.writeStdin(chunk)
                 }
+                let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
+                try config.s3.getObjectSync(bucket: config.bucket, key: a.key) { chunk in
+                    try job.checkCancellation()
+                    hasher.update(bufferPointer: chunk)
+                    fetched += Int64(chunk.count)
+                    if let zstd { try zstd.decompress(chunk) } else { try feed(chunk) }
+                    if fetched - lastReport >= 1 << 20 {
+                        lastReport = fetched
+                        let f = fetched
+                        context.report(item: a.database) { $0.bytesDone = f }
+                    }
+                }
+                try zstd?.finish()
+                let digest = hex(hasher.finalize())
+                if digest != a.sha256.lowercased() {
+                    throw PGSidecarError(.integrity, "\(a.key): sha256 \(digest) does not match the backup's \(a.sha256) (\(fetched) bytes read, \(a.size) expected); refusing to restore")
+                }
+            } catch {
+                tool.kill(SIGKILL)
+                tool.closeStdin()
+                try? tool.wait()
+                if let e = error as? S3Error, e.isNotFound { throw PGSidecarError(.missing, "\(a.key) is missing: \(e)") }
+                throw error
             }
-            try zstd?.finish()
-            let digest = hex(hasher.finalize())
-            if digest != a.sha256.lowercased() {
-                throw PGSidecarError(.integrity, "\(a.key): sha256 \(digest) does not match the backup's \(a.sha256) (\(fetched) bytes read, \(a.size) expected); refusing to restore")
-            }
-        } catch {
-            tool.kill(SIGKILL)
             tool.closeStdin()
-            try? tool.wait()
-            if let e = error as? S3Error, e.isNotFound { throw PGSidecarError(.missing, "\(a.key) is missing: \(e)") }
-            throw error
+            try tool.wait()
+            return fetched
         }
-        tool.closeStdin()
-        try tool.wait()
-        let f = fetched
         context.report(item: a.database) { $0.bytesDone = f; $0.pid = 0; $0.phase = .verifying; $0.step = "counting" }
         if !a.tables.isEmpty {
             let conn = try PGConnection(config.server, database: temp)

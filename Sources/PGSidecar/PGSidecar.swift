@@ -102,9 +102,7 @@ public final class PGSidecar: Sendable {
             try await status(req.operationID)
         }
         server.register(PGSidecarService.watchStatus) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, writer: RPCResponseWriter<PGStatus>, _) in
-            let updates: AsyncStream<OperationSnapshot<PGOutcome>>
-            do { updates = try await operations.watch(req.operationID) } catch { throw Self.rpcError(error) }
-            for await s in updates { try await writer.send(Self.status(s)) }
+            try await operations.stream(req.operationID, to: writer, Self.status)
         }
         server.register(PGSidecarService.cancel) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
             try await cancel(req.operationID)
@@ -119,30 +117,13 @@ public final class PGSidecar: Sendable {
     /// Cancels an operation: its tool's process group is killed and its upload aborted. Returns the
     /// status once it ended (or after 10 s, still running, if it has not). NOT_FOUND when unknown.
     public func cancel(_ id: String) async throws -> PGStatus {
-        do {
-            let now = try await operations.cancel(id)
-            if now.isTerminal { return Self.status(now) }
-            logger.notice("operation \(id): cancel requested")
-            let operations = self.operations
-            let last = try await withThrowingTaskGroup(of: OperationSnapshot<PGOutcome>?.self) { group in
-                group.addTask { try await operations.wait(id) }
-                group.addTask { try await Task.sleep(for: .seconds(10)); return nil }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
-            if let last { return Self.status(last) }
-            return Self.status(try await operations.status(id))
-        } catch {
-            throw Self.rpcError(error)
-        }
+        logger.notice("operation \(id): cancel requested")
+        do { return Self.status(try await operations.cancel(id, waitingUpTo: .seconds(10))) } catch { throw Self.rpcError(error) }
     }
 
     static func rpcError(_ error: any Error) -> RPCError {
         if let e = error as? RPCError { return e }
-        if let e = error as? OperationError {
-            return RPCError(e.code == .notFound ? .notFound : e.code == .alreadyExists ? .alreadyExists : .internal, e.message)
-        }
+        if let e = error as? OperationError { return RPCError(e) }
         return RPCError(.internal, "\(PGSidecar.name): \(error)")
     }
 
@@ -167,11 +148,6 @@ public final class PGSidecar: Sendable {
         let open = try config.s3.listMultipartUploadsSync(bucket: config.bucket).filter { $0.key.contains("/pg_data/") && $0.key.hasSuffix(".fc.zst") }
         for u in open { try? config.s3.abortMultipartUploadSync(bucket: config.bucket, key: u.key, uploadID: u.uploadID) }
         return open.count
-    }
-
-    /// `<kind>-<backup id>-<12 hex digits>`.
-    static func operationID(kind: String, backupID: String) -> String {
-        "\(kind)-\(backupID)-" + (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     func toolPath(_ tool: String, major: Int) -> String { "\(config.pgBinRoot)/\(major)/bin/\(tool)" }

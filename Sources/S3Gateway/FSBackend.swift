@@ -15,14 +15,17 @@ struct FSBackend: S3Backend {
     func handle(_ req: S3Request, body: RequestBody, log: RequestLog) async throws -> Response {
         guard let bucket = req.bucket else {
             guard req.method == "GET" else { throw S3Error.methodNotAllowed }
-            return listBuckets()
+            return try await FilePool.run { self.listBuckets() }
         }
         guard let key = req.key else {
             return try await bucketOperation(req, bucket: bucket, body: body)
         }
-        let bpath = try store.bucketPath(bucket)
-        _ = try FSStore.objectPath(bucket: bpath, key: key)
-        let path = KeyLayout.file(bucket: bpath, key: key)
+        // `key` passed FSStore.validateKey in the responder.
+        let store = self.store
+        let (bpath, path) = try await FilePool.run {
+            let bpath = try store.bucketPath(bucket)
+            return (bpath, KeyLayout.file(bucket: bpath, key: key))
+        }
         let q = req.query
         switch req.method {
         case "GET", "HEAD":
@@ -43,9 +46,7 @@ struct FSBackend: S3Backend {
             return try await putObject(req, bucket: bpath, key: key, path: path, body: body, log: log)
         case "DELETE":
             if let id = q["uploadId"] {
-                let dir = try FSStore.uploadDir(bucket: bpath, uploadId: id)
-                guard try FSStore.uploadKey(bucket: bpath, uploadId: id) == key else { throw S3Error.noSuchUpload }
-                try await FilePool.run { removeTree(dir) }
+                try await FilePool.run { removeTree(try FSStore.uploadDir(bucket: bpath, key: key, uploadId: id)) }
                 return Reply.empty(status: 204)
             }
             try rejectSubresources(q, allowed: ["versionId"])
@@ -53,7 +54,7 @@ struct FSBackend: S3Backend {
             return Reply.empty(status: 204)
         case "POST":
             if q.has("uploads") {
-                return try createUpload(req, bucketName: bucket, bucket: bpath, key: key)
+                return try await FilePool.run { try self.createUpload(req, bucketName: bucket, bucket: bpath, key: key) }
             }
             if let id = q["uploadId"] {
                 return try await completeUpload(req, bucketName: bucket, bucket: bpath, key: key, path: path, uploadId: id, body: body)
@@ -87,32 +88,32 @@ struct FSBackend: S3Backend {
         let q = req.query
         switch req.method {
         case "HEAD":
-            _ = try store.bucketPath(bucket)
+            _ = try await FilePool.run { try self.store.bucketPath(bucket) }
             return Reply.empty(headers: [("x-amz-bucket-region", region)])
         case "PUT":
             try rejectSubresources(q, allowed: [])
             // A CreateBucketConfiguration body may be sent; it is read and ignored.
             for try await _ in body {}
             do {
-                try store.createBucket(bucket)
+                try await FilePool.run { try self.store.createBucket(bucket) }
             } catch let e as S3Error where e.code == S3Error.bucketExists.code && region == "us-east-1" {
                 // S3 answers 200 for a bucket one already owns in us-east-1 (and leaves its objects alone).
             }
             return Reply.empty(headers: [("Location", "/" + bucket)])
         case "DELETE":
             try rejectSubresources(q, allowed: [])
-            try store.deleteBucket(bucket)
+            try await FilePool.run { try self.store.deleteBucket(bucket) }
             return Reply.empty(status: 204)
         case "POST":
             guard q.has("delete") else { throw S3Error.notImplemented }
-            return try await deleteObjects(req, bucket: try store.bucketPath(bucket), body: body)
+            return try await deleteObjects(req, bucket: try await FilePool.run { try self.store.bucketPath(bucket) }, body: body)
         case "GET":
-            let bpath = try store.bucketPath(bucket)
+            let bpath = try await FilePool.run { try self.store.bucketPath(bucket) }
             if q.has("location") {
                 let loc = region == "us-east-1" ? "" : XML.escape(region)
                 return Reply.xml(xmlHeader + "<LocationConstraint xmlns=\"\(s3NS)\">\(loc)</LocationConstraint>")
             }
-            if q.has("uploads") { return listUploads(bucketName: bucket, bucket: bpath) }
+            if q.has("uploads") { return try await FilePool.run { self.listUploads(bucketName: bucket, bucket: bpath) } }
             try rejectSubresources(q, allowed: ["list-type", "prefix", "delimiter", "max-keys", "marker", "continuation-token",
                                                 "start-after", "encoding-type", "fetch-owner"])
             return try await FilePool.run { try self.listObjects(req, bucketName: bucket, bucket: bpath) }
@@ -319,10 +320,13 @@ struct FSBackend: S3Backend {
 
     func putObject(_ req: S3Request, bucket: String, key: String, path: String, body: RequestBody, log: RequestLog) async throws -> Response {
         let condition = WriteCondition(headers: req.headers)
-        // Fail early (before receiving the body); checked again at the rename.
-        try condition.check(path: path)
         let meta = try ObjectMetadata(requestHeaders: req.headers)
-        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let metadata = store.metadata
+        let target = try await FilePool.run {
+            // Fail early (before receiving the body); checked again at the rename.
+            try condition.check(path: path)
+            return try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: metadata)
+        }
         let file = try await PendingFile.create(dir: parentPath(target))
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
@@ -360,18 +364,23 @@ struct FSBackend: S3Backend {
         let quiet = XML.first("Quiet", in: text)?.lowercased() == "true"
         let objects = XML.elements("Object", in: text)
         guard !objects.isEmpty, objects.count <= 1000 else { throw S3Error.malformedXML }
-        var s = xmlHeader + "<DeleteResult xmlns=\"\(s3NS)\">"
-        for o in objects {
+        let keys = try objects.map { o in
             guard let key = XML.first("Key", in: o) else { throw S3Error.malformedXML }
-            do {
-                _ = try FSStore.objectPath(bucket: bucket, key: key)
-                try deleteObject(bucket: bucket, key: key, path: KeyLayout.file(bucket: bucket, key: key))
-                if !quiet { s += "<Deleted><Key>\(XML.escape(key))</Key></Deleted>" }
-            } catch let e as S3Error {
-                s += "<Error><Key>\(XML.escape(key))</Key><Code>\(e.code)</Code><Message>\(XML.escape(e.message))</Message></Error>"
-            }
+            return key
         }
-        s += "</DeleteResult>"
+        let s = try await FilePool.run {
+            var s = xmlHeader + "<DeleteResult xmlns=\"\(s3NS)\">"
+            for key in keys {
+                do {
+                    try FSStore.validateKey(key)
+                    try self.deleteObject(bucket: bucket, key: key, path: KeyLayout.file(bucket: bucket, key: key))
+                    if !quiet { s += "<Deleted><Key>\(XML.escape(key))</Key></Deleted>" }
+                } catch let e as S3Error {
+                    s += "<Error><Key>\(XML.escape(key))</Key><Code>\(e.code)</Code><Message>\(XML.escape(e.message))</Message></Error>"
+                }
+            }
+            return s + "</DeleteResult>"
+        }
         return Reply.xml(s)
     }
 
@@ -385,7 +394,7 @@ struct FSBackend: S3Backend {
         guard let slash = trimmed.firstIndex(of: "/") else { throw S3Error.invalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey") }
         let sbucket = try store.bucketPath(String(trimmed[..<slash]))
         let skey = String(trimmed[trimmed.index(after: slash)...])
-        _ = try FSStore.objectPath(bucket: sbucket, key: skey)
+        try FSStore.validateKey(skey)
         let spath = KeyLayout.file(bucket: sbucket, key: skey)
         guard let sinfo = statPath(spath), sinfo.isFile else { throw S3Error.noSuchKey }
         return (sbucket, skey, spath, sinfo)
@@ -405,23 +414,26 @@ struct FSBackend: S3Backend {
     }
 
     func copyObject(_ req: S3Request, src: String, bucket: String, key: String, path: String) async throws -> Response {
-        let source = try copySource(src)
-        let setag = etagFor(path: source.path, info: source.info)
         let h = req.headers
-        try checkCopySourceConditions(h, etag: setag, info: source.info)
         let directive = h["x-amz-metadata-directive"]?.uppercased() ?? "COPY"
-        guard directive == "COPY" || directive == "REPLACE" else {
-            throw S3Error.invalidArgument("Unknown metadata directive.")
-        }
-        if directive == "COPY" && source.path == path {
-            throw S3Error("InvalidRequest", 400, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
-        }
-        var meta = try directive == "REPLACE" ? ObjectMetadata(requestHeaders: h) : store.metadata.load(path: source.path, info: source.info)
-        // The copy keeps the source's ETag, so it keeps its part boundaries too.
-        if directive == "REPLACE" { meta.partRuns = store.metadata.load(path: source.path, info: source.info).partRuns }
         let condition = WriteCondition(headers: h)
-        try condition.check(path: path)
-        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let (source, setag, meta, target) = try await FilePool.run {
+            let source = try self.copySource(src)
+            let setag = etagFor(path: source.path, info: source.info)
+            try self.checkCopySourceConditions(h, etag: setag, info: source.info)
+            guard directive == "COPY" || directive == "REPLACE" else {
+                throw S3Error.invalidArgument("Unknown metadata directive.")
+            }
+            if directive == "COPY" && source.path == path {
+                throw S3Error("InvalidRequest", 400, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+            }
+            let stored = self.store.metadata.load(path: source.path, info: source.info)
+            var meta = try directive == "REPLACE" ? ObjectMetadata(requestHeaders: h) : stored
+            // The copy keeps the source's ETag, so it keeps its part boundaries too.
+            meta.partRuns = stored.partRuns
+            try condition.check(path: path)
+            return (source, setag, meta, try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: self.store.metadata))
+        }
         let file = try await PendingFile.create(dir: parentPath(target))
         do {
             try await file.append(contentsOf: source.path)
@@ -430,7 +442,7 @@ struct FSBackend: S3Backend {
             await file.abort()
             throw error
         }
-        let mtime = statPath(target)?.mtime ?? Date()
+        let mtime = try await FilePool.run { statPath(target)?.mtime ?? Date() }
         return Reply.xml(xmlHeader + "<CopyObjectResult xmlns=\"\(s3NS)\"><LastModified>\(XML.date(mtime))</LastModified><ETag>&quot;\(setag)&quot;</ETag></CopyObjectResult>")
     }
 }

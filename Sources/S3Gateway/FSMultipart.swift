@@ -23,13 +23,13 @@ extension FSBackend {
 
     func uploadPart(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, body: RequestBody, log: RequestLog) async throws -> Response {
         let n = try Self.partNumber(partNumber)
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let dir = try await FilePool.run { try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId) }
         let file = try await PendingFile.create(dir: dir)
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
-            guard statPath(dir) != nil else { throw S3Error.noSuchUpload } // aborted meanwhile
+            // Aborted meanwhile?
+            guard try await FilePool.run({ statPath(dir) != nil }) else { throw S3Error.noSuchUpload }
             try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
             log.bytes = decoder.decodedBytes
             return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
@@ -56,19 +56,22 @@ extension FSBackend {
     /// UploadPartCopy: a part made of (a range of) an existing object.
     func uploadPartCopy(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, src: String) async throws -> Response {
         let n = try Self.partNumber(partNumber)
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
-        let source = try copySource(src)
-        try checkCopySourceConditions(req.headers, etag: etagFor(path: source.path, info: source.info), info: source.info)
+        let headers = req.headers
+        let (dir, source) = try await FilePool.run {
+            let dir = try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId)
+            let source = try self.copySource(src)
+            try self.checkCopySourceConditions(headers, etag: etagFor(path: source.path, info: source.info), info: source.info)
+            return (dir, source)
+        }
         var (offset, length) = (0, source.info.size)
-        if let r = req.headers["x-amz-copy-source-range"] { (offset, length) = try Self.parseCopyRange(r, size: source.info.size) }
+        if let r = headers["x-amz-copy-source-range"] { (offset, length) = try Self.parseCopyRange(r, size: source.info.size) }
         let file = try await PendingFile.create(dir: dir)
         do {
             try await copyRange(from: source.path, offset: offset, length: length, into: file)
             let etag = Hex.encode(try await file.drain())
-            guard statPath(dir) != nil else { throw S3Error.noSuchUpload }
+            guard try await FilePool.run({ statPath(dir) != nil }) else { throw S3Error.noSuchUpload }
             try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
-            let mtime = statPath(dir + "/" + FSStore.partName(n))?.mtime ?? Date()
+            let mtime = try await FilePool.run { statPath(dir + "/" + FSStore.partName(n))?.mtime ?? Date() }
             return Reply.xml(xmlHeader + "<CopyPartResult xmlns=\"\(s3NS)\"><LastModified>\(XML.date(mtime))</LastModified><ETag>&quot;\(etag)&quot;</ETag></CopyPartResult>")
         } catch {
             await file.abort()
@@ -92,8 +95,7 @@ extension FSBackend {
     }
 
     func listParts(_ bucket: String, key: String, uploadId: String, query: QueryItems) throws -> Response {
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let dir = try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId)
         let marker = Int(query["part-number-marker"] ?? "0") ?? 0
         let maxParts = min(Int(query["max-parts"] ?? "1000") ?? 1000, 1000)
         let all = FSStore.listParts(dir: dir).filter { $0.number > marker }
@@ -120,8 +122,7 @@ extension FSBackend {
     }
 
     func completeUpload(_ req: S3Request, bucketName: String, bucket: String, key: String, path: String, uploadId: String, body: RequestBody) async throws -> Response {
-        let dir = try FSStore.uploadDir(bucket: bucket, uploadId: uploadId)
-        guard try FSStore.uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        let dir = try await FilePool.run { try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId) }
         var data = [UInt8]()
         _ = try await Self.receive(req, body: body) { p in
             data.append(contentsOf: p)
@@ -138,20 +139,23 @@ extension FSBackend {
             if let last = wanted.last, last.0 >= n { throw S3Error.invalidPartOrder }
             wanted.append((n, etag))
         }
-        let have = Dictionary(FSStore.listParts(dir: dir).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
-        var md5s = [UInt8]()
-        for (n, etag) in wanted { guard let p = have[n], p.etag == etag else { throw S3Error.invalidPart } }
-        for (i, (n, etag)) in wanted.enumerated() {
-            let p = have[n]!
-            if i < wanted.count - 1 && p.size < 5 << 20 { throw S3Error.entityTooSmall }
-            md5s += Hex.decode(etag) ?? []
-        }
-        let etag = Hex.encode(Insecure.MD5.hash(data: md5s)) + "-\(wanted.count)"
         let condition = WriteCondition(headers: req.headers)
-        try condition.check(path: path)
-        var meta = FSStore.uploadMetadata(dir: dir)
-        meta.setParts(wanted.map { have[$0.0]!.size })
-        let target = try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: store.metadata)
+        let wantedParts = wanted
+        let (etag, meta, target) = try await FilePool.run {
+            let have = Dictionary(FSStore.listParts(dir: dir).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
+            var md5s = [UInt8]()
+            for (n, etag) in wantedParts { guard let p = have[n], p.etag == etag else { throw S3Error.invalidPart } }
+            for (i, (n, etag)) in wantedParts.enumerated() {
+                let p = have[n]!
+                if i < wantedParts.count - 1 && p.size < 5 << 20 { throw S3Error.entityTooSmall }
+                md5s += Hex.decode(etag) ?? []
+            }
+            let etag = Hex.encode(Insecure.MD5.hash(data: md5s)) + "-\(wantedParts.count)"
+            try condition.check(path: path)
+            var meta = FSStore.uploadMetadata(dir: dir)
+            meta.setParts(wantedParts.map { have[$0.0]!.size })
+            return (etag, meta, try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: self.store.metadata))
+        }
         let file = try await PendingFile.create(dir: parentPath(target))
         do {
             for (n, _) in wanted { try await file.append(contentsOf: dir + "/" + FSStore.partName(n)) }
@@ -160,7 +164,7 @@ extension FSBackend {
             await file.abort()
             throw error
         }
-        removeTree(dir)
+        try await FilePool.run { removeTree(dir) }
         return Reply.xml(xmlHeader + "<CompleteMultipartUploadResult xmlns=\"\(s3NS)\"><Location>/\(XML.escape(bucketName))/\(XML.escape(key))</Location><Bucket>\(XML.escape(bucketName))</Bucket><Key>\(XML.escape(key))</Key><ETag>&quot;\(etag)&quot;</ETag></CompleteMultipartUploadResult>")
     }
 }

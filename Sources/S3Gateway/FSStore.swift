@@ -268,8 +268,9 @@ public final class FSStore: Sendable {
         }
     }
 
-    /// Checks a key and returns its path under the bucket folder.
-    public static func objectPath(bucket: String, key: String) throws -> String {
+    /// Checks that a key names a path inside its bucket folder: no empty, `.` or `..` segments, no reserved
+    /// `.automate-` names, S3's length limits. Throws `InvalidKey` / `KeyTooLong`.
+    public static func validateKey(_ key: String) throws {
         guard !key.isEmpty else { throw S3Error.invalidKey }
         guard key.utf8.count <= 1024 else { throw S3Error.keyTooLong }
         guard !key.utf8.contains(0), !key.hasPrefix("/") else { throw S3Error.invalidKey }
@@ -279,7 +280,6 @@ public final class FSStore: Sendable {
             if s.isEmpty || s == "." || s == ".." || s.hasPrefix(reservedPrefix) { throw S3Error.invalidKey }
             if s.utf8.count > 255 { throw S3Error.keyTooLong }
         }
-        return bucket + "/" + key
     }
 
     /// After a delete in folder `dir`: removes the folders it leaves empty (S3 has no folders) and turns a
@@ -289,7 +289,9 @@ public final class FSStore: Sendable {
         while d.count > bucket.count && d.hasPrefix(bucket + "/") {
             rmdir(d + "/" + MetadataStore.sideFolder)
             if rmdir(d) != 0 {
-                KeyLayout.moveOutOfFolder(d)
+                // Other keys remain. Only a folder with its own object can need a move out, and only that
+                // check lists the folder (so deleting n keys of one folder stays O(n), not O(n²)).
+                if statPath(d + "/" + KeyLayout.selfObject)?.isFile == true { KeyLayout.moveOutOfFolder(d) }
                 return
             }
             d = parentPath(d)
@@ -412,6 +414,13 @@ public final class FSStore: Sendable {
         fsync(fd)
         close(fd)
         return id
+    }
+
+    /// The staging folder of an upload created for `key`, or NoSuchUpload.
+    static func uploadDir(bucket: String, key: String, uploadId: String) throws -> String {
+        let dir = try uploadDir(bucket: bucket, uploadId: uploadId)
+        guard try uploadKey(bucket: bucket, uploadId: uploadId) == key else { throw S3Error.noSuchUpload }
+        return dir
     }
 
     /// The key an upload was created for, or NoSuchUpload.

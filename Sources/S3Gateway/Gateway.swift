@@ -147,7 +147,7 @@ public struct GatewayResponder: HTTPResponder {
             }
             if let key = req.key {
                 // Keys that would escape the bucket folder are refused in every mode.
-                _ = try FSStore.objectPath(bucket: "/", key: key)
+                try FSStore.validateKey(key)
             }
             let resp = try await backend.handle(req, body: request.body, log: log)
             if !log.deferred { log.finish(status: resp.status.code) }

@@ -19,7 +19,7 @@ enum KeyLayout {
     static let folderMarker = ".automate-folder"
     static let movingPrefix = ".automate-moving-"
 
-    /// The file holding a key's bytes (it may not exist). The key must have passed `FSStore.objectPath`.
+    /// The file holding a key's bytes (it may not exist). The key must have passed `FSStore.validateKey`.
     static func file(bucket: String, key: String) -> String {
         if key.hasSuffix("/") { return bucket + "/" + key + folderMarker }
         let p = bucket + "/" + key

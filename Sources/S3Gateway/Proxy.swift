@@ -355,7 +355,7 @@ struct ProxyBackend: S3Backend {
                 let trimmed = decoded.hasPrefix("/") ? String(decoded.dropFirst()) : decoded
                 guard let slash = trimmed.firstIndex(of: "/"), String(trimmed[..<slash]) == upstream.bucket else { throw S3Error.noSuchBucket }
                 let skey = String(trimmed[trimmed.index(after: slash)...])
-                _ = try FSStore.objectPath(bucket: "/", key: skey)
+                try FSStore.validateKey(skey)
                 headers["x-amz-copy-source"] = "/" + upstream.bucket + "/" + URIEncoding.encode(prefix + skey, keepSlash: true)
             }
             if req.method == "POST" { rewriteList = true }

@@ -59,16 +59,17 @@ public struct FileArchiver: Sendable {
         var hasher = SHA256()
         var size: UInt64 = 0
         var raw: UInt64 = 0
-        let cancelToken = job?.onCancel { tool.kill(SIGKILL) }
-        defer { if let cancelToken { job?.removeCancelAction(cancelToken) } }
         do {
-            try job?.checkCancellation()
-            try tool.start()
+            // Made before tar starts: nothing that can throw stands between its start and the catch that
+            // kills and reaps it.
             let zstd = try ZstdCompressor(level: zstdLevel) { chunk in
                 hasher.update(bufferPointer: chunk)
                 size += UInt64(chunk.count)
                 try writer.write(chunk)
             }
+            try Self.whileCancellable(job, kill: tool) {
+            try job?.checkCancellation()
+            try tool.start()
             do {
                 try tool.readStdout { chunk in
                     if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
@@ -82,6 +83,7 @@ public struct FileArchiver: Sendable {
                 throw error
             }
             try tool.wait()
+            }
             try zstd.finish()
             if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
             _ = try writer.finish()
@@ -115,12 +117,11 @@ public struct FileArchiver: Sendable {
         if gzip { args.append("--gzip") }
         if geteuid() == 0 { args.append("--same-owner") }
         let tool = ToolProcess(path: Self.tarPath, arguments: args, pipeStdout: false, pipeStdin: true)
-        let cancelToken = job?.onCancel { tool.kill(SIGKILL) }
-        defer { if let cancelToken { job?.removeCancelAction(cancelToken) } }
-        try job?.checkCancellation()
-        try tool.start()
         var hasher = SHA256()
         var size: UInt64 = 0
+        try Self.whileCancellable(job, kill: tool) {
+        try job?.checkCancellation()
+        try tool.start()
         do {
             let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
             _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
@@ -139,6 +140,7 @@ public struct FileArchiver: Sendable {
             try? tool.wait()
             if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled; nothing was changed there") }
             throw KitError(.failed, "restoring \(key) into \(path): \(error)")
+        }
         }
         let digest = Checksum.hex(hasher.finalize())
         guard size == expected.size, digest == expected.sha256 else {
@@ -163,5 +165,10 @@ public struct FileArchiver: Sendable {
         if hadOld { try? fm.removeItem(atPath: old) }
         return entries
     }
-}
 
+    /// Runs `body` with "kill `tool`'s process group" as `job`'s cancel action (no job: just runs it).
+    private static func whileCancellable<T>(_ job: BlockingJob?, kill tool: ToolProcess, _ body: () throws -> T) throws -> T {
+        guard let job else { return try body() }
+        return try job.withCancelAction({ tool.kill(SIGKILL) }, body)
+    }
+}
