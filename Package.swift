@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "AutomateSupervisor",
             dependencies: [
-                "AutomateErrors", "CAutomateShims", "CSystemd", "AutomateRPC", "AutomateManifest",
+                "AutomateErrors", "CAutomateShims", "CSystemd", "AutomateRPC", "AutomateManifest", "BackupContract",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -263,7 +263,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AutomateSupervisorTests",
-            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract",
+            dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract", "DomainAPI",
                            "S3Client"],
             swiftSettings: swiftSettings
         ),

@@ -23,8 +23,11 @@ struct RestoreCommand: AsyncParsableCommand {
                 Preflight, before anything is touched: the backup is completed, checksums.json matches every \
                 metadata.json, every artifact's size and sha256 match (--skip-verify skips the artifacts), \
                 --sha256 matches the fingerprint, the home is empty (or --force, which stops its stack first), \
-                and there is room on disk. Then the stack starts with the gateway serving the repository, the \
-                deployment-service bootstraps from the backup and restores every service. Returns when every \
+                and there is room on disk. Then the supervisor starts the gateway (serving the repository) and the \
+                deployment-service only; the deployment-service checks the backup's records, bootstraps its \
+                store from them, and brings up the services recorded in the backup in dependency order: each \
+                service with the backup contract starts held down (it refuses its API) until its own data is \
+                back, a service without it is restored while it is down and then started. Returns when every \
                 short-term restore is done; search indices may still be loading (see `automate restore status`). \
                 A repository other than the stack's own is read for this restore only: the gateway serves it \
                 until the restore has read everything (search indices included), then the stack's own again; \
@@ -98,11 +101,25 @@ struct RestoreCommand: AsyncParsableCommand {
             }
         }
 
-        /// Starts the stack and runs the restore; with a lease, follows it to its very end (the gateway
-        /// serves the lent repository until the search indices are loaded from it).
+        /// Starts the supervisor with the gateway and the deployment-service only (every other service is
+        /// held) and runs the restore, which brings the rest up as their data comes back; with a lease,
+        /// follows it to its very end (the gateway serves the lent repository until the search indices
+        /// are loaded from it).
         private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, say: (String) -> Void) async throws {
-            say("Starting the stack...")
-            var start = try Start.parse(["--home", home.path, "--quiet"])
+            let location = try StackLocation.discover()
+            let manifests: ManifestSet
+            do { manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home) } catch {
+                throw CLIError("invalid manifests, nothing was started:\n\(error)", exitCode: 2)
+            }
+            let first = manifests.startOrder.filter { name in
+                let kind = manifests.manifest(named: name)?.kind
+                return kind == .gateway || kind == .orchestrator
+            }
+            guard first.contains("deployment-service") else {
+                throw CLIError("this stack has no deployment-service manifest in \(location.servicesDirectory): nothing can restore it", exitCode: 2)
+            }
+            say("Starting the supervisor with \(first.joined(separator: " and ")); the other services stay held until their data is back...")
+            var start = try Start.parse(["--home", home.path, "--quiet"] + first.flatMap { ["--start-only", $0] })
             try await start.run()
 
             let client = try await ServiceConnection.connect("deployment-service", home: home)

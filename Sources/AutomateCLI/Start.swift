@@ -24,14 +24,26 @@ struct Start: AsyncParsableCommand {
     @Flag(help: "Print nothing but errors.")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Start only this service and its dependencies; the others stay held (restore). Repeatable.", visibility: .hidden))
+    var startOnly: [String] = []
+
     func run() async throws {
         let home = homeOptions.resolved
         let location = try StackLocation.discover()
         // Refuse bad manifests before anything starts, with every error named.
+        let manifests: ManifestSet
         do {
-            _ = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
+            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
         } catch {
             throw CLIError("invalid manifests, nothing was started:\n\(error)", exitCode: 2)
+        }
+        var expected = manifests.startOrder
+        if !startOnly.isEmpty {
+            if let unknown = startOnly.first(where: { manifests.manifest(named: $0) == nil }) {
+                throw CLIError("--start-only \(unknown): no such service", exitCode: 2)
+            }
+            let wanted = Set(startOnly + startOnly.flatMap { manifests.dependencies(of: $0) })
+            expected = expected.filter { wanted.contains($0) }
         }
         let supervisorPath = location.binDirectory + "/automate-supervisor"
         guard access(supervisorPath, X_OK) == 0 else {
@@ -42,6 +54,7 @@ struct Start: AsyncParsableCommand {
             "--bin-dir", location.binDirectory,
         ]
         for tools in location.toolsDirectories { arguments += ["--tools-dir", tools] }
+        for name in startOnly { arguments += ["--start-only", name] }
 
         if foreground {
             try execute(supervisorPath, arguments + ["--foreground"])
@@ -55,7 +68,14 @@ struct Start: AsyncParsableCommand {
         }
         let client = try await SupervisorClient.connect(home: home)
         defer { Task { await client.close() } }
-        try await waitUntilHealthy(client: client, started: started)
+        if startOnly.isEmpty {
+            // Services a restore left held (it failed, or it was run with --start-only) start now.
+            for status in try await client.status().services where status.state == ServiceState.held.rawValue {
+                if !quiet { print("Starting \(status.name), held until now.") }
+                _ = try await client.start(status.name)
+            }
+        }
+        try await waitUntilHealthy(client: client, names: expected, started: started)
     }
 
     /// Starts the supervisor in its own session and waits for its readiness line.
@@ -106,11 +126,10 @@ struct Start: AsyncParsableCommand {
         throw CLIError("automate-supervisor did not become ready (see \(outputPath) and \(home.supervisorLogPath))")
     }
 
-    /// Follows the supervisor's events until every service runs, one fails, or the timeout passes.
-    private func waitUntilHealthy(client: SupervisorClient, started: ContinuousClock.Instant) async throws {
+    /// Follows the supervisor's events until every service of `names` runs, one fails, or the timeout passes.
+    private func waitUntilHealthy(client: SupervisorClient, names: [String], started: ContinuousClock.Instant) async throws {
         let deadline = Duration.seconds(timeout)
         let stream = client.watch(includeCurrent: true)
-        let names = try await client.status().services.map(\.name)
         let printer = ProgressPrinter(names: names, quiet: quiet)
         let outcome: Result<Void, CLIError>? = try await withThrowingTaskGroup(of: Result<Void, CLIError>?.self) { group in
             group.addTask {
@@ -140,7 +159,7 @@ struct Start: AsyncParsableCommand {
             return first
         }
         guard let outcome else {
-            let pending = try await client.status().services.filter { $0.state != ServiceState.running.rawValue }
+            let pending = try await client.status().services.filter { names.contains($0.name) && $0.state != ServiceState.running.rawValue }
             throw CLIError(
                 "not every service was healthy after \(timeout)s: "
                     + pending.map { "\($0.name) (\($0.state): \($0.message))" }.joined(separator: ", ")

@@ -29,6 +29,12 @@ struct SupervisorClient {
         return try await rpc.call(SupervisorService.restartService, request).status
     }
 
+    func start(_ service: String) async throws -> ServiceStatus {
+        var request = ControlService.ServiceRequest()
+        request.name = service
+        return try await rpc.call(SupervisorService.startService, request).status
+    }
+
     func shutdown() async throws -> Int32 {
         try await rpc.call(SupervisorService.shutdown, ControlService.ShutdownRequest(), timeout: .seconds(30)).supervisorPid
     }

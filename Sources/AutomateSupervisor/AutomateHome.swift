@@ -43,6 +43,9 @@ public struct AutomateHome: Sendable, Equatable {
 
     /// The supervisor's control socket.
     public var controlSocketPath: String { runDirectory + "/automate-supervisor.sock" }
+    /// The supervisor's socket for the orchestrator (its user only): status, watch, and starting,
+    /// holding and stopping services, which a restore needs; nothing else.
+    public var orchestratorControlSocketPath: String { runDirectory + "/automate-supervisor.orchestrator.sock" }
     /// Held (flock) by the running supervisor; its content is the supervisor's pid.
     public var lockFilePath: String { runDirectory + "/automate-supervisor.lock" }
     /// The supervisor's own log.

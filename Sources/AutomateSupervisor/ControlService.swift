@@ -1,5 +1,6 @@
 import AutomateManifest
 import AutomateRPC
+import BackupContract
 import Foundation
 import Logging
 
@@ -48,6 +49,21 @@ public enum ControlService {
                 throw RPCError(.failedPrecondition, "\(error)")
             }
         }
+        registerServiceControl(on: server, supervisor: supervisor, home: home)
+        server.register(SupervisorService.restartService) { request, _ in
+            try await serviceCall { try await supervisor.restart(service: request.name) }
+        }
+        server.register(SupervisorService.shutdown) { _, _ in
+            shutdown()
+            var response = ShutdownResponse()
+            response.supervisorPid = getpid()
+            return response
+        }
+    }
+
+    /// Registers what the orchestrator may call on its own socket (and the operator on the control
+    /// socket): status, watch, start (with a restore hold), release a hold, stop.
+    public static func registerServiceControl(on server: RPCServer, supervisor: Supervisor, home: AutomateHome) {
         server.register(SupervisorService.status) { request, _ in
             var response = StatusResponse()
             let all = await supervisor.status()
@@ -62,19 +78,15 @@ public enum ControlService {
             return response
         }
         server.register(SupervisorService.startService) { request, _ in
-            try await serviceCall { try await supervisor.start(service: request.name) }
+            try await serviceCall {
+                try await supervisor.start(service: request.name, hold: RestoreHold(request.hasHold ? request.hold : nil))
+            }
+        }
+        server.register(SupervisorService.releaseHold) { request, _ in
+            try await serviceCall { try await supervisor.releaseHold(service: request.name) }
         }
         server.register(SupervisorService.stopService) { request, _ in
             try await serviceCall { try await supervisor.stop(service: request.name) }
-        }
-        server.register(SupervisorService.restartService) { request, _ in
-            try await serviceCall { try await supervisor.restart(service: request.name) }
-        }
-        server.register(SupervisorService.shutdown) { _, _ in
-            shutdown()
-            var response = ShutdownResponse()
-            response.supervisorPid = getpid()
-            return response
         }
         server.register(SupervisorService.watch) { request, writer, _ in
             for await event in await supervisor.events(includeCurrent: request.includeCurrent) {

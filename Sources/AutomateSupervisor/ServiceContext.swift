@@ -111,7 +111,7 @@ public struct ServiceContext: Sendable {
         environment["USER"] = runUser.name
         environment["LOGNAME"] = runUser.name
         environment.merge(variables) { $1 }
-        environment["AUTOMATE_SUPERVISOR_SOCKET"] = home.controlSocketPath
+        environment["AUTOMATE_SUPERVISOR_SOCKET"] = manifest.kind == .orchestrator ? home.orchestratorControlSocketPath : home.controlSocketPath
         if let services = layout.servicesDirectory { environment["AUTOMATE_SERVICES_DIR"] = services }
         let socketPath = resolved.socket.map { home.runDirectory + "/" + $0 }
         if let socketPath { environment["AUTOMATE_SERVICE_SOCKET"] = socketPath }

@@ -8,8 +8,8 @@ struct ServiceProcess: Sendable {
     private let output: [EventLoopFutureBox]
 
     /// Starts the manifest's command in a new process group, as the service's user, in its working
-    /// folder, with its environment.
-    static func spawn(_ context: ServiceContext) async throws -> ServiceProcess {
+    /// folder, with its environment and `extraEnvironment`.
+    static func spawn(_ context: ServiceContext, extraEnvironment: [String: String] = [:]) async throws -> ServiceProcess {
         let manifest = context.manifest
         let log = context.log
         var writeEnds: [Int32] = []
@@ -28,7 +28,7 @@ struct ServiceProcess: Sendable {
         }
         var options = ChildProcess.Options(
             executable: manifest.command[0], arguments: Array(manifest.command.dropFirst()),
-            environment: context.environment)
+            environment: context.environment.merging(extraEnvironment) { $1 })
         options.standardOutput = writeEnds[0]
         options.standardError = writeEnds[1]
         options.user = context.user

@@ -1,4 +1,5 @@
 import AutomateManifest
+import BackupContract
 import Foundation
 import Logging
 
@@ -30,6 +31,9 @@ public actor ServiceRunner {
     private var timers: [RunnerTimer: Task<Void, Never>] = [:]
     /// The sd_notify socket, bound at the first spawn, closed when the service comes to rest.
     private var notifySocket: NotifySocket?
+    /// The restore this service is held down for: every spawn gets it in its environment until
+    /// ``releaseHold()``, so a held service that crashes comes back held.
+    private var hold: RestoreHold?
 
     /// - Parameters:
     ///   - emit: called on every change of state or health with the new status (and its state, typed).
@@ -54,6 +58,28 @@ public actor ServiceRunner {
     public func start() {
         deliver(.start)
     }
+
+    /// Starts the service held down for `hold`'s restore: its process gets `AUTOMATE_RESTORE_ID` and
+    /// `AUTOMATE_RESTORE_BACKUP_ID` (see ``RestoreHold``) until ``releaseHold()``.
+    public func start(holdingFor hold: RestoreHold) {
+        self.hold = hold
+        deliver(.start)
+    }
+
+    /// Forgets the restore hold: the next spawn (after a crash or a restart) is a normal one. The running
+    /// process is not touched.
+    public func releaseHold() {
+        hold = nil
+    }
+
+    /// Creates the service's data folder (owned by its user) without starting it: a held service's data
+    /// is restored before its first start.
+    public func prepareDataDirectory() throws {
+        try Self.prepareDataDirectory(context)
+    }
+
+    /// The restore the service is held down for, if any.
+    public var currentHold: RestoreHold? { hold }
 
     /// Stops the service and returns once its process (or init hook) and post-stop hook are done. A stop
     /// that arrives while the process is being spawned signals the new process group as soon as it exists.
@@ -159,16 +185,16 @@ public actor ServiceRunner {
             report { .spawnFinished(attempt: attempt, .failed("\(error)")) }
             return
         }
-        launch(attempt: attempt)
+        launch(attempt: attempt, environment: hold?.environment ?? [:])
     }
 
     /// Reports the spawn, then (once the process has exited and its group is gone) its exit.
-    private nonisolated func launch(attempt: UInt64) {
+    private nonisolated func launch(attempt: UInt64, environment: [String: String]) {
         let context = context
         Task {
             let process: ServiceProcess
             do {
-                process = try await ServiceProcess.spawn(context)
+                process = try await ServiceProcess.spawn(context, extraEnvironment: environment)
             } catch {
                 await self.deliver(.spawnFinished(attempt: attempt, .failed("\(error)")))
                 return

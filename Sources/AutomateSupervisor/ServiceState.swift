@@ -2,6 +2,8 @@
 public enum ServiceState: String, Sendable, CaseIterable {
     /// Not running and not meant to be.
     case stopped
+    /// Not started yet: the supervisor runs for a restore, which starts it once its data is in.
+    case held
     /// Meant to run, waiting for its dependencies to be healthy.
     case waiting
     /// Its init hook or process is starting; not healthy yet.

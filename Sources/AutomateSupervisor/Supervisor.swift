@@ -1,4 +1,5 @@
 import AutomateManifest
+import BackupContract
 import Foundation
 import Logging
 
@@ -74,12 +75,32 @@ public actor Supervisor {
 
     // MARK: whole stack
 
-    /// Starts every service; each waits for its own dependencies.
-    public func startAll() async {
-        logger.info("starting \(manifests.startOrder.count) services: \(manifests.startOrder.joined(separator: ", "))")
-        for name in manifests.startOrder {
+    /// Starts every service; each waits for its own dependencies. With `only`, starts those services and
+    /// what they depend on; every other one is `held` until a ``start(service:hold:)`` names it (a restore
+    /// brings the stack up this way, one service at a time as its data comes back).
+    /// Names in `only` without a manifest are left out (``SupervisorDaemon`` refuses them up front).
+    public func startAll(only: [String]? = nil) async {
+        let wanted = only.map { Set($0 + $0.flatMap { manifests.dependencies(of: $0) }) } ?? Set(manifests.startOrder)
+        let launch = manifests.startOrder.filter { wanted.contains($0) }
+        let held = manifests.startOrder.filter { !wanted.contains($0) }
+        logger.info("starting \(launch.count) services: \(launch.joined(separator: ", "))\(held.isEmpty ? "" : "; holding \(held.joined(separator: ", "))")")
+        for name in held {
+            markHeld(name)
+            do { try await runners[name]?.prepareDataDirectory() } catch {
+                logger.error("\(name): \(error)")
+            }
+        }
+        for name in launch {
             await runners[name]?.start()
         }
+    }
+
+    /// Shows a service that was not started as `held` (its runner stays at rest until it is started).
+    private func markHeld(_ name: String) {
+        guard var status = services[name]?.status else { return }
+        status.state = ServiceState.held.rawValue
+        status.message = "held: the restore starts it once its data is in"
+        record(status: status, state: .held, kind: "state", message: "\(name) held: \(status.message.dropFirst("held: ".count))")
     }
 
     /// Stops every service in reverse dependency order, one at a time.
@@ -101,10 +122,23 @@ public actor Supervisor {
 
     // MARK: one service
 
-    /// Starts one service (after a stop or a failure).
-    public func start(service: String) async throws -> ServiceStatus {
+    /// Starts one service (after a stop or a failure, or a held one). With `hold`, the service starts
+    /// held down for that restore (see ``RestoreHold``); its dependencies must already be up.
+    public func start(service: String, hold: RestoreHold? = nil) async throws -> ServiceStatus {
         let runner = try runner(named: service)
-        await runner.start()
+        if let hold {
+            logger.info("\(service): starting held down for restore \(hold.restoreID) of backup \(hold.backupID)")
+            await runner.start(holdingFor: hold)
+        } else {
+            await runner.start()
+        }
+        return await runner.status()
+    }
+
+    /// Forgets a service's restore hold (its restore's short-term part is done): its next start is normal.
+    public func releaseHold(service: String) async throws -> ServiceStatus {
+        let runner = try runner(named: service)
+        await runner.releaseHold()
         return await runner.status()
     }
 
@@ -225,10 +259,11 @@ public actor Supervisor {
         return initial
     }
 
-    /// How many services are healthy, of how many.
+    /// How many services are healthy, of how many (held services are not counted: the stack is ready
+    /// when what was started is).
     public func readiness() -> (healthy: Int, total: Int) {
         let healthy = services.values.filter(\.state.isReady).count
-        return (healthy, services.count)
+        return (healthy, services.values.filter { $0.state != .held }.count)
     }
 
     /// Answers as soon as the actor is free: the watchdog pings only when this returns, so a stuck

@@ -21,6 +21,9 @@ public struct SupervisorDaemon: Sendable {
         public var readyDescriptor: Int32?
         /// Where service output goes; nil: the journal when stderr is the journal, else files.
         public var logTarget: LogTarget?
+        /// Start only these services and their dependencies; the others stay `held` until started by
+        /// name (a restore). Nil: start everything.
+        public var startOnly: [String]?
 
         public init(
             home: AutomateHome, servicesDirectory: String, hooksDirectory: String, binDirectory: String,
@@ -75,6 +78,10 @@ public struct SupervisorDaemon: Sendable {
             return fail("invalid manifests, nothing was started:\n\(errors)", code: 2, logger: logger)
         } catch {
             return fail("\(error)", code: 2, logger: logger)
+        }
+        if let unknown = options.startOnly?.filter({ manifests.manifest(named: $0) == nil }), !unknown.isEmpty {
+            let known = manifests.services.map(\.name).joined(separator: ", ")
+            return fail("--start-only \(unknown.joined(separator: ", ")): no such service (known: \(known))", code: 2, logger: logger)
         }
 
         let users: [String: ServiceUser]
@@ -153,6 +160,25 @@ public struct SupervisorDaemon: Sendable {
         } catch {
             return fail("cannot serve the control socket: \(error)", code: 1, logger: logger)
         }
+        // The orchestrator (which relaunches services during a restore) gets a socket of its own,
+        // reachable by its user only, with the service-control methods and nothing else.
+        var orchestratorServer: RPCServer? = nil
+        if let orchestrator = manifests.services.first(where: { $0.kind == .orchestrator }) {
+            let path = home.orchestratorControlSocketPath
+            let made = RPCServer(configuration: .init(socketPath: path), logger: logger)
+            ControlService.registerServiceControl(on: made, supervisor: supervisor, home: home)
+            do {
+                try await made.start()
+                if geteuid() == 0, let user = users[orchestrator.name], chown(path, user.uid, user.gid) != 0 {
+                    throw SupervisorError(.filesystem, "cannot give \(path) to \(user.name): \(String(cString: strerror(errno)))")
+                }
+            } catch {
+                await made.shutdown()
+                await server.shutdown()
+                return fail("cannot serve the orchestrator's control socket: \(error)", code: 1, logger: logger)
+            }
+            orchestratorServer = made
+        }
         logger.info("supervisor \(getpid()) serving \(home.controlSocketPath) for \(home.path)")
         signalReady("ready \(getpid())")
 
@@ -168,7 +194,7 @@ public struct SupervisorDaemon: Sendable {
             }
         }
 
-        await supervisor.startAll()
+        await supervisor.startAll(only: options.startOnly)
         var reasons = shutdownRequests.makeAsyncIterator()
         let reason = await reasons.next() ?? "shutdown"
         logger.info("\(reason): stopping")
@@ -177,6 +203,7 @@ public struct SupervisorDaemon: Sendable {
         await supervisor.stopAll()
         watchdog?.cancel()
         await supervisor.finishEvents()
+        await orchestratorServer?.shutdown()
         await server.shutdown()
         signals.cancel()
         logger.info("supervisor stopped")

@@ -7,11 +7,20 @@ import Logging
 import S3Client
 import ServiceKit
 
-/// Restores the services of a backup into the running stack: bootstraps its own store from the backup's
-/// `deployment-service/` folder, then asks every service present at backup time to restore under the
-/// backup id and a restore id (services without the contract are stopped, restored through the sidecars
-/// from their manifest's `[backup]` spec, and started again). Short-term status (the service's data is
-/// back; until then it refuses its API) and long-term status (search indices loading) are aggregated.
+/// Restores a backup by relaunching the stack from it, in the blueprint's order. The supervisor runs
+/// only the gateway and this service (the others are `held`); the restore reads and checks the backup's
+/// `deployment-service/` folder and the services it records, and only then replaces its own store. Then
+/// it brings the stack up in dependency order, one wave of independent services at a time:
+///
+/// - infrastructure, sidecars and services without data are started and awaited;
+/// - a service implementing the contract is started held down for the restore (``RestoreHold``), must
+///   answer that it is held, then restores itself (`Restore`, followed over `WatchRestoreShortTerm`);
+///   its hold is released once its short-term part is done;
+/// - a service without the contract is restored through the sidecars while it is down, then started.
+///
+/// A service that cannot be stopped or held down, or whose short-term restore fails, fails the restore;
+/// the services it restored are stopped again. Long-term parts (search indices loading) are followed to
+/// their end while the services run.
 public actor RestoreOrchestrator {
     let config: DeploymentConfig
     let store: DeploymentStore
@@ -50,8 +59,19 @@ public actor RestoreOrchestrator {
         } catch {
             throw RPCError(.failedPrecondition, "cannot read the stack's manifests in \(config.servicesDirectory): \(error)")
         }
-        let present = try await bootstrap(backupID: backupID)
-        let targets = try Self.targets(stack: stack, present: present, backupID: backupID)
+        // Everything is read and checked before anything changes: the backup's records, the services
+        // it names, the supervisor that will relaunch them.
+        let supervisor = try SupervisorLink.fromEnvironment(config.environment)
+        let bootstrap = try await readBootstrap(backupID: backupID)
+        defer { if let file = bootstrap.storeFile { unlink(file) } }
+        let targets = try Self.targets(stack: stack, present: bootstrap.present, backupID: backupID)
+        let plan = Self.plan(stack: stack, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
+                             esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket))
+        _ = try await supervisor.status(plan.first?.name ?? "deployment-service")
+        if let file = bootstrap.storeFile {
+            try store.replace(with: file, restoredBackup: backupID)
+            logger.info("restore of \(backupID): store bootstrapped from the backup")
+        }
         var status = StackRestore()
         status.backupID = backupID
         status.restoreID = restoreID
@@ -68,8 +88,8 @@ public actor RestoreOrchestrator {
         statuses[restoreID] = status
         running = restoreID
         journal(status)
-        logger.info("restore \(restoreID) of backup \(backupID): \(targets.map(\.name).joined(separator: ", "))")
-        Task { await self.perform(restoreID: restoreID, backupID: backupID, targets: targets) }
+        logger.info("restore \(restoreID) of backup \(backupID): relaunching \(plan.map(\.name).joined(separator: ", ")); restoring \(targets.map(\.name).joined(separator: ", "))")
+        Task { await self.perform(restoreID: restoreID, backupID: backupID, plan: plan, supervisor: supervisor) }
         return status
     }
 
@@ -147,10 +167,15 @@ public actor RestoreOrchestrator {
 
     // MARK: bootstrap
 
-    /// Replaces the store with the backup's (sha256 checked against its metadata.json, itself checked
-    /// against checksums.json) and returns the services present at backup time; for a phase-one backup
-    /// (no deployment-service folder) they are the backup's folders.
-    private func bootstrap(backupID: String) async throws -> [DeployedServiceRecord] {
+    /// What the backup's `deployment-service/` folder holds: the services present at backup time and,
+    /// checked against its metadata.json (itself checked against checksums.json), its store in a
+    /// temporary file. For a phase-one backup (no such folder) the services are the backup's folders.
+    struct Bootstrap: Sendable {
+        var present: [DeployedServiceRecord]
+        var storeFile: String?
+    }
+
+    private func readBootstrap(backupID: String) async throws -> Bootstrap {
         let s3 = config.kit.s3, bucket = config.kit.bucket
         let status = try? await s3.getObject(bucket: bucket, key: "\(backupID)/.status")
         if let status, String(decoding: status, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) != "completed" {
@@ -170,9 +195,9 @@ public actor RestoreOrchestrator {
                     return parts.count >= 3 ? String(parts[1]) : nil
                 })
                 logger.info("restore of \(backupID): a phase-one backup (no deployment-service folder); services \(folders.sorted())")
-                return folders.sorted().map {
+                return Bootstrap(present: folders.sorted().map {
                     DeployedServiceRecord(name: $0, kind: "domain", contract: false, dependsOn: [], manifest: "", databases: [], indices: [], paths: [])
-                }
+                })
             }
             throw RPCError(.failedPrecondition, "\(e)")
         }
@@ -184,11 +209,11 @@ public actor RestoreOrchestrator {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/state.sqlite does not match its sha256 in metadata.json")
         }
         let path = NSTemporaryDirectory() + "automate-restore-state-\(UUID().uuidString).sqlite"
-        defer { unlink(path) }
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        try store.replace(with: path, restoredBackup: backupID)
-        logger.info("restore of \(backupID): store bootstrapped from the backup (\(bytes.count) bytes)")
-        return metadata.deployment ?? []
+        do { try Data(bytes).write(to: URL(fileURLWithPath: path)) } catch {
+            unlink(path)
+            throw RPCError(.internal, "cannot write the backup's store to \(path): \(error)")
+        }
+        return Bootstrap(present: metadata.deployment ?? [], storeFile: path)
     }
 
     /// The services to restore: those present at backup time that own data, in start order, as the
@@ -209,115 +234,248 @@ public actor RestoreOrchestrator {
         }
     }
 
+    // MARK: the relaunch plan
+
+    /// How one service comes back.
+    enum Role: Sendable {
+        /// Started (or left running) and awaited: infrastructure, sidecars, services with nothing to restore.
+        case start
+        /// Started held down for the restore, then restored through its own contract.
+        case restoreHeld(Target)
+        /// Restored through the sidecars while it is down, then started.
+        case restoreStopped(Target)
+    }
+
+    /// One service of the relaunch.
+    struct Step: Sendable {
+        var name: String
+        var dependsOn: [String]
+        var role: Role
+    }
+
+    /// Every service of the stack but this orchestrator, in start order, with how it comes back. A
+    /// restored service also waits for the sidecars that restore its data (`pgSidecar` for databases,
+    /// `esSidecar` for indices), whether or not its manifest names them.
+    static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String) -> [Step] {
+        let byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        return stack.services.filter { $0.manifest.kind != .orchestrator }.map { s in
+            var dependsOn = s.manifest.dependsOn
+            guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start) }
+            if !t.owned.databases.isEmpty && !dependsOn.contains(pgSidecar) { dependsOn.append(pgSidecar) }
+            if !t.owned.indices.isEmpty && !dependsOn.contains(esSidecar) { dependsOn.append(esSidecar) }
+            return Step(name: t.name, dependsOn: dependsOn, role: t.contract && t.socketPath != nil ? .restoreHeld(t) : .restoreStopped(t))
+        }
+    }
+
+    /// A sidecar's service name, from the socket the kit reaches it on (`<run>/<name>.sock`).
+    static func serviceName(socket: String) -> String {
+        let file = socket.split(separator: "/").last.map(String.init) ?? socket
+        return file.hasSuffix(".sock") ? String(file.dropLast(5)) : file
+    }
+
+    /// The plan cut into waves: each service comes after every wave holding one of its dependencies.
+    static func waves(_ plan: [Step]) -> [[Step]] {
+        var level: [String: Int] = [:]
+        // Start order puts manifest dependencies first; a sidecar added as a dependency may come later
+        // in it, so levels are settled until nothing moves (the graph has no cycle: sidecars restore
+        // nothing).
+        var changed = true
+        var rounds = 0
+        while changed && rounds <= plan.count {
+            changed = false
+            rounds += 1
+            for step in plan {
+                let l = (step.dependsOn.compactMap { level[$0] }.max() ?? -1) + 1
+                if level[step.name] != l { level[step.name] = l; changed = true }
+            }
+        }
+        let count = (level.values.max() ?? -1) + 1
+        return (0..<count).map { n in plan.filter { level[$0.name] == n } }
+    }
+
     // MARK: running
 
-    private func perform(restoreID: String, backupID: String, targets: [Target]) async {
+    /// What is left of a service's restore once its short-term part is done: following its long-term part.
+    typealias LongTerm = @Sendable () async throws -> Void
+
+    private func perform(restoreID: String, backupID: String, plan: [Step], supervisor: SupervisorLink) async {
         var failure: String?
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                var inFlight = 0
-                for target in targets {
-                    if inFlight >= config.maxParallel {
-                        try await group.next()
-                        inFlight -= 1
+            try await withThrowingTaskGroup(of: Void.self) { longTerms in
+                for wave in Self.waves(plan) {
+                    let follows = try await withThrowingTaskGroup(of: LongTerm?.self) { group in
+                        var inFlight = 0
+                        var follows: [LongTerm] = []
+                        for step in wave {
+                            if inFlight >= config.maxParallel {
+                                if let f = try await group.next() ?? nil { follows.append(f) }
+                                inFlight -= 1
+                            }
+                            group.addTask { try await self.bringUp(step, backupID: backupID, restoreID: restoreID, supervisor: supervisor) }
+                            inFlight += 1
+                        }
+                        for try await f in group { if let f { follows.append(f) } }
+                        return follows
                     }
-                    group.addTask { try await self.restoreOne(target, backupID: backupID, restoreID: restoreID) }
-                    inFlight += 1
+                    for follow in follows { longTerms.addTask(operation: follow) }
                 }
-                try await group.waitForAll()
+                logger.info("restore \(restoreID): every service is up; short-term part done")
+                shortTermDone(restoreID)
+                try await longTerms.waitForAll()
             }
         } catch {
             failure = "\(error)"
         }
         if let failure {
-            // A known state: every restored service that is not infrastructure is stopped.
-            for t in targets { await supervisor(SupervisorService.stopService, t.name) }
+            // A known state: every service the restore was bringing back is stopped again.
+            for step in plan.reversed() {
+                if case .start = step.role { continue }
+                do { try await supervisor.stop(step.name) } catch { logger.error("restore \(restoreID): \(error)") }
+            }
             logger.error("restore \(restoreID): failed: \(failure); the restored services are stopped")
         }
+        await supervisor.close()
         finish(restoreID, failure: failure)
         if let s = statuses[restoreID] { journal(s) }
     }
 
-    private func restoreOne(_ t: Target, backupID: String, restoreID: String) async throws {
-        do {
-            if t.contract, let socket = t.socketPath {
-                try await restoreRemote(t, socket: socket, backupID: backupID, restoreID: restoreID)
-            } else {
-                try await restoreLocal(t, backupID: backupID, restoreID: restoreID)
+    /// Brings one service back; returns how to follow its long-term part, if it has one.
+    private func bringUp(_ step: Step, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm? {
+        switch step.role {
+        case .start:
+            if SupervisorLink.isDown(try await supervisor.status(step.name).state) {
+                try await supervisor.start(step.name, hold: nil)
             }
-        } catch {
-            let message = "\(t.name): \(error)"
-            update(restoreID, t.name, short: { s in
-                if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
-            }, long: { s in
-                if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
-            })
-            throw ParticipantError(message)
+            try await supervisor.waitUntilRunning(step.name, timeout: Self.startTimeout)
+            return nil
+        case .restoreHeld(let t), .restoreStopped(let t):
+            do {
+                try await stopIfRunning(t.name, supervisor: supervisor)
+                if case .restoreHeld = step.role, let socket = t.socketPath {
+                    return try await restoreHeld(t, socket: socket, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                }
+                return try await restoreStopped(t, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+            } catch {
+                let message = "\(t.name): \(error)"
+                update(restoreID, t.name, short: { s in
+                    if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
+                }, long: { s in
+                    if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
+                })
+                throw ParticipantError(message)
+            }
         }
     }
 
-    /// A contract service: Restore, then its short-term and long-term statuses until each is done.
-    private func restoreRemote(_ t: Target, socket: String, backupID: String, restoreID: String) async throws {
+    /// How long a service may take to come up.
+    static let startTimeout: Duration = .seconds(300)
+
+    /// A service whose data is about to be replaced must be down: it is stopped (and must stop) when
+    /// it runs (a restore asked of a running stack).
+    private func stopIfRunning(_ name: String, supervisor: SupervisorLink) async throws {
+        let state = try await supervisor.status(name).state
+        guard !SupervisorLink.isDown(state) else { return }
+        logger.notice("\(name) is \(state): stopping it before its data is replaced")
+        try await supervisor.stop(name)
+    }
+
+    /// A contract service: started held down, checked to be held, restored over its contract; its hold
+    /// is released once the short-term part is done.
+    private func restoreHeld(_ t: Target, socket: String, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+        update(restoreID, t.name, short: { $0.progress.phase = "starting" }, long: nil)
+        try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID))
+        try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
         let client: RPCClient
         do { client = try await RPCClient.connect(socketPath: socket) } catch {
             throw ParticipantError("unreachable at \(socket): \(error)")
         }
-        defer { Task { await client.close() } }
-        var request = Automate_Backup_V1_RestoreRequest()
-        request.backupID = backupID
-        request.restoreID = restoreID
-        _ = try await client.call(BackupService.restore, request, timeout: .seconds(60))
-        var statusRequest = Automate_Backup_V1_RestoreStatusRequest()
-        statusRequest.restoreID = restoreID
-        for (method, long) in [(BackupService.restoreStatusShortTerm, false), (BackupService.restoreStatusLongTerm, true)] {
-            while true {
-                let s: ServiceRestoreStatus
-                do {
-                    s = try await client.call(method, statusRequest, timeout: .seconds(30))
-                } catch {
-                    throw ParticipantError("stopped answering during restore \(restoreID) (did it exit?): \(error)")
-                }
-                update(restoreID, t.name, short: long ? nil : { $0 = s }, long: long ? { $0 = s } : nil)
-                if s.state == .failed || s.state == .cancelled { throw ParticipantError(s.error.isEmpty ? "restore \(s.state)" : s.error) }
-                if s.state == .completed { break }
-                try await Task.sleep(for: .milliseconds(200))
+        do {
+            var statusRequest = Automate_Backup_V1_RestoreStatusRequest()
+            statusRequest.restoreID = restoreID
+            let held: ServiceRestoreStatus
+            do {
+                held = try await client.call(BackupService.restoreStatusShortTerm, statusRequest, timeout: .seconds(30))
+            } catch {
+                throw ParticipantError("cannot be held down: started for restore \(restoreID), it answered \(error) instead of its held status (it must honour \(RestoreHold.restoreIDVariable)); its data was not touched")
+            }
+            guard held.state == .running, held.progress.phase == RestoreHold.heldPhase else {
+                throw ParticipantError("cannot be held down: started for restore \(restoreID), it answered \(held.state) in phase \"\(held.progress.phase)\" instead of \"\(RestoreHold.heldPhase)\"; its data was not touched")
+            }
+            var request = Automate_Backup_V1_RestoreRequest()
+            request.backupID = backupID
+            request.restoreID = restoreID
+            _ = try await client.call(BackupService.restore, request, timeout: .seconds(60))
+            try await follow(client, BackupService.watchRestoreShortTerm, statusRequest, service: t.name, restoreID: restoreID, longTerm: false)
+            try await supervisor.releaseHold(t.name)
+        } catch {
+            await client.close()
+            throw error
+        }
+        return { [self] in
+            defer { Task { await client.close() } }
+            var statusRequest = Automate_Backup_V1_RestoreStatusRequest()
+            statusRequest.restoreID = restoreID
+            do {
+                try await follow(client, BackupService.watchRestoreLongTerm, statusRequest, service: t.name, restoreID: restoreID, longTerm: true)
+            } catch {
+                await fail(restoreID, t.name, longTerm: true, "\(t.name): \(error)")
+                throw ParticipantError("\(t.name): \(error)")
             }
         }
     }
 
-    /// A service without the contract: stopped, restored in process through the sidecars, started.
-    private func restoreLocal(_ t: Target, backupID: String, restoreID: String) async throws {
-        await supervisor(SupervisorService.stopService, t.name)
+    /// Follows one part of a contract service's restore over its watch stream until that part ends.
+    private func follow(
+        _ client: RPCClient, _ method: RPCServerStreamMethod<Automate_Backup_V1_RestoreStatusRequest, ServiceRestoreStatus>,
+        _ request: Automate_Backup_V1_RestoreStatusRequest, service: String, restoreID: String, longTerm: Bool
+    ) async throws {
+        var last: ServiceRestoreStatus?
+        do {
+            for try await s in client.stream(method, request) {
+                last = s
+                update(restoreID, service, short: longTerm ? nil : { $0 = s }, long: longTerm ? { $0 = s } : nil)
+            }
+        } catch {
+            throw ParticipantError("stopped answering during restore \(restoreID) (did it exit?): \(error)")
+        }
+        guard let last else { throw ParticipantError("ended its status stream for restore \(restoreID) without a status") }
+        if last.state == .failed || last.state == .cancelled { throw ParticipantError(last.error.isEmpty ? "restore \(last.state)" : last.error) }
+        guard last.state == .completed else { throw ParticipantError("ended its status stream for restore \(restoreID) while still \(last.state)") }
+    }
+
+    /// A service without the contract: restored in process through the sidecars while it is down, then
+    /// started.
+    private func restoreStopped(_ t: Target, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
         let kit = kits.kit(for: t.name, owned: t.owned, config: config.kit, logger: logger)
         _ = try await kit.restore(backupID: backupID, restoreID: restoreID)
-        var started = false
-        while true {
-            let short = try await kit.restoreStatus(restoreID, longTerm: false)
-            let long = try await kit.restoreStatus(restoreID, longTerm: true)
-            update(restoreID, t.name, short: { $0 = short }, long: { $0 = long })
-            if short.state == .failed { throw ParticipantError(short.error) }
-            if short.state == .completed && !started {
-                await supervisor(SupervisorService.startService, t.name)
-                started = true
+        var short = try await kit.restoreStatus(restoreID, longTerm: false)
+        for await s in try await kit.watchRestore(restoreID, longTerm: false) {
+            short = s
+            update(restoreID, t.name, short: { $0 = s }, long: nil)
+        }
+        guard short.state == .completed else { throw ParticipantError(short.error.isEmpty ? "restore \(short.state)" : short.error) }
+        try await supervisor.start(t.name, hold: nil)
+        try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
+        return { [self] in
+            var long = try await kit.restoreStatus(restoreID, longTerm: true)
+            for await s in try await kit.watchRestore(restoreID, longTerm: true) {
+                long = s
+                await update(restoreID, t.name, short: nil, long: { $0 = s })
             }
-            if long.state == .failed { throw ParticipantError(long.error) }
-            if long.state == .completed { return }
-            try await Task.sleep(for: .milliseconds(200))
+            guard long.state == .completed else {
+                let message = "\(t.name): \(long.error.isEmpty ? "restore \(long.state)" : long.error)"
+                await fail(restoreID, t.name, longTerm: true, message)
+                throw ParticipantError(message)
+            }
         }
     }
 
-    /// Asks the supervisor to stop or start a service (best effort: a restore goes on without it).
-    private func supervisor(_ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ service: String) async {
-        guard let socket = config.environment["AUTOMATE_SUPERVISOR_SOCKET"],
-              let client = try? await RPCClient.connect(socketPath: socket) else { return }
-        var request = ControlService.ServiceRequest()
-        request.name = service
-        do {
-            _ = try await client.call(method, request, timeout: .seconds(120))
-        } catch {
-            logger.warning("\(method.name) \(service): \(error)")
+    /// Marks one part of a service's restore failed (when it still runs).
+    private func fail(_ restoreID: String, _ service: String, longTerm: Bool, _ message: String) {
+        let mark: (inout ServiceRestoreStatus) -> Void = { s in
+            if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
         }
-        await client.close()
+        update(restoreID, service, short: longTerm ? nil : mark, long: longTerm ? mark : nil)
     }
 
     // MARK: status
@@ -333,10 +491,17 @@ public actor RestoreOrchestrator {
             long(&s.longTerm[i])
             s.longTerm[i].service = service
         }
-        if s.shortTermState == .running, s.shortTerm.allSatisfy({ $0.state == .completed }) { s.shortTermState = .completed }
         publish(s)
         // The journal follows every change of state (not every byte of progress).
         if s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState] != before { journal(s) }
+    }
+
+    /// Every service is back up (the short-term part of each restored one is done, the others run).
+    private func shortTermDone(_ id: String) {
+        guard var s = statuses[id], s.shortTermState == .running else { return }
+        s.shortTermState = .completed
+        publish(s)
+        journal(s)
     }
 
     private func finish(_ id: String, failure: String?) {

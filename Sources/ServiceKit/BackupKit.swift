@@ -37,6 +37,7 @@ public final class BackupKit: Sendable {
         guard BackupID(backupID) != nil else {
             throw RPCError(.invalidArgument, "backup_id \"\(backupID)\" is not a UTC time yyyyMMddHHmmss")
         }
+        if let hold = await pendingHold() { throw heldError(hold) }
         let engine = ServiceBackup(service: service, owned: owned, config: config)
         let logger = self.logger
         do {
@@ -123,19 +124,49 @@ public final class BackupKit: Sendable {
 
     // MARK: restores
 
-    /// Throws UNAVAILABLE while a restore's short-term part runs: a service's own API calls this first,
-    /// so that nobody reads or writes data that is being replaced.
+    /// Throws UNAVAILABLE while a restore's short-term part runs, and from a start held down for a
+    /// restore (``KitConfig/hold``) until that restore's short-term part is done: a service's own API
+    /// calls this first, so that nobody reads or writes data that is being replaced or not yet back.
     public func requireReady() async throws {
+        if let hold = await pendingHold() { throw heldError(hold) }
         if let running = await restores.list().first(where: { !$0.isTerminal && $0.progress.phase < .loading }) {
             throw RPCError(.unavailable,
                 "\(service) is restoring backup \(running.labels["backup_id"] ?? "?") (restore \(running.id)); try again when `automate restore status` says it is done")
         }
     }
 
-    /// Starts restoring `backupID` under `restoreID`; returns the short-term RUNNING status at once.
+    /// The hold this service was started with, while its restore's short-term part is not done.
+    private func pendingHold() async -> RestoreHold? {
+        guard let hold = config.hold else { return nil }
+        guard let s = try? await restores.status(hold.restoreID) else { return hold }
+        return Self.restoreStatus(s, service: service, longTerm: false).state == .completed ? nil : hold
+    }
+
+    private func heldError(_ hold: RestoreHold) -> RPCError {
+        RPCError(.unavailable,
+            "\(service) is held down for restore \(hold.restoreID) of backup \(hold.backupID) until its data is back; try again when `automate restore status \(hold.restoreID)` says its short-term part is done")
+    }
+
+    /// A held service's answer for its restore before `Restore` was called: RUNNING, phase `held`.
+    private func heldStatus(_ hold: RestoreHold) -> ServiceRestoreStatus {
+        var r = ServiceRestoreStatus()
+        r.backupID = hold.backupID
+        r.restoreID = hold.restoreID
+        r.service = service
+        r.state = .running
+        r.progress.phase = RestoreHold.heldPhase
+        return r
+    }
+
+    /// Starts restoring `backupID` under `restoreID`; returns the short-term RUNNING status at once. A
+    /// service started held down for a restore accepts only that restore.
     public func restore(backupID: String, restoreID: String) async throws -> ServiceRestoreStatus {
         guard BackupID(backupID) != nil, !restoreID.isEmpty else {
             throw RPCError(.invalidArgument, "backup_id must be yyyyMMddHHmmss and restore_id non-empty")
+        }
+        if let hold = config.hold, hold.restoreID != restoreID || hold.backupID != backupID {
+            throw RPCError(.failedPrecondition,
+                "\(service) was started held down for restore \(hold.restoreID) of backup \(hold.backupID); it accepts only that restore, not \(restoreID) of \(backupID)")
         }
         if let existing = try? await restores.status(restoreID), !existing.isTerminal || existing.result != nil {
             throw RPCError(.alreadyExists, "\(service) is already restoring (or has restored) under restore id \(restoreID)")
@@ -162,12 +193,36 @@ public final class BackupKit: Sendable {
         return try await restoreStatus(restoreID, longTerm: false)
     }
 
-    /// The short-term (`longTerm` false) or long-term status of a restore.
+    /// The short-term (`longTerm` false) or long-term status of a restore. For the restore this service
+    /// was started held down for, RUNNING in phase `held` until `Restore` is called.
     public func restoreStatus(_ restoreID: String, longTerm: Bool) async throws -> ServiceRestoreStatus {
         guard let s = try? await restores.status(restoreID) else {
+            if let hold = config.hold, hold.restoreID == restoreID { return heldStatus(hold) }
             throw RPCError(.notFound, "\(service) has no restore \(restoreID) since it started")
         }
         return Self.restoreStatus(s, service: service, longTerm: longTerm)
+    }
+
+    /// A restore's short-term (`longTerm` false) or long-term status, then every change in order, until
+    /// that part ends. The held status alone (then the end) for a held restore not begun yet.
+    public func watchRestore(_ restoreID: String, longTerm: Bool) async throws -> AsyncStream<ServiceRestoreStatus> {
+        let service = self.service
+        guard let updates = try? await restores.watch(restoreID) else {
+            let held = try await restoreStatus(restoreID, longTerm: longTerm)
+            return AsyncStream { $0.yield(held); $0.finish() }
+        }
+        let (stream, continuation) = AsyncStream<ServiceRestoreStatus>.makeStream(bufferingPolicy: .unbounded)
+        let relay = Task {
+            var last: ServiceRestoreStatus?
+            for await s in updates {
+                let part = Self.restoreStatus(s, service: service, longTerm: longTerm)
+                if part != last { continuation.yield(part); last = part }
+                if part.state != .running { break }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in relay.cancel() }
+        return stream
     }
 
     // MARK: RPC
@@ -200,6 +255,11 @@ public final class BackupKit: Sendable {
         }
         server.register(BackupService.restoreStatusLongTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
             try await restoreStatus(req.restoreID, longTerm: true)
+        }
+        for (method, longTerm) in [(BackupService.watchRestoreShortTerm, false), (BackupService.watchRestoreLongTerm, true)] {
+            server.register(method) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, writer: RPCResponseWriter<ServiceRestoreStatus>, _) in
+                for await s in try await watchRestore(req.restoreID, longTerm: longTerm) { try await writer.send(s) }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import BackupContract
 import Foundation
 import S3Client
 
@@ -17,6 +18,9 @@ public struct KitConfig: Sendable {
     public var zstdLevel: Int32 = 1
     /// How long a sidecar may stay unreachable before the operation fails.
     public var sidecarTimeout: Duration = .seconds(30)
+    /// The restore this service was started for (`AUTOMATE_RESTORE_ID`): it is held down until that
+    /// restore's short-term part is done. Nil for a normal start.
+    public var hold: RestoreHold?
 
     public init(s3: S3Client, bucket: String, pgSidecarSocket: String, esSidecarSocket: String) {
         self.s3 = s3
@@ -43,6 +47,7 @@ public struct KitConfig: Sendable {
             bucket: value("AUTOMATE_GATEWAY_BUCKET") ?? "backups",
             pgSidecarSocket: runDir + "/pg-sidecar-service.sock", esSidecarSocket: runDir + "/es-sidecar-service.sock")
         if let level = value("AUTOMATE_CFG_ZSTD_LEVEL").flatMap(Int32.init) { config.zstdLevel = min(max(level, 1), 19) }
+        config.hold = RestoreHold(environment: env)
         return config
     }
 }

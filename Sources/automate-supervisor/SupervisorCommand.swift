@@ -39,6 +39,9 @@ struct SupervisorCommand: AsyncParsableCommand {
     @Option(help: "Where service output goes: file (<home>/logs) or journal (default: journal when stderr is the journal, as under systemd).")
     var logTarget: String?
 
+    @Option(help: ArgumentHelp("Start only this service and what it depends on; the others stay held until started by name (a restore does this). Repeatable.", visibility: .hidden))
+    var startOnly: [String] = []
+
     func validate() throws {
         if let logTarget, LogTarget(rawValue: logTarget) == nil {
             throw ValidationError("--log-target must be file or journal, not \"\(logTarget)\"")
@@ -53,6 +56,7 @@ struct SupervisorCommand: AsyncParsableCommand {
             foreground: foreground, readyDescriptor: readyFd))
         var options = daemon.options
         options.logTarget = logTarget.flatMap(LogTarget.init(rawValue:))
+        options.startOnly = startOnly.isEmpty ? nil : startOnly
         let code = await SupervisorDaemon(options: options).run()
         if code != 0 { throw ExitCode(code) }
     }

@@ -2,6 +2,7 @@ import AutomateRPC
 import AutomateSupervisor
 import BackupContract
 import BackupRepository
+import DomainAPI
 import Foundation
 import S3Client
 import Testing
@@ -187,6 +188,82 @@ struct RestoreTests {
         #expect(rows.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1200000", "\(rows.output)\(rows.error)")
         let teams = try await stack.automate(["teams", "list"])
         #expect(teams.output.contains("core\talice,bob"), "\(teams.output)\(teams.error)")
+    }
+
+    @Test("restore relaunches in dependency order; a contract service refuses its API until its data is back; one that cannot be held down fails the restore naming it")
+    func relaunchOrderAndHold() async throws {
+        let stack = try TestStack(name: "restore-order")
+        defer { Task { await stack.tearDown() } }
+        let ports = try stack.useFullStack()
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        let id = try await stack.createBackup()
+        let repository = stack.root + "/repository-copy"
+        try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
+        try await stack.loseHome(ports)
+
+        // The teams API, asked over and over during the whole restore: it may refuse (held down), but
+        // every answer it gives must hold the restored teams (the fresh database is empty).
+        let socket = stack.home.runDirectory + "/teams-service.sock"
+        let poller = Task { () -> (refused: [String], answered: [[String]]) in
+            var refused: [String] = []
+            var answered: [[String]] = []
+            while !Task.isCancelled {
+                if let client = try? await RPCClient.connect(socketPath: socket) {
+                    do {
+                        let r = try await client.call(TeamsService.listTeams, Automate_Teams_V1_ListTeamsRequest(), timeout: .seconds(5))
+                        answered.append(r.teams.map(\.name).sorted())
+                    } catch let e as RPCError where e.code == .unavailable {
+                        refused.append(e.message)
+                    } catch {}
+                    await client.close()
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return (refused, answered)
+        }
+        let restore = try await stack.automate(["restore", repository, id])
+        let polled = await { poller.cancel(); return await poller.value }()
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        #expect(!polled.answered.isEmpty, "the teams API never answered during the restore")
+        #expect(polled.answered.allSatisfy { $0 == ["core", "infra"] }, "answers before the data was back: \(Set(polled.answered))")
+        #expect(polled.refused.allSatisfy { $0.contains("held down for restore") || $0.contains("is restoring backup") }, "\(polled.refused.prefix(3))")
+
+        // The order, from the supervisor's log: the gateway and the deployment-service first, every
+        // other service held; PostgreSQL, then its sidecar, then the services using them.
+        let log = try String(contentsOfFile: stack.home.supervisorLogPath, encoding: .utf8)
+        let lines = log.split(separator: "\n").map(String.init)
+        let restoreStart = try #require(lines.lastIndex { $0.contains("starting 2 services: backup-gateway, deployment-service; holding") }, "\(lines.suffix(40))")
+        let after = Array(lines[restoreStart...])
+        func first(_ needle: String) -> Int? { after.firstIndex { $0.contains(needle) } }
+        for service in ["automate-postgresql", "automate-search", "pg-sidecar-service", "teams-service", "compliance-service", "notifications-service"] {
+            #expect(first("\(service) held: ") != nil, "\(service) was not held: \(after.prefix(30))")
+        }
+        let deploymentUp = try #require(first("deployment-service running"), "\(after.prefix(60))")
+        let postgresStarts = try #require(first("automate-postgresql starting"), "\(after.prefix(60))")
+        let sidecarStarts = try #require(first("pg-sidecar-service starting"))
+        let sidecarUp = try #require(first("pg-sidecar-service running"))
+        let teamsHeld = try #require(first("teams-service: starting held down for restore"))
+        let teamsStarts = try #require(first("teams-service starting"))
+        // notifications-service has no contract: restored through the pg-sidecar while down, started after.
+        let notificationsStarts = try #require(first("notifications-service starting"))
+        #expect(deploymentUp < postgresStarts && postgresStarts < sidecarStarts && sidecarUp < teamsHeld && teamsHeld < teamsStarts)
+        #expect(sidecarUp < notificationsStarts)
+
+        // A service that drops its hold (its command unsets AUTOMATE_RESTORE_ID) cannot be held down:
+        // the restore fails naming it before its data is touched, and leaves it stopped.
+        let manifestPath = stack.servicesDirectory + "/teams-service.toml"
+        let manifest = try String(contentsOfFile: manifestPath, encoding: .utf8)
+        try manifest.replacingOccurrences(
+            of: "command = [\"${AUTOMATE_BIN_DIR}/teams-service\"]",
+            with: "command = [\"/usr/bin/env\", \"-u\", \"AUTOMATE_RESTORE_ID\", \"${AUTOMATE_BIN_DIR}/teams-service\"]"
+        ).write(toFile: manifestPath, atomically: true, encoding: .utf8)
+        let refused = try await stack.automate(["restore", repository, id, "--force"])
+        #expect(!refused.succeeded)
+        #expect(refused.error.contains("teams-service: cannot be held down"), "\(refused.output)\(refused.error)")
+        let teams = try #require(try await stack.status().first { $0.name == "teams-service" })
+        #expect(teams.state == "stopped", "\(teams)")
     }
 
     @Test("a backup taken with the gateway in S3 mode (moto upstream) restores from S3 into a fresh home")

@@ -32,7 +32,8 @@ public nonisolated struct Automate_Supervisor_V1_ServiceStatus: Sendable {
 
   public var name: String = String()
 
-  /// stopped | waiting | starting | running | unhealthy | backoff | stopping | failed | exited
+  /// stopped | held | waiting | starting | running | unhealthy | backoff | stopping | failed | exited
+  /// (held: not started yet; a restore starts it once its data is in)
   public var state: String = String()
 
   /// Process id of the running service (0 when none).
@@ -110,6 +111,36 @@ public nonisolated struct Automate_Supervisor_V1_ServiceRequest: Sendable {
   // methods supported on all messages.
 
   public var name: String = String()
+
+  /// StartService only: start the service held down for a restore. Its process gets
+  /// AUTOMATE_RESTORE_ID and AUTOMATE_RESTORE_BACKUP_ID (and keeps them across restarts until
+  /// ReleaseHold); a service honouring them refuses its own API until that restore's short-term part
+  /// is done.
+  public var hold: Automate_Supervisor_V1_RestoreHold {
+    get {_hold ?? Automate_Supervisor_V1_RestoreHold()}
+    set {_hold = newValue}
+  }
+  /// Returns true if `hold` has been explicitly set.
+  public var hasHold: Bool {self._hold != nil}
+  /// Clears the value of `hold`. Subsequent reads from it will return its default value.
+  public mutating func clearHold() {self._hold = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _hold: Automate_Supervisor_V1_RestoreHold? = nil
+}
+
+/// The restore a service is started for.
+public nonisolated struct Automate_Supervisor_V1_RestoreHold: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var restoreID: String = String()
+
+  public var backupID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -427,7 +458,7 @@ nonisolated extension Automate_Supervisor_V1_StatusResponse: SwiftProtobuf.Messa
 
 nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}hold\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -436,20 +467,64 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._hold) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
+    try { if let v = self._hold {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Supervisor_V1_ServiceRequest, rhs: Automate_Supervisor_V1_ServiceRequest) -> Bool {
     if lhs.name != rhs.name {return false}
+    if lhs._hold != rhs._hold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Supervisor_V1_RestoreHold: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RestoreHold"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}restore_id\0\u{3}backup_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.restoreID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.restoreID.isEmpty {
+      try visitor.visitSingularStringField(value: self.restoreID, fieldNumber: 1)
+    }
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Supervisor_V1_RestoreHold, rhs: Automate_Supervisor_V1_RestoreHold) -> Bool {
+    if lhs.restoreID != rhs.restoreID {return false}
+    if lhs.backupID != rhs.backupID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

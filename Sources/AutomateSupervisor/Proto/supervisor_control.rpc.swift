@@ -13,6 +13,8 @@ public enum SupervisorService {
     public static let stopService = RPCUnaryMethod<Automate_Supervisor_V1_ServiceRequest, Automate_Supervisor_V1_ServiceResponse>("automate.supervisor.v1.Supervisor/StopService")
     /// `RestartService(ServiceRequest) -> ServiceResponse`, called `automate.supervisor.v1.Supervisor/RestartService` on the wire.
     public static let restartService = RPCUnaryMethod<Automate_Supervisor_V1_ServiceRequest, Automate_Supervisor_V1_ServiceResponse>("automate.supervisor.v1.Supervisor/RestartService")
+    /// `ReleaseHold(ServiceRequest) -> ServiceResponse`, called `automate.supervisor.v1.Supervisor/ReleaseHold` on the wire.
+    public static let releaseHold = RPCUnaryMethod<Automate_Supervisor_V1_ServiceRequest, Automate_Supervisor_V1_ServiceResponse>("automate.supervisor.v1.Supervisor/ReleaseHold")
     /// `Shutdown(ShutdownRequest) -> ShutdownResponse`, called `automate.supervisor.v1.Supervisor/Shutdown` on the wire.
     public static let shutdown = RPCUnaryMethod<Automate_Supervisor_V1_ShutdownRequest, Automate_Supervisor_V1_ShutdownResponse>("automate.supervisor.v1.Supervisor/Shutdown")
     /// `Watch(WatchRequest) -> stream Event`, called `automate.supervisor.v1.Supervisor/Watch` on the wire.
@@ -23,5 +25,5 @@ public enum SupervisorService {
     public static let rotateGatewayCredentials = RPCUnaryMethod<Automate_Supervisor_V1_RotateGatewayCredentialsRequest, Automate_Supervisor_V1_RotateGatewayCredentialsResponse>("automate.supervisor.v1.Supervisor/RotateGatewayCredentials")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [status, startService, stopService, restartService, shutdown, watch, reload, rotateGatewayCredentials]
+    public static let methods: [any RPCMethod] = [status, startService, stopService, restartService, releaseHold, shutdown, watch, reload, rotateGatewayCredentials]
 }

@@ -21,7 +21,11 @@ public enum BackupService {
     public static let restoreStatusShortTerm = RPCUnaryMethod<Automate_Backup_V1_RestoreStatusRequest, Automate_Backup_V1_RestoreStatus>("automate.backup.v1.BackupService/RestoreStatusShortTerm")
     /// `RestoreStatusLongTerm(RestoreStatusRequest) -> RestoreStatus`, called `automate.backup.v1.BackupService/RestoreStatusLongTerm` on the wire.
     public static let restoreStatusLongTerm = RPCUnaryMethod<Automate_Backup_V1_RestoreStatusRequest, Automate_Backup_V1_RestoreStatus>("automate.backup.v1.BackupService/RestoreStatusLongTerm")
+    /// `WatchRestoreShortTerm(RestoreStatusRequest) -> stream RestoreStatus`, called `automate.backup.v1.BackupService/WatchRestoreShortTerm` on the wire.
+    public static let watchRestoreShortTerm = RPCServerStreamMethod<Automate_Backup_V1_RestoreStatusRequest, Automate_Backup_V1_RestoreStatus>("automate.backup.v1.BackupService/WatchRestoreShortTerm")
+    /// `WatchRestoreLongTerm(RestoreStatusRequest) -> stream RestoreStatus`, called `automate.backup.v1.BackupService/WatchRestoreLongTerm` on the wire.
+    public static let watchRestoreLongTerm = RPCServerStreamMethod<Automate_Backup_V1_RestoreStatusRequest, Automate_Backup_V1_RestoreStatus>("automate.backup.v1.BackupService/WatchRestoreLongTerm")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [createBackup, backupStatus, watchBackup, listBackups, deleteBackup, restore, restoreStatusShortTerm, restoreStatusLongTerm]
+    public static let methods: [any RPCMethod] = [createBackup, backupStatus, watchBackup, listBackups, deleteBackup, restore, restoreStatusShortTerm, restoreStatusLongTerm, watchRestoreShortTerm, watchRestoreLongTerm]
 }

@@ -1,0 +1,132 @@
+import AutomateRPC
+import AutomateSupervisor
+import BackupContract
+import Foundation
+
+/// The deployment-service's line to the supervisor that runs the stack (`AUTOMATE_SUPERVISOR_SOCKET`):
+/// a restore starts, holds, releases and stops services through it, and waits on its event stream for
+/// each one to come up. Every call fails loudly: a restore never goes on past a service it could not
+/// start or stop.
+actor SupervisorLink {
+    let socketPath: String
+    private var client: RPCClient?
+
+    init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    /// The link named by the deployment-service's environment.
+    static func fromEnvironment(_ environment: [String: String]) throws -> SupervisorLink {
+        guard let socket = environment["AUTOMATE_SUPERVISOR_SOCKET"], !socket.isEmpty else {
+            throw RPCError(.failedPrecondition,
+                "AUTOMATE_SUPERVISOR_SOCKET is not set: a restore relaunches the stack's services, so the deployment-service must be started by automate-supervisor")
+        }
+        return SupervisorLink(socketPath: socket)
+    }
+
+    private func connection() async throws -> RPCClient {
+        if let client { return client }
+        do {
+            let made = try await RPCClient.connect(socketPath: socketPath)
+            client = made
+            return made
+        } catch {
+            throw RPCError(.unavailable, "the supervisor is unreachable at \(socketPath): \(error)")
+        }
+    }
+
+    private func serviceCall(
+        _ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ name: String,
+        hold: RestoreHold? = nil
+    ) async throws -> ServiceStatus {
+        var request = ControlService.ServiceRequest()
+        request.name = name
+        if let hold {
+            request.hold.restoreID = hold.restoreID
+            request.hold.backupID = hold.backupID
+        }
+        do {
+            return try await connection().call(method, request, timeout: .seconds(180)).status
+        } catch {
+            // The next call reconnects: the supervisor may have closed an idle connection.
+            await client?.close()
+            client = nil
+            throw RPCError(.unavailable, "the supervisor's \(method.name) of \(name) failed: \(error)")
+        }
+    }
+
+    /// The service's status now.
+    func status(_ name: String) async throws -> ServiceStatus {
+        var request = ControlService.StatusRequest()
+        request.services = [name]
+        do {
+            guard let status = try await connection().call(SupervisorService.status, request, timeout: .seconds(30)).services.first else {
+                throw RPCError(.notFound, "the supervisor has no service \(name)")
+            }
+            return status
+        } catch {
+            await client?.close()
+            client = nil
+            throw error
+        }
+    }
+
+    /// Starts the service, held down for `hold`'s restore when given.
+    func start(_ name: String, hold: RestoreHold?) async throws {
+        _ = try await serviceCall(SupervisorService.startService, name, hold: hold)
+    }
+
+    /// Lets the service's next start be a normal one (its short-term restore is done).
+    func releaseHold(_ name: String) async throws {
+        _ = try await serviceCall(SupervisorService.releaseHold, name)
+    }
+
+    /// Stops the service and checks it is down.
+    func stop(_ name: String) async throws {
+        let status = try await serviceCall(SupervisorService.stopService, name)
+        guard Self.isDown(status.state) else {
+            throw RPCError(.failedPrecondition, "\(name) did not stop (it is \(status.state): \(status.message))")
+        }
+    }
+
+    /// True when a service in `state` runs no process.
+    static func isDown(_ state: String) -> Bool {
+        [ServiceState.stopped, .held, .failed, .exited].map(\.rawValue).contains(state)
+    }
+
+    /// Waits until the service runs and is healthy. Throws naming it when it fails or gives up, or when
+    /// `timeout` passes first.
+    func waitUntilRunning(_ name: String, timeout: Duration) async throws {
+        var request = ControlService.WatchRequest()
+        request.includeCurrent = true
+        // A connection of its own: the stream lives until the service is up.
+        let watcher: RPCClient
+        do { watcher = try await RPCClient.connect(socketPath: socketPath) } catch {
+            throw RPCError(.unavailable, "the supervisor is unreachable at \(socketPath): \(error)")
+        }
+        defer { Task { await watcher.close() } }
+        var last = "no status yet"
+        do {
+            for try await event in watcher.stream(SupervisorService.watch, request, timeout: timeout)
+            where event.service == name && event.hasStatus {
+                let s = event.status
+                last = "\(s.state)\(s.message.isEmpty ? "" : ": \(s.message)")"
+                switch s.state {
+                case ServiceState.running.rawValue: return
+                case ServiceState.failed.rawValue, ServiceState.exited.rawValue:
+                    throw RPCError(.failedPrecondition, "\(name) did not come up: \(last)\(s.lastExit.isEmpty ? "" : " (\(s.lastExit))")")
+                default: continue
+                }
+            }
+        } catch let e as RPCError where e.code == .deadlineExceeded {
+            throw RPCError(.deadlineExceeded, "\(name) was not up after \(timeout) (\(last))")
+        }
+        throw RPCError(.unavailable, "the supervisor stopped while \(name) was starting (\(last))")
+    }
+
+    /// Closes the connection.
+    func close() async {
+        await client?.close()
+        client = nil
+    }
+}
