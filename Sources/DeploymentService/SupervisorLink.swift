@@ -94,8 +94,10 @@ actor SupervisorLink {
         [ServiceState.stopped, .held, .failed, .exited].map(\.rawValue).contains(state)
     }
 
-    /// Waits until the service runs and is healthy. Throws naming it when it fails or gives up, or when
-    /// `timeout` passes first.
+    /// Waits until the service, just started, runs and is healthy. Throws naming it when it fails or
+    /// gives up, or when `timeout` passes first. A `failed` or `exited` state from before the start (the
+    /// supervisor records a start a moment after it answered) is not taken for its outcome: only one
+    /// that follows a state of this start (waiting, starting, backoff, unhealthy).
     func waitUntilRunning(_ name: String, timeout: Duration) async throws {
         var request = ControlService.WatchRequest()
         request.includeCurrent = true
@@ -106,6 +108,7 @@ actor SupervisorLink {
         }
         defer { Task { await watcher.close() } }
         var last = "no status yet"
+        var started = false
         do {
             for try await event in watcher.stream(SupervisorService.watch, request, timeout: timeout)
             where event.service == name && event.hasStatus {
@@ -114,7 +117,11 @@ actor SupervisorLink {
                 switch s.state {
                 case ServiceState.running.rawValue: return
                 case ServiceState.failed.rawValue, ServiceState.exited.rawValue:
+                    guard started else { continue }
                     throw RPCError(.failedPrecondition, "\(name) did not come up: \(last)\(s.lastExit.isEmpty ? "" : " (\(s.lastExit))")")
+                case ServiceState.waiting.rawValue, ServiceState.starting.rawValue, ServiceState.backoff.rawValue,
+                     ServiceState.unhealthy.rawValue:
+                    started = true
                 default: continue
                 }
             }

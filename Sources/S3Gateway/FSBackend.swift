@@ -248,19 +248,28 @@ struct FSBackend: S3Backend {
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw S3Error.noSuchKey }
+        // The whole range is read once, in order: the kernel may read ahead as far as it likes.
+        _ = posix_fadvise(fd, off_t(start), off_t(length), Int32(POSIX_FADV_SEQUENTIAL))
         let file = OpenFile(fd)
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
         let body = ResponseBody(contentLength: rLength) { writer in
             var off = rStart
             var remaining = rLength
+            // One read ahead: the next 128 KiB is read on the file pool while the current one is written
+            // (`writer.write` waits while the socket is full), so the disk and the socket work at once.
+            // At most two chunks per GET are in memory.
+            func read(at: Int, _ want: Int) -> Task<ByteBuffer, Error> {
+                Task { try await FilePool.run { try readChunk(file.fd, at: at, length: want, path: path) } }
+            }
+            var next: Task<ByteBuffer, Error>? = read(at: off, min(remaining, Self.readChunkSize))
+            defer { next?.cancel() }
             do {
-                // One 128 KiB read on the file pool per write; `writer.write` waits while the socket is full.
-                while remaining > 0 {
-                    let (at, want) = (off, min(remaining, 128 << 10))
-                    let buf = try await FilePool.run { try readChunk(file.fd, at: at, length: want, path: path) }
+                while remaining > 0, let pending = next {
+                    let buf = try await pending.value
                     off += buf.readableBytes
                     remaining -= buf.readableBytes
+                    next = remaining > 0 ? read(at: off, min(remaining, Self.readChunkSize)) : nil
                     try await writer.write(buf)
                 }
                 try await writer.finish(nil)
@@ -272,6 +281,9 @@ struct FSBackend: S3Backend {
         }
         return Response(status: .init(code: status), headers: Reply.fields(headers), body: body)
     }
+
+    /// The size of one read of a GET's body.
+    static let readChunkSize = 128 << 10
 
     /// `bytes=a-b`, `bytes=a-`, `bytes=-n`. nil: ignore the header (serve whole). Throws InvalidRange when unsatisfiable.
     static func parseRange(_ h: String, size: Int) throws -> (Int, Int)? {

@@ -93,7 +93,7 @@ import Testing
                 await client.close()
             }
         }
-        #expect(count == 51)
+        #expect(count == 54)
     }
 
     @Test func typedCallToAMethodTheServerLacksFailsUnimplemented() async throws {
@@ -124,14 +124,15 @@ import Testing
         ])
         #expect(BackupService.methods.map(\.name) == [
             "CreateBackup", "BackupStatus", "WatchBackup", "ListBackups", "DeleteBackup", "Restore", "RestoreStatusShortTerm",
-            "RestoreStatusLongTerm",
+            "RestoreStatusLongTerm", "WatchRestoreShortTerm", "WatchRestoreLongTerm",
         ].map { "automate.backup.v1.BackupService/\($0)" })
         #expect(DeploymentService.methods.map(\.name) == [
             "CreateBackup", "WatchBackup", "BackupStatus", "CancelBackup", "ListBackups", "DeleteBackups", "Restore",
             "WatchRestore", "RestoreStatus",
         ].map { "automate.deployment.v1.DeploymentService/\($0)" })
         #expect(SupervisorService.methods.map(\.name) == [
-            "Status", "StartService", "StopService", "RestartService", "Shutdown", "Watch", "Reload", "RotateGatewayCredentials",
+            "Status", "StartService", "StopService", "RestartService", "ReleaseHold", "Shutdown", "Watch", "Reload",
+            "RotateGatewayCredentials",
         ].map { "automate.supervisor.v1.Supervisor/\($0)" })
         #expect(TeamsService.methods.map(\.name) == ["AddTeam", "ListTeams", "RemoveTeam", "AddMember"].map { "automate.teams.v1.Teams/\($0)" })
         #expect(ComplianceService.methods.map(\.name) == [
