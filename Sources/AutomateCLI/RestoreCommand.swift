@@ -55,13 +55,13 @@ struct RestoreCommand: AsyncParsableCommand {
             let own = try StackRepository.of(home: home)
             let backupID = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                      quiet: noProgress || json).run()
-            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
+            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
 
             // Touching starts here: stop the running stack (--force), point the gateway at the repository:
             // for this restore only (a lease), unless it is the stack's own or --adopt-repository says so.
             if SupervisorLock.holder(path: home.lockFilePath) != nil {
                 say("Stopping the running stack (--force)...")
-                var stop = try Stop.parse(["--home", home.path])
+                let stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
             var lease: RepositoryLease? = nil
@@ -102,7 +102,7 @@ struct RestoreCommand: AsyncParsableCommand {
         /// serves the lent repository until the search indices are loaded from it).
         private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, say: (String) -> Void) async throws {
             say("Starting the stack...")
-            var start = try Start.parse(["--home", home.path, "--quiet"])
+            let start = try Start.parse(["--home", home.path, "--quiet"])
             try await start.run()
 
             let client = try await ServiceConnection.connect("deployment-service", home: home)
