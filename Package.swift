@@ -4,9 +4,9 @@
 // Libraries first (one job each), then one thin executable per process. See README.md.
 import PackageDescription
 
-let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("StrictConcurrency"),
-]
+/// Settings every Swift target shares. The package is in the Swift 6 language mode (complete
+/// concurrency checking: a data race is a compile error); see `swiftLanguageModes` below.
+let swiftSettings: [SwiftSetting] = []
 
 let package = Package(
     name: "automate",
@@ -269,5 +269,5 @@ let package = Package(
         ),
         .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -34,7 +34,7 @@ final class BackupProgressView {
                 print("\(elapsed)  \(line)")
             }
         }
-        fflush(stdout)
+        StandardOutput.flush()
     }
 
     /// What must change for a plain line to be printed again.

@@ -167,7 +167,7 @@ extension BackupCommand {
                     throw CLIError("refusing to delete \(sorted.count) backups without --yes (no terminal to ask on)", exitCode: 2)
                 }
                 print("Delete \(sorted.count) backups (\(sorted.joined(separator: ", ")))? [y/N] ", terminator: "")
-                fflush(stdout)
+                StandardOutput.flush()
                 guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
                     print("Nothing deleted.")
                     return

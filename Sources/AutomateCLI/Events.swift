@@ -35,7 +35,7 @@ struct Events: AsyncParsableCommand {
                     let time = Date(timeIntervalSince1970: Double(event.atUnixMs) / 1000)
                     print("\(LogFormatting.time(time))  \(event.kind.padding(toLength: 10, withPad: " ", startingAt: 0))  \(event.message)")
                 }
-                fflush(stdout)
+                StandardOutput.flush()
             }
         } catch {
             throw explain(error)

@@ -16,7 +16,7 @@ struct Preflight {
 
     /// Runs every check; returns the backup to restore.
     func run() throws -> BackupID {
-        let say: (String) -> Void = { line in if !quiet { print(line); fflush(stdout) } }
+        let say: (String) -> Void = { line in if !quiet { print(line); StandardOutput.flush() } }
         let entries: [BackupRepository.Entry]
         do { entries = try repository.list() } catch { throw CLIError("\(error)", exitCode: 2) }
         let chosen: BackupID

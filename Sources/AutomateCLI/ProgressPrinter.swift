@@ -19,6 +19,6 @@ final class ProgressPrinter: Sendable {
         var detail = status.message
         if status.state == ServiceState.running.rawValue { detail = "pid \(status.pid), health \(status.health)" }
         print("  \(time)  \(name)  \(state)  \(detail)")
-        fflush(stdout)
+        StandardOutput.flush()
     }
 }

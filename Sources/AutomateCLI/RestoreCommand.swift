@@ -58,13 +58,13 @@ struct RestoreCommand: AsyncParsableCommand {
             let own = try StackRepository.of(home: home)
             let backupID = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                      quiet: noProgress || json).run()
-            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); fflush(stdout) } }
+            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
 
             // Touching starts here: stop the running stack (--force), point the gateway at the repository:
             // for this restore only (a lease), unless it is the stack's own or --adopt-repository says so.
             if SupervisorLock.holder(path: home.lockFilePath) != nil {
                 say("Stopping the running stack (--force)...")
-                var stop = try Stop.parse(["--home", home.path])
+                let stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
             var lease: RepositoryLease? = nil
@@ -119,7 +119,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 throw CLIError("this stack has no deployment-service manifest in \(location.servicesDirectory): nothing can restore it", exitCode: 2)
             }
             say("Starting the supervisor with \(first.joined(separator: " and ")); the other services stay held until their data is back...")
-            var start = try Start.parse(["--home", home.path, "--quiet"] + first.flatMap { ["--start-only", $0] })
+            let start = try Start.parse(["--home", home.path, "--quiet"] + first.flatMap { ["--start-only", $0] })
             try await start.run()
 
             let client = try await ServiceConnection.connect("deployment-service", home: home)

@@ -12,15 +12,6 @@ extension ServiceManifest {
         func report(_ field: String, _ message: String) {
             diagnostics.append(ManifestDiagnostic(file: sourcePath, line: nil, field: field, message: message))
         }
-        func expand(_ s: String, _ field: String) -> String {
-            do {
-                return try expander.expandTyped(s)
-            } catch {
-                report(field, error.message)
-                return s
-            }
-        }
-
         var result = self
         // Config strings first, with the builtin variables only; then everything else sees them expanded.
         let builtins = VariableExpander(variables: expander.variables, config: [:])
@@ -33,6 +24,14 @@ extension ServiceManifest {
             }
         }
         let expander = VariableExpander(variables: expander.variables, config: result.config)
+        func expand(_ s: String, _ field: String) -> String {
+            do {
+                return try expander.expandTyped(s)
+            } catch {
+                report(field, error.message)
+                return s
+            }
+        }
         result.command = command.enumerated().map { expand($0.element, "service.command[\($0.offset)]") }
         if let program = result.command.first, diagnostics.isEmpty {
             if program.isEmpty || (!program.hasPrefix("/") && program.contains("/")) {

@@ -52,7 +52,7 @@ public actor Supervisor {
     /// - Parameter users: the user each service runs as (nil: the supervisor's own).
     public init(
         configuration: Configuration, manifests: ManifestSet, users: [String: ServiceUser], logger: Logger
-    ) throws {
+    ) async throws {
         self.configuration = configuration
         self.manifests = manifests
         self.users = users

@@ -121,7 +121,7 @@ public struct SupervisorDaemon: Sendable {
         }
         let supervisor: Supervisor
         do {
-            supervisor = try Supervisor(
+            supervisor = try await Supervisor(
                 configuration: .init(layout: layout), manifests: manifests, users: users, logger: logger)
         } catch {
             return fail("invalid manifests, nothing was started:\n\(error)", code: 2, logger: logger)

@@ -70,7 +70,7 @@ struct LocalParticipant: BackupParticipant {
         update(try await kit.createBackup(backupID))
         var last: ServiceBackupStatus?
         let stream = try await kit.watchBackup(backupID)
-        try await withTaskCancellationHandler {
+        await withTaskCancellationHandler {
             for await s in stream {
                 last = s
                 update(s)

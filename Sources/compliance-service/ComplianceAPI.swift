@@ -72,27 +72,25 @@ struct ComplianceAPI: Sendable {
         server.register(ComplianceService.searchReports) { req, _ in
             try await kit.requireReady()
             let search = self.search, index = self.index, query = req.query
-            let hits: [[String: Any]] = try await runOnOwnThread {
+            // The JSON stays on the thread that parsed it; only the reports (Sendable) come back.
+            let reports: [Automate_Compliance_V1_Report] = try await runOnOwnThread {
                 let body: [String: Any] = ["size": 1000, "query": query.isEmpty ? ["match_all": [String: Any]()] : ["match": ["summary": query]]]
                 let answer = try search.json("POST", "/\(index)/_search", body: body) as? [String: Any]
                 let outer = answer?["hits"] as? [String: Any]
                 let list = outer?["hits"] as? [[String: Any]] ?? []
                 return list.map { hit in
-                    var row = hit["_source"] as? [String: Any] ?? [:]
-                    row["_id"] = hit["_id"]
-                    return row
+                    let source = hit["_source"] as? [String: Any] ?? [:]
+                    var report = Automate_Compliance_V1_Report()
+                    report.id = Int64("\(hit["_id"] ?? "0")") ?? 0
+                    report.node = source["node"] as? String ?? ""
+                    report.status = source["status"] as? String ?? ""
+                    report.summary = source["summary"] as? String ?? ""
+                    report.createdAtUnixMs = (source["created_at_unix_ms"] as? NSNumber)?.int64Value ?? 0
+                    return report
                 }
-            }.map { $0 }
+            }
             var r = Automate_Compliance_V1_ListReportsResponse()
-            r.reports = hits.map { hit in
-                var report = Automate_Compliance_V1_Report()
-                report.id = Int64("\(hit["_id"] ?? "0")") ?? 0
-                report.node = hit["node"] as? String ?? ""
-                report.status = hit["status"] as? String ?? ""
-                report.summary = hit["summary"] as? String ?? ""
-                report.createdAtUnixMs = (hit["created_at_unix_ms"] as? NSNumber)?.int64Value ?? 0
-                return report
-            }.sorted { $0.id < $1.id }
+            r.reports = reports.sorted { $0.id < $1.id }
             return r
         }
         server.register(ComplianceService.uploadProfile) { req, _ in

@@ -112,4 +112,17 @@ import Testing
             #expect(error.description == #"services/pg.toml: service.command[0]: the program "relative/bin/postgres" must be an absolute path or a bare name looked up in PATH"#)
         }
     }
+
+    @Test func configStringsAreExpandedBeforeTheCommandSeesThem() throws {
+        let m = try manifest(name: "pg", """
+            [service]
+            name = "pg"
+            command = ["${cfg.bindir}/postgres"]
+            [config]
+            bindir = "${AUTOMATE_HOME}/bin"
+            """)
+        let r = try m.resolved(using: VariableExpander(variables: ["AUTOMATE_HOME": "/h"], config: m.config))
+        #expect(r.config["bindir"] == .string("/h/bin"))
+        #expect(r.command == ["/h/bin/postgres"])
+    }
 }

@@ -7,7 +7,6 @@ final class DatagramListener: Sendable {
     let path: String
     private let fd: Int32
     private let received = Mutex<[(at: ContinuousClock.Instant, text: String)]>([])
-    private let thread = Mutex<Thread?>(nil)
 
     init(path: String) throws {
         self.path = path
@@ -29,7 +28,6 @@ final class DatagramListener: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let t = Thread { [self] in self.receive() }
         t.start()
-        thread.withLock { $0 = t }
     }
 
     private func receive() {

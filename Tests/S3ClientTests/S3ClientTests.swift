@@ -76,14 +76,16 @@ final class S3ClientTests: XCTestCase {
         try await s3.createBucket("stream")
         let total = 3_000_000
         let sent = try await runOnOwnThread { () -> Int in
-            var offset = 0
+            let offset = Locked(0)  // the pull callback runs on libcurl's thread, one call at a time
             try s3.putObjectSync(bucket: "stream", key: "big", length: Int64(total)) { buf in
-                let n = min(buf.count, total - offset)
-                for i in 0..<n { buf[i] = UInt8((offset + i) % 251) }
-                offset += n
-                return n
+                offset.withLock { offset in
+                    let n = min(buf.count, total - offset)
+                    for i in 0..<n { buf[i] = UInt8((offset + i) % 251) }
+                    offset += n
+                    return n
+                }
             }
-            return offset
+            return offset.value
         }
         XCTAssertEqual(sent, total)
         let (count, ok) = try await runOnOwnThread { () -> (Int64, Bool) in

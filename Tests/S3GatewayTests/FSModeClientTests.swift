@@ -10,7 +10,7 @@ final class FSModeClientTests: XCTestCase {
         let work = makeTempDir("cli")
         defer { try? FileManager.default.removeItem(atPath: work) }
         let data = randomBytes(300_000)
-        FileManager.default.createFile(atPath: work + "/a.bin", contents: Data(data))
+        _ = FileManager.default.createFile(atPath: work + "/a.bin", contents: Data(data))
 
         // cp up, ls, cp down
         try await fx.awsOK(["s3", "cp", work + "/a.bin", "s3://repo/dir/a.bin", "--only-show-errors"])
@@ -37,8 +37,8 @@ final class FSModeClientTests: XCTestCase {
 
         // sync a folder up and back down
         try FileManager.default.createDirectory(atPath: work + "/tree/sub", withIntermediateDirectories: true)
-        for i in 0..<5 { FileManager.default.createFile(atPath: work + "/tree/sub/f\(i).txt", contents: Data("file \(i) with spaces + plus".utf8)) }
-        FileManager.default.createFile(atPath: work + "/tree/odd name+%.txt", contents: Data("odd".utf8))
+        for i in 0..<5 { _ = FileManager.default.createFile(atPath: work + "/tree/sub/f\(i).txt", contents: Data("file \(i) with spaces + plus".utf8)) }
+        _ = FileManager.default.createFile(atPath: work + "/tree/odd name+%.txt", contents: Data("odd".utf8))
         try await fx.awsOK(["s3", "sync", work + "/tree", "s3://repo/tree", "--only-show-errors"])
         XCTAssertEqual(FileManager.default.contents(atPath: fx.bucketDir + "/tree/odd name+%.txt"), Data("odd".utf8))
         try await fx.awsOK(["s3", "sync", "s3://repo/tree", work + "/tree-back", "--only-show-errors"])
@@ -96,7 +96,7 @@ final class FSModeClientTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let size = 64 << 20 | 12345
         let data = Data(randomBytes(size))
-        FileManager.default.createFile(atPath: work + "/big", contents: data)
+        _ = FileManager.default.createFile(atPath: work + "/big", contents: data)
         try await fx.awsOK(["s3", "cp", work + "/big", "s3://repo/20260302081223/svc/files/big.tar.zst", "--only-show-errors"])
         let stored = fx.bucketDir + "/20260302081223/svc/files/big.tar.zst"
         XCTAssertEqual(FileManager.default.contents(atPath: stored), data)
@@ -165,7 +165,7 @@ final class FSModeClientTests: XCTestCase {
         for (k, v) in files {
             let p = repo + "/" + k
             try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: p, contents: v)
+            _ = FileManager.default.createFile(atPath: p, contents: v)
         }
         let fx = try await FSFixture.start(extraBuckets: ["backups": repo])
         defer { Task { await fx.stop() } }
@@ -185,7 +185,7 @@ final class FSModeClientTests: XCTestCase {
         XCTAssertEqual((headObj["Metadata"] as? [String: String]) ?? [:], [:])
         // An object written through the gateway is a plain file in the folder.
         files["new/object"] = Data("through the gateway".utf8)
-        FileManager.default.createFile(atPath: work + "/obj", contents: files["new/object"])
+        _ = FileManager.default.createFile(atPath: work + "/obj", contents: files["new/object"])
         try await fx.awsOK(["s3", "cp", work + "/obj", "s3://backups/new/object", "--only-show-errors"])
         XCTAssertEqual(try String(contentsOfFile: repo + "/new/object", encoding: .utf8), "through the gateway")
         XCTAssertEqual(walk(repo).filter { $0.contains(".automate") }, [])

@@ -71,7 +71,7 @@ final class FSModeCrashTests: XCTestCase {
             defer { try? FileManager.default.removeItem(atPath: root) }
             try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
             let creds = root + "/creds"
-            FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
+            _ = FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
                                            attributes: [.posixPermissions: 0o600])
             let args = ["--metadata-storage", storage]
             var started: [GatewayProcess] = []

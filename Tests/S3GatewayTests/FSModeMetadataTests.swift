@@ -121,8 +121,8 @@ final class FSModeMetadataTests: XCTestCase {
         defer { Task { await fx.stop() } }
         let work = makeTempDir("meta-cli")
         defer { try? FileManager.default.removeItem(atPath: work) }
-        FileManager.default.createFile(atPath: work + "/small.csv", contents: Data("a,b\n1,2\n".utf8))
-        FileManager.default.createFile(atPath: work + "/big.tar", contents: Data(randomBytes(9 << 20)))
+        _ = FileManager.default.createFile(atPath: work + "/small.csv", contents: Data("a,b\n1,2\n".utf8))
+        _ = FileManager.default.createFile(atPath: work + "/big.tar", contents: Data(randomBytes(9 << 20)))
         try await fx.awsOK(["s3", "cp", work + "/small.csv", "s3://repo/cli/small.csv", "--content-type", "text/csv",
                             "--metadata", "origin=cli,run=7", "--cache-control", "no-cache", "--only-show-errors"])
         // Multipart upload through awscli (9 MiB > 8 MiB threshold) with metadata.

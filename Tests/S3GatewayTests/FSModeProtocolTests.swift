@@ -200,12 +200,12 @@ final class FSModeProtocolTests: XCTestCase {
         let dir = makeTempDir("creds")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let f = dir + "/c"
-        FileManager.default.createFile(atPath: f, contents: Data("AKID\nSECRET\n".utf8))
+        _ = FileManager.default.createFile(atPath: f, contents: Data("AKID\nSECRET\n".utf8))
         chmod(f, 0o644)
         XCTAssertThrowsError(try loadCredentials(path: f)) { XCTAssertTrue("\($0)".contains("0600"), "\($0)") }
         chmod(f, 0o600)
         XCTAssertEqual(try loadCredentials(path: f), Credentials(accessKeyId: "AKID", secretAccessKey: "SECRET"))
-        FileManager.default.createFile(atPath: f, contents: Data("# gateway\naccess_key_id = \"A2\"\nsecret_access_key = \"S2\"\n".utf8))
+        _ = FileManager.default.createFile(atPath: f, contents: Data("# gateway\naccess_key_id = \"A2\"\nsecret_access_key = \"S2\"\n".utf8))
         chmod(f, 0o400)
         XCTAssertEqual(try loadCredentials(path: f), Credentials(accessKeyId: "A2", secretAccessKey: "S2"))
     }

@@ -87,8 +87,8 @@ final class S3ModeTests: XCTestCase {
         let work = makeTempDir("s3mode")
         defer { try? FileManager.default.removeItem(atPath: work) }
         let small = Data(randomBytes(100_000)), big = Data(randomBytes(9 << 20))
-        FileManager.default.createFile(atPath: work + "/small", contents: small)
-        FileManager.default.createFile(atPath: work + "/big", contents: big)
+        _ = FileManager.default.createFile(atPath: work + "/small", contents: small)
+        _ = FileManager.default.createFile(atPath: work + "/big", contents: big)
 
         for (src, key) in [("small", "20260302081223/svc/metadata.json"), ("big", "20260302081223/svc/files/big.tar.zst")] {
             let r = try await runProcess(aws, ep + ["s3", "cp", work + "/" + src, "s3://upstream/" + key, "--only-show-errors"], env: env)

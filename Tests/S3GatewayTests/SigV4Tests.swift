@@ -40,7 +40,7 @@ final class SigV4Tests: XCTestCase {
         for k in ["a/b", "a-c", "a/c/d", "b", "a0"] {
             let p = dir + "/" + k
             try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: p, contents: Data("x".utf8))
+            _ = FileManager.default.createFile(atPath: p, contents: Data("x".utf8))
         }
         let store = FSStore(root: nil, mappings: [:])
         XCTAssertEqual(store.list(bucket: dir, prefix: "", delimiter: nil, marker: nil, maxKeys: 1000).objects.map(\.key), ["a-c", "a/b", "a/c/d", "a0", "b"])

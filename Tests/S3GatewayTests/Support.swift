@@ -42,8 +42,8 @@ func runProcess(_ exe: String, _ args: [String], env: [String: String] = [:], cw
         p.environment = e
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let tmp = NSTemporaryDirectory() + "/gwproc-" + UUID().uuidString
-        FileManager.default.createFile(atPath: tmp + ".out", contents: nil)
-        FileManager.default.createFile(atPath: tmp + ".err", contents: nil)
+        _ = FileManager.default.createFile(atPath: tmp + ".out", contents: nil)
+        _ = FileManager.default.createFile(atPath: tmp + ".err", contents: nil)
         let out = FileHandle(forWritingAtPath: tmp + ".out")!, err = FileHandle(forWritingAtPath: tmp + ".err")!
         p.standardOutput = out
         p.standardError = err

@@ -60,14 +60,18 @@ public enum Fixture {
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        var outData = Data(), errData = Data()
+        let errData = Locked(Data())
         let g = DispatchGroup()
         g.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
-        outData = out.fileHandleForReading.readDataToEndOfFile()
+        DispatchQueue.global().async {
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            errData.withLock { $0 = data }
+            g.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
         g.wait()
         p.waitUntilExit()
-        let o = String(decoding: outData, as: UTF8.self), e = String(decoding: errData, as: UTF8.self)
+        let o = String(decoding: outData, as: UTF8.self), e = String(decoding: errData.value, as: UTF8.self)
         if check && p.terminationStatus != 0 {
             throw NSError(domain: "fixture", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "\(path) \(args.joined(separator: " ")) failed: \(e)"])
         }
