@@ -20,13 +20,8 @@ for t in curl nginx aws moto_server python3; do
   command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
 done
 
-if [ "$smoke" = 1 ]; then
-  bin="$(bench_binaries bench-gateway backup-gateway)/backup-gateway"
-else
-  echo "==> release build"
-  (cd "$repo" && swift build -c release --scratch-path .build-gateway-release --product backup-gateway >/dev/null)
-  bin="$repo/.build-gateway-release/release/backup-gateway"
-fi
+# The package's own release build (debug binaries in smoke mode), as every benchmark script uses.
+bin="$(bench_binaries bench-gateway backup-gateway)/backup-gateway"
 
 # Same disk as the repository checkout.
 work=$(mktemp -d "${BENCH_DIR:-$repo}/.bench-gateway.XXXXXX")
