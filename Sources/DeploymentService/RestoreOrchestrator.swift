@@ -483,13 +483,20 @@ public actor RestoreOrchestrator {
     private func update(_ id: String, _ service: String, short: ((inout ServiceRestoreStatus) -> Void)?, long: ((inout ServiceRestoreStatus) -> Void)?) {
         guard var s = statuses[id] else { return }
         let before = s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState]
+        // A service reports a part done while its operation still runs (the short-term part ends when
+        // its data is in): the end is stamped here, when it is first seen, so every part has one.
+        let now = unixMillis()
         if let short, let i = s.shortTerm.firstIndex(where: { $0.service == service }) {
+            let ended = s.shortTerm[i].finishedAtUnixMs
             short(&s.shortTerm[i])
             s.shortTerm[i].service = service
+            if s.shortTerm[i].state != .running && s.shortTerm[i].finishedAtUnixMs == 0 { s.shortTerm[i].finishedAtUnixMs = ended > 0 ? ended : now }
         }
         if let long, let i = s.longTerm.firstIndex(where: { $0.service == service }) {
+            let ended = s.longTerm[i].finishedAtUnixMs
             long(&s.longTerm[i])
             s.longTerm[i].service = service
+            if s.longTerm[i].state != .running && s.longTerm[i].finishedAtUnixMs == 0 { s.longTerm[i].finishedAtUnixMs = ended > 0 ? ended : now }
         }
         publish(s)
         // The journal follows every change of state (not every byte of progress).
