@@ -57,12 +57,12 @@ private struct CapturingLogHandler: LogHandler {
 /// Blocking reads of many raw sockets at once, with poll(2), on a thread of its own.
 enum RawSocketWatch {
     /// Waits until every socket has been closed by the server (EOF or reset) or `seconds` pass;
-    /// returns, per socket, how long after the start it closed (nil if it did not). Data the server
-    /// sends first is read and dropped.
-    static func closeTimes(of sockets: [RawSocket], seconds: Double) async -> [Double?] {
+    /// returns, per socket, how long after `origin` (`DispatchTime.now().uptimeNanoseconds`; default:
+    /// when the watch begins) it closed (nil if it did not). Data the server sends first is read and dropped.
+    static func closeTimes(of sockets: [RawSocket], seconds: Double, since origin: UInt64? = nil) async -> [Double?] {
         let fds = sockets.map(\.fd)
         return await onThread {
-            let start = DispatchTime.now().uptimeNanoseconds
+            let start = origin ?? DispatchTime.now().uptimeNanoseconds
             var result = [Double?](repeating: nil, count: fds.count)
             var open = Set(fds.indices)
             var buffer = [UInt8](repeating: 0, count: 4096)
