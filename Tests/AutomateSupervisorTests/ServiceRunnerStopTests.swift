@@ -61,10 +61,14 @@ struct ServiceRunnerStopTests {
         #expect(hit["init hook", default: 0] > 0)
         #expect(hit["starting", default: 0] + hit["running", default: 0] > 0)
         #expect(Self.startedGroups(stack, service: "racer").count > 10, "few rounds got as far as a process")
-        // A stop signal that went missing shows as the escalation to SIGKILL at the stop timeout (the
-        // process ends at once on SIGTERM); wall-clock time would depend on the machine's load.
+        // A stop signal that went missing shows as a process killed by the SIGKILL of the escalation (the
+        // process ends at once on SIGTERM). The escalation alone is no proof: on a loaded machine the
+        // exit of a process that did die of SIGTERM can be seen after the stop timeout ("killed by
+        // SIGTERM" then follows it). Wall-clock time would depend on the machine's load.
         let log = (try? String(contentsOfFile: stack.home.logPath(service: "racer"), encoding: .utf8)) ?? ""
-        #expect(!log.contains("still running after"), "a stop waited for the stop timeout: a signal went missing")
+        // (Init hooks are killed with SIGKILL on purpose; only the service's process counts.)
+        let killed = log.split(separator: "\n").filter { $0.contains("] process ") && $0.hasSuffix("killed by SIGKILL") }
+        #expect(killed.isEmpty, "a stopped process had to be killed: its SIGTERM went missing: \(killed)")
     }
 
     @Test("a stop during a slow init hook kills the hook at once; nothing is spawned")
