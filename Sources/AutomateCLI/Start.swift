@@ -42,8 +42,7 @@ struct Start: AsyncParsableCommand {
             if let unknown = startOnly.first(where: { manifests.manifest(named: $0) == nil }) {
                 throw CLIError("--start-only \(unknown): no such service", exitCode: 2)
             }
-            let wanted = Set(startOnly + startOnly.flatMap { manifests.dependencies(of: $0) })
-            expected = expected.filter { wanted.contains($0) }
+            expected = manifests.withDependencies(of: startOnly)
         }
         let supervisorPath = location.binDirectory + "/automate-supervisor"
         guard access(supervisorPath, X_OK) == 0 else {

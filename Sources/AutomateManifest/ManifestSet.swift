@@ -143,6 +143,12 @@ public struct ManifestSet: Sendable {
         return startOrder.filter { found.contains($0) }
     }
 
+    /// `names` and everything they depend on, directly or through others, in start order.
+    public func withDependencies(of names: [String]) -> [String] {
+        let wanted = Set(names + names.flatMap { dependencies(of: $0) })
+        return startOrder.filter { wanted.contains($0) }
+    }
+
     /// Every service `name` depends on, directly or through others, in start order. Empty for an unknown name.
     public func dependencies(of name: String) -> [String] {
         var found: Set<String> = []

@@ -80,9 +80,8 @@ public actor Supervisor {
     /// brings the stack up this way, one service at a time as its data comes back).
     /// Names in `only` without a manifest are left out (``SupervisorDaemon`` refuses them up front).
     public func startAll(only: [String]? = nil) async {
-        let wanted = only.map { Set($0 + $0.flatMap { manifests.dependencies(of: $0) }) } ?? Set(manifests.startOrder)
-        let launch = manifests.startOrder.filter { wanted.contains($0) }
-        let held = manifests.startOrder.filter { !wanted.contains($0) }
+        let launch = only.map { manifests.withDependencies(of: $0) } ?? manifests.startOrder
+        let held = manifests.startOrder.filter { !launch.contains($0) }
         logger.info("starting \(launch.count) services: \(launch.joined(separator: ", "))\(held.isEmpty ? "" : "; holding \(held.joined(separator: ", "))")")
         for name in held {
             markHeld(name)
@@ -99,8 +98,8 @@ public actor Supervisor {
     private func markHeld(_ name: String) {
         guard var status = services[name]?.status else { return }
         status.state = ServiceState.held.rawValue
-        status.message = "held: the restore starts it once its data is in"
-        record(status: status, state: .held, kind: "state", message: "\(name) held: \(status.message.dropFirst("held: ".count))")
+        status.message = "the restore starts it once its data is in"
+        record(status: status, state: .held, kind: "state", message: "\(name) held: \(status.message)")
     }
 
     /// Stops every service in reverse dependency order, one at a time.

@@ -75,6 +75,16 @@ extension TestStack {
         return String(create.output.split(separator: " ")[2])
     }
 
+    /// Copies the stack's repository to `<root>/repository-copy` (as an operator would before losing the
+    /// machine), then loses the home (``loseHome(_:)``); returns the copy's path.
+    func copyRepositoryAndLoseHome(_ ports: Ports) async throws -> String {
+        let copy = root + "/repository-copy"
+        let copied = try await shell("cp -a '\(home.backupsDirectory)' '\(copy)'")
+        guard copied.succeeded else { throw TestFailure("copying the repository: \(copied.output)\(copied.error)") }
+        try await loseHome(ports)
+        return copy
+    }
+
     /// Stops the stack and deletes its whole home, then writes the operator's overlays back (the
     /// configuration of a new machine, which a backup does not hold).
     func loseHome(_ ports: Ports) async throws {

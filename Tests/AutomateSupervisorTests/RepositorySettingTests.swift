@@ -16,9 +16,7 @@ struct RepositorySettingTests {
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
-        let copy = stack.root + "/repository-copy"
-        try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(copy)'").succeeded)
-        try await stack.loseHome(ports)
+        let copy = try await stack.copyRepositoryAndLoseHome(ports)
         let overlay = stack.home.configOverlayPath(service: "backup-gateway")
         let own = try String(contentsOfFile: overlay, encoding: .utf8)
 

@@ -54,9 +54,7 @@ struct RestoreTests {
         #expect(before.documents.count == 3 && before.files.count >= 5)
 
         let id = try await stack.createBackup()
-        let repository = stack.root + "/repository-copy"
-        try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
-        try await stack.loseHome(ports)
+        let repository = try await stack.copyRepositoryAndLoseHome(ports)
 
         let list = try await stack.automate(["restore", "list", repository])
         #expect(list.output.contains("\(id)  completed"), "\(list.output)")
@@ -159,9 +157,7 @@ struct RestoreTests {
         try await stack.loadBulkData()
         unlink(stack.home.dataDirectory + "/compliance-service/profiles/bulk.bin")
         let id = try await stack.createBackup()
-        let repository = stack.root + "/repository-copy"
-        try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
-        try await stack.loseHome(ports)
+        let repository = try await stack.copyRepositoryAndLoseHome(ports)
 
         let restore = try LiveCommand(stack, ["restore", repository, id])
         let shown = await restore.waitFor("(restore id ")
@@ -199,9 +195,7 @@ struct RestoreTests {
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
-        let repository = stack.root + "/repository-copy"
-        try #require(try await stack.shell("cp -a '\(stack.home.backupsDirectory)' '\(repository)'").succeeded)
-        try await stack.loseHome(ports)
+        let repository = try await stack.copyRepositoryAndLoseHome(ports)
 
         // The teams API, asked over and over during the whole restore: it may refuse (held down), but
         // every answer it gives must hold the restored teams (the fresh database is empty).
