@@ -132,6 +132,18 @@ public struct OperationProgress: Sendable, Equatable {
         itemsTotal = items.reduce(0) { $0 + max($1.itemsTotal, $1.itemsDone) }
     }
 
+    /// Whether `other` differs from `self` only in its counts and details (bytes and items done or
+    /// total, facts): what the registry may hold back for a moment and publish coalesced. Phases, steps,
+    /// the set of items, their locations, pids and errors are milestones and published at once.
+    public func hasSameMilestones(as other: OperationProgress) -> Bool {
+        guard phase == other.phase, step == other.step, items.count == other.items.count else { return false }
+        for (a, b) in zip(items, other.items) {
+            guard a.name == b.name, a.phase == b.phase, a.step == b.step, a.location == b.location, a.pid == b.pid,
+                  a.error == b.error else { return false }
+        }
+        return true
+    }
+
     /// `self` moved forward by `next` (see the type's note): what the registry stores after each update.
     public func merged(with next: OperationProgress) -> OperationProgress {
         var m = next

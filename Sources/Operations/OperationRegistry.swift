@@ -7,6 +7,11 @@ import Foundation
 /// Updates are applied inside the actor one at a time, in the order the operation reported them (see
 /// ``OperationContext``); its end is applied after every update it reported. Ended operations are kept
 /// (the most recent `keepEnded`) so that a late `status` still answers.
+///
+/// Watchers get every milestone (phase, step, an item's start, end or error) at once and in order; a
+/// change of counts alone (bytes or items done, details) reaches them at most once per
+/// `publishInterval`, always the latest values, and never after a later milestone. A body may so report
+/// bytes as often as it reads them without flooding its watchers (or the processes those feed).
 public actor OperationRegistry<Result: Sendable> {
     public typealias Snapshot = OperationSnapshot<Result>
 
@@ -19,11 +24,17 @@ public actor OperationRegistry<Result: Sendable> {
         var snapshot: Snapshot
         var task: Task<Void, Never>?
         var watchers: [UUID: AsyncStream<Snapshot>.Continuation] = [:]
+        /// The revision watchers saw last, and when.
+        var publishedRevision: UInt64 = 0
+        var publishedAt: ContinuousClock.Instant = .now
+        /// A coalesced change waits for ``flush(_:)``.
+        var flushScheduled = false
     }
 
     /// Who keeps these operations (`pg-sidecar-service`): named in errors.
     public nonisolated let owner: String
     private let keepEnded: Int
+    private let publishInterval: Duration
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
     private var revision: UInt64 = 0
@@ -31,9 +42,11 @@ public actor OperationRegistry<Result: Sendable> {
     /// - Parameters:
     ///   - owner: the process or component that runs the operations, named in every error.
     ///   - keepEnded: how many ended operations stay known (the oldest are forgotten first).
-    public init(owner: String, keepEnded: Int = 1000) {
+    ///   - publishInterval: how often at most a change of counts alone reaches the watchers.
+    public init(owner: String, keepEnded: Int = 1000, publishInterval: Duration = .milliseconds(100)) {
         self.owner = owner
         self.keepEnded = max(1, keepEnded)
+        self.publishInterval = publishInterval
     }
 
     /// Starts `body` as a task of its own and returns the operation's id at once.
@@ -177,6 +190,7 @@ public actor OperationRegistry<Result: Sendable> {
         let old = e.snapshot
         let state: OperationState<Result>
         let progress: OperationProgress
+        var milestone = true
         switch event {
         case .progress(let update):
             var next = old.progress
@@ -184,6 +198,7 @@ public actor OperationRegistry<Result: Sendable> {
             progress = old.progress.merged(with: next)
             if progress == old.progress { return }
             state = .running(progress)
+            milestone = !progress.hasSameMilestones(as: old.progress)
         case .ended(let end):
             state = end
             var last = old.progress
@@ -197,16 +212,40 @@ public actor OperationRegistry<Result: Sendable> {
         e.snapshot = Snapshot(
             id: old.id, kind: old.kind, labels: old.labels, state: state, progress: progress, startedAt: old.startedAt,
             finishedAt: state.isTerminal ? Date() : nil, revision: revision)
-        for continuation in e.watchers.values {
-            continuation.yield(e.snapshot)
-            if state.isTerminal { continuation.finish() }
+        let now = ContinuousClock.now
+        let due = e.publishedAt.advanced(by: publishInterval)
+        if milestone || state.isTerminal || now >= due {
+            publish(&e, at: now)
+        } else if !e.flushScheduled {
+            e.flushScheduled = true
+            Task { [self] in
+                try? await Task.sleep(until: due, clock: .continuous)
+                self.flush(id)
+            }
         }
         if state.isTerminal {
+            for continuation in e.watchers.values { continuation.finish() }
             e.watchers = [:]
             e.task = nil
         }
         entries[id] = e
         if state.isTerminal { forgetOldEnded() }
+    }
+
+    /// Gives the watchers the entry's snapshot, unless they have it already.
+    private func publish(_ e: inout Entry, at now: ContinuousClock.Instant) {
+        e.flushScheduled = false
+        guard e.snapshot.revision != e.publishedRevision else { return }
+        e.publishedRevision = e.snapshot.revision
+        e.publishedAt = now
+        for continuation in e.watchers.values { continuation.yield(e.snapshot) }
+    }
+
+    /// Publishes a change of counts held back by `apply` (nothing when a later change published it).
+    private func flush(_ id: String) {
+        guard var e = entries[id], e.flushScheduled else { return }
+        publish(&e, at: .now)
+        entries[id] = e
     }
 
     private func removeWatcher(_ id: String, _ token: UUID) {

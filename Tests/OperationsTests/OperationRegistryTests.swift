@@ -56,6 +56,63 @@ final class OperationRegistryTests: XCTestCase {
         XCTAssertNotNil(end.finishedAt)
     }
 
+    func testCountsAloneAreCoalescedMilestonesAreNot() async throws {
+        let registry = OperationRegistry<Void>(owner: "test-owner", publishInterval: .milliseconds(50))
+        let gate = Gate()
+        let id = try await registry.start(kind: "flood") { context in
+            await gate.wait()
+            try await runBlocking { _ in
+                for i in 1...20_000 {
+                    context.report(item: "a") { p in
+                        p.bytesDone = Int64(i)
+                        if i % 5000 == 0 { p.step = "at \(i)" }
+                    }
+                }
+            }
+        }
+        let stream = try await registry.watch(id)
+        await gate.release()
+        var snapshots = 0
+        var steps: [String] = []
+        var previous: Int64 = 0
+        var last: OperationSnapshot<Void>?
+        for await s in stream {
+            snapshots += 1
+            let item = s.progress.item("a")
+            let done = item?.bytesDone ?? 0
+            XCTAssertGreaterThanOrEqual(done, previous, "counts never go back")
+            previous = done
+            if let step = item?.step, step != steps.last, !step.isEmpty {
+                steps.append(step)
+                // A milestone is published with the counts it was reported with, not held back.
+                XCTAssertEqual(done, Int64(step.dropFirst(3)), "the milestone \(step) came with its own count")
+            }
+            last = s
+        }
+        XCTAssertEqual(steps, ["at 5000", "at 10000", "at 15000", "at 20000"], "every milestone, in order")
+        XCTAssertLessThan(snapshots, 2_000, "20,000 count updates reach the watcher coalesced (saw \(snapshots))")
+        XCTAssertEqual(last?.isTerminal, true)
+        XCTAssertEqual(last?.progress.item("a")?.bytesDone, 20_000)
+    }
+
+    func testAHeldBackCountIsPublishedWithoutAnotherUpdate() async throws {
+        let registry = OperationRegistry<Void>(owner: "test-owner", publishInterval: .milliseconds(100))
+        let gate = Gate()
+        let id = try await registry.start(kind: "quiet") { context in
+            context.report(item: "a") { $0.phase = .transferring; $0.bytesDone = 1 }
+            context.report(item: "a") { $0.bytesDone = 2 }  // counts only: held back for the interval
+            await gate.wait()
+        }
+        let started = ContinuousClock.now
+        for await s in try await registry.watch(id) where s.progress.item("a")?.bytesDone == 2 {
+            XCTAssertFalse(s.isTerminal, "the count came on its own, not with the end")
+            break
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(5))
+        await gate.release()
+        _ = try await registry.wait(id)
+    }
+
     func testProgressNeverGoesBack() async throws {
         let registry = OperationRegistry<Void>(owner: "test-owner")
         let gate = Gate()
