@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A backup repository (DESIGN.md's layout): one folder per backup id, readable with plain tools, on disk
 /// or in S3. Lists backups with their state and size, and verifies them (every sha256) without any
@@ -106,17 +109,21 @@ public struct BackupRepository: Sendable {
         return State(rawValue: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? .unknown
     }
 
-    /// sha256 of a file, read in 1 MiB pieces (lower-case hex).
+    /// sha256 of a file, read in 1 MiB pieces into one buffer (lower-case hex).
     public static func sha256(ofFile path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw Failure(kind: .unreadable, message: "cannot read \(path)")
-        }
-        defer { try? handle.close() }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(kind: .unreadable, message: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
         while true {
-            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
-            if chunk.isEmpty { break }
-            hasher.update(data: chunk)
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw Failure(kind: .unreadable, message: "reading \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
         }
         return Checksum.hex(hasher.finalize())
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// Re-reads a backup and checks it against its own records: the `.status` marker, `checksums.json`
 /// against every service's `metadata.json`, and every artifact's size and sha256.
@@ -47,6 +48,7 @@ public struct BackupVerifier: Sendable {
         let base = id.rawValue + "/"
         var findings: [Finding] = []
         var problems: [String] = []
+        var pending: [(index: Int, artifact: ArtifactRecord, key: String, relative: String)] = []
         if entry.state == .phaseOne {
             // No records to check against: say what is there, unverified.
             for file in try store.files(under: base) {
@@ -94,11 +96,27 @@ public struct BackupVerifier: Sendable {
             for artifact in metadata.artifacts {
                 let relative = Self.normalized(service + "/" + artifact.path)
                 let key = Self.normalized(base + service + "/" + artifact.path)
-                findings.append(check(artifact, key: key, relative: relative, contents: checkArtifacts))
+                pending.append((findings.count, artifact, key, relative))
+                findings.append(Finding(file: relative, verdict: .unverified, detail: "not checked yet"))
             }
         }
+        // Re-reading the artifacts is most of the work: they are read at once, a few at a time (the
+        // largest first), and their findings land where they were listed.
+        let checks = pending.sorted { $0.artifact.size > $1.artifact.size }
+        let results = Mutex([(Int, Finding)]())
+        DispatchQueue.concurrentPerform(iterations: min(checks.count, Self.parallelReads)) { worker in
+            for i in stride(from: worker, to: checks.count, by: Self.parallelReads) {
+                let c = checks[i]
+                let finding = check(c.artifact, key: c.key, relative: c.relative, contents: checkArtifacts)
+                results.withLock { $0.append((c.index, finding)) }
+            }
+        }
+        for (index, finding) in results.withLock({ $0 }) { findings[index] = finding }
         return Report(id: id, state: entry.state, findings: findings, problems: problems)
     }
+
+    /// How many artifacts are re-read at once: the processors, at most 4 (a repository on one disk).
+    static let parallelReads = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
 
     /// `svc/../../automate-elasticsearch-data/x` → `../automate-elasticsearch-data/x` (relative to the backup folder).
     static func normalized(_ path: String) -> String {

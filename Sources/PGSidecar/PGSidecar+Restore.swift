@@ -116,9 +116,12 @@ extension PGSidecar {
                                arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
                                pipeStdout: false, pipeStdin: true)
         } else {
+            // Its sessions build the indexes: let them sort in memory.
+            var env = ProcessInfo.processInfo.environment
+            env["PGOPTIONS"] = "-c maintenance_work_mem=\(config.restoreMaintenanceWorkMem)"
             tool = ToolProcess(path: toolPath("pg_restore", major: major),
                                arguments: ["--exit-on-error", "--no-owner"] + toolArgs(database: temp),
-                               pipeStdout: false, pipeStdin: true)
+                               pipeStdout: false, pipeStdin: true, environment: env)
         }
         let f: Int64 = try job.withCancelAction({ tool.kill(SIGKILL) }) {
             try job.checkCancellation()

@@ -12,6 +12,9 @@ public struct PGSidecarConfig: Sendable {
     public var pgBinRoot: String = "/usr/lib/postgresql"
     public var zstdLevel: Int32 = 1
     public var partSize: Int = 8 << 20
+    /// `maintenance_work_mem` of the sessions pg_restore opens (index builds sort in memory up to it):
+    /// PostgreSQL's 64MB default makes a restore's index builds spill to disk.
+    public var restoreMaintenanceWorkMem = "256MB"
 
     public init(socketPath: String, s3: S3Client, bucket: String, server: PGServer) {
         self.socketPath = socketPath
@@ -22,7 +25,8 @@ public struct PGSidecarConfig: Sendable {
 
     /// From the service environment: `AUTOMATE_SERVICE_SOCKET` and the manifest's `[config]` values
     /// (`AUTOMATE_CFG_S3_ENDPOINT`, `_S3_REGION`, `_S3_BUCKET`, `_S3_CREDENTIALS` (file), `_PG_HOST`
-    /// (socket dir), `_PG_PORT`, `_PG_USER`, `_PG_BIN_ROOT`, `_ZSTD_LEVEL`, `_PART_SIZE_MIB`).
+    /// (socket dir), `_PG_PORT`, `_PG_USER`, `_PG_BIN_ROOT`, `_ZSTD_LEVEL`, `_PART_SIZE_MIB`,
+    /// `_RESTORE_MAINTENANCE_WORK_MEM` (a PostgreSQL memory size: `256MB`, `1GB`)).
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PGSidecarConfig {
         func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
         guard let socket = env["AUTOMATE_SERVICE_SOCKET"] else { throw PGSidecarError(.configuration, "AUTOMATE_SERVICE_SOCKET is not set") }
@@ -45,6 +49,12 @@ public struct PGSidecarConfig: Sendable {
         if let r = cfg("PG_BIN_ROOT") { c.pgBinRoot = r }
         if let l = cfg("ZSTD_LEVEL").flatMap(Int32.init) { c.zstdLevel = min(max(l, 1), 19) }
         if let p = cfg("PART_SIZE_MIB").flatMap(Int.init) { c.partSize = max(5, p) << 20 }
+        if let m = cfg("RESTORE_MAINTENANCE_WORK_MEM") {
+            guard m.wholeMatch(of: /[1-9][0-9]{0,6}(kB|MB|GB)/) != nil else {
+                throw PGSidecarError(.configuration, "config restore_maintenance_work_mem = \"\(m)\" is not a PostgreSQL memory size such as 256MB or 1GB")
+            }
+            c.restoreMaintenanceWorkMem = m
+        }
         return c
     }
 }
