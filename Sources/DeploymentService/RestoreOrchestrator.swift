@@ -10,7 +10,8 @@ import ServiceKit
 /// Restores a backup by relaunching the stack from it, in the blueprint's order. The supervisor runs
 /// only the gateway and this service (the others are `held`); the restore reads and checks the backup's
 /// `deployment-service/` folder and the services it records, and only then replaces its own store. Then
-/// it brings the stack up in dependency order, one wave of independent services at a time:
+/// it brings the stack up in dependency order, each service as soon as everything it depends on is up
+/// (and, for a service with data, restored), at most `max_parallel` at a time:
 ///
 /// - infrastructure, sidecars and services without data are started and awaited;
 /// - a service implementing the contract is started held down for the restore (``RestoreHold``), must
@@ -273,24 +274,13 @@ public actor RestoreOrchestrator {
         return file.hasSuffix(".sock") ? String(file.dropLast(5)) : file
     }
 
-    /// The plan cut into waves: each service comes after every wave holding one of its dependencies.
-    static func waves(_ plan: [Step]) -> [[Step]] {
-        var level: [String: Int] = [:]
-        // Start order puts manifest dependencies first; a sidecar added as a dependency may come later
-        // in it, so levels are settled until nothing moves (the graph has no cycle: sidecars restore
-        // nothing).
-        var changed = true
-        var rounds = 0
-        while changed && rounds <= plan.count {
-            changed = false
-            rounds += 1
-            for step in plan {
-                let l = (step.dependsOn.compactMap { level[$0] }.max() ?? -1) + 1
-                if level[step.name] != l { level[step.name] = l; changed = true }
-            }
+    /// The steps of `plan` that can start now: not started, and every dependency that is part of the
+    /// plan done (a dependency outside it is already running: the gateway).
+    static func ready(_ plan: [Step], started: Set<String>, done: Set<String>) -> [Step] {
+        let names = Set(plan.map(\.name))
+        return plan.filter { step in
+            !started.contains(step.name) && step.dependsOn.allSatisfy { !names.contains($0) || done.contains($0) }
         }
-        let count = (level.values.max() ?? -1) + 1
-        return (0..<count).map { n in plan.filter { level[$0.name] == n } }
     }
 
     // MARK: running
@@ -302,22 +292,25 @@ public actor RestoreOrchestrator {
         var failure: String?
         do {
             try await withThrowingTaskGroup(of: Void.self) { longTerms in
-                for wave in Self.waves(plan) {
-                    let follows = try await withThrowingTaskGroup(of: LongTerm?.self) { group in
-                        var inFlight = 0
-                        var follows: [LongTerm] = []
-                        for step in wave {
-                            if inFlight >= config.maxParallel {
-                                if let f = try await group.next() ?? nil { follows.append(f) }
-                                inFlight -= 1
-                            }
-                            group.addTask { try await self.bringUp(step, backupID: backupID, restoreID: restoreID, supervisor: supervisor) }
+                // Each service starts once what it depends on is up: a slow start (the search engine)
+                // or restore holds back only what needs it.
+                try await withThrowingTaskGroup(of: (String, LongTerm?).self) { group in
+                    var started = Set<String>(), done = Set<String>()
+                    var inFlight = 0
+                    while done.count < plan.count {
+                        for step in Self.ready(plan, started: started, done: done) where inFlight < config.maxParallel {
+                            started.insert(step.name)
                             inFlight += 1
+                            group.addTask { (step.name, try await self.bringUp(step, backupID: backupID, restoreID: restoreID, supervisor: supervisor)) }
                         }
-                        for try await f in group { if let f { follows.append(f) } }
-                        return follows
+                        guard let (name, follow) = try await group.next() else {
+                            let stuck = plan.map(\.name).filter { !done.contains($0) }
+                            throw ParticipantError("the services \(stuck.joined(separator: ", ")) depend on each other in a cycle: none can start first")
+                        }
+                        inFlight -= 1
+                        done.insert(name)
+                        if let follow { longTerms.addTask(operation: follow) }
                     }
-                    for follow in follows { longTerms.addTask(operation: follow) }
                 }
                 logger.info("restore \(restoreID): every service is up; short-term part done")
                 shortTermDone(restoreID)
