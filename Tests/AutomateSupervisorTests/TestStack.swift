@@ -1,6 +1,7 @@
 import AutomateRPC
 import AutomateSupervisor
 import Foundation
+import Synchronization
 import Testing
 
 /// A throw-away stack for one test: its own home in a temp folder, its own services folder (copied
@@ -42,7 +43,29 @@ final class TestStack: @unchecked Sendable {
         hooksDirectory = base + "/hooks"
         try FileManager.default.createDirectory(atPath: servicesDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: hooksDirectory, withIntermediateDirectories: true)
+        _ = Self.live.withLock { $0.insert(base) }
+        Self.sweepAtExit
     }
+
+    /// Stacks made and not torn down yet. Tests tear down in a `defer`ed task that the test process
+    /// does not wait for: the last test's can be cut short by the process exiting.
+    private static let live = Mutex(Set<String>())
+
+    /// At exit, every stack still running is stopped (its supervisor signalled, its lock awaited) and
+    /// its folder deleted, so that no test run leaves a stack behind.
+    private static let sweepAtExit: Void = {
+        atexit {
+            for root in TestStack.live.withLock({ $0 }) {
+                let lock = AutomateHome(path: root + "/home").lockFilePath
+                if let pid = SupervisorLock.holder(path: lock) {
+                    kill(pid, SIGTERM)
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    while SupervisorLock.holder(path: lock) != nil && ContinuousClock.now < deadline { usleep(50_000) }
+                }
+                try? FileManager.default.removeItem(atPath: root)
+            }
+        }
+    }()
 
     /// Copies the repository's manifest and hooks of `service`.
     func useRepositoryService(_ service: String) throws {
@@ -133,6 +156,7 @@ final class TestStack: @unchecked Sendable {
             _ = try? await automate(["stop"])
         }
         try? FileManager.default.removeItem(atPath: root)
+        _ = Self.live.withLock { $0.remove(root) }
     }
 
     /// A free TCP port on 127.0.0.1.
