@@ -130,6 +130,9 @@ let package = Package(
         .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        /// What the supervisor hands a service (its variables, its `[config]` values, the gateway), read
+        /// with one set of typed checks.
+        .target(name: "ServiceSettings", dependencies: ["AutomateErrors", "S3Client"], swiftSettings: swiftSettings),
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto), generated code, and how operations answer on it.
         .target(
             name: "SidecarProto",
@@ -141,7 +144,7 @@ let package = Package(
         .target(
             name: "PGSidecar",
             dependencies: [
-                "AutomateErrors", "DataTools", "Operations", "S3Client", "SidecarProto", "AutomateRPC",
+                "AutomateErrors", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -151,7 +154,7 @@ let package = Package(
         .target(
             name: "ESSidecar",
             dependencies: [
-                "Operations", "S3Client", "SidecarProto", "AutomateRPC",
+                "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -173,7 +176,7 @@ let package = Package(
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "DataTools"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PGSidecarTests",
-            dependencies: ["PGSidecar", "DataTools", "ServiceKit", "BackupContract", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
+            dependencies: ["PGSidecar", "DataTools", "ServiceKit", "ServiceSettings", "BackupContract", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport", "ESSidecar"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -188,7 +191,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "AutomateErrors", "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "SidecarProto",
+                "AutomateErrors", "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -207,7 +210,7 @@ let package = Package(
             name: "DeploymentService",
             dependencies: [
                 "ServiceKit", "AutomateRPC", "AutomateManifest", "BackupContract", "BackupRepository", "S3Client",
-                "SidecarProto", "AutomateSupervisor",
+                "ServiceSettings", "SidecarProto", "AutomateSupervisor",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import ServiceSettings
 
 /// The deployment-service's settings, from the environment the supervisor gives it.
 public struct DeploymentConfig: Sendable {
@@ -32,8 +33,9 @@ public struct DeploymentConfig: Sendable {
             throw DeploymentError.configuration("AUTOMATE_SERVICE_DATA is not set (start the deployment-service with automate-supervisor)")
         }
         var config = DeploymentConfig(kit: kit, servicesDirectory: services, environment: env, storePath: data + "/state.sqlite")
-        if let n = env["AUTOMATE_CFG_MAX_PARALLEL"].flatMap(Int.init), n > 0 { config.maxParallel = n }
-        if let s = env["AUTOMATE_CFG_SERVICE_TIMEOUT_SECONDS"].flatMap(Int.init), s > 0 { config.serviceTimeout = .seconds(s) }
+        let settings = ServiceSettings(env)
+        if let n = try settings.int("max_parallel", in: 1...64) { config.maxParallel = n }
+        if let s = try settings.int("service_timeout_seconds", in: 1...604_800) { config.serviceTimeout = .seconds(s) }
         return config
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import S3Client
+import ServiceSettings
 
 /// How the es-sidecar saves indices: documents exported as NDJSON through S3 (the stack's own engine), or
 /// the cluster's `_snapshot` API (a real Elasticsearch/OpenSearch cluster).
@@ -26,34 +27,22 @@ public struct ESSidecarConfig: Sendable {
         self.bucket = bucket
     }
 
-    /// From the service environment: `AUTOMATE_SERVICE_SOCKET`, `AUTOMATE_CFG_SEARCH_URL`, `_MODE`
-    /// (export | snapshot; default export, snapshot when `_EXTERNAL` is true), `_S3_ENDPOINT`, `_S3_REGION`,
-    /// `_S3_BUCKET`, `_S3_CREDENTIALS`, `_S3_CLIENT_NAME`, `_PART_SIZE_MIB`.
+    /// From the service's settings (``ServiceSettings``): `AUTOMATE_SERVICE_SOCKET`, the repository
+    /// (`[config]` `s3_*` or the gateway) and the `[config]` keys `search_url`, `mode` (export | snapshot;
+    /// default export, snapshot when `external` is true), `s3_client_name`, `part_size_mib` (5-5120). A
+    /// value that does not parse is an error naming it.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ESSidecarConfig {
-        func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
-        guard let socket = env["AUTOMATE_SERVICE_SOCKET"] else { throw SearchError(status: 0, message: "AUTOMATE_SERVICE_SOCKET is not set") }
-        guard let url = cfg("SEARCH_URL") else { throw SearchError(status: 0, message: "config search_url is not set") }
-        // The supervisor hands gateway users AUTOMATE_GATEWAY_* ([backup] gateway = true); config overrides.
-        func gw(_ k: String) -> String? { env["AUTOMATE_GATEWAY_" + k].flatMap { $0.isEmpty ? nil : $0 } }
-        guard let endpoint = cfg("S3_ENDPOINT") ?? gw("ENDPOINT") else {
-            throw SearchError(status: 0, message: "no S3 endpoint: set config s3_endpoint or run with [backup] gateway = true")
+        let settings = ServiceSettings(env)
+        let socket = try settings.required("AUTOMATE_SERVICE_SOCKET")
+        guard let url = settings.string("search_url") else {
+            throw SettingsError(.missing, "config search_url of \(settings.service) is not set: give it the search engine's URL")
         }
-        let external = cfg("EXTERNAL") == "true"
-        guard let mode = ESMode(rawValue: cfg("MODE") ?? (external ? "snapshot" : "export")) else {
-            throw SearchError(status: 0, message: "config mode must be export or snapshot")
-        }
-        var creds: S3Credentials? = nil
-        if let path = cfg("S3_CREDENTIALS") {
-            creds = try S3Credentials.load(path: path)
-        } else if let id = gw("ACCESS_KEY_ID"), let secret = gw("SECRET_ACCESS_KEY") {
-            creds = S3Credentials(accessKeyID: id, secretAccessKey: secret)
-        }
-        var c = ESSidecarConfig(
-            socketPath: socket, searchURL: url, mode: mode,
-            s3: S3Client(endpoint: endpoint, region: cfg("S3_REGION") ?? gw("REGION") ?? "us-east-1", credentials: creds),
-            bucket: cfg("S3_BUCKET") ?? gw("BUCKET") ?? "backups")
-        if let n = cfg("S3_CLIENT_NAME") { c.s3ClientName = n }
-        if let p = cfg("PART_SIZE_MIB").flatMap(Int.init) { c.partSize = max(5, p) << 20 }
+        let external = try settings.bool("external") ?? false
+        let mode = ESMode(rawValue: try settings.choice("mode", ["export", "snapshot"]) ?? (external ? "snapshot" : "export"))!
+        let repository = try settings.repository()
+        var c = ESSidecarConfig(socketPath: socket, searchURL: url, mode: mode, s3: repository.client, bucket: repository.bucket)
+        if let n = settings.string("s3_client_name") { c.s3ClientName = n }
+        if let p = try settings.int("part_size_mib", in: 5...5120) { c.partSize = p << 20 }
         return c
     }
 }

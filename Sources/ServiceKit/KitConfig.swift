@@ -1,6 +1,7 @@
 import BackupContract
 import Foundation
 import S3Client
+import ServiceSettings
 
 /// Where a service's backups go and which sidecars do the work: read from the environment the
 /// supervisor gives a service whose manifest says `[backup] gateway = true`.
@@ -29,24 +30,22 @@ public struct KitConfig: Sendable {
         self.esSidecarSocket = esSidecarSocket
     }
 
-    /// From `AUTOMATE_GATEWAY_ENDPOINT`, `_REGION`, `_BUCKET`, `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY` and
-    /// `AUTOMATE_RUN_DIR` (the sidecars' sockets live there).
+    /// From the service's settings (``ServiceSettings``): the gateway (`AUTOMATE_GATEWAY_ENDPOINT`,
+    /// `_REGION`, `_BUCKET`, `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY`), `AUTOMATE_RUN_DIR` (the sidecars'
+    /// sockets live there), the `[config]` key `zstd_level` (1-19) and the restore it is held for.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> KitConfig {
-        func value(_ k: String) -> String? { env[k].flatMap { $0.isEmpty ? nil : $0 } }
-        guard let endpoint = value("AUTOMATE_GATEWAY_ENDPOINT"), let id = value("AUTOMATE_GATEWAY_ACCESS_KEY_ID"),
-              let secret = value("AUTOMATE_GATEWAY_SECRET_ACCESS_KEY") else {
-            throw KitError(.configuration, 
-                "AUTOMATE_GATEWAY_ENDPOINT and the gateway key pair are not set: give the service `[backup] gateway = true` in its manifest")
-        }
-        guard let runDir = value("AUTOMATE_RUN_DIR") else {
-            throw KitError(.configuration, "AUTOMATE_RUN_DIR is not set (is the service started by automate-supervisor?)")
-        }
+        let settings = ServiceSettings(env)
+        let gatewayHint = "give the service `[backup] gateway = true` in its manifest"
+        let endpoint = try settings.required("AUTOMATE_GATEWAY_ENDPOINT", hint: gatewayHint)
+        let id = try settings.required("AUTOMATE_GATEWAY_ACCESS_KEY_ID", hint: gatewayHint)
+        let secret = try settings.required("AUTOMATE_GATEWAY_SECRET_ACCESS_KEY", hint: gatewayHint)
+        let runDir = try settings.required("AUTOMATE_RUN_DIR", hint: "is the service started by automate-supervisor?")
         var config = KitConfig(
-            s3: S3Client(endpoint: endpoint, region: value("AUTOMATE_GATEWAY_REGION") ?? "us-east-1",
+            s3: S3Client(endpoint: endpoint, region: settings.variable("AUTOMATE_GATEWAY_REGION") ?? "us-east-1",
                          credentials: S3Credentials(accessKeyID: id, secretAccessKey: secret)),
-            bucket: value("AUTOMATE_GATEWAY_BUCKET") ?? "backups",
+            bucket: settings.variable("AUTOMATE_GATEWAY_BUCKET") ?? "backups",
             pgSidecarSocket: runDir + "/pg-sidecar-service.sock", esSidecarSocket: runDir + "/es-sidecar-service.sock")
-        if let level = value("AUTOMATE_CFG_ZSTD_LEVEL").flatMap(Int32.init) { config.zstdLevel = min(max(level, 1), 19) }
+        if let level = try settings.int("zstd_level", in: 1...19) { config.zstdLevel = Int32(level) }
         config.hold = RestoreHold(environment: env)
         return config
     }
