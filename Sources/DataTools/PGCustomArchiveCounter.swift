@@ -106,10 +106,10 @@ public struct PGCustomArchiveCounter: Sendable {
         return tables
     }
 
-    private mutating func truncated(_ where_: String) -> DataToolsError {
+    private mutating func truncated(_ place: String) -> DataToolsError {
         let e = DataToolsError(
             .malformedArchive,
-            "pg_dump archive ends at byte \(bytesRead), \(where_): the dump is truncated (did pg_dump fail or get killed?)",
+            "pg_dump archive ends at byte \(bytesRead), \(place): the dump is truncated (did pg_dump fail or get killed?)",
             detail: String(bytesRead))
         failure = e
         return e
