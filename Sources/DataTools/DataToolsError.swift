@@ -6,7 +6,9 @@ public typealias DataToolsError = CodedError<DataToolsErrorCode>
 
 /// What kind of failure a ``DataToolsError`` is.
 public struct DataToolsErrorCode: ErrorCode {
-    private enum Value: String { case toolMissing, spawnFailed, toolFailed, io, compression, database, cancelled }
+    private enum Value: String { case toolMissing, spawnFailed, toolFailed, io, compression, database, cancelled
+        case malformedArchive, unsupportedArchive, compressedArchive
+    }
     private let value: Value
     private init(_ value: Value) { self.value = value }
     /// The tool's executable does not exist or cannot be executed.
@@ -23,6 +25,12 @@ public struct DataToolsErrorCode: ErrorCode {
     public static let database = DataToolsErrorCode(.database)
     /// The work was cancelled (its tools were killed on purpose).
     public static let cancelled = DataToolsErrorCode(.cancelled)
+    /// A pg_dump custom-format archive is truncated or corrupt (``CodedError/detail`` holds the byte offset).
+    public static let malformedArchive = DataToolsErrorCode(.malformedArchive)
+    /// A pg_dump custom-format archive of a version (or format) this code cannot read.
+    public static let unsupportedArchive = DataToolsErrorCode(.unsupportedArchive)
+    /// A pg_dump custom-format archive whose data is compressed (only `-Z0` archives can be read as they stream).
+    public static let compressedArchive = DataToolsErrorCode(.compressedArchive)
     public var description: String { value.rawValue }
 }
 
@@ -34,4 +42,10 @@ extension CodedError where Code == DataToolsErrorCode {
 
     /// PostgreSQL's SQLSTATE for `.database` errors of a statement (for example `23505`), else nil.
     public var sqlState: String? { detail }
+
+    /// Where in a pg_dump archive the field that failed starts (`.malformedArchive`, `.unsupportedArchive`,
+    /// `.compressedArchive`), else nil.
+    public var archiveOffset: Int64? {
+        code == .malformedArchive || code == .unsupportedArchive || code == .compressedArchive ? detail.flatMap { Int64($0) } : nil
+    }
 }

@@ -94,50 +94,30 @@ extension PGSidecar {
     }
 
     /// pg_dump -Fc -Z0 → zstd → sha256/size → multipart upload, all streamed on this thread (parts upload
-    /// on their own threads, at most two at a time). Row counts come from the same snapshot pg_dump uses.
-    /// Cancelling `job` kills pg_dump's process group and cancels the count query; the upload is aborted.
+    /// on their own threads, at most two at a time). Row counts come from the same stream: a
+    /// `PGCustomArchiveCounter` reads pg_dump's archive as it goes by (pg_dump's own snapshot makes them
+    /// match the dump exactly; no second scan of the tables). Cancelling `job` kills pg_dump's process
+    /// group; the upload is aborted.
     func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, database: String, backupID: String, service: String, major: Int) throws
         -> PGBackupMetadata.Database
     {
         let started = rfc3339()
         let key = dataPrefix(backupID: backupID, service: service) + "\(database).fc.zst"
-        context.report(item: database) { $0.phase = .preparing; $0.step = "counting"; $0.location = key }
-        // A repeatable-read transaction held open while pg_dump runs: its snapshot is exported to pg_dump,
-        // so the row counts recorded match the dump exactly.
-        let snapConn = try PGConnection(config.server, database: database)
-        try snapConn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        let snapshot = try snapConn.query("SELECT pg_export_snapshot()").first?[0] ?? ""
-        defer { _ = try? snapConn.query("COMMIT") }
-        // Row counts run on their own thread, in the exported snapshot, while pg_dump dumps it. The
-        // connection is used by that thread alone until it is joined; PQcancel is safe from any thread.
-        final class CountBox: @unchecked Sendable {  // `result` is written before `done` is signalled, read after
-            var result: Result<[PGBackupMetadata.Table], Error> = .success([])
-            let done = DispatchSemaphore(value: 0)
-        }
-        let box = CountBox()
-        nonisolated(unsafe) let countConn = snapConn
-        let counter = Thread {
-            box.result = Result { try countConn.tableRowCounts().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) } }
-            box.done.signal()
-        }
-        var counterStarted = false
-        var counterJoined = false
-        func joinCounter() throws -> [PGBackupMetadata.Table] {
-            if counterStarted && !counterJoined { box.done.wait(); counterJoined = true }
-            return try box.result.get()
-        }
-        // Never leave the connection to a running thread; a counter that never started (the upload could
-        // not begin) has nothing to wait for.
-        defer { _ = try? joinCounter() }
+        context.report(item: database) { $0.phase = .preparing; $0.step = "starting pg_dump"; $0.location = key }
+        let locale = try PGConnection(config.server).query(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]
+        ).first
+        var counter = PGCustomArchiveCounter()
 
         let tool = ToolProcess(
             path: toolPath("pg_dump", major: major),
-            arguments: ["-Fc", "-Z0", "--snapshot=\(snapshot)"] + toolArgs(database: database),
+            arguments: ["-Fc", "-Z0"] + toolArgs(database: database),
             pipeStdout: true, pipeStdin: false)
         let writer = try MultipartWriter(client: config.s3, bucket: config.bucket, key: key, partSize: config.partSize)
         var hasher = SHA256()
         var compressedSize: Int64 = 0
         var raw: Int64 = 0
+        var counts: [PGBackupMetadata.Table] = []
         do {
             // Made before pg_dump starts: nothing that can throw stands between its start and the catch
             // that kills and reaps it.
@@ -146,11 +126,9 @@ extension PGSidecar {
                 compressedSize += Int64(chunk.count)
                 try writer.write(chunk)
             }
-            try job.withCancelAction({ tool.kill(SIGKILL); countConn.cancelRunningQuery() }) {
+            try job.withCancelAction({ tool.kill(SIGKILL) }) {
                 try job.checkCancellation()
                 try tool.start()
-                counter.start()
-                counterStarted = true
                 let pid = tool.pid
                 context.report(item: database) { $0.phase = .transferring; $0.step = "dumping"; $0.pid = pid }
                 var lastReport: Int64 = 0
@@ -158,6 +136,7 @@ extension PGSidecar {
                     try tool.readStdout { chunk in
                         try job.checkCancellation()
                         raw += Int64(chunk.count)
+                        try counter.consume(chunk)
                         try zstd.compress(chunk)
                         if raw - lastReport >= 1 << 20 {
                             lastReport = raw
@@ -172,7 +151,12 @@ extension PGSidecar {
                 }
                 try tool.wait()  // a pg_dump that failed or was killed: its stderr, and no complete
                 try zstd.finish()
-                _ = try joinCounter()
+                // pg_dump exited 0: an archive that is cut or corrupt all the same is refused before the
+                // upload completes.
+                counts = try counter.finish().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) }
+                    // Large objects count as a pseudo-table (as `PGConnection.tableRowCounts` does), so that
+                    // a restore that lost them fails its check.
+                    + [PGBackupMetadata.Table(schema: "pg_catalog", table: "pg_largeobject_metadata", rows: counter.largeObjects)]
                 try job.checkCancellation()
             }
             context.report(item: database) { $0.phase = .finishing; $0.step = "uploading"; $0.pid = 0 }
@@ -183,11 +167,9 @@ extension PGSidecar {
         }
         let digest = hex(hasher.finalize())
         let size = compressedSize, r = raw
-        let counts = try joinCounter()
         context.report(item: database) { s in
             s.phase = .done; s.step = "done"; s.bytesDone = r; s.details["size"] = String(size)
         }
-        let locale = try? snapConn.query("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]).first
         return PGBackupMetadata.Database(
             name: database, key: key, format: "custom+zstd", size: size, sha256: digest, uncompressedSize: r,
             tables: counts, startedAt: started, finishedAt: rfc3339(),

@@ -141,6 +141,13 @@ final class PGSidecarTests: XCTestCase {
         XCTAssertGreaterThan(db.size, 10 << 20, "want several 5 MiB parts")
         XCTAssertGreaterThan(s.bytesTotal, 0)
         XCTAssertTrue(db.tables.contains { $0.table == "orders" && $0.rows == 400_000 })
+        // Counted from pg_dump's stream: every table's count(*) (and the large objects) exactly.
+        let conn = try PGConnection(PGServer(host: pg.socketDir, port: pg.port, user: pg.user), database: "shop")
+        let recorded = Dictionary(uniqueKeysWithValues: db.tables.map { ("\($0.schema).\($0.table)", $0.rows) })
+        let actual = Dictionary(uniqueKeysWithValues: try conn.tableRowCounts().map { ("\($0.schema).\($0.table)", $0.rows) })
+        XCTAssertEqual(recorded, actual)
+        XCTAssertEqual(recorded["pg_catalog.pg_largeobject_metadata"], 1)
+        XCTAssertEqual(recorded["audit.events"], 1000)
         let head = try await s3.headObject(bucket: Self.bucket, key: db.key)
         XCTAssertEqual(head?.size, db.size)
         let meta = try await s3.getObject(bucket: Self.bucket, key: "20260301100000/shop-service/pg_data/metadata.json")
