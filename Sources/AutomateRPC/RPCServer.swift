@@ -130,16 +130,22 @@ public final class RPCServer: Sendable {
                     )
                 }
             }
+        // Bound and restricted under a hidden name, then renamed into place: the socket appears at `path`
+        // only once it listens with its final mode (a client that waits for the file never meets a
+        // refused connection, nor a socket anyone may still reach).
+        let bound = RPCSocketFile.stagingPath(for: path) ?? path
         let channel: any Channel
         do {
-            channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
+            channel = try await bootstrap.bind(unixDomainSocketPath: bound, cleanupExistingSocketFile: false).get()
         } catch {
             throw RPCServerError.bindFailed(path: path, reason: "\(error)")
         }
         do {
-            try RPCSocketFile.restrict(path)
+            try RPCSocketFile.restrict(bound)
+            if bound != path { try RPCSocketFile.publish(bound, at: path) }
         } catch {
             try? await channel.close()
+            RPCSocketFile.remove(bound)
             RPCSocketFile.remove(path)
             throw error
         }

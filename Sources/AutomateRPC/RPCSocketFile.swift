@@ -76,6 +76,22 @@ enum RPCSocketFile {
         }
     }
 
+    /// Where to bind before the socket appears at `path`: a hidden name in the same folder (so that a
+    /// rename moves it into place), no longer than `path` allows; nil when no such name fits the
+    /// length limit (then `path` is bound directly).
+    static func stagingPath(for path: String) -> String? {
+        let staging = parentDirectory(of: path) + "/.rpc-\(String(UInt32(getpid()), radix: 16))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        return staging.utf8.count <= maxPathLength ? staging : nil
+    }
+
+    /// Moves a bound, listening socket from `staging` to `path` (atomic: a client finds no socket, or
+    /// one that accepts).
+    static func publish(_ staging: String, at path: String) throws {
+        guard rename(staging, path) == 0 else {
+            throw RPCServerError.bindFailed(path: path, reason: "cannot move the socket into place from \(staging): \(errnoDescription())")
+        }
+    }
+
     /// Removes the socket file if it is still a socket.
     static func remove(_ path: String) {
         var info = stat()
