@@ -46,7 +46,11 @@ struct FSBackend: S3Backend {
             return try await putObject(req, bucket: bpath, key: key, path: path, body: body, log: log)
         case "DELETE":
             if let id = q["uploadId"] {
-                try await FilePool.run { removeTree(try FSStore.uploadDir(bucket: bpath, key: key, uploadId: id)) }
+                try await FilePool.run {
+                    let dir = try FSStore.uploadDir(bucket: bpath, key: key, uploadId: id)
+                    removeTree(dir)
+                    store.assemblies.forget(dir: dir)
+                }
                 return Reply.empty(status: 204)
             }
             try rejectSubresources(q, allowed: ["versionId"])
@@ -448,7 +452,7 @@ struct FSBackend: S3Backend {
         }
         let file = try await PendingFile.create(dir: parentPath(target))
         do {
-            try await file.append(contentsOf: source.path)
+            try await file.append(contentsOf: source.path, offset: 0, length: source.info.size)
             try await file.commit(to: target, etag: setag, meta: meta, store: store.metadata, condition: condition)
         } catch {
             await file.abort()

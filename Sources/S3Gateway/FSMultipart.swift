@@ -6,9 +6,14 @@ import NIOCore
 import Glibc
 #endif
 
-/// Filesystem mode: multipart uploads. Parts are staged in `<bucket>/.automate-uploads/<uploadId>/` (each
-/// upload of a part in its own temp file, renamed into `part-NNNNN`: the last one completed wins);
-/// CompleteMultipartUpload joins them into the object and records the part sizes in its metadata.
+/// Filesystem mode: multipart uploads, kept in `<bucket>/.automate-uploads/<uploadId>/`.
+///
+/// Parts of the common shape (all the stride's size but the last, see `AssemblyRegistry`) are written once,
+/// straight into the upload's `assembly` file at `(n - 1) * stride`; any other part upload is staged in its own
+/// temp file, renamed to `data-*`. Either way a `PartRecord` committed last says where the part is (the last
+/// one completed wins). CompleteMultipartUpload of parts 1...N laid out in the assembly copies at most the
+/// last part into it and renames it into place; any other list of parts is copied into a new file. The part
+/// sizes are recorded in the object's metadata.
 extension FSBackend {
     func createUpload(_ req: S3Request, bucketName: String, bucket: String, key: String) throws -> Response {
         let meta = try ObjectMetadata(requestHeaders: req.headers)
@@ -21,21 +26,73 @@ extension FSBackend {
         return n
     }
 
+    /// The payload length a request declares: `x-amz-decoded-content-length` for aws-chunked bodies, else
+    /// Content-Length.
+    static func declaredLength(_ req: S3Request) -> Int? {
+        switch req.payload {
+        case .streamingSigned, .streamingUnsignedTrailer: return req.headers["x-amz-decoded-content-length"].flatMap { Int($0) }
+        case .unsigned, .signedHex: return req.headers["content-length"].flatMap { Int($0) }
+        }
+    }
+
     func uploadPart(_ req: S3Request, bucket: String, key: String, uploadId: String, partNumber: String, body: RequestBody, log: RequestLog) async throws -> Response {
         let n = try Self.partNumber(partNumber)
-        let dir = try await FilePool.run { try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId) }
-        let file = try await PendingFile.create(dir: dir)
+        let declared = Self.declaredLength(req)
+        let assemblies = store.assemblies
+        let (dir, slot) = try await FilePool.run { () throws -> (String, Int?) in
+            let dir = try FSStore.uploadDir(bucket: bucket, key: key, uploadId: uploadId)
+            return (dir, try assemblies.reserve(dir: dir, number: n, declared: declared))
+        }
+        guard let slot, let declared else { return try await stagePart(req, dir: dir, number: n, body: body, log: log) }
+        defer { assemblies.release(dir: dir, number: n) }
+        let file = try await PendingFile.inPlace(path: dir + "/" + PartRecord.assemblyName, offset: slot, limit: declared)
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
-            // Aborted meanwhile?
-            guard try await FilePool.run({ statPath(dir) != nil }) else { throw S3Error.noSuchUpload }
-            try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
+            _ = try await file.sync()
+            let record = PartRecord(file: PartRecord.assemblyName, offset: slot, length: decoder.decodedBytes, etag: etag)
+            try await FilePool.run {
+                // Aborted meanwhile?
+                guard statPath(dir) != nil else { throw S3Error.noSuchUpload }
+                try record.commit(dir: dir, number: n)
+            }
             log.bytes = decoder.decodedBytes
             return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
         } catch {
             await file.abort()
             throw error
+        }
+    }
+
+    /// A part upload written to its own file, which becomes the part's data file.
+    private func stagePart(_ req: S3Request, dir: String, number n: Int, body: RequestBody, log: RequestLog) async throws -> Response {
+        let file = try await PendingFile.create(dir: dir)
+        do {
+            let decoder = try await Self.receive(req, body: body, into: file)
+            let etag = Hex.encode(decoder.md5Digest)
+            try await commitStaged(file, dir: dir, number: n, etag: etag, length: decoder.decodedBytes)
+            log.bytes = decoder.decodedBytes
+            return Reply.empty(headers: [("ETag", "\"\(etag)\"")])
+        } catch {
+            await file.abort()
+            throw error
+        }
+    }
+
+    /// Renames a received part file to a `data-*` name and records it as part `n`.
+    private func commitStaged(_ file: PendingFile, dir: String, number n: Int, etag: String, length: Int) async throws {
+        // Aborted meanwhile?
+        guard try await FilePool.run({ statPath(dir) != nil }) else { throw S3Error.noSuchUpload }
+        let name = PartRecord.dataPrefix + UUID().uuidString.lowercased()
+        try await file.commit(to: dir + "/" + name, etag: etag)
+        try await FilePool.run {
+            do {
+                guard statPath(dir) != nil else { throw S3Error.noSuchUpload }
+                try PartRecord(file: name, offset: 0, length: length, etag: etag).commit(dir: dir, number: n)
+            } catch {
+                unlink(dir + "/" + name)
+                throw error
+            }
         }
     }
 
@@ -69,9 +126,8 @@ extension FSBackend {
         do {
             try await copyRange(from: source.path, offset: offset, length: length, into: file)
             let etag = Hex.encode(try await file.drain())
-            guard try await FilePool.run({ statPath(dir) != nil }) else { throw S3Error.noSuchUpload }
-            try await file.commit(to: dir + "/" + FSStore.partName(n), etag: etag)
-            let mtime = try await FilePool.run { statPath(dir + "/" + FSStore.partName(n))?.mtime ?? Date() }
+            try await commitStaged(file, dir: dir, number: n, etag: etag, length: length)
+            let mtime = try await FilePool.run { statPath(dir + "/" + PartRecord.recordName(n))?.mtime ?? Date() }
             return Reply.xml(xmlHeader + "<CopyPartResult xmlns=\"\(s3NS)\"><LastModified>\(XML.date(mtime))</LastModified><ETag>&quot;\(etag)&quot;</ETag></CopyPartResult>")
         } catch {
             await file.abort()
@@ -141,7 +197,7 @@ extension FSBackend {
         }
         let condition = WriteCondition(headers: req.headers)
         let wantedParts = wanted
-        let (etag, meta, target) = try await FilePool.run {
+        let (etag, meta, target, parts) = try await FilePool.run {
             let have = Dictionary(FSStore.listParts(dir: dir).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
             var md5s = [UInt8]()
             for (n, etag) in wantedParts { guard let p = have[n], p.etag == etag else { throw S3Error.invalidPart } }
@@ -154,17 +210,79 @@ extension FSBackend {
             try condition.check(path: path)
             var meta = FSStore.uploadMetadata(dir: dir)
             meta.setParts(wantedParts.map { have[$0.0]!.size })
-            return (etag, meta, try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: self.store.metadata))
+            return (etag, meta, try KeyLayout.prepareWrite(bucket: bucket, key: key, metadata: self.store.metadata), have)
         }
-        let file = try await PendingFile.create(dir: parentPath(target))
-        do {
-            for (n, _) in wanted { try await file.append(contentsOf: dir + "/" + FSStore.partName(n)) }
-            try await file.commit(to: target, etag: etag, meta: meta, store: store.metadata, condition: condition)
-        } catch {
-            await file.abort()
-            throw error
+        let done = try await completeInPlace(dir: dir, wanted: wanted.map(\.0), parts: parts, target: target, etag: etag, meta: meta, condition: condition)
+        if !done {
+            let file = try await PendingFile.create(dir: parentPath(target))
+            do {
+                for (n, _) in wanted {
+                    let p = parts[n]!
+                    try await file.append(contentsOf: p.path, offset: p.offset, length: p.size)
+                }
+                try await file.commit(to: target, etag: etag, meta: meta, store: store.metadata, condition: condition)
+            } catch {
+                await file.abort()
+                throw error
+            }
         }
         try await FilePool.run { removeTree(dir) }
+        store.assemblies.forget(dir: dir)
         return Reply.xml(xmlHeader + "<CompleteMultipartUploadResult xmlns=\"\(s3NS)\"><Location>/\(XML.escape(bucketName))/\(XML.escape(key))</Location><Bucket>\(XML.escape(bucketName))</Bucket><Key>\(XML.escape(key))</Key><ETag>&quot;\(etag)&quot;</ETag></CompleteMultipartUploadResult>")
+    }
+
+    /// Completes by moving the assembly into place when parts 1...N-1 lie in it at their slots and no record
+    /// points into it past part N (truncating it then loses no part): copies part N to its slot unless it is
+    /// there, truncates, and commits the assembly as the object. Returns false, having changed nothing the
+    /// records point to, when the copying path must be taken (other layout, in-place writes running, the
+    /// object's folder on another file system).
+    private func completeInPlace(dir: String, wanted: [Int], parts: [Int: FSStore.PartInfo], target: String, etag: String,
+                                 meta: ObjectMetadata, condition: WriteCondition) async throws -> Bool {
+        let assemblies = store.assemblies
+        let assembly = dir + "/" + PartRecord.assemblyName
+        guard let stride = assemblies.stride(dir: dir), wanted == Array(1...wanted.count) else { return false }
+        let count = wanted.count
+        for n in 1..<count {
+            guard let p = parts[n], p.path == assembly, p.offset == (n - 1) * stride, p.size == stride else { return false }
+        }
+        guard !parts.values.contains(where: { $0.path == assembly && $0.number > count }) else { return false }
+        guard assemblies.beginCompleting(dir: dir) else { return false }
+        let last = parts[count]!
+        let lastSlot = (count - 1) * stride
+        let store = self.store.metadata
+        do {
+            let moved = try await FilePool.run { () throws -> Bool in
+                guard let a = statPath(assembly), let t = statPath(parentPath(target)), Self.device(assembly) == Self.device(parentPath(target)),
+                      a.isFile, t.isDir else { return false }
+                let fd = open(assembly, O_RDWR | O_CLOEXEC)
+                guard fd >= 0 else { throw S3Error("InternalError", 500, "open \(assembly): \(errnoText())") }
+                let file = OpenFile(fd)
+                if !(last.path == assembly && last.offset == lastSlot) {
+                    guard lseek(file.fd, off_t(lastSlot), SEEK_SET) == off_t(lastSlot) else {
+                        throw S3Error("InternalError", 500, "seek \(assembly): \(errnoText())")
+                    }
+                    try appendFile(from: last.path, offset: last.offset, length: last.size, to: file.fd)
+                }
+                guard ftruncate(file.fd, off_t(lastSlot + last.size)) == 0 else {
+                    throw S3Error("InternalError", 500, "truncate \(assembly): \(errnoText())")
+                }
+                try PendingFile.finish(file.fd, tmpPath: assembly, to: target, etag: etag, meta: meta, store: store, condition: condition)
+                fsyncDir(parentPath(target))
+                return true
+            }
+            // Once moved the upload stays closed to in-place writes until its folder is gone.
+            if !moved { assemblies.endCompleting(dir: dir) }
+            return moved
+        } catch {
+            assemblies.endCompleting(dir: dir)
+            throw error
+        }
+    }
+
+    /// The device a path is on (0 when it cannot be read).
+    private static func device(_ path: String) -> UInt64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return 0 }
+        return UInt64(st.st_dev)
     }
 }

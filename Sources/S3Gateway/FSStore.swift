@@ -123,31 +123,35 @@ func md5OfFile(_ path: String) -> String? {
     return Hex.encode(md5.finalize())
 }
 
-/// Copies a whole file into an open descriptor (copy_file_range, falling back to read/write).
-func appendFile(from src: String, to fd: Int32) throws {
+/// Copies `length` bytes at `offset` of a file to an open descriptor, at its current position
+/// (copy_file_range, falling back to read/write). Throws when the source ends first.
+func appendFile(from src: String, offset: Int, length: Int, to fd: Int32) throws {
     let s = open(src, O_RDONLY | O_CLOEXEC)
     guard s >= 0 else { throw S3Error("InternalError", 500, "open \(src): \(errnoText())") }
     defer { close(s) }
-    while true {
-        let n = automate_copy_file_range(s, fd, 1 << 30)
-        if n > 0 { continue }
-        if n == 0 { return }
+    guard lseek(s, off_t(offset), SEEK_SET) == off_t(offset) else { throw S3Error("InternalError", 500, "seek \(src): \(errnoText())") }
+    var remaining = length
+    while remaining > 0 {
+        let n = automate_copy_file_range(s, fd, remaining)
+        if n > 0 { remaining -= n; continue }
+        if n == 0 { throw S3Error("InternalError", 500, "\(src) ended \(remaining) bytes early") }
         if errno == EINTR { continue }
         break
     }
     // Fallback
     let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
     defer { buf.deallocate() }
-    while true {
-        let n = read(s, buf.baseAddress, buf.count)
-        if n < 0 { if errno == EINTR { continue }; throw S3Error("InternalError", 500, "read: \(errnoText())") }
-        if n == 0 { return }
+    while remaining > 0 {
+        let n = read(s, buf.baseAddress, min(buf.count, remaining))
+        if n < 0 { if errno == EINTR { continue }; throw S3Error("InternalError", 500, "read \(src): \(errnoText())") }
+        if n == 0 { throw S3Error("InternalError", 500, "\(src) ended \(remaining) bytes early") }
         var off = 0
         while off < n {
             let w = write(fd, buf.baseAddress! + off, n - off)
             if w < 0 { if errno == EINTR { continue }; throw S3Error("InternalError", 500, "write: \(errnoText())") }
             off += w
         }
+        remaining -= n
     }
 }
 
@@ -201,6 +205,8 @@ public final class FSStore: Sendable {
     public let root: String?
     public let mappings: [String: String]
     let metadata: MetadataStore
+    /// Which multipart part uploads are written into their upload's assembly file.
+    let assemblies = AssemblyRegistry()
 
     public init(root: String?, mappings: [String: String], metadataStorage: MetadataStorage = .automatic) {
         self.root = root.map { Self.absolute($0) }
@@ -435,16 +441,36 @@ public final class FSStore: Sendable {
         FileManager.default.contents(atPath: dir + "/meta").flatMap { ObjectMetadata.decode(Array($0)) } ?? ObjectMetadata()
     }
 
+    /// The name of a part staged by earlier gateways (a data file, ETag in an xattr); see `PartRecord`.
     static func partName(_ n: Int) -> String { String(format: "part-%05d", n) }
 
-    public struct PartInfo: Sendable { public var number: Int; public var size: Int; public var etag: String; public var mtime: Date }
+    /// A committed part: its number, size, ETag, when it was committed, and where its bytes are (`path`,
+    /// from `offset`).
+    public struct PartInfo: Sendable {
+        public var number: Int
+        public var size: Int
+        public var etag: String
+        public var mtime: Date
+        public var path: String
+        public var offset: Int
+    }
 
+    /// The committed parts of the upload in `dir`, by number: each part's record (`rec-NNNNN`), else its
+    /// legacy staged file (`part-NNNNN`).
     public static func listParts(dir: String) -> [PartInfo] {
-        var out: [PartInfo] = []
-        for n in listDir(dir) ?? [] where n.hasPrefix("part-") {
-            guard let num = Int(n.dropFirst(5)), let i = statPath(dir + "/" + n), i.isFile else { continue }
-            out.append(PartInfo(number: num, size: i.size, etag: etagFor(path: dir + "/" + n, info: i, computeLimit: Int.max), mtime: i.mtime))
+        var byNumber: [Int: PartInfo] = [:]
+        let names = listDir(dir) ?? []
+        for n in names where n.hasPrefix("rec-") {
+            guard let num = Int(n.dropFirst(4)), let i = statPath(dir + "/" + n), i.isFile,
+                  let d = FileManager.default.contents(atPath: dir + "/" + n),
+                  let r = PartRecord(text: String(decoding: d, as: UTF8.self)) else { continue }
+            byNumber[num] = PartInfo(number: num, size: r.length, etag: r.etag, mtime: i.mtime, path: dir + "/" + r.file, offset: r.offset)
         }
-        return out.sorted { $0.number < $1.number }
+        for n in names where n.hasPrefix("part-") {
+            guard let num = Int(n.dropFirst(5)), byNumber[num] == nil, let i = statPath(dir + "/" + n), i.isFile else { continue }
+            byNumber[num] = PartInfo(number: num, size: i.size, etag: etagFor(path: dir + "/" + n, info: i, computeLimit: Int.max),
+                                     mtime: i.mtime, path: dir + "/" + n, offset: 0)
+        }
+        return byNumber.values.sorted { $0.number < $1.number }
     }
 }

@@ -12,10 +12,14 @@ import Glibc
 /// full buffer is written (`pwrite` at its offset) and hashed (MD5, in order) by jobs on the file pool while
 /// the next one fills; a file holds at most 3 buffers, and waits for its oldest job rather than for more
 /// memory, so the body is never buffered whole and a slow disk slows the socket down.
+///
+/// `inPlace` instead writes into a slot of an existing file (a multipart upload's assembly): bytes go at the
+/// slot's offset, never past its end, and `sync` replaces `commit`; nothing is removed on abort.
 /// Used by one request task at a time.
 final class PendingFile {
     let dir: String
-    let tmpPath: String
+    /// The temp file's path; nil when writing in place.
+    let tmpPath: String?
     let file: OpenFile
     var fd: Int32 { file.fd }
     private static let buffersPerFile = 3
@@ -26,10 +30,23 @@ final class PendingFile {
     private var lastHash: Task<Void, Never>?
     private let md5 = RunningMD5()
     private var offset = 0
+    private let end: Int
     private var done = false
 
-    private init(dir: String, tmpPath: String, file: OpenFile) {
+    private init(dir: String, tmpPath: String?, file: OpenFile, offset: Int = 0, limit: Int = Int.max) {
         self.dir = dir; self.tmpPath = tmpPath; self.file = file
+        self.offset = offset
+        end = limit == Int.max ? Int.max : offset + limit
+    }
+
+    /// Writes at most `limit` bytes into `path` (created if missing, sparse until filled) from `offset` on.
+    static func inPlace(path: String, offset: Int, limit: Int) async throws -> PendingFile {
+        let fd = try await FilePool.run { () throws -> Int32 in
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw S3Error("InternalError", 500, "cannot open \(path) for writing: \(errnoText())") }
+            return fd
+        }
+        return PendingFile(dir: parentPath(path), tmpPath: nil, file: OpenFile(fd), offset: offset, limit: limit)
     }
 
     /// Creates the temp file in `dir` (remaking the folder if a concurrent delete pruned it).
@@ -52,7 +69,7 @@ final class PendingFile {
     }
 
     deinit {
-        if !done {
+        if !done, let tmpPath {
             // Not committed nor aborted (a task cancelled in between): the jobs hold the descriptor open
             // until they finish; the name goes now.
             unlink(tmpPath)
@@ -61,6 +78,9 @@ final class PendingFile {
     }
 
     func write(_ buf: ByteBuffer) async throws {
+        // An in-place slot takes no more than it was reserved for (the next slot may hold a committed part).
+        let pending = offset + (staging?.readableBytes ?? 0)
+        guard buf.readableBytes <= end - pending else { throw S3Error.incompleteBody }
         var src = buf
         while src.readableBytes > 0 {
             if staging == nil { staging = try await takeBuffer() }
@@ -148,10 +168,23 @@ final class PendingFile {
         return md5.finalize()
     }
 
-    /// Copies a whole file into this one (`copy_file_range`, on the pool). Not mixed with `write`.
-    func append(contentsOf path: String) async throws {
+    /// Copies `length` bytes at `offset` of a file to the end of this one (`copy_file_range`, on the pool).
+    /// Not mixed with `write`.
+    func append(contentsOf path: String, offset: Int, length: Int) async throws {
         let file = self.file
-        try await FilePool.run { try appendFile(from: path, to: file.fd) }
+        try await FilePool.run { try appendFile(from: path, offset: offset, length: length, to: file.fd) }
+    }
+
+    /// For an in-place write: waits for the jobs, then makes the written bytes durable (`fdatasync`).
+    /// Returns the MD5 of what was written.
+    func sync() async throws -> [UInt8] {
+        let md5 = try await drain()
+        done = true
+        let file = self.file
+        try await FilePool.run {
+            guard fdatasync(file.fd) == 0 else { throw S3Error("InternalError", 500, "fdatasync failed: \(errnoText())") }
+        }
+        return md5
     }
 
     /// fsync, store the ETag and metadata, and move into place. `condition` is checked against the object in
@@ -166,7 +199,8 @@ final class PendingFile {
             throw error
         }
         done = true
-        let (file, tmpPath, dir) = (self.file, self.tmpPath, self.dir)
+        guard let tmpPath = self.tmpPath else { throw S3Error("InternalError", 500, "an in-place write into \(dir) cannot be renamed") }
+        let (file, dir) = (self.file, self.dir)
         try await FilePool.run {
             do {
                 try PendingFile.finish(file.fd, tmpPath: tmpPath, to: finalPath, etag: etag, meta: meta, store: store, condition: condition)
@@ -178,7 +212,9 @@ final class PendingFile {
         }
     }
 
-    private static func finish(_ fd: Int32, tmpPath: String, to finalPath: String, etag: String, meta: ObjectMetadata,
+    /// fsync `fd` (open on `tmpPath`), store its ETag and metadata, check `condition` and move it to `finalPath`.
+    /// Leaves `tmpPath` in place when it throws.
+    static func finish(_ fd: Int32, tmpPath: String, to finalPath: String, etag: String, meta: ObjectMetadata,
                                store: MetadataStore?, condition: WriteCondition) throws {
         var st = stat()
         fstat(fd, &st)
@@ -214,7 +250,7 @@ final class PendingFile {
         done = true
         staging = nil
         _ = try? await drain()
-        let tmpPath = self.tmpPath
+        guard let tmpPath = self.tmpPath else { return }
         _ = try? await FilePool.run { unlink(tmpPath) }
     }
 }

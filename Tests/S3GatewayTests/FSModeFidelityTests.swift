@@ -111,7 +111,8 @@ final class FSModeFidelityTests: XCTestCase {
         let fast = try await signedRequest(port: fx.port, method: "PUT", path: "/repo/mp/inflight", query: query, body: fastBody)
         XCTAssertEqual(fast.status, 200, fast.text)
         let staging = fx.bucketDir + "/.automate-uploads/" + uploadId
-        XCTAssertEqual(FileManager.default.contents(atPath: staging + "/part-00001"), Data(fastBody))
+        let record = try XCTUnwrap(PartRecord.load(dir: staging, number: 1))
+        XCTAssertEqual(FileManager.default.contents(atPath: staging + "/" + record.file), Data(fastBody))
         // The slow one finishes last and wins.
         try await slow.send(Array(slowBody[(512 << 10)...]))
         let status = try await slow.status()
