@@ -99,23 +99,23 @@ public final class PGConnection {
         Int64(try query("SELECT pg_database_size($1)", [name]).first?[0] ?? "0") ?? 0
     }
 
-    /// Exact row counts of every ordinary table outside the system schemas (connect to that database).
-    public func tableRowCounts() throws -> [(schema: String, table: String, rows: Int64)] {
+    /// Exact row counts of every ordinary table outside the system schemas (connect to that database),
+    /// then the large objects (``PGTableRowCount/largeObjects(_:)``).
+    public func tableRowCounts() throws -> [PGTableRowCount] {
         let tables = try query("""
             SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
             ORDER BY 1, 2
             """)
-        var out: [(String, String, Int64)] = []
+        var out: [PGTableRowCount] = []
         for t in tables {
             let schema = t[0] ?? "", table = t[1] ?? ""
             let count = try query("SELECT count(*) FROM ONLY \(quoteIdent(schema)).\(quoteIdent(table))")
-            out.append((schema, table, Int64(count.first?[0] ?? "0") ?? 0))
+            out.append(PGTableRowCount(schema: schema, table: table, rows: Int64(count.first?[0] ?? "0") ?? 0))
         }
-        // Large objects count as a pseudo-table so that a restore that lost them fails the check.
         let lo = try query("SELECT count(*) FROM pg_largeobject_metadata")
-        out.append(("pg_catalog", "pg_largeobject_metadata", Int64(lo.first?[0] ?? "0") ?? 0))
+        out.append(.largeObjects(Int64(lo.first?[0] ?? "0") ?? 0))
         return out
     }
 }

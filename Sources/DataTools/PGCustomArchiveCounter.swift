@@ -17,19 +17,7 @@ import Glibc
 ///   with `.compressedArchive` as soon as its header is read.
 public struct PGCustomArchiveCounter: Sendable {
     /// The rows of one table in the archive.
-    public struct TableCount: Sendable, Equatable, CustomStringConvertible {
-        public var schema: String
-        public var table: String
-        public var rows: Int64
-
-        public init(schema: String, table: String, rows: Int64) {
-            self.schema = schema
-            self.table = table
-            self.rows = rows
-        }
-
-        public var description: String { "\(schema).\(table): \(rows)" }
-    }
+    public typealias TableCount = PGTableRowCount
 
     /// Bytes consumed so far.
     public private(set) var bytesRead: Int64 = 0

@@ -62,7 +62,7 @@ extension PGSidecar {
             for d in req.databases {
                 try job.checkCancellation()
                 do {
-                    let a = try dumpDatabase(context, job, database: d, backupID: req.backupID, service: req.service, major: major)
+                    let a = try dumpDatabase(context, job, database: d, backupID: req.backupID, service: req.service, major: major, admin: admin)
                     completedKeys.append(a.key)
                     artifacts.append(a)
                 } catch {
@@ -98,13 +98,14 @@ extension PGSidecar {
     /// `PGCustomArchiveCounter` reads pg_dump's archive as it goes by (pg_dump's own snapshot makes them
     /// match the dump exactly; no second scan of the tables). Cancelling `job` kills pg_dump's process
     /// group; the upload is aborted.
-    func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, database: String, backupID: String, service: String, major: Int) throws
+    func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, database: String, backupID: String, service: String, major: Int,
+                      admin: PGConnection) throws
         -> PGBackupMetadata.Database
     {
         let started = rfc3339()
         let key = dataPrefix(backupID: backupID, service: service) + "\(database).fc.zst"
         context.report(item: database) { $0.phase = .preparing; $0.step = "starting pg_dump"; $0.location = key }
-        let locale = try PGConnection(config.server).query(
+        let locale = try admin.query(
             "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]
         ).first
         var counter = PGCustomArchiveCounter()
@@ -131,15 +132,14 @@ extension PGSidecar {
                 try tool.start()
                 let pid = tool.pid
                 context.report(item: database) { $0.phase = .transferring; $0.step = "dumping"; $0.pid = pid }
-                var lastReport: Int64 = 0
+                var gate = ByteCountGate()
                 do {
                     try tool.readStdout { chunk in
                         try job.checkCancellation()
                         raw += Int64(chunk.count)
                         try counter.consume(chunk)
                         try zstd.compress(chunk)
-                        if raw - lastReport >= 1 << 20 {
-                            lastReport = raw
+                        if gate.passes(raw) {
                             let r = raw, c = String(compressedSize)
                             context.report(item: database) { $0.bytesDone = r; $0.details["size"] = c }
                         }
@@ -153,10 +153,9 @@ extension PGSidecar {
                 try zstd.finish()
                 // pg_dump exited 0: an archive that is cut or corrupt all the same is refused before the
                 // upload completes.
-                counts = try counter.finish().map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) }
-                    // Large objects count as a pseudo-table (as `PGConnection.tableRowCounts` does), so that
-                    // a restore that lost them fails its check.
-                    + [PGBackupMetadata.Table(schema: "pg_catalog", table: "pg_largeobject_metadata", rows: counter.largeObjects)]
+                // Large objects as `PGConnection.tableRowCounts` counts them, so the restore compares like with like.
+                counts = (try counter.finish() + [.largeObjects(counter.largeObjects)])
+                    .map { PGBackupMetadata.Table(schema: $0.schema, table: $0.table, rows: $0.rows) }
                 try job.checkCancellation()
             }
             context.report(item: database) { $0.phase = .finishing; $0.step = "uploading"; $0.pid = 0 }

@@ -116,7 +116,7 @@ extension PGSidecar {
                                arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
                                pipeStdout: false, pipeStdin: true)
         } else {
-            // Its sessions build the indexes: let them sort in memory.
+            // Its sessions build the indexes, with the configured maintenance_work_mem.
             var env = ProcessInfo.processInfo.environment
             env["PGOPTIONS"] = "-c maintenance_work_mem=\(config.restoreMaintenanceWorkMem)"
             tool = ToolProcess(path: toolPath("pg_restore", major: major),
@@ -131,7 +131,7 @@ extension PGSidecar {
             var hasher = SHA256()
             var fetched: Int64 = 0
             var fed: Int64 = 0
-            var lastReport: Int64 = 0
+            var gate = ByteCountGate()
             do {
                 let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in
                     fed += Int64(chunk.count)
@@ -143,8 +143,7 @@ extension PGSidecar {
                     hasher.update(bufferPointer: chunk)
                     fetched += Int64(chunk.count)
                     if let zstd { try zstd.decompress(chunk) } else { try feed(chunk) }
-                    if fetched - lastReport >= 1 << 20 {
-                        lastReport = fetched
+                    if gate.passes(fetched) {
                         let f = fetched
                         context.report(item: a.database) { $0.bytesDone = f }
                     }

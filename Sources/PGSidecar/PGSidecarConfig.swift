@@ -13,8 +13,7 @@ public struct PGSidecarConfig: Sendable {
     public var pgBinRoot: String = "/usr/lib/postgresql"
     public var zstdLevel: Int32 = 1
     public var partSize: Int = 8 << 20
-    /// `maintenance_work_mem` of the sessions pg_restore opens (index builds sort in memory up to it):
-    /// PostgreSQL's 64MB default makes a restore's index builds spill to disk.
+    /// `maintenance_work_mem` of the sessions pg_restore opens (they build the indexes).
     public var restoreMaintenanceWorkMem = "256MB"
 
     public init(socketPath: String, s3: S3Client, bucket: String, server: PGServer) {

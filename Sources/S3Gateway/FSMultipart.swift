@@ -49,7 +49,7 @@ extension FSBackend {
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)
-            _ = try await file.sync()
+            try await file.sync()
             let record = PartRecord(file: PartRecord.assemblyName, offset: slot, length: decoder.decodedBytes, etag: etag)
             try await FilePool.run {
                 // Aborted meanwhile?

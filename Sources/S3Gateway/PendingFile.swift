@@ -175,16 +175,14 @@ final class PendingFile {
         try await FilePool.run { try appendFile(from: path, offset: offset, length: length, to: file.fd) }
     }
 
-    /// For an in-place write: waits for the jobs, then makes the written bytes durable (`fdatasync`).
-    /// Returns the MD5 of what was written.
-    func sync() async throws -> [UInt8] {
-        let md5 = try await drain()
+    /// For an in-place write, after ``drain()`` gave its MD5: makes the written bytes durable (`fdatasync`).
+    func sync() async throws {
+        precondition(inFlight.isEmpty, "sync() before drain(): write jobs are still running")
         done = true
         let file = self.file
         try await FilePool.run {
             guard fdatasync(file.fd) == 0 else { throw S3Error("InternalError", 500, "fdatasync failed: \(errnoText())") }
         }
-        return md5
     }
 
     /// fsync, store the ETag and metadata, and move into place. `condition` is checked against the object in

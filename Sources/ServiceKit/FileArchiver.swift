@@ -36,16 +36,12 @@ public struct FileArchiver: Sendable {
         public var rawBytes: UInt64
     }
 
-    /// How far the byte count moves between two calls of a `progress` closure (the last count is always
-    /// reported): progress feeds operation watchers, so a call per chunk read would flood them.
-    public static let progressStep: UInt64 = 1 << 20
-
     /// The tar program.
     public static let tarPath: String = ["/usr/bin/tar", "/bin/tar"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/tar"
 
     /// Archives `path` to `key`. A path that does not exist gives an empty archive (0 entries), so that a
-    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far (every
-    /// ``progressStep`` bytes, and at the end). Cancelling
+    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far (every MiB, see
+    /// `ByteCountGate`, and at the end). Cancelling
     /// `job` kills tar and aborts the upload (nothing appears under `key`).
     public func archive(path: String, to key: String, progress: (UInt64) -> Void = { _ in }, job: BlockingJob? = nil) throws -> Result {
         let parent = (path as NSString).deletingLastPathComponent
@@ -76,12 +72,12 @@ public struct FileArchiver: Sendable {
             try job?.checkCancellation()
             try tool.start()
             do {
-                var reported: UInt64 = 0
+                var gate = ByteCountGate()
                 try tool.readStdout { chunk in
                     if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
                     raw += UInt64(chunk.count)
                     try zstd.compress(chunk)
-                    if raw - reported >= Self.progressStep { reported = raw; progress(raw) }
+                    if gate.passes(Int64(raw)) { progress(raw) }
                 }
                 progress(raw)
             } catch {
@@ -131,12 +127,12 @@ public struct FileArchiver: Sendable {
         try tool.start()
         do {
             let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
-            var reported: UInt64 = 0
+            var gate = ByteCountGate()
             _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
                 if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled") }
                 hasher.update(bufferPointer: chunk)
                 size += UInt64(chunk.count)
-                if size - reported >= Self.progressStep { reported = size; progress(size) }
+                if gate.passes(Int64(size)) { progress(size) }
                 if let zstd { try zstd.decompress(chunk) } else { try tool.writeStdin(chunk) }
             }
             try zstd?.finish()

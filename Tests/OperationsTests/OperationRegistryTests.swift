@@ -95,6 +95,16 @@ final class OperationRegistryTests: XCTestCase {
         XCTAssertEqual(last?.progress.item("a")?.bytesDone, 20_000)
     }
 
+    func testByteCountGatePassesOncePerStep() {
+        var gate = ByteCountGate(step: 100)
+        let passed = stride(from: Int64(10), through: 1000, by: 10).filter { gate.passes($0) }
+        XCTAssertEqual(passed, [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+        XCTAssertFalse(gate.passes(1050), "50 bytes past the last report is not a step")
+        var fresh = ByteCountGate()
+        XCTAssertFalse(fresh.passes((1 << 20) - 1))
+        XCTAssertTrue(fresh.passes(1 << 20), "the default step is 1 MiB")
+    }
+
     func testAHeldBackCountIsPublishedWithoutAnotherUpdate() async throws {
         let registry = OperationRegistry<Void>(owner: "test-owner", publishInterval: .milliseconds(100))
         let gate = Gate()

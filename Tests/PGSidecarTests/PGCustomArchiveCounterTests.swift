@@ -95,17 +95,6 @@ final class PGCustomArchiveCounterTests: XCTestCase {
         return (out, largeObjects)
     }
 
-    /// Feeds `bytes` in chunks of `size` (the last one shorter).
-    func feed(_ counter: inout PGCustomArchiveCounter, _ bytes: ArraySlice<UInt8>, chunk size: Int) throws {
-        try bytes.withUnsafeBytes { all in
-            var offset = 0
-            while offset < all.count {
-                let n = min(size, all.count - offset)
-                try counter.consume(UnsafeRawBufferPointer(rebasing: all[offset..<offset + n]))
-                offset += n
-            }
-        }
-    }
 
     func count(_ bytes: [UInt8], chunk size: Int) throws -> (PGCustomArchiveCounter, [String: Int64]) {
         var counter = PGCustomArchiveCounter()
@@ -272,14 +261,7 @@ final class PGCustomArchiveVersionTests: XCTestCase {
             let bytes = archive(minor: minor)
             for size in [1, 3, bytes.count] {
                 var counter = PGCustomArchiveCounter()
-                try bytes.withUnsafeBytes { all in
-                    var i = 0
-                    while i < all.count {
-                        let n = min(size, all.count - i)
-                        try counter.consume(UnsafeRawBufferPointer(rebasing: all[i..<i + n]))
-                        i += n
-                    }
-                }
+                try feed(&counter, bytes[...], chunk: size)
                 let got = try counter.finish()
                 XCTAssertEqual(got, [
                     .init(schema: "public", table: "orders", rows: 4),
@@ -321,6 +303,18 @@ final class PGCustomArchiveVersionTests: XCTestCase {
             XCTAssertEqual(e?.code, .malformedArchive)
             XCTAssertEqual(e?.archiveOffset, Int64(bytes.count - 11))
             XCTAssertTrue("\(error)".contains("dump ID 5 (table public.empty)"), "\(error)")
+        }
+    }
+}
+
+/// Feeds `bytes` to `counter` in chunks of `size` (the last one shorter).
+func feed(_ counter: inout PGCustomArchiveCounter, _ bytes: ArraySlice<UInt8>, chunk size: Int) throws {
+    try bytes.withUnsafeBytes { all in
+        var offset = 0
+        while offset < all.count {
+            let n = min(size, all.count - offset)
+            try counter.consume(UnsafeRawBufferPointer(rebasing: all[offset..<offset + n]))
+            offset += n
         }
     }
 }
