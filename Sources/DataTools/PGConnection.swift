@@ -20,7 +20,9 @@ public struct PGServer: Sendable, Codable {
 }
 
 /// A blocking libpq connection; use it from one thread at a time, never from the cooperative pool.
-public final class PGConnection {
+/// Only ``cancelRunningQuery()`` may be called from another thread while it works (libpq's PQcancel is
+/// made for that), which is why it can be handed to the thread that will own it.
+public final class PGConnection: @unchecked Sendable {  // used by one thread at a time; see above
     private let conn: OpaquePointer
 
     public init(_ server: PGServer, database: String = "postgres") throws {
@@ -86,6 +88,49 @@ public final class PGConnection {
         }
         return rows
     }
+
+    /// Starts `statement`, a `COPY … FROM STDIN`; send its data with ``putCopyData(_:)``, then end it
+    /// with ``endCopy(failing:)``.
+    public func beginCopy(_ statement: String) throws {
+        guard let res = PQexec(conn, statement) else { throw DataToolsError(.database, lastError) }
+        defer { PQclear(res) }
+        guard PQresultStatus(res) == PGRES_COPY_IN else {
+            throw DataToolsError(.database, "\(statement.trimmingCharacters(in: .whitespacesAndNewlines)): "
+                + String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines),
+                sqlState: PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+        }
+    }
+
+    /// Sends COPY data (any cut: the server joins the pieces); blocks while the server is behind.
+    public func putCopyData(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        if PQputCopyData(conn, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count)) != 1 {
+            throw DataToolsError(.database, "sending COPY data: \(lastError)")
+        }
+    }
+
+    /// Ends the COPY: commits its rows and returns how many the server copied, or with `message` makes the
+    /// server fail it (nothing is kept). Throws the server's error when the data was refused.
+    @discardableResult
+    public func endCopy(failing message: String? = nil) throws -> Int64 {
+        let sent = message.map { PQputCopyEnd(conn, $0) } ?? PQputCopyEnd(conn, nil)
+        if sent != 1 { throw DataToolsError(.database, "ending COPY: \(lastError)") }
+        var failure: DataToolsError?
+        var rows: Int64 = 0
+        while let res = PQgetResult(conn) {
+            defer { PQclear(res) }
+            if PQresultStatus(res) == PGRES_COMMAND_OK {
+                rows += Int64(String(cString: PQcmdTuples(res))) ?? 0
+            } else if failure == nil {
+                failure = DataToolsError(.database, String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines),
+                                         sqlState: PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+            }
+        }
+        if let failure, message == nil { throw failure }
+        return rows
+    }
+
+    private var lastError: String { String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines) }
 
     public func listDatabases() throws -> [String] {
         try query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname").compactMap { $0[0] }

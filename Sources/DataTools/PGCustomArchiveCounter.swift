@@ -33,6 +33,43 @@ public struct PGCustomArchiveCounter: Sendable {
     public private(set) var dataOffset: Int64?
     /// Large objects seen in the archive's large-object blocks.
     public private(set) var largeObjects: Int64 = 0
+    /// What the TOC says about the data, once it is read (``Event/tableOfContents``).
+    public private(set) var contents: Contents?
+
+    /// What a restore needs to know of the TOC to load the data itself.
+    public struct Contents: Sendable {
+        /// Where the data blocks start: the header and the TOC are the bytes before.
+        public var dataOffset: Int64
+        /// Every `TABLE DATA` entry, in TOC order (the same order as ``finish()``'s counts and the
+        /// indexes of ``Event/rows(index:_:)``).
+        public var tableData: [TableData]
+        /// The statements that set up a session the way pg_restore's are (the `ENCODING`, `STDSTRINGS` and
+        /// `SEARCHPATH` entries' SQL, in TOC order): COPY data is in the dump's encoding.
+        public var sessionStatements: [String]
+        /// Entries with data that is not a table's COPY text (large objects).
+        public var otherDataEntries: Int
+    }
+
+    /// A `TABLE DATA` entry: where its COPY text goes.
+    public struct TableData: Sendable, Equatable {
+        /// The entry's dump ID (what `pg_restore -l` lists first on its line).
+        public var dumpID: Int64
+        public var schema: String
+        public var table: String
+        /// pg_dump's `COPY schema.table (columns) FROM stdin;` for this data.
+        public var copyStatement: String
+    }
+
+    /// What ``consume(_:events:)`` reports as the archive goes by, in archive order.
+    public enum Event {
+        /// The header and the whole TOC are read.
+        case tableOfContents(Contents)
+        /// COPY text of ``tableData``[index]: whole or partial lines, up to and including the `\.` line
+        /// that ends it (what follows that line is not passed on).
+        case rows(index: Int, UnsafeRawBufferPointer)
+        /// The data block of ``tableData``[index] ended.
+        case tableEnd(index: Int)
+    }
 
     /// The longest TOC string kept (tag, description, schema): far above any identifier, small enough that
     /// a corrupt length cannot make the counter allocate without bound.
@@ -62,6 +99,13 @@ public struct PGCustomArchiveCounter: Sendable {
     private var blockIsData = false
     private var blockTable: Int?
     private var line = LineState.start
+    /// An event that a field completed; ``run`` delivers it once the field is consumed.
+    private var pending: PendingEvent?
+
+    private enum PendingEvent { case tableOfContents, tableEnd(Int) }
+    private var tableData: [TableData] = []
+    private var sessionStatements: [String] = []
+    private var otherDataEntries = 0
 
     public init() {
         fixed.reserveCapacity(32)
@@ -71,10 +115,16 @@ public struct PGCustomArchiveCounter: Sendable {
     /// (not a custom archive of version 1.12 to 1.16) or `.compressedArchive`, naming the byte offset of
     /// the field at fault; once it has thrown, it throws the same error again.
     public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws {
+        try consume(bytes) { _ in }
+    }
+
+    /// Like ``consume(_:)``, reporting the TOC's end, each table's COPY text and each table's end to
+    /// `events` as they go by (an error `events` throws stops the counter and is rethrown, as its own are).
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer, events: (Event) throws -> Void) throws {
         if let failure { throw failure }
-        do { try run(bytes) } catch let e as DataToolsError {
-            failure = e
-            throw e
+        do { try run(bytes, events) } catch {
+            if let e = error as? DataToolsError { failure = e }
+            throw error
         }
     }
 
@@ -114,7 +164,7 @@ public struct PGCustomArchiveCounter: Sendable {
         case chunk(remaining: Int64)
     }
 
-    private mutating func run(_ bytes: UnsafeRawBufferPointer) throws {
+    private mutating func run(_ bytes: UnsafeRawBufferPointer, _ events: (Event) throws -> Void) throws {
         guard var p = bytes.baseAddress else { return }
         var n = bytes.count
         while n > 0 {
@@ -124,7 +174,16 @@ public struct PGCustomArchiveCounter: Sendable {
                 take = min(need - fixed.count, n)
                 fixed.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
                 p += take; n -= take; bytesRead += Int64(take)
-                if fixed.count == need { try fieldDone() }
+                if fixed.count == need {
+                    try fieldDone()
+                    if let event = pending {
+                        pending = nil
+                        switch event {
+                        case .tableOfContents: try events(.tableOfContents(contents!))
+                        case .tableEnd(let t): try events(.tableEnd(index: t))
+                        }
+                    }
+                }
             case .string(let remaining, let keep):
                 take = Int(min(remaining, Int64(n)))
                 if keep { kept.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take)) }
@@ -132,8 +191,10 @@ public struct PGCustomArchiveCounter: Sendable {
                 if remaining == Int64(take) { try stringDone(kept) } else { token = .string(remaining: remaining - Int64(take), keep: keep) }
             case .chunk(let remaining):
                 take = Int(min(remaining, Int64(n)))
-                if let t = blockTable, case .dataChunkBody = phase {
-                    tables[t].rows += Self.countRows(p.assumingMemoryBound(to: UInt8.self), take, &line)
+                if let t = blockTable, case .dataChunkBody = phase, line != .ended {
+                    let (rows, used) = Self.countRows(p.assumingMemoryBound(to: UInt8.self), take, &line)
+                    tables[t].rows += rows
+                    if used > 0 { try events(.rows(index: t, UnsafeRawBufferPointer(start: p, count: used))) }
                 }
                 p += take; n -= take; bytesRead += Int64(take)
                 if remaining == Int64(take) {
@@ -171,7 +232,7 @@ public struct PGCustomArchiveCounter: Sendable {
         if phase.kind == .string {
             let length = try integer()
             guard length >= -1 else { throw malformed("a string length (-1 or more), found \(length)") }
-            let keep = phase.keepsString
+            let keep = keepsString(phase)
             if keep && length > Self.maxKeptString { throw malformed("a string of at most \(Self.maxKeptString) bytes, found a length of \(length)") }
             kept.removeAll(keepingCapacity: true)
             if length <= 0 { try stringDone(length < 0 ? nil : kept) } else { token = .string(remaining: length, keep: keep) }
@@ -223,33 +284,44 @@ extension PGCustomArchiveCounter {
             }
         }
 
-        var keepsString: Bool {
-            switch self {
-            case .databaseName, .serverVersion, .dumpVersion, .entry(.tag), .entry(.desc), .entry(.namespace): return true
-            default: return false
-            }
-        }
     }
 
     fileprivate struct Entry {
         var dumpID: Int64 = 0
         var hasData = false
         var tag: String?
-        var isTableData = false
+        var desc: String?
+        var isTableData: Bool { desc == "TABLE DATA" }
         var namespace: String?
+        var defn: String?
+        var copyStatement: String?
+    }
+
+    /// The TOC entries whose SQL sets up a restoring session.
+    fileprivate static let sessionEntries: Set<String> = ["ENCODING", "STDSTRINGS", "SEARCHPATH"]
+
+    /// Whether the string `phase` reads is kept (names, a table data's COPY statement, session settings).
+    fileprivate func keepsString(_ phase: Phase) -> Bool {
+        switch phase {
+        case .databaseName, .serverVersion, .dumpVersion, .entry(.tag), .entry(.desc), .entry(.namespace): return true
+        case .entry(.defn): return entry.desc.map(Self.sessionEntries.contains) ?? false
+        case .entry(.copyStmt): return entry.isTableData
+        default: return false
+        }
     }
 
     fileprivate enum LineState { case start, backslash, backslashDot, middle, ended }
 
     /// Lines ended in `p[0..<n]`, one row each, until the `\.` line that ends COPY data (pg_dump writes
     /// `\.` then two empty lines after every table's rows; a row can never be `\.`: COPY escapes a
-    /// backslash as `\\`).
-    fileprivate static func countRows(_ p: UnsafePointer<UInt8>, _ n: Int, _ state: inout LineState) -> Int64 {
+    /// backslash as `\\`), and how many of the `n` bytes come before the end of that line (all of them
+    /// when it is not in `p`).
+    fileprivate static func countRows(_ p: UnsafePointer<UInt8>, _ n: Int, _ state: inout LineState) -> (rows: Int64, used: Int) {
         var rows: Int64 = 0
         var i = 0
         while i < n {
             switch state {
-            case .ended: return rows
+            case .ended: return (rows, i)
             case .start:
                 if p[i] == UInt8(ascii: "\\") { state = .backslash; i += 1; continue }
                 state = .middle
@@ -257,16 +329,16 @@ extension PGCustomArchiveCounter {
                 if p[i] == UInt8(ascii: ".") { state = .backslashDot; i += 1; continue }
                 state = .middle
             case .backslashDot:
-                if p[i] == UInt8(ascii: "\n") { state = .ended; return rows }
+                if p[i] == UInt8(ascii: "\n") { state = .ended; return (rows, i + 1) }
                 state = .middle
             case .middle: break
             }
-            guard let nl = memchr(p + i, 0x0A, n - i) else { return rows }
+            guard let nl = memchr(p + i, 0x0A, n - i) else { return (rows, n) }
             rows += 1
             i = UnsafeRawPointer(nl) - UnsafeRawPointer(p) + 1
             state = .start
         }
-        return rows
+        return (rows, n)
     }
 
     fileprivate func describe(_ phase: Phase) -> String {
@@ -369,6 +441,7 @@ extension PGCustomArchiveCounter {
             let inData: Bool
             if case .dataChunkLength = phase { inData = true } else { inData = false }
             if length == 0 {
+                if inData, let t = blockTable { pending = .tableEnd(t) }
                 expect(inData ? .blockType : .blobOID)
             } else {
                 phase = inData ? .dataChunkBody : .blobChunkBody
@@ -425,7 +498,9 @@ extension PGCustomArchiveCounter {
         case .entry(let f):
             switch f {
             case .tag: entry.tag = text
-            case .desc: entry.isTableData = text == "TABLE DATA"
+            case .desc: entry.desc = text
+            case .defn: entry.defn = text
+            case .copyStmt: entry.copyStatement = text
             case .namespace: entry.namespace = text
             case .dependency:
                 if text == nil { expect(.entry(.dataOffset)); return }  // the NULL string ends the list
@@ -464,6 +539,13 @@ extension PGCustomArchiveCounter {
             if entry.isTableData {
                 tableIndex[entry.dumpID] = tables.count
                 tables.append(TableCount(schema: entry.namespace ?? "", table: entry.tag ?? "", rows: 0))
+                tableData.append(TableData(
+                    dumpID: entry.dumpID, schema: entry.namespace ?? "", table: entry.tag ?? "", copyStatement: entry.copyStatement ?? ""))
+            } else if entry.hasData {
+                otherDataEntries += 1
+            }
+            if let desc = entry.desc, Self.sessionEntries.contains(desc), let defn = entry.defn, !defn.isEmpty {
+                sessionStatements.append(defn)
             }
             entryIndex += 1
             startEntryOrData()
@@ -479,6 +561,8 @@ extension PGCustomArchiveCounter {
             expect(.entry(.dumpID))
         } else {
             dataOffset = bytesRead
+            contents = Contents(dataOffset: bytesRead, tableData: tableData, sessionStatements: sessionStatements, otherDataEntries: otherDataEntries)
+            pending = .tableOfContents
             expect(.blockType)
         }
     }

@@ -110,33 +110,30 @@ extension PGSidecar {
             if !committed { _ = try? admin.query("DROP DATABASE IF EXISTS \(quoteIdent(temp)) WITH (FORCE)") }
         }
         let major = admin.majorVersion
-        let tool: ToolProcess
+        let sink: RestoreSink
         if a.format == "sql" {
-            tool = ToolProcess(path: toolPath("psql", major: major),
-                               arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
-                               pipeStdout: false, pipeStdin: true)
+            sink = .psql(ToolProcess(path: toolPath("psql", major: major),
+                                     arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
+                                     pipeStdout: false, pipeStdin: true))
         } else {
             // Its sessions build the indexes, with the configured maintenance_work_mem.
             var env = ProcessInfo.processInfo.environment
             env["PGOPTIONS"] = "-c maintenance_work_mem=\(config.restoreMaintenanceWorkMem)"
-            tool = ToolProcess(path: toolPath("pg_restore", major: major),
-                               arguments: ["--exit-on-error", "--no-owner"] + toolArgs(database: temp),
-                               pipeStdout: false, pipeStdin: true, environment: env)
+            let tools = PGArchiveRestore.Tools(pgRestore: toolPath("pg_restore", major: major), target: toolArgs(database: temp), environment: env)
+            sink = .archive(PGArchiveRestore(tools: tools, server: config.server, database: temp, connections: config.restoreConnections) { pid in
+                context.report(item: a.database) { $0.pid = pid }
+            })
         }
-        let f: Int64 = try job.withCancelAction({ tool.kill(SIGKILL) }) {
+        let f: Int64 = try job.withCancelAction({ sink.cancel() }) {
             try job.checkCancellation()
-            try tool.start()
-            let pid = tool.pid
-            context.report(item: a.database) { $0.pid = pid }
+            defer { sink.close() }
+            try sink.start()
+            if let pid = sink.pid { context.report(item: a.database) { $0.pid = pid } }
             var hasher = SHA256()
             var fetched: Int64 = 0
-            var fed: Int64 = 0
             var gate = ByteCountGate()
             do {
-                let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in
-                    fed += Int64(chunk.count)
-                    try tool.writeStdin(chunk)
-                }
+                let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in try sink.feed(chunk) }
                 let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
                 try config.s3.getObjectSync(bucket: config.bucket, key: a.key) { chunk in
                     try job.checkCancellation()
@@ -154,14 +151,11 @@ extension PGSidecar {
                     throw PGSidecarError(.integrity, "\(a.key): sha256 \(digest) does not match the backup's \(a.sha256) (\(fetched) bytes read, \(a.size) expected); refusing to restore")
                 }
             } catch {
-                tool.kill(SIGKILL)
-                tool.closeStdin()
-                try? tool.wait()
                 if let e = error as? S3Error, e.isNotFound { throw PGSidecarError(.missing, "\(a.key) is missing: \(e)") }
                 throw error
             }
-            tool.closeStdin()
-            try tool.wait()
+            if sink.isParallel { context.report(item: a.database) { $0.step = "building indexes" } }
+            try sink.finish()
             return fetched
         }
         context.report(item: a.database) { $0.bytesDone = f; $0.pid = 0; $0.phase = .verifying; $0.step = "counting" }
@@ -184,5 +178,59 @@ extension PGSidecar {
         try admin.query("ALTER DATABASE \(quoteIdent(temp)) RENAME TO \(quoteIdent(a.database))")
         committed = true
         context.report(item: a.database) { $0.phase = .done; $0.step = "done"; $0.details["size"] = String(f) }
+    }
+}
+
+/// Where a restore's bytes go: psql for a plain SQL dump, ``PGArchiveRestore`` for a custom archive.
+private enum RestoreSink: Sendable {
+    case psql(ToolProcess)
+    case archive(PGArchiveRestore)
+
+    var pid: Int32? {
+        if case .psql(let tool) = self { return tool.pid }
+        return nil
+    }
+
+    var isParallel: Bool {
+        if case .archive(let r) = self { return r.isParallel }
+        return false
+    }
+
+    func start() throws {
+        if case .psql(let tool) = self { try tool.start() }
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) throws {
+        switch self {
+        case .psql(let tool): try tool.writeStdin(bytes)
+        case .archive(let r): try r.feed(bytes)
+        }
+    }
+
+    func finish() throws {
+        switch self {
+        case .psql(let tool):
+            tool.closeStdin()
+            try tool.wait()
+        case .archive(let r): try r.finish()
+        }
+    }
+
+    func cancel() {
+        switch self {
+        case .psql(let tool): tool.kill(SIGKILL)
+        case .archive(let r): r.cancel()
+        }
+    }
+
+    /// After `finish` or a failure: nothing of the restore is left running.
+    func close() {
+        switch self {
+        case .psql(let tool):
+            tool.kill(SIGKILL)
+            tool.closeStdin()
+            try? tool.wait()
+        case .archive(let r): r.close()
+        }
     }
 }

@@ -15,6 +15,9 @@ public struct PGSidecarConfig: Sendable {
     public var partSize: Int = 8 << 20
     /// `maintenance_work_mem` of the sessions pg_restore opens (they build the indexes).
     public var restoreMaintenanceWorkMem = "256MB"
+    /// Sessions that load a custom archive's table data at once (1: one pg_restore reads the archive);
+    /// also pg_restore's `-j` for the indexes and constraints.
+    public var restoreConnections = min(4, max(2, ProcessInfo.processInfo.activeProcessorCount))
 
     public init(socketPath: String, s3: S3Client, bucket: String, server: PGServer) {
         self.socketPath = socketPath
@@ -26,7 +29,8 @@ public struct PGSidecarConfig: Sendable {
     /// From the service's settings (``ServiceSettings``): `AUTOMATE_SERVICE_SOCKET`, the repository
     /// (`[config]` `s3_*` or the gateway) and the `[config]` keys `pg_host` (socket dir, default the run
     /// directory), `pg_port`, `pg_user`, `pg_bin_root`, `zstd_level` (1-19), `part_size_mib` (5-5120),
-    /// `restore_maintenance_work_mem` (a PostgreSQL memory size: `256MB`, `1GB`). A value that does not
+    /// `restore_maintenance_work_mem` (a PostgreSQL memory size: `256MB`, `1GB`), `restore_connections`
+    /// (1-16; default the number of cores between 2 and 4). A value that does not
     /// parse is an error naming it.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PGSidecarConfig {
         let settings = ServiceSettings(env)
@@ -42,6 +46,7 @@ public struct PGSidecarConfig: Sendable {
         if let m = try settings.matching("restore_maintenance_work_mem", /[1-9][0-9]{0,6}(?:kB|MB|GB)/, "a PostgreSQL memory size such as 256MB or 1GB") {
             c.restoreMaintenanceWorkMem = m
         }
+        if let n = try settings.int("restore_connections", in: 1...16) { c.restoreConnections = n }
         return c
     }
 }
