@@ -151,6 +151,10 @@ public final class RPCClient: Sendable {
         return stream
     }
 
+    /// False once the connection is closed (by ``close()``, by the server, which closes a connection that
+    /// sent nothing for its idle timeout, or by an error): a client kept for later calls connects again.
+    public var isActive: Bool { channel.isActive }
+
     /// Closes the connection; calls still pending fail with UNAVAILABLE.
     public func close() async {
         let handler = self.handler

@@ -64,7 +64,7 @@ public actor RestoreOrchestrator {
         // it names, the supervisor that will relaunch them.
         let supervisor = try SupervisorLink.fromEnvironment(config.environment)
         let bootstrap = try await readBootstrap(backupID: backupID)
-        defer { if let file = bootstrap.storeFile { unlink(file) } }
+        defer { if let file = bootstrap.storeFile { for f in [file, file + "-wal", file + "-shm"] { unlink(f) } } }  // SQLite's side files too
         let targets = try Self.targets(stack: stack, present: bootstrap.present, backupID: backupID)
         let plan = Self.plan(stack: stack, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
                              esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket))

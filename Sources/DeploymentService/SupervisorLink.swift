@@ -10,6 +10,11 @@ import Foundation
 actor SupervisorLink {
     let socketPath: String
     private var client: RPCClient?
+    /// When `client` last answered: the supervisor closes a connection that sent nothing for 30 s (its
+    /// RPC idle timeout), and a restore can go longer than that between two calls (a large database).
+    private var lastUsed = ContinuousClock.now
+    /// Reused for at most this long after its last call; then a new connection is made.
+    static let reuseWindow: Duration = .seconds(10)
 
     init(socketPath: String) {
         self.socketPath = socketPath
@@ -25,10 +30,18 @@ actor SupervisorLink {
     }
 
     private func connection() async throws -> RPCClient {
-        if let client { return client }
+        if let client {
+            if client.isActive && ContinuousClock.now - lastUsed < Self.reuseWindow {
+                lastUsed = .now
+                return client
+            }
+            await client.close()
+            self.client = nil
+        }
         do {
             let made = try await RPCClient.connect(socketPath: socketPath)
             client = made
+            lastUsed = .now
             return made
         } catch {
             throw RPCError(.unavailable, "the supervisor is unreachable at \(socketPath): \(error)")
@@ -46,7 +59,9 @@ actor SupervisorLink {
             request.hold.backupID = hold.backupID
         }
         do {
-            return try await connection().call(method, request, timeout: .seconds(180)).status
+            let answer = try await connection().call(method, request, timeout: .seconds(180))
+            lastUsed = .now
+            return answer.status
         } catch {
             // The next call reconnects: the supervisor may have closed an idle connection.
             await client?.close()
