@@ -74,6 +74,19 @@ extension RPCRobustnessTests {
         }
     }
 
+    /// A client kept for later calls can tell that the server closed it for idleness (and connect again).
+    @Test func clientSeesItsIdleConnectionClosed() async throws {
+        try await withServer(idleTimeout: Self.clientTimeout, Self.register) { _, path in
+            let client = try await RPCClient.connect(socketPath: path)
+            _ = try await client.unary("test/Echo", Msg.text("first"), as: Msg.self)
+            #expect(client.isActive)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while client.isActive && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!client.isActive, "the server did not close the idle connection within 20 s")
+            await client.close()
+        }
+    }
+
     @Test func connectionWithCallsInFlightIsNotIdle() async throws {
         let release = Signal()
         let unaryRelease = Signal()
