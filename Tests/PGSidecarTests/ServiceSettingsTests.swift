@@ -22,17 +22,21 @@ struct ServiceSettingsTests {
         let plain = try PGSidecarConfig.fromEnvironment(env)
         #expect(plain.partSize == 8 << 20 && plain.zstdLevel == 1 && plain.server.port == 5432 && plain.bucket == "repo")
         #expect(plain.restoreMaintenanceWorkMem == "256MB")
+        #expect(plain.restoreConnections == min(4, max(2, ProcessInfo.processInfo.activeProcessorCount)))
         env["AUTOMATE_CFG_PART_SIZE_MIB"] = "16"
         env["AUTOMATE_CFG_ZSTD_LEVEL"] = "3"
         env["AUTOMATE_CFG_PG_PORT"] = "10145"
         env["AUTOMATE_CFG_RESTORE_MAINTENANCE_WORK_MEM"] = "1GB"
+        env["AUTOMATE_CFG_RESTORE_CONNECTIONS"] = "1"
         let set = try PGSidecarConfig.fromEnvironment(env)
         #expect(set.partSize == 16 << 20 && set.zstdLevel == 3 && set.server.port == 10145 && set.restoreMaintenanceWorkMem == "1GB")
+        #expect(set.restoreConnections == 1)
     }
 
     @Test("a value that does not parse names the key, the value, the service and where to fix it", arguments: [
         ("PART_SIZE_MIB", "8x", "part_size_mib"), ("PART_SIZE_MIB", "2", "part_size_mib"), ("ZSTD_LEVEL", "fast", "zstd_level"),
         ("PG_PORT", "70000", "pg_port"), ("RESTORE_MAINTENANCE_WORK_MEM", "lots", "restore_maintenance_work_mem"),
+        ("RESTORE_CONNECTIONS", "0", "restore_connections"), ("RESTORE_CONNECTIONS", "many", "restore_connections"),
     ])
     func invalidValues(variable: String, value: String, key: String) throws {
         var env = Self.base
