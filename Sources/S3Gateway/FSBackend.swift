@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -258,23 +259,38 @@ struct FSBackend: S3Backend {
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
         let body = ResponseBody(contentLength: rLength) { writer in
-            var off = rStart
-            var remaining = rLength
-            // One read ahead: the next 128 KiB is read on the file pool while the current one is written
-            // (`writer.write` waits while the socket is full), so the disk and the socket work at once.
-            // At most two chunks per GET are in memory.
-            func read(at: Int, _ want: Int) -> Task<ByteBuffer, Error> {
-                Task { try await FilePool.run { try readChunk(file.fd, at: at, length: want, path: path) } }
+            // `readAhead` reads of `readChunkSize` run on the file pool while the socket takes the chunk before
+            // them (`writer.write` waits while the socket is full), so the disk and the socket work at once.
+            // The chunks' buffers are reused round-robin, `readAhead + 2` of them (one more for a chunk NIO may
+            // still be sending): no allocation per chunk, and a buffer NIO still holds is copied on write, never
+            // overwritten.
+            let slots = (0..<(Self.readAhead + 2)).map { _ in BufferSlot() }
+            var reads: [Task<ByteBuffer, any Error>] = []
+            var (nextSlot, readOffset, unread, remaining) = (0, rStart, rLength, rLength)
+            func readMore() {
+                while reads.count < Self.readAhead, unread > 0 {
+                    let (slot, at, want) = (slots[nextSlot], readOffset, min(unread, Self.readChunkSize))
+                    nextSlot = (nextSlot + 1) % slots.count
+                    readOffset += want
+                    unread -= want
+                    reads.append(Task {
+                        try await FilePool.run {
+                            try slot.buffer.withLock { buf in
+                                try readChunk(file.fd, at: at, length: want, into: &buf, path: path)
+                                return buf
+                            }
+                        }
+                    })
+                }
             }
-            var next: Task<ByteBuffer, Error>? = read(at: off, min(remaining, Self.readChunkSize))
-            defer { next?.cancel() }
+            defer { for r in reads { r.cancel() } }
             do {
-                while remaining > 0, let pending = next {
-                    let buf = try await pending.value
-                    off += buf.readableBytes
-                    remaining -= buf.readableBytes
-                    next = remaining > 0 ? read(at: off, min(remaining, Self.readChunkSize)) : nil
+                readMore()
+                while !reads.isEmpty {
+                    let buf = try await reads.removeFirst().value
+                    readMore()
                     try await writer.write(buf)
+                    remaining -= buf.readableBytes
                 }
                 try await writer.finish(nil)
                 log.finish(status: rStatus, bytes: rLength)
@@ -287,7 +303,9 @@ struct FSBackend: S3Backend {
     }
 
     /// The size of one read of a GET's body.
-    static let readChunkSize = 128 << 10
+    static let readChunkSize = 512 << 10
+    /// Reads of a GET's body running ahead of the one being sent.
+    static let readAhead = 1
 
     /// `bytes=a-b`, `bytes=a-`, `bytes=-n`. nil: ignore the header (serve whole). Throws InvalidRange when unsatisfiable.
     static func parseRange(_ h: String, size: Int) throws -> (Int, Int)? {
