@@ -261,11 +261,11 @@ struct FSBackend: S3Backend {
         let body = ResponseBody(contentLength: rLength) { writer in
             // `readAhead` reads of `readChunkSize` run on the file pool while the socket takes the chunk before
             // them (`writer.write` waits while the socket is full), so the disk and the socket work at once.
-            // The chunks' buffers are reused round-robin, `readAhead + 2` of them (one more for a chunk NIO may
-            // still be sending): no allocation per chunk, and a buffer NIO still holds is copied on write, never
-            // overwritten.
-            let slots = (0..<(Self.readAhead + 2)).map { _ in BufferSlot() }
-            var reads: [Task<ByteBuffer, any Error>] = []
+            // A chunk is read into buffers of `readBufferSize` (glibc's heap, not mmap, serves them), reused
+            // round-robin across `readAhead + 1` chunks: no allocation per chunk while the socket keeps up, and a
+            // buffer NIO still holds (its last bytes not yet sent) is replaced, never overwritten.
+            let slots = (0..<(Self.readAhead + 1)).map { _ in BufferSlot() }
+            var reads: [Task<[ByteBuffer], any Error>] = []
             var (nextSlot, readOffset, unread, remaining) = (0, rStart, rLength, rLength)
             func readMore() {
                 while reads.count < Self.readAhead, unread > 0 {
@@ -275,9 +275,9 @@ struct FSBackend: S3Backend {
                     unread -= want
                     reads.append(Task {
                         try await FilePool.run {
-                            try slot.buffer.withLock { buf in
-                                try readChunk(file.fd, at: at, length: want, into: &buf, path: path)
-                                return buf
+                            try slot.buffers.withLock { bufs in
+                                try readChunk(file.fd, at: at, length: want, into: &bufs, pieceSize: Self.readBufferSize, path: path)
+                                return bufs
                             }
                         }
                     })
@@ -287,10 +287,10 @@ struct FSBackend: S3Backend {
             do {
                 readMore()
                 while !reads.isEmpty {
-                    let buf = try await reads.removeFirst().value
+                    let bufs = try await reads.removeFirst().value
                     readMore()
-                    try await writer.write(buf)
-                    remaining -= buf.readableBytes
+                    try await writer.write(contentsOf: bufs)
+                    remaining -= bufs.reduce(0) { $0 + $1.readableBytes }
                 }
                 try await writer.finish(nil)
                 log.finish(status: rStatus, bytes: rLength)
@@ -302,8 +302,10 @@ struct FSBackend: S3Backend {
         return Response(status: .init(code: status), headers: Reply.fields(headers), body: body)
     }
 
-    /// The size of one read of a GET's body.
+    /// The size of one read of a GET's body (one job on the file pool, one write to the socket).
     static let readChunkSize = 512 << 10
+    /// The buffers a chunk is read into: below glibc's mmap threshold as the gateway tunes it (256 KiB).
+    static let readBufferSize = 128 << 10
     /// Reads of a GET's body running ahead of the one being sent.
     static let readAhead = 1
 

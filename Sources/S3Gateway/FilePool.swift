@@ -80,10 +80,11 @@ final class OpenFile: Sendable {
     deinit { close(fd) }
 }
 
-/// A buffer reused from job to job on the file pool: a job fills it in place (the lock hands it over between
-/// threads), the task that waited for the job sends a copy of it, which keeps the memory until it is sent.
+/// Buffers reused from job to job on the file pool: a job fills them in place (the lock hands them over between
+/// threads), the task that waited for the job sends copies of them, which keep their memory until sent (a
+/// buffer still held so is replaced by a new one when the next job clears it).
 final class BufferSlot: Sendable {
-    let buffer = Mutex(ByteBuffer())
+    let buffers = Mutex([ByteBuffer]())
 }
 
 /// The MD5 of a file's bytes, fed in order from pool threads. Each update is issued after the previous one
@@ -106,6 +107,17 @@ func readChunk(_ fd: Int32, at offset: Int, length: Int, path: String) throws ->
     var buf = ByteBufferAllocator().buffer(capacity: length)
     try readChunk(fd, at: offset, length: length, into: &buf, path: path, allowShort: true)
     return buf
+}
+
+/// Reads `length` bytes at `offset` into `bufs`, `pieceSize` bytes per buffer (adding or dropping buffers as
+/// needed, reusing their memory when nothing else holds it). Fewer bytes are an error (the file shrank).
+func readChunk(_ fd: Int32, at offset: Int, length: Int, into bufs: inout [ByteBuffer], pieceSize: Int, path: String) throws {
+    let count = (length + pieceSize - 1) / pieceSize
+    if bufs.count > count { bufs.removeLast(bufs.count - count) }
+    while bufs.count < count { bufs.append(ByteBuffer()) }
+    for i in 0..<count {
+        try readChunk(fd, at: offset + i * pieceSize, length: min(pieceSize, length - i * pieceSize), into: &bufs[i], path: path)
+    }
 }
 
 /// Reads `length` bytes at `offset` into `buf`, replacing what it held (its memory is reused when nothing else

@@ -119,9 +119,10 @@ final class PendingFile {
         if batchBytes >= Self.batchSize { submit() }
     }
 
-    /// A new coalescing buffer holding `piece` (128 KiB: below glibc's mmap threshold as the gateway tunes it).
+    /// A new coalescing buffer holding `piece`. 256 KiB: at glibc's mmap threshold as the gateway tunes it, so
+    /// only the pages written to are resident, and the memory goes back to the system once the batch is written.
     private static func coalescingBuffer(with piece: ByteBuffer) -> ByteBuffer {
-        var c = ByteBufferAllocator().buffer(capacity: 128 << 10)
+        var c = ByteBufferAllocator().buffer(capacity: 256 << 10)
         c.writeImmutableBuffer(piece)
         return c
     }

@@ -11,17 +11,18 @@ import Synchronization
 /// decoder, the request's async stream and a task wake-up, so a lone upload wants large reads (fewer trips,
 /// less CPU per byte), while a hundred concurrent uploads want small ones (bounded memory). The read size is
 /// therefore ``budget`` shared by the open connections: the largest power of two in
-/// `minimumRead...maximumRead` such that `open connections × readsHeldPerConnection × size <= budget`,
+/// `minimumRead...maximumRead` such that `open connections × readsHeldPerConnection × size <= budget`, but
+/// never less than `minimumRead` (from 37 connections on, what they can hold is their number × 14 × 8 KiB), and
 /// re-evaluated after each burst of reads.
 final class ReceiveBufferLimit: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
     /// Bytes of socket reads all connections together may hold while their requests wait.
-    static let budget = 8 << 20
+    static let budget = 4 << 20
     /// Reads a waiting connection holds at most: NIOAsyncChannel's high watermark (10) plus one read loop (4).
     static let readsHeldPerConnection = 14
-    static let minimumRead = 16 << 10
+    static let minimumRead = 8 << 10
     /// 128 KiB: a receive buffer stays below glibc's mmap threshold as the gateway tunes it (no page faults per read).
     static let maximumRead = 128 << 10
 

@@ -15,7 +15,7 @@ final class FSModeStreamingTests: XCTestCase {
     func testPendingFileKeepsBytesInOrderAcrossBatches() async throws {
         let dir = makeTempDir("pending")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sizes = [1, 5_000, 70_000, 200_000, (64 << 10) - 1, 64 << 10, 100_000, 3, 60_000, 60_000, 60_000,
+        let sizes = [1, 5_000, 70_000, 200_000, (64 << 10) - 1, 64 << 10, 100_000, 3, 60_000, 60_000, 60_000, 60_000, 60_000,
                      1_500_000, 10, 128 << 10, 40_000, 2_300_000, 7, 900_000]
         let data = randomBytes(sizes.reduce(0, +))
         let file = try await PendingFile.create(dir: dir)
@@ -115,18 +115,30 @@ final class FSModeStreamingTests: XCTestCase {
         XCTAssertEqual(Array(held.readableBytesView), Array(data[0..<1_000]))
         XCTAssertEqual(Array(buf.readableBytesView), Array(data[1_000..<2_000]))
         XCTAssertThrowsError(try readChunk(fd, at: 2_500, length: 1_000, into: &buf, path: "f"), "a short read must fail")
+        // A chunk in pieces: the pieces follow each other, the number of buffers follows the length, and the
+        // pieces still held from the read before keep their bytes.
+        var pieces: [ByteBuffer] = []
+        try readChunk(fd, at: 0, length: 2_500, into: &pieces, pieceSize: 1_000, path: "f")
+        XCTAssertEqual(pieces.map(\.readableBytes), [1_000, 1_000, 500])
+        let heldPieces = pieces
+        try readChunk(fd, at: 100, length: 1_500, into: &pieces, pieceSize: 1_000, path: "f")
+        XCTAssertEqual(pieces.flatMap { Array($0.readableBytesView) }, Array(data[100..<1_600]))
+        XCTAssertEqual(heldPieces.flatMap { Array($0.readableBytesView) }, Array(data[0..<2_500]))
         XCTAssertEqual(try readChunk(fd, at: 2_500, length: 1_000, path: "f").readableBytes, 500, "short read allowed at the end")
         XCTAssertThrowsError(try readChunk(fd, at: 3_000, length: 10, path: "f"), "nothing to read must fail")
     }
 
     /// Socket reads shrink as connections open, so that what they can hold stays within the budget, and stay
-    /// within 16 KiB...128 KiB.
+    /// within 8 KiB...128 KiB.
     func testReadSizeSharesTheBudget() {
         XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 0), 128 << 10)
         XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 1), 128 << 10)
-        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 10), 32 << 10)
-        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 100), 16 << 10)
-        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 10_000), 16 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 2), 128 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 3), 64 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 10), 16 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 20), 8 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 100), 8 << 10)
+        XCTAssertEqual(ReceiveBufferLimit.readSize(connections: 10_000), 8 << 10)
         var previous = Int.max
         for n in 1...40 {
             let size = ReceiveBufferLimit.readSize(connections: n)
