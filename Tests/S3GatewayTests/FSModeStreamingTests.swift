@@ -73,7 +73,7 @@ final class FSModeStreamingTests: XCTestCase {
         let fx = try await FSFixture.start()
         defer { Task { await fx.stop() } }
         let p = fx.port
-        let chunk = FSBackend.readChunkSize
+        let chunk = FSBackend.maximumReadChunk
         let data = randomBytes(5 * chunk + 12_345)
         let put = try await signedRequest(port: p, method: "PUT", path: "/repo/big", body: data, payloadHash: "UNSIGNED-PAYLOAD")
         XCTAssertEqual(put.status, 200, put.text)
@@ -126,6 +126,19 @@ final class FSModeStreamingTests: XCTestCase {
         XCTAssertEqual(heldPieces.flatMap { Array($0.readableBytesView) }, Array(data[0..<2_500]))
         XCTAssertEqual(try readChunk(fd, at: 2_500, length: 1_000, path: "f").readableBytes, 500, "short read allowed at the end")
         XCTAssertThrowsError(try readChunk(fd, at: 3_000, length: 10, path: "f"), "nothing to read must fail")
+    }
+
+    /// GET chunks shrink as GET bodies are sent at once, from 512 KiB for one down to 128 KiB from six on.
+    func testReadChunkSharesTheBudget() {
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 0), 512 << 10)
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 1), 512 << 10)
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 2), 512 << 10)
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 3), 256 << 10)
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 6), 128 << 10)
+        XCTAssertEqual(FSBackend.readChunkSize(reads: 100), 128 << 10)
+        for n in 1...5 {
+            XCTAssertLessThanOrEqual(n * (FSBackend.readAhead + 2) * FSBackend.readChunkSize(reads: n), FSBackend.readBudget, "\(n) GETs")
+        }
     }
 
     /// Socket reads shrink as connections open, so that what they can hold stays within the budget, and stay
