@@ -37,6 +37,9 @@ wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; s
 # Peak RSS of the gateway since the last reset, in MiB; `reset_peak` starts a new measurement.
 reset_peak() { echo 5 > "/proc/$gpid/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$gpid/status"; }
+# CPU time (user + system) the gateway has used so far, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$gpid/stat"; }
+cpu_secs() { python3 -c "import os, sys; print('%.2f' % ((int(sys.argv[2]) - int(sys.argv[1])) / os.sysconf('SC_CLK_TCK')))" "$1" "$2"; }
 mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / max(float(sys.argv[1]), 1e-3)))" "$1"; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null || { echo "bench-gateway: failed: $*" >&2; return 1; }; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
 
@@ -83,14 +86,18 @@ wait_http "http://127.0.0.1:$nport/"
 sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
 reset_peak
 echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk)"
+c0=$(cpu_ticks)
 g_up=$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")
+c1=$(cpu_ticks)
 g_down=$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")
+c2=$(cpu_ticks)
 n_up=$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")
 n_down=$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")
 cmp -s "$work/src" "$work/root/bench/big" || { echo "bench-gateway: gateway copy differs" >&2; exit 1; }
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (curl sigv4)" "$(mbps "$g_up")" "$(mbps "$g_down")"
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps "$n_up")" "$(mbps "$n_down")"
-printf '  %-28s %8sx up     %8sx down   (target >= 0.8)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
+printf '  %-28s %8sx up     %8sx down   (targets >= 0.8 up, >= 1.0 down)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
+printf '  %-28s %8s s up     %8s s down\n' "gateway CPU (utime+stime)" "$(cpu_secs "$c0" "$c1")" "$(cpu_secs "$c1" "$c2")"
 rm -f "$work/nginx/root/big"
 rss_curl=$(peak_mib)
 

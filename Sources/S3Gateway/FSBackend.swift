@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -258,23 +259,42 @@ struct FSBackend: S3Backend {
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
         let body = ResponseBody(contentLength: rLength) { writer in
-            var off = rStart
-            var remaining = rLength
-            // One read ahead: the next 128 KiB is read on the file pool while the current one is written
-            // (`writer.write` waits while the socket is full), so the disk and the socket work at once.
-            // At most two chunks per GET are in memory.
-            func read(at: Int, _ want: Int) -> Task<ByteBuffer, Error> {
-                Task { try await FilePool.run { try readChunk(file.fd, at: at, length: want, path: path) } }
+            // `readAhead` reads of a chunk run on the file pool while the socket takes the chunk before them
+            // (`writer.write` waits while the socket is full), so the disk and the socket work at once. A chunk
+            // (`readChunkSize(reads:)`: large for a lone GET, smaller when many share the read budget) is read
+            // into buffers of `readBufferSize` (glibc's heap, not mmap, serves them), reused round-robin across
+            // `readAhead + 2` chunks: no allocation per chunk while the socket keeps up, and a buffer NIO still
+            // holds (its last bytes not yet sent) is replaced, never overwritten.
+            Self.activeReads.add(1, ordering: .relaxed)
+            defer { Self.activeReads.subtract(1, ordering: .relaxed) }
+            let slots = (0..<(Self.readAhead + 2)).map { _ in BufferSlot() }
+            var reads: [Task<[ByteBuffer], any Error>] = []
+            var (nextSlot, readOffset, unread, remaining) = (0, rStart, rLength, rLength)
+            func readMore() {
+                while reads.count < Self.readAhead, unread > 0 {
+                    let chunk = Self.readChunkSize(reads: Self.activeReads.load(ordering: .relaxed))
+                    let (slot, at, want) = (slots[nextSlot], readOffset, min(unread, chunk))
+                    nextSlot = (nextSlot + 1) % slots.count
+                    readOffset += want
+                    unread -= want
+                    reads.append(Task {
+                        try await FilePool.run {
+                            try slot.buffers.withLock { bufs in
+                                try readChunk(file.fd, at: at, length: want, into: &bufs, pieceSize: Self.readBufferSize, path: path)
+                                return bufs
+                            }
+                        }
+                    })
+                }
             }
-            var next: Task<ByteBuffer, Error>? = read(at: off, min(remaining, Self.readChunkSize))
-            defer { next?.cancel() }
+            defer { for r in reads { r.cancel() } }
             do {
-                while remaining > 0, let pending = next {
-                    let buf = try await pending.value
-                    off += buf.readableBytes
-                    remaining -= buf.readableBytes
-                    next = remaining > 0 ? read(at: off, min(remaining, Self.readChunkSize)) : nil
-                    try await writer.write(buf)
+                readMore()
+                while !reads.isEmpty {
+                    let bufs = try await reads.removeFirst().value
+                    readMore()
+                    try await writer.write(contentsOf: bufs)
+                    remaining -= bufs.reduce(0) { $0 + $1.readableBytes }
                 }
                 try await writer.finish(nil)
                 log.finish(status: rStatus, bytes: rLength)
@@ -286,8 +306,27 @@ struct FSBackend: S3Backend {
         return Response(status: .init(code: status), headers: Reply.fields(headers), body: body)
     }
 
-    /// The size of one read of a GET's body.
-    static let readChunkSize = 128 << 10
+    /// GET bodies being sent in this process right now; their chunks share `readBudget`.
+    static let activeReads = Atomic<Int>(0)
+    /// Bytes of read chunks all GET bodies together aim to hold (each holds about `readAhead + 2` chunks).
+    static let readBudget = 4 << 20
+    /// The largest chunk, one job on the file pool and one write to the socket (a lone GET uses it).
+    static let maximumReadChunk = 512 << 10
+    /// The buffers a chunk is read into, and the smallest chunk: below glibc's mmap threshold as the gateway
+    /// tunes it (256 KiB).
+    static let readBufferSize = 128 << 10
+    /// Reads of a GET's body running ahead of the one being sent.
+    static let readAhead = 1
+
+    /// The chunk size when `reads` GET bodies are being sent: the largest power of two in
+    /// `readBufferSize...maximumReadChunk` such that `reads × (readAhead + 2) × size <= readBudget`, but never
+    /// less than `readBufferSize` (what the gateway read before this became adaptive).
+    static func readChunkSize(reads: Int) -> Int {
+        let share = readBudget / (max(reads, 1) * (readAhead + 2))
+        var size = readBufferSize
+        while size * 2 <= min(share, maximumReadChunk) { size *= 2 }
+        return size
+    }
 
     /// `bytes=a-b`, `bytes=a-`, `bytes=-n`. nil: ignore the header (serve whole). Throws InvalidRange when unsatisfiable.
     static func parseRange(_ h: String, size: Int) throws -> (Int, Int)? {

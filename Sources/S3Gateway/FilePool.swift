@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,8 +21,8 @@ enum FilePool {
         try await pool.runIfActive(body)
     }
 
-    /// Memory for write buffers across the whole gateway: 32 buffers of 256 KiB (8 MiB). An upload waits
-    /// (asynchronously, so its connection's socket stops being read) until one is free.
+    /// Memory for received bytes waiting to be written, across the whole gateway: 32 units of 256 KiB (8 MiB).
+    /// An upload waits (asynchronously, so its connection's socket stops being read) until one is free.
     static let writeBuffers = AsyncSemaphore(permits: 32)
     static let bufferSize = 256 << 10
 }
@@ -79,29 +80,63 @@ final class OpenFile: Sendable {
     deinit { close(fd) }
 }
 
+/// Buffers reused from job to job on the file pool: a job fills them in place (the lock hands them over between
+/// threads), the task that waited for the job sends copies of them, which keep their memory until sent (a
+/// buffer still held so is replaced by a new one when the next job clears it).
+final class BufferSlot: Sendable {
+    let buffers = Mutex([ByteBuffer]())
+}
+
 /// The MD5 of a file's bytes, fed in order from pool threads. Each update is issued after the previous one
 /// finished (a chain of tasks); the lock makes the hand-over between threads safe.
 final class RunningMD5: @unchecked Sendable {
     private let lock = NSLock()
     private var md5 = Insecure.MD5()
 
-    func update(_ buf: ByteBuffer) {
-        lock.withLock { buf.withUnsafeReadableBytes { md5.update(bufferPointer: $0) } }
+    func update(_ bufs: [ByteBuffer]) {
+        lock.withLock {
+            for buf in bufs { buf.withUnsafeReadableBytes { md5.update(bufferPointer: $0) } }
+        }
     }
 
     func finalize() -> [UInt8] { lock.withLock { Array(md5.finalize()) } }
 }
 
-/// Reads up to `length` bytes at `offset` (fewer only at the end of the file; none is an error: the file shrank).
+/// Reads `length` bytes at `offset` (fewer only at the end of the file; none is an error: the file shrank).
 func readChunk(_ fd: Int32, at offset: Int, length: Int, path: String) throws -> ByteBuffer {
     var buf = ByteBufferAllocator().buffer(capacity: length)
-    let n = try buf.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { p -> Int in
-        while true {
-            let r = pread(fd, p.baseAddress, length, off_t(offset))
-            if r >= 0 { return r }
-            if errno != EINTR { throw S3Error("InternalError", 500, "read \(path): \(errnoText())") }
-        }
-    }
-    if n == 0 { throw S3Error("InternalError", 500, "\(path) shrank while being read") }
+    try readChunk(fd, at: offset, length: length, into: &buf, path: path, allowShort: true)
     return buf
+}
+
+/// Reads `length` bytes at `offset` into `bufs`, `pieceSize` bytes per buffer (adding or dropping buffers as
+/// needed, reusing their memory when nothing else holds it). Fewer bytes are an error (the file shrank).
+func readChunk(_ fd: Int32, at offset: Int, length: Int, into bufs: inout [ByteBuffer], pieceSize: Int, path: String) throws {
+    let count = (length + pieceSize - 1) / pieceSize
+    if bufs.count > count { bufs.removeLast(bufs.count - count) }
+    while bufs.count < count { bufs.append(ByteBuffer()) }
+    for i in 0..<count {
+        try readChunk(fd, at: offset + i * pieceSize, length: min(pieceSize, length - i * pieceSize), into: &bufs[i], path: path)
+    }
+}
+
+/// Reads `length` bytes at `offset` into `buf`, replacing what it held (its memory is reused when nothing else
+/// holds it). Fewer bytes are an error (the file shrank) unless `allowShort`, when only none is.
+func readChunk(_ fd: Int32, at offset: Int, length: Int, into buf: inout ByteBuffer, path: String, allowShort: Bool = false) throws {
+    buf.clear()
+    let n = try buf.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { p -> Int in
+        var done = 0
+        while done < length {
+            let r = pread(fd, p.baseAddress! + done, length - done, off_t(offset + done))
+            if r > 0 {
+                done += r
+            } else if r == 0 {
+                break
+            } else if errno != EINTR {
+                throw S3Error("InternalError", 500, "read \(path): \(errnoText())")
+            }
+        }
+        return done
+    }
+    if n == 0 || (n < length && !allowShort) { throw S3Error("InternalError", 500, "\(path) shrank while being read") }
 }

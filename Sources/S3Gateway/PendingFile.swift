@@ -8,10 +8,14 @@ import Glibc
 /// Writes an object to a hidden temp file beside its final name; `commit` fsyncs and renames it into place,
 /// `abort` removes it. A crash leaves at most a hidden `.automate-tmp-*` file that listing skips.
 ///
-/// Bytes are gathered in 256 KiB buffers taken from the gateway-wide budget (`FilePool.writeBuffers`). A
-/// full buffer is written (`pwrite` at its offset) and hashed (MD5, in order) by jobs on the file pool while
-/// the next one fills; a file holds at most 3 buffers, and waits for its oldest job rather than for more
-/// memory, so the body is never buffered whole and a slow disk slows the socket down.
+/// The received buffers are not copied: they are gathered into batches of about 1 MiB, and each batch is
+/// hashed (MD5, in order) and written (`pwrite` at its offset) by one job on the file pool, chained after the
+/// previous batch's job, while the next batch fills. What a file holds (its filling batch and the batches in
+/// flight) is counted against the gateway-wide budget (`FilePool.writeBuffers`, in units of
+/// `FilePool.bufferSize`): a file takes its first unit waiting for it, further ones only if the budget has them
+/// right now (at most `unitsPerFile`), and otherwise waits for its oldest job rather than for more memory, so
+/// the body is never buffered whole and a slow disk slows the socket down. Small received pieces are copied
+/// into a coalescing buffer so that a trickling client cannot pin many mostly empty receive buffers.
 ///
 /// `inPlace` instead writes into a slot of an existing file (a multipart upload's assembly): bytes go at the
 /// slot's offset, never past its end, and `sync` replaces `commit`; nothing is removed on abort.
@@ -22,12 +26,21 @@ final class PendingFile {
     let tmpPath: String?
     let file: OpenFile
     var fd: Int32 { file.fd }
-    private static let buffersPerFile = 3
-    private var staging: ByteBuffer?
-    private var spare: [ByteBuffer] = []
+    /// A batch is handed to a job once it holds this many bytes.
+    static let batchSize = 1 << 20
+    /// Budget units one file may hold: a filling batch and two in flight.
+    static let unitsPerFile = 3 * batchSize / FilePool.bufferSize
+    /// Pieces smaller than this are copied into the coalescing buffer instead of being kept.
+    static let smallPiece = 64 << 10
+    private var batch: [ByteBuffer] = []
+    private var batchBytes = 0
+    /// Whether the batch's last buffer is a coalescing buffer (ours, with room for more small pieces).
+    private var coalescing = false
+    /// Bytes of the filling batch and of the batches in flight.
+    private var heldBytes = 0
     private var permits = 0
-    private var inFlight: [(buffer: ByteBuffer, hash: Task<Void, Never>, write: Task<Void, any Error>)] = []
-    private var lastHash: Task<Void, Never>?
+    private var inFlight: [(bytes: Int, job: Task<Void, any Error>)] = []
+    private var lastJob: Task<Void, any Error>?
     private let md5 = RunningMD5()
     private var offset = 0
     private let end: Int
@@ -78,90 +91,122 @@ final class PendingFile {
     }
 
     func write(_ buf: ByteBuffer) async throws {
+        let n = buf.readableBytes
+        guard n > 0 else { return }
         // An in-place slot takes no more than it was reserved for (the next slot may hold a committed part).
-        let pending = offset + (staging?.readableBytes ?? 0)
-        guard buf.readableBytes <= end - pending else { throw S3Error.incompleteBody }
-        var src = buf
-        while src.readableBytes > 0 {
-            if staging == nil { staging = try await takeBuffer() }
-            let n = min(src.readableBytes, FilePool.bufferSize - staging!.readableBytes)
-            staging!.writeImmutableBuffer(src.readSlice(length: n)!)
-            if staging!.readableBytes == FilePool.bufferSize { try await submit() }
-        }
-    }
-
-    /// A free buffer: a spare one, the first from the budget (waiting for it), a further one if the budget
-    /// has it right now, else this file's oldest buffer once its jobs are done.
-    private func takeBuffer() async throws -> ByteBuffer {
-        if let b = spare.popLast() { return b }
-        if permits == 0 {
-            await FilePool.writeBuffers.acquire()
-            permits = 1
-            return ByteBufferAllocator().buffer(capacity: FilePool.bufferSize)
-        }
-        if permits < Self.buffersPerFile, FilePool.writeBuffers.tryAcquire() {
-            permits += 1
-            return ByteBufferAllocator().buffer(capacity: FilePool.bufferSize)
-        }
-        guard !inFlight.isEmpty else { return ByteBufferAllocator().buffer(capacity: FilePool.bufferSize) }
-        var b = try await retireOldest()
-        b.clear()
-        return b
-    }
-
-    private func retireOldest() async throws -> ByteBuffer {
-        let f = inFlight.removeFirst()
-        await f.hash.value
-        try await f.write.value
-        return f.buffer
-    }
-
-    /// Hands the staging buffer to a write job and a hash job (chained after the previous hash).
-    private func submit() async throws {
-        guard let buf = staging, buf.readableBytes > 0 else { return }
-        staging = nil
-        let off = offset
-        offset += buf.readableBytes
-        let (prev, md5, file) = (lastHash, self.md5, self.file)
-        let hash = Task {
-            await prev?.value
-            _ = try? await FilePool.run { md5.update(buf) }
-        }
-        let write = Task {
-            try await FilePool.run { try PendingFile.pwriteAll(file.fd, buf, at: off) }
-        }
-        lastHash = hash
-        inFlight.append((buf, hash, write))
-    }
-
-    static func pwriteAll(_ fd: Int32, _ buf: ByteBuffer, at offset: Int) throws {
-        try buf.withUnsafeReadableBytes { p in
-            var done = 0
-            while done < p.count {
-                let r = pwrite(fd, p.baseAddress! + done, p.count - done, off_t(offset + done))
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw S3Error("InternalError", 500, "write failed: \(errnoText())")
+        guard n <= end - (offset + batchBytes) else { throw S3Error.incompleteBody }
+        try await makeRoom(for: n)
+        if n < Self.smallPiece {
+            // Appended to the last batch buffer when it is a coalescing buffer with room, else to a new one.
+            if coalescing, var last = batch.popLast() {
+                if last.writableBytes >= n {
+                    last.writeImmutableBuffer(buf)
+                    batch.append(last)
+                } else {
+                    batch.append(last)
+                    batch.append(Self.coalescingBuffer(with: buf))
                 }
-                done += r
+            } else {
+                batch.append(Self.coalescingBuffer(with: buf))
             }
+            coalescing = true
+        } else {
+            batch.append(buf)
+            coalescing = false
+        }
+        batchBytes += n
+        heldBytes += n
+        if batchBytes >= Self.batchSize { submit() }
+    }
+
+    /// A new coalescing buffer holding `piece`. 256 KiB: at glibc's mmap threshold as the gateway tunes it, so
+    /// only the pages written to are resident, and the memory goes back to the system once the batch is written.
+    private static func coalescingBuffer(with piece: ByteBuffer) -> ByteBuffer {
+        var c = ByteBufferAllocator().buffer(capacity: 256 << 10)
+        c.writeImmutableBuffer(piece)
+        return c
+    }
+
+    /// Makes the budget cover `n` more held bytes: the first unit (waiting for it), further units if the budget
+    /// has them right now, else by waiting for this file's oldest job. Never waits for the budget while holding
+    /// part of it (two files could wait on each other); a piece larger than what the file may hold is taken
+    /// anyway once nothing else is held.
+    private func makeRoom(for n: Int) async throws {
+        while heldBytes + n > permits * FilePool.bufferSize {
+            if permits == 0 {
+                await FilePool.writeBuffers.acquire()
+                permits = 1
+            } else if permits < Self.unitsPerFile, FilePool.writeBuffers.tryAcquire() {
+                permits += 1
+            } else if !inFlight.isEmpty {
+                try await retireOldest()
+            } else if batchBytes > 0 {
+                submit()
+            } else {
+                return
+            }
+        }
+    }
+
+    private func retireOldest() async throws {
+        let f = inFlight.removeFirst()
+        heldBytes -= f.bytes
+        try await f.job.value
+    }
+
+    /// Hands the filling batch to a job that hashes it (after the previous job, so the MD5 sees the bytes in
+    /// order) and writes it at its offset.
+    private func submit() {
+        guard batchBytes > 0 else { return }
+        let (bufs, off, bytes) = (batch, offset, batchBytes)
+        batch = []
+        batchBytes = 0
+        coalescing = false
+        offset += bytes
+        let (prev, md5, file) = (lastJob, self.md5, self.file)
+        let job = Task {
+            // A failed job fails the file (drain reports it); the next ones still run so that none is left behind.
+            _ = try? await prev?.value
+            try await FilePool.run {
+                md5.update(bufs)
+                try PendingFile.pwriteAll(file.fd, bufs, at: off)
+            }
+        }
+        lastJob = job
+        inFlight.append((bytes, job))
+    }
+
+    static func pwriteAll(_ fd: Int32, _ bufs: [ByteBuffer], at offset: Int) throws {
+        var at = offset
+        for buf in bufs {
+            try buf.withUnsafeReadableBytes { p in
+                var done = 0
+                while done < p.count {
+                    let r = pwrite(fd, p.baseAddress! + done, p.count - done, off_t(at + done))
+                    if r < 0 {
+                        if errno == EINTR { continue }
+                        throw S3Error("InternalError", 500, "write failed: \(errnoText())")
+                    }
+                    done += r
+                }
+            }
+            at += buf.readableBytes
         }
         // Start writeback of every finished 16 MiB stretch so the final fsync has little left to do.
         let window = 16 << 20
-        let end = offset + buf.readableBytes
-        if end / window != offset / window {
-            _ = automate_sync_file_range_write(fd, Int64((end / window - 1) * window), Int64(window))
+        if at / window != offset / window {
+            _ = automate_sync_file_range_write(fd, Int64((at / window - 1) * window), Int64(window))
         }
     }
 
-    /// Waits for every write and hash job; returns the MD5 of everything written. Gives the buffers back.
+    /// Waits for every job; returns the MD5 of everything written. Gives the budget back.
     func drain() async throws -> [UInt8] {
-        try await submit()
+        submit()
         var firstError: (any Error)?
         while !inFlight.isEmpty {
-            do { _ = try await retireOldest() } catch { firstError = firstError ?? error }
+            do { try await retireOldest() } catch { firstError = firstError ?? error }
         }
-        spare.removeAll()
+        lastJob = nil
         for _ in 0..<permits { FilePool.writeBuffers.release() }
         permits = 0
         if let firstError { throw firstError }
@@ -246,7 +291,8 @@ final class PendingFile {
     func abort() async {
         guard !done else { return }
         done = true
-        staging = nil
+        batch = []
+        batchBytes = 0
         _ = try? await drain()
         guard let tmpPath = self.tmpPath else { return }
         _ = try? await FilePool.run { unlink(tmpPath) }
