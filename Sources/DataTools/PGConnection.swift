@@ -69,13 +69,11 @@ public final class PGConnection: @unchecked Sendable {  // used by one thread at
         let res = pointers.withUnsafeMutableBufferPointer { buf in
             PQexecParams(conn, sql, Int32(params.count), nil, buf.baseAddress, nil, nil, 0)
         }
-        guard let res else { throw DataToolsError(.database, String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let res else { throw DataToolsError(.database, lastError) }
         defer { PQclear(res) }
         let status = PQresultStatus(res)
         if status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK {
-            let message = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
-            let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw DataToolsError(.database, message, sqlState: state)
+            throw Self.resultError(res)
         }
         var rows: [[String?]] = []
         let n = PQntuples(res), m = PQnfields(res)
@@ -95,9 +93,7 @@ public final class PGConnection: @unchecked Sendable {  // used by one thread at
         guard let res = PQexec(conn, statement) else { throw DataToolsError(.database, lastError) }
         defer { PQclear(res) }
         guard PQresultStatus(res) == PGRES_COPY_IN else {
-            throw DataToolsError(.database, "\(statement.trimmingCharacters(in: .whitespacesAndNewlines)): "
-                + String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines),
-                sqlState: PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+            throw Self.resultError(res, context: statement.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
 
@@ -122,8 +118,7 @@ public final class PGConnection: @unchecked Sendable {  // used by one thread at
             if PQresultStatus(res) == PGRES_COMMAND_OK {
                 rows += Int64(String(cString: PQcmdTuples(res))) ?? 0
             } else if failure == nil {
-                failure = DataToolsError(.database, String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines),
-                                         sqlState: PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+                failure = Self.resultError(res)
             }
         }
         if let failure, message == nil { throw failure }
@@ -131,6 +126,13 @@ public final class PGConnection: @unchecked Sendable {  // used by one thread at
     }
 
     private var lastError: String { String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    /// The server's error of a failed result, with its SQLSTATE (`context` first, when given).
+    private static func resultError(_ res: OpaquePointer, context: String? = nil) -> DataToolsError {
+        let message = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        return DataToolsError(.database, context.map { "\($0): \(message)" } ?? message, sqlState: state)
+    }
 
     public func listDatabases() throws -> [String] {
         try query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname").compactMap { $0[0] }

@@ -133,9 +133,13 @@ final class PGArchiveRestore: @unchecked Sendable {  // `lock` guards `tool`, `c
             defer { onTool(0) }
             try tool.wait()
         case .parallel(let copy):
-            _ = try counter.finish()
-            try copy.finish()
+            let counted = try counter.finish()
+            let copied = try copy.finish()
             try checkStopped()
+            // What the server says it copied must be what the archive holds, table by table.
+            for (t, rows) in zip(counted, copied) where t.rows != rows {
+                throw DataToolsError(.database, "COPY into \(t.schema).\(t.table) copied \(rows) rows; the archive holds \(t.rows)")
+            }
             let tocFile = files[0]
             // Everything but the table data, in the TOC's order: sequence values, then the post-data.
             let listing = try run(["-l", tocFile], output: true)
@@ -257,16 +261,10 @@ final class PGArchiveRestore: @unchecked Sendable {  // `lock` guards `tool`, `c
         if lock.withLock({ stopped }) { throw CancellationError() }
     }
 
+    /// Writes `bytes` to a new file only this user can read.
     private func write(_ bytes: [UInt8], to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DataToolsError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(fd) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, bytes.count - off) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DataToolsError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
-            off += n
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+            throw DataToolsError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
         }
     }
 }
