@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "S3Gateway",
             dependencies: [
-                "CCurl",
+                "CAutomateShims", "S3Client",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -270,7 +270,7 @@ let package = Package(
                            "S3Client"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway"], swiftSettings: swiftSettings),
+        .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway", "S3Client"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the backup-gateway (fs mode, release build) on this machine, in one run on one disk:
 #   1. curl --aws-sigv4 PUT/GET of a 1 GiB file through the gateway vs the same curl PUT/GET against
-#      nginx (Debian's, WebDAV PUT location, own temp config on a loopback port);
+#      nginx (Debian's, WebDAV PUT location, own temp config on a loopback port), and the PUT vs the disk's
+#      durable write speed (`dd conv=fdatasync` of the same file): the gateway answers a PUT once the object
+#      is on disk (fsync), nginx as soon as it is in the page cache;
 #   2. `aws s3 cp` up/down through the gateway vs against moto_server;
 #   3. N concurrent boto3 uploads of M MiB each (default 100 x 4 MiB);
 #   4. the gateway's peak RSS (VmHWM, reset before each case through /proc/PID/clear_refs) per case.
@@ -93,10 +95,14 @@ g_down=$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/benc
 c2=$(cpu_ticks)
 n_up=$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")
 n_down=$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")
+d_up=$(secs dd if="$work/src" of="$work/nginx/root/durable" bs=1M conv=fdatasync status=none)
+rm -f "$work/nginx/root/durable"
 cmp -s "$work/src" "$work/root/bench/big" || { echo "bench-gateway: gateway copy differs" >&2; exit 1; }
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (curl sigv4)" "$(mbps "$g_up")" "$(mbps "$g_down")"
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps "$n_up")" "$(mbps "$n_down")"
+printf '  %-28s %8s MB/s up\n' "disk, durable (dd fdatasync)" "$(mbps "$d_up")"
 printf '  %-28s %8sx up     %8sx down   (targets >= 0.8 up, >= 1.0 down)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
+printf '  %-28s %8sx up     (both wait for the disk)\n' "gateway / durable disk" "$(ratio "$d_up" "$g_up")"
 printf '  %-28s %8s s up     %8s s down\n' "gateway CPU (utime+stime)" "$(cpu_secs "$c0" "$c1")" "$(cpu_secs "$c1" "$c2")"
 rm -f "$work/nginx/root/big"
 rss_curl=$(peak_mib)

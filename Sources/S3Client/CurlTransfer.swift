@@ -3,7 +3,9 @@ import Foundation
 
 /// One HTTP exchange through libcurl, run synchronously on the calling thread (callers own that thread:
 /// see `runOnOwnThread`). Request bodies come from memory or from a pull callback; response bodies go to
-/// memory or to a push callback (streaming), so no transfer needs the whole object in memory.
+/// memory or to a push callback (streaming), so no transfer needs the whole object in memory. This is the
+/// stack's one libcurl wrapper: the S3 client and the gateway's re-signing proxy both go through
+/// ``performHTTP(_:sink:onHead:)``.
 public struct HTTPRequest: Sendable {
     public enum Body: Sendable {
         case none
@@ -21,10 +23,13 @@ public struct HTTPRequest: Sendable {
     public var timeoutSeconds: Int
     /// Abort when slower than 1 byte/s for this long (a stalled peer); 0 disables.
     public var lowSpeedSeconds: Int
+    /// How long connecting may take.
+    public var connectTimeoutSeconds: Int
 
     public init(
         method: String, url: String, headers: [(String, String)] = [], body: Body = .none,
-        sigV4: (provider: String, userpwd: String)? = nil, timeoutSeconds: Int = 0, lowSpeedSeconds: Int = 120
+        sigV4: (provider: String, userpwd: String)? = nil, timeoutSeconds: Int = 0, lowSpeedSeconds: Int = 120,
+        connectTimeoutSeconds: Int = 10
     ) {
         self.method = method
         self.url = url
@@ -33,6 +38,7 @@ public struct HTTPRequest: Sendable {
         self.sigV4 = sigV4
         self.timeoutSeconds = timeoutSeconds
         self.lowSpeedSeconds = lowSpeedSeconds
+        self.connectTimeoutSeconds = connectTimeoutSeconds
     }
 }
 
@@ -55,16 +61,20 @@ public struct HTTPTransportError: Error, CustomStringConvertible, Sendable {
 private final class TransferContext {
     var request: HTTPRequest
     var sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    var onHead: ((Int, [(String, String)]) -> Void)?
     var responseBody: [UInt8] = []
     var responseHeaders: [String: String] = [:]
+    /// The final response's header lines as sent (order and case kept), for `onHead`.
+    var headerLines: [(String, String)] = []
     var status: Int = 0
     var callbackError: Error?
     var pending: [UInt8] = []
     var pendingOffset = 0
 
-    init(request: HTTPRequest, sink: ((UnsafeRawBufferPointer) throws -> Void)?) {
+    init(request: HTTPRequest, sink: ((UnsafeRawBufferPointer) throws -> Void)?, onHead: ((Int, [(String, String)]) -> Void)?) {
         self.request = request
         self.sink = sink
+        self.onHead = onHead
         if case .bytes(let b) = request.body { pending = b }
     }
 }
@@ -107,10 +117,17 @@ private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, I
         let parts = line.split(separator: " ")
         if parts.count >= 2, let code = Int(parts[1]) { ctx.status = code }
         ctx.responseHeaders = [:]
+        ctx.headerLines = []
+    } else if line.isEmpty {
+        // The end of a header block: the final response's (not a 1xx) is announced once.
+        if ctx.status >= 200, let onHead = ctx.onHead {
+            ctx.onHead = nil
+            onHead(ctx.status, ctx.headerLines)
+        }
     } else if let colon = line.firstIndex(of: ":") {
-        let name = line[..<colon].lowercased()
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        ctx.responseHeaders[name] = value
+        ctx.responseHeaders[line[..<colon].lowercased()] = value
+        ctx.headerLines.append((String(line[..<colon]), value))
     }
     return n
 }
@@ -143,16 +160,19 @@ private let readCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int
     }
 }
 
-/// Performs `request` on the calling thread. With `sink`, a 2xx body is pushed to it chunk by chunk.
+/// Performs `request` on the calling thread. With `sink`, a 2xx body is pushed to it chunk by chunk (a
+/// sink that throws aborts the transfer, and its error is thrown); any other body is collected into the
+/// response. `onHead` gets the final status and header lines (as sent) once they are in, before any body.
 public func performHTTP(
-    _ request: HTTPRequest, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil
+    _ request: HTTPRequest, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil,
+    onHead: ((Int, [(String, String)]) -> Void)? = nil
 ) throws -> HTTPResponse {
     _ = curlGlobalInit
     guard let curl = curl_easy_init() else {
         throw HTTPTransportError(code: -1, message: "curl_easy_init failed")
     }
     defer { curl_easy_cleanup(curl) }
-    let ctx = TransferContext(request: request, sink: sink)
+    let ctx = TransferContext(request: request, sink: sink, onHead: onHead)
     let unmanaged = Unmanaged.passRetained(ctx)
     defer { unmanaged.release() }
     let opaque = unmanaged.toOpaque()
@@ -169,7 +189,8 @@ public func performHTTP(
     automate_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, opaque)
     automate_curl_setopt_pointer(curl, CURLOPT_HEADERFUNCTION, unsafeBitCast(headerCallback, to: UnsafeMutableRawPointer.self))
     automate_curl_setopt_pointer(curl, CURLOPT_HEADERDATA, opaque)
-    automate_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT, 10)
+    automate_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT, request.connectTimeoutSeconds)
+    automate_curl_setopt_long(curl, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
     if request.timeoutSeconds > 0 { automate_curl_setopt_long(curl, CURLOPT_TIMEOUT, request.timeoutSeconds) }
     if request.lowSpeedSeconds > 0 {
         automate_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
@@ -219,8 +240,13 @@ public func performHTTP(
         automate_curl_setopt_pointer(curl, CURLOPT_READFUNCTION, unsafeBitCast(readCallback, to: UnsafeMutableRawPointer.self))
         automate_curl_setopt_pointer(curl, CURLOPT_READDATA, opaque)
     }
-    // No "Expect: 100-continue" round trip.
+    // No "Expect: 100-continue" round trip, no "Accept: */*", and no form content type that libcurl would
+    // add to a POST (an upload's object would keep it as its Content-Type).
     headerList = curl_slist_append(headerList, "Expect:")
+    headerList = curl_slist_append(headerList, "Accept:")
+    if request.method == "POST", !request.headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+        headerList = curl_slist_append(headerList, "Content-Type:")
+    }
     automate_curl_setopt_pointer(curl, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList))
 
     let code = curl_easy_perform(curl)

@@ -1,16 +1,5 @@
 import Foundation
 
-/// An S3 error answer: the HTTP status and the `<Code>`/`<Message>` of the XML error document.
-public struct S3Error: Error, CustomStringConvertible, Sendable, Equatable {
-    public var status: Int
-    public var code: String
-    public var message: String
-    public var operation: String
-
-    public var description: String { "S3 \(operation): \(status) \(code): \(message)" }
-    public var isNotFound: Bool { status == 404 || code == "NoSuchKey" || code == "NoSuchBucket" }
-}
-
 public struct S3Credentials: Sendable {
     public var accessKeyID: String
     public var secretAccessKey: String
@@ -101,10 +90,7 @@ public struct S3Client: Sendable {
     }
 
     static func error(from response: HTTPResponse, operation: String) -> S3Error {
-        let body = response.bodyString
-        let code = xmlValues("Code", in: body).first ?? (response.status == 404 ? "NotFound" : "HTTP\(response.status)")
-        let message = xmlValues("Message", in: body).first ?? (body.isEmpty ? "HTTP status \(response.status)" : String(body.prefix(300)))
-        return S3Error(status: response.status, code: code, message: message, operation: operation)
+        S3Error.parse(status: response.status, body: response.bodyString, operation: operation)
     }
 
     // MARK: buckets
@@ -181,7 +167,7 @@ public struct S3Client: Sendable {
             let r = try performHTTP(request("GET", url(bucket: bucket, query: query)))
             try check(r, "ListObjectsV2 \(prefix)")
             let body = r.bodyString
-            for contents in xmlElements("Contents", in: body) {
+            for contents in xmlValues("Contents", in: body) {
                 guard let key = xmlValues("Key", in: contents).first else { continue }
                 result.append(S3ObjectInfo(
                     key: xmlUnescape(key), size: Int64(xmlValues("Size", in: contents).first ?? "") ?? 0,
@@ -242,7 +228,7 @@ public struct S3Client: Sendable {
     public func listMultipartUploadsSync(bucket: String, prefix: String = "") throws -> [(key: String, uploadID: String)] {
         let r = try performHTTP(request("GET", url(bucket: bucket, query: [("uploads", ""), ("prefix", prefix)])))
         try check(r, "ListMultipartUploads \(prefix)")
-        return xmlElements("Upload", in: r.bodyString).compactMap { u in
+        return xmlValues("Upload", in: r.bodyString).compactMap { u in
             guard let k = xmlValues("Key", in: u).first, let id = xmlValues("UploadId", in: u).first else { return nil }
             return (xmlUnescape(k), xmlUnescape(id))
         }
@@ -417,29 +403,11 @@ public final class MultipartWriter: @unchecked Sendable {
     }
 }
 
-// MARK: minimal XML helpers (S3 answers are small, flat documents)
+// MARK: XML (the one reader and writer in XML.swift)
 
-func xmlElements(_ name: String, in body: String) -> [String] {
-    var out: [String] = []
-    var rest = body[...]
-    let open = "<\(name)>", close = "</\(name)>"
-    while let start = rest.range(of: open), let end = rest.range(of: close, range: start.upperBound..<rest.endIndex) {
-        out.append(String(rest[start.upperBound..<end.lowerBound]))
-        rest = rest[end.upperBound...]
-    }
-    return out
-}
+/// The raw (still escaped) texts of every `<name>` element of `body`.
+func xmlValues(_ name: String, in body: String) -> [String] { XML.elements(name, in: Substring(body)).map(String.init) }
 
-func xmlValues(_ name: String, in body: String) -> [String] { xmlElements(name, in: body) }
+func xmlUnescape(_ s: String) -> String { XML.unescape(Substring(s)) }
 
-func xmlUnescape(_ s: String) -> String {
-    guard s.contains("&") else { return s }
-    return s.replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
-        .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-        .replacingOccurrences(of: "&#34;", with: "\"").replacingOccurrences(of: "&amp;", with: "&")
-}
-
-func xmlEscape(_ s: String) -> String {
-    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-}
+func xmlEscape(_ s: String) -> String { XML.escape(s) }

@@ -1,4 +1,5 @@
 import Foundation
+import S3Client
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import S3Client
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
+import S3Client
 #if canImport(Glibc)
 import Glibc
 #endif

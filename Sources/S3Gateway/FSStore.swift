@@ -1,6 +1,7 @@
-import CCurl
+import CAutomateShims
 import Crypto
 import Foundation
+import S3Client
 #if canImport(Glibc)
 import Glibc
 #endif

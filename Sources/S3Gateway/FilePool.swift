@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
+import S3Client
 import Synchronization
 #if canImport(Glibc)
 import Glibc

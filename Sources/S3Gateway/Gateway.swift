@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import S3Client
 #if canImport(Glibc)
 import Glibc
 #endif

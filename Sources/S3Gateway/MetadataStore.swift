@@ -1,5 +1,6 @@
-import CCurl
+import CAutomateShims
 import Foundation
+import S3Client
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import S3Client
 
 /// What S3 keeps about an object besides its bytes and ETag: the standard content headers, the user
 /// metadata (`x-amz-meta-*`) and, for an object completed from a multipart upload, its part sizes

@@ -1,7 +1,8 @@
-import CCurl
+import CAutomateShims
 import Crypto
 import Foundation
 import NIOCore
+import S3Client
 
 /// A running checksum of one of S3's `x-amz-checksum-*` algorithms.
 struct RunningChecksum {

@@ -1,240 +1,9 @@
-import CCurl
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-
-/// One libcurl transfer driven from its own thread. Request and response bodies pass through bounded
-/// queues (4 MiB each way), so no whole object is ever held in memory.
-final class CurlTransfer: @unchecked Sendable {
-    private let cond = NSCondition()
-    private let limit = 4 << 20
-    // request body
-    private var upQueue: [ByteBuffer] = []
-    private var upBytes = 0
-    private var upEOF = false
-    private var upAbort = false
-    private var upWaiter: CheckedContinuation<Void, Never>?
-    // response
-    private(set) var status = 0
-    private(set) var headers: [(String, String)] = []
-    private var headDone = false
-    private var headWaiter: CheckedContinuation<Void, Never>?
-    private var downQueue: [ByteBuffer] = []
-    private var downBytes = 0
-    private var downWaiter: CheckedContinuation<Void, Never>?
-    private var finished = false
-    private var cancelled = false
-    private(set) var curlError: String?
-
-    let method: String
-    let url: String
-    let requestHeaders: [String]
-    let uploadLength: Int?
-
-    init(method: String, url: String, headers: [String], uploadLength: Int?) {
-        self.method = method; self.url = url; self.requestHeaders = headers; self.uploadLength = uploadLength
-    }
-
-    func start() {
-        let t = Thread { [self] in self.perform() }
-        t.name = "gateway-curl"
-        t.start()
-    }
-
-    private func perform() {
-        guard let h = curl_easy_init() else {
-            finish(error: "curl_easy_init failed")
-            return
-        }
-        defer { curl_easy_cleanup(h) }
-        var list: UnsafeMutablePointer<curl_slist>? = nil
-        for s in requestHeaders + ["Expect:", "Accept:"] { list = curl_slist_append(list, s) }
-        defer { curl_slist_free_all(list) }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        automate_curl_setopt_string(h, CURLOPT_URL, url)
-        automate_curl_setopt_pointer(h, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
-        automate_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-        automate_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, 30)
-        automate_curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
-        automate_curl_setopt_long(h, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
-        let headerFn: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { p, size, n, ud in
-            let t = Unmanaged<CurlTransfer>.fromOpaque(ud!).takeUnretainedValue()
-            let len = size * n
-            t.onHeader(String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self))
-            return len
-        }
-        let writeFn: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { p, size, n, ud in
-            let t = Unmanaged<CurlTransfer>.fromOpaque(ud!).takeUnretainedValue()
-            return t.onData(UnsafeRawBufferPointer(start: p, count: size * n)) ? size * n : 0
-        }
-        let readFn: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { p, size, n, ud in
-            let t = Unmanaged<CurlTransfer>.fromOpaque(ud!).takeUnretainedValue()
-            return t.onRead(UnsafeMutableRawBufferPointer(start: p, count: size * n))
-        }
-        automate_curl_setopt_pointer(h, CURLOPT_HEADERFUNCTION, unsafeBitCast(headerFn, to: UnsafeMutableRawPointer.self))
-        automate_curl_setopt_pointer(h, CURLOPT_HEADERDATA, me)
-        automate_curl_setopt_pointer(h, CURLOPT_WRITEFUNCTION, unsafeBitCast(writeFn, to: UnsafeMutableRawPointer.self))
-        automate_curl_setopt_pointer(h, CURLOPT_WRITEDATA, me)
-        if method == "HEAD" {
-            automate_curl_setopt_long(h, CURLOPT_NOBODY, 1)
-        } else if let len = uploadLength {
-            automate_curl_setopt_long(h, CURLOPT_UPLOAD, 1)
-            automate_curl_setopt_offset(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(len))
-            automate_curl_setopt_pointer(h, CURLOPT_READFUNCTION, unsafeBitCast(readFn, to: UnsafeMutableRawPointer.self))
-            automate_curl_setopt_pointer(h, CURLOPT_READDATA, me)
-            automate_curl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
-        } else {
-            automate_curl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
-        }
-        let rc = curl_easy_perform(h)
-        finish(error: rc == CURLE_OK ? nil : String(cString: curl_easy_strerror(rc)))
-    }
-
-    private func finish(error: String?) {
-        cond.lock()
-        finished = true
-        curlError = error
-        headDone = true
-        let ws = [headWaiter, downWaiter, upWaiter]
-        headWaiter = nil; downWaiter = nil; upWaiter = nil
-        cond.broadcast()
-        cond.unlock()
-        ws.forEach { $0?.resume() }
-    }
-
-    // MARK: curl thread callbacks
-
-    private func onHeader(_ line: String) {
-        let l = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        cond.lock()
-        var w: CheckedContinuation<Void, Never>?
-        if l.hasPrefix("HTTP/") {
-            let parts = l.split(separator: " ")
-            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
-            headers = []
-        } else if l.isEmpty {
-            if status >= 200 { headDone = true; w = headWaiter; headWaiter = nil }
-        } else if let c = l.firstIndex(of: ":") {
-            headers.append((String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)))
-        }
-        cond.unlock()
-        w?.resume()
-    }
-
-    private func onData(_ p: UnsafeRawBufferPointer) -> Bool {
-        var buf = ByteBufferAllocator().buffer(capacity: p.count)
-        buf.writeBytes(p)
-        cond.lock()
-        while downBytes > limit && !cancelled { cond.wait() }
-        if cancelled { cond.unlock(); return false }
-        downQueue.append(buf)
-        downBytes += p.count
-        let w = downWaiter
-        downWaiter = nil
-        cond.unlock()
-        w?.resume()
-        return true
-    }
-
-    private func onRead(_ out: UnsafeMutableRawBufferPointer) -> Int {
-        cond.lock()
-        while upQueue.isEmpty && !upEOF && !upAbort { cond.wait() }
-        if upAbort { cond.unlock(); return Int(CURL_READFUNC_ABORT) }
-        if upQueue.isEmpty { cond.unlock(); return 0 }
-        var first = upQueue[0]
-        let n = min(out.count, first.readableBytes)
-        first.withUnsafeReadableBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        first.moveReaderIndex(forwardBy: n)
-        if first.readableBytes == 0 { upQueue.removeFirst() } else { upQueue[0] = first }
-        upBytes -= n
-        let w = upBytes <= limit ? upWaiter : nil
-        if w != nil { upWaiter = nil }
-        cond.unlock()
-        w?.resume()
-        return n
-    }
-
-    // MARK: async side
-
-    /// Queues request body bytes; waits while the queue is full. Dropped once the transfer ended.
-    func push(_ buf: ByteBuffer) async {
-        while true {
-            let ready: Bool = cond.withLock {
-                if finished { return true }
-                if upBytes <= limit {
-                    upQueue.append(buf); upBytes += buf.readableBytes
-                    cond.broadcast()
-                    return true
-                }
-                return false
-            }
-            if ready { return }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                cond.lock()
-                if finished || upBytes <= limit { cond.unlock(); c.resume(); return }
-                upWaiter = c
-                cond.unlock()
-            }
-        }
-    }
-
-    func endUpload(abort: Bool) {
-        cond.withLock {
-            if abort { upAbort = true } else { upEOF = true }
-            cond.broadcast()
-        }
-    }
-
-    /// Waits for the response status and headers (or the end of a failed transfer).
-    func waitHead() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            cond.lock()
-            if headDone { cond.unlock(); c.resume(); return }
-            headWaiter = c
-            cond.unlock()
-        }
-    }
-
-    /// Next response body piece; nil at the end.
-    func next() async -> ByteBuffer? {
-        while true {
-            let r: (ByteBuffer?, Bool) = cond.withLock {
-                if !downQueue.isEmpty {
-                    let b = downQueue.removeFirst()
-                    downBytes -= b.readableBytes
-                    cond.broadcast()
-                    return (b, true)
-                }
-                return (nil, finished)
-            }
-            if r.1 { return r.0 }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                cond.lock()
-                if !downQueue.isEmpty || finished { cond.unlock(); c.resume(); return }
-                downWaiter = c
-                cond.unlock()
-            }
-        }
-    }
-
-    func cancel() {
-        cond.withLock { cancelled = true; upAbort = true; cond.broadcast() }
-    }
-
-    /// Reads the whole (small) response body.
-    func collect(max: Int = 16 << 20) async -> [UInt8] {
-        var out = [UInt8]()
-        while let b = await next() {
-            out += b.readableBytesView
-            if out.count > max { cancel(); break }
-        }
-        return out
-    }
-}
-
-private let curlInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)); return () }()
+import S3Client
 
 /// S3 mode: requests verified against the gateway key are re-signed with the real credentials and sent
 /// to the upstream endpoint, into one bucket under a key prefix.
@@ -249,7 +18,6 @@ struct ProxyBackend: S3Backend {
     let basePath: String
 
     init(upstream: UpstreamConfig, region: String, logger: Logger) throws {
-        _ = curlInit
         self.upstream = upstream
         self.region = region
         self.logger = logger
@@ -374,11 +142,10 @@ struct ProxyBackend: S3Backend {
         }
         if let l = uploadLength { headers["content-length"] = String(l) }
         let signed = signer.sign(method: req.method, canonicalURI: path, query: query, headers: headers, payloadHash: "UNSIGNED-PAYLOAD")
-        var lines = headers.map { "\($0.key): \($0.value)" }
-        lines += signed.map { "\($0.0): \($0.1)" }
+        let lines = headers.map { ($0.key, $0.value) } + signed
         let qs = query.canonical()
         let url = scheme + "://" + host + path + (qs.isEmpty ? "" : "?" + qs)
-        let t = CurlTransfer(method: req.method, url: url, headers: lines, uploadLength: uploadLength)
+        let t = UpstreamTransfer(method: req.method, url: url, headers: lines, uploadLength: uploadLength)
         t.start()
 
         if hasBody {

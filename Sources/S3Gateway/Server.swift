@@ -1,4 +1,4 @@
-import CCurl
+import CAutomateShims
 import Foundation
 import Hummingbird
 import Logging

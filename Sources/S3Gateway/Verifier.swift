@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import S3Client
 
 /// Verifies inbound SigV4 requests (Authorization header and presigned URL forms) against the gateway's
 /// own key pair, and tells how the body must be checked.
@@ -136,8 +137,4 @@ public struct SigV4Verifier: Sendable {
         if now.timeIntervalSince(when) > TimeInterval(expires) { throw S3Error.expired }
         return payloadHash == "UNSIGNED-PAYLOAD" ? .unsigned : .signedHex(payloadHash.lowercased())
     }
-}
-
-extension S3Error {
-    func with(message: String) -> S3Error { var e = self; e.message = message; return e }
 }

@@ -113,6 +113,16 @@ final class S3ClientTests: XCTestCase {
         XCTAssertEqual(result.size, 13 << 20)
         let head = try await s3.headObject(bucket: "multi", key: "m/obj")
         XCTAssertEqual(head?.size, 13 << 20)
+        // libcurl adds a form content type to a bodiless POST unless told not to; CreateMultipartUpload would
+        // have given it to the object.
+        let env = ProcessInfo.processInfo.environment
+        let endpoint = try env["S3CLIENT_TEST_ENDPOINT"] ?? XCTUnwrap(Self.moto).endpoint
+        let raw = try await runOnOwnThread {
+            try performHTTP(HTTPRequest(method: "HEAD", url: endpoint + "/multi/m/obj", sigV4: (
+                "aws:amz:us-east-1:s3", "\(env["S3CLIENT_TEST_KEY"] ?? "test"):\(env["S3CLIENT_TEST_SECRET"] ?? "test")")))
+        }
+        XCTAssertEqual(raw.status, 200)
+        XCTAssertNotEqual(raw.headers["content-type"], "application/x-www-form-urlencoded")
         let got = try await s3.getObject(bucket: "multi", key: "m/obj")
         XCTAssertEqual(got[6 << 20], 6)
         XCTAssertEqual(got[(13 << 20) - 1], 12)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import S3Client
 import XCTest
 @testable import S3Gateway
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import S3Client
 import XCTest
 @testable import S3Gateway
 

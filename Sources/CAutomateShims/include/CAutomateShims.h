@@ -73,8 +73,6 @@ void automate_reset_signals(void);
 /// Blocks the given signals in the calling thread (and threads created afterwards).
 int automate_block_signals(const int *signals, int count);
 
-#endif
-
 /// Starts the process-group guard: a small child process (forked, not exec'd) that kills every
 /// registered process group with SIGKILL once the supervisor is gone (its pipe reaches end-of-file),
 /// so that grandchildren, which PR_SET_PDEATHSIG does not reach, die with the supervisor too.
@@ -86,3 +84,7 @@ void automate_group_guard_add(pid_t pgid);
 
 /// Tells the guard a process group is gone (no-op without a guard).
 void automate_group_guard_remove(pid_t pgid);
+
+#include "automate_gateway.h"
+
+#endif
