@@ -209,7 +209,7 @@ let package = Package(
         .target(
             name: "DeploymentService",
             dependencies: [
-                "ServiceKit", "AutomateRPC", "AutomateManifest", "BackupContract", "BackupRepository", "S3Client",
+                "ServiceKit", "AutomateRPC", "AutomateManifest", "BackupContract", "BackupRepository", "Operations", "S3Client",
                 "ServiceSettings", "SidecarProto", "AutomateSupervisor",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -79,7 +79,8 @@ public enum ControlService {
         }
         server.register(SupervisorService.startService) { request, _ in
             try await serviceCall {
-                try await supervisor.start(service: request.name, hold: RestoreHold(request.hasHold ? request.hold : nil))
+                try await supervisor.start(service: request.name, hold: RestoreHold(request.hasHold ? request.hold : nil),
+                                           manifest: request.manifest.isEmpty ? nil : request.manifest, manifestPath: request.manifestPath)
             }
         }
         server.register(SupervisorService.releaseHold) { request, _ in
@@ -102,6 +103,10 @@ public enum ControlService {
             return response
         } catch let error as SupervisorError where error.code == .unknownService {
             throw RPCError(.notFound, error.message)
+        } catch let error as SupervisorError where error.code == .invalidManifests {
+            throw RPCError(.invalidArgument, error.message)
+        } catch let error as SupervisorError where error.code == .serviceBusy {
+            throw RPCError(.failedPrecondition, error.message)
         }
     }
 }

@@ -10,21 +10,26 @@ public enum ManifestLoader {
         var diagnostics: [ManifestDiagnostic] = []
         var overlaid: [ServiceManifest] = []
         for manifest in set.services {
-            let overlay = home.configOverlayPath(service: manifest.name)
-            guard FileManager.default.fileExists(atPath: overlay) else {
-                overlaid.append(manifest)
-                continue
-            }
             do {
-                let contents = try String(contentsOfFile: overlay, encoding: .utf8)
-                overlaid.append(try manifest.applyingConfigOverlay(path: overlay, contents: contents))
-            } catch let errors as ManifestErrors {
-                diagnostics += errors.diagnostics
+                overlaid.append(try applyingOverlay(to: manifest, home: home))
             } catch {
-                diagnostics.append(ManifestDiagnostic(file: overlay, line: nil, field: nil, message: "\(error)"))
+                diagnostics += error.diagnostics
             }
         }
         if !diagnostics.isEmpty { throw ManifestErrors(diagnostics: diagnostics) }
         return set.replacing(overlaid)
+    }
+
+    /// `manifest` with its service's config overlay from `<home>/config/` applied, when there is one.
+    public static func applyingOverlay(to manifest: ServiceManifest, home: AutomateHome) throws(ManifestErrors) -> ServiceManifest {
+        let overlay = home.configOverlayPath(service: manifest.name)
+        guard FileManager.default.fileExists(atPath: overlay) else { return manifest }
+        let contents: String
+        do {
+            contents = try String(contentsOfFile: overlay, encoding: .utf8)
+        } catch {
+            throw ManifestErrors(diagnostics: [ManifestDiagnostic(file: overlay, line: nil, field: nil, message: "\(error)")])
+        }
+        return try manifest.applyingConfigOverlay(path: overlay, contents: contents)
     }
 }

@@ -28,6 +28,9 @@ public actor Supervisor {
     /// Each service as its runner last reported it: the wire status and its state, typed (dependency
     /// waits and readiness use the typed state; nothing parses the wire's string back).
     private var services: [String: (status: ServiceStatus, state: ServiceState)] = [:]
+    /// Services started with a manifest given to ``start(service:hold:manifest:manifestPath:)`` (a backup's),
+    /// with the stack's manifest each one replaced: a reload keeps the given one while the file is unchanged.
+    private var adoptedOver: [String: ServiceManifest] = [:]
     private var subscribers: [UInt64: AsyncStream<SupervisorEvent>.Continuation] = [:]
     private var dependencyWaiters: [UInt64: DependencyWaiter] = [:]
     private var nextID: UInt64 = 0
@@ -123,7 +126,15 @@ public actor Supervisor {
 
     /// Starts one service (after a stop or a failure, or a held one). With `hold`, the service starts
     /// held down for that restore (see ``RestoreHold``); its dependencies must already be up.
-    public func start(service: String, hold: RestoreHold? = nil) async throws -> ServiceStatus {
+    ///
+    /// With `manifest` (a manifest file's text, as a backup recorded it; `manifestPath` names it in errors),
+    /// the service is started with that manifest, the home's config overlay applied, instead of the one it
+    /// runs with: a restore relaunches each service as it was at backup time. Its settings are the given
+    /// ones; what runs and as whom (command, user, kind) stay the stack's (see ``ManifestReplacement``). It
+    /// must declare this service and depend on services of the stack; the service must be stopped or held.
+    /// It stays in force until the service's file in the services folder changes and the stack reloads.
+    public func start(service: String, hold: RestoreHold? = nil, manifest text: String? = nil, manifestPath: String = "") async throws -> ServiceStatus {
+        if let text { try adopt(service: service, manifest: text, path: manifestPath.isEmpty ? "\(service).toml" : manifestPath) }
         let runner = try runner(named: service)
         if let hold {
             logger.info("\(service): starting held down for restore \(hold.restoreID) of backup \(hold.backupID)")
@@ -132,6 +143,40 @@ public actor Supervisor {
             await runner.start()
         }
         return await runner.status()
+    }
+
+    /// Makes `text` the manifest `service` runs with (see ``start(service:hold:manifest:manifestPath:)``).
+    private func adopt(service: String, manifest text: String, path: String) throws {
+        guard let current = manifests.manifest(named: service) else {
+            throw SupervisorError(.unknownService, "no service \"\(service)\" in this stack")
+        }
+        let replaced: (set: ManifestSet, manifest: ServiceManifest)
+        var next: ServiceManifest
+        do {
+            replaced = try manifests.replacing(service: service, path: path, contents: text)
+            next = try ManifestLoader.applyingOverlay(to: replaced.manifest, home: layout.home)
+        } catch {
+            throw SupervisorError(.invalidManifests, "the manifest given for \(service) is not valid:\n\(error)")
+        }
+        next = ManifestReplacement.adopting(next, over: current)
+        var same = next
+        same.sourcePath = current.sourcePath
+        if same == current { return }  // the usual case: the backup's manifest is the stack's own
+        let state = services[service]?.state
+        guard state == nil || state == .stopped || state == .held || state == .failed else {
+            throw SupervisorError(.serviceBusy, "\(service) is \(state!.rawValue); it must be stopped or held to start it with another manifest")
+        }
+        let context = try ServiceContext.make(manifest: next, layout: layout, user: users[service])
+        runners[service] = makeRunner(context: context)
+        adoptedOver[service] = adoptedOver[service] ?? current
+        manifests = replaced.set.replacing([next])
+        var status = Self.initialStatus(next)
+        if state == .held {
+            status.state = ServiceState.held.rawValue
+            status.message = "the restore starts it once its data is in"
+        }
+        services[service] = (status, state ?? .stopped)
+        logger.info("\(service): runs with the manifest from \(path) from now on (until its manifest file changes)")
     }
 
     /// Forgets a service's restore hold (its restore's short-term part is done): its next start is normal.
@@ -176,7 +221,13 @@ public actor Supervisor {
 
     /// Applies new manifests: restarts only the services whose manifest changed, starts added ones and
     /// stops removed ones (removed and changed services stop in reverse dependency order first).
-    public func reload(manifests next: ManifestSet, users nextUsers: [String: ServiceUser]) async throws -> ReloadSummary {
+    /// A service started with a given manifest (a restore's) keeps it while its own file is as it was then.
+    public func reload(manifests loaded: ManifestSet, users nextUsers: [String: ServiceUser]) async throws -> ReloadSummary {
+        var kept: [ServiceManifest] = []
+        for (name, base) in adoptedOver {
+            if loaded.manifest(named: name) == base, let given = manifests.manifest(named: name) { kept.append(given) } else { adoptedOver[name] = nil }
+        }
+        let next = loaded.replacing(kept)
         var summary = ReloadSummary()
         let oldOrder = manifests.startOrder
         var replacements: [String: ServiceRunner] = [:]

@@ -5,7 +5,7 @@ public typealias SupervisorError = CodedError<SupervisorErrorCode>
 
 /// What kind of failure a ``SupervisorError`` is.
 public struct SupervisorErrorCode: ErrorCode {
-    private enum Value: String { case filesystem, hookFailed, alreadyRunning, notRunning, unknownService, invalidManifests, userSetup }
+    private enum Value: String { case filesystem, hookFailed, alreadyRunning, notRunning, unknownService, invalidManifests, userSetup, serviceBusy }
     private let value: Value
     private init(_ value: Value) { self.value = value }
     /// A folder or file could not be made or read.
@@ -22,5 +22,7 @@ public struct SupervisorErrorCode: ErrorCode {
     public static let invalidManifests = SupervisorErrorCode(.invalidManifests)
     /// The service user could not be found or made.
     public static let userSetup = SupervisorErrorCode(.userSetup)
+    /// The service runs where the request needs it stopped or held.
+    public static let serviceBusy = SupervisorErrorCode(.serviceBusy)
     public var description: String { value.rawValue }
 }

@@ -3,6 +3,7 @@ import BackupContract
 import BackupRepository
 import Foundation
 import Logging
+import Operations
 import S3Client
 import ServiceKit
 import SidecarProto
@@ -12,13 +13,18 @@ import SidecarProto
 /// `backup-result.json`, `checksums.json` and, last, `.status` = completed or failed. Every step is
 /// journaled in the store as it happens (the start with its services, each service's outcome, the
 /// outcome), so that a restarted deployment-service knows what it left (see ``StartupReconciler``).
+///
+/// Each backup is an operation of the stack's one operation layer (``ProgressRegistry``): a task of its
+/// own whose status (the ``StackBackup``) changes one update at a time, in order, watched as a stream of
+/// every change; cancelling it cancels that task. Backups it no longer holds are read from the store.
 public actor BackupOrchestrator {
     let config: DeploymentConfig
     let store: DeploymentStore
     let logger: Logger
-    private var current: (id: String, task: Task<Void, Never>)?
-    private var statuses: [String: StackBackup] = [:]
-    private let watchers = StatusBroadcaster<StackBackup>()
+    /// The id of the backup that runs, if one does.
+    private var current: String?
+    private let operations = ProgressRegistry<StackBackup, StackBackup>(owner: "deployment-service", keepEnded: 20)
+    typealias Context = ProgressContext<StackBackup>
 
     public init(config: DeploymentConfig, store: DeploymentStore, logger: Logger) {
         self.config = config
@@ -31,9 +37,9 @@ public actor BackupOrchestrator {
     /// Starts a backup; FAILED_PRECONDITION naming the running one when one runs.
     public func create(serviceTimeout: Duration? = nil) async throws -> StackBackup {
         if let current {
-            let started = statuses[current.id].map { Date(timeIntervalSince1970: Double($0.startedAtUnixMs) / 1000) }
+            let started = try? await operations.status(current).progress.startedAtUnixMs
             throw RPCError(.failedPrecondition,
-                "backup \(current.id) is running (started \(started.map { ISO8601DateFormatter().string(from: $0) } ?? "just now")); wait for it (`automate backup status`) or cancel it (`automate backup cancel`)")
+                "backup \(current) is running (started \(started.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double($0) / 1000)) } ?? "just now")); wait for it (`automate backup status`) or cancel it (`automate backup cancel`)")
         }
         let stack: StackServices
         do {
@@ -58,43 +64,64 @@ public actor BackupOrchestrator {
             s.backupID = id; s.service = name; s.state = .running; s.progress.phase = "waiting"
             return s
         }
-        statuses[id] = status
         let timeout = serviceTimeout ?? config.serviceTimeout
-        let task = Task { await self.perform(id: id, stack: stack, timeout: timeout) }
-        current = (id, task)
+        // Set before the operation starts: its end (which clears it) may come before `start` returns here.
+        current = id
+        do {
+            try await operations.start(id: id, kind: "backup", labels: ["backup_id": id], initial: status) { context in
+                await self.perform(id: id, stack: stack, timeout: timeout, context: context)
+            }
+        } catch {
+            current = nil
+            throw error
+        }
         logger.info("backup \(id): started with \(participants.count) services")
         return status
     }
 
     /// A backup's status; empty id: the running one, else the most recent in the store (so the history
     /// survives restarts).
-    public func status(_ id: String) throws -> StackBackup {
-        if id.isEmpty, let current, let s = statuses[current.id] { return s }
-        if let s = statuses[id] { return s }
-        if let b = try id.isEmpty ? store.latestBackup() : store.backup(id) { return statuses[b.id] ?? Self.fromRecord(b) }
+    public func status(_ id: String) async throws -> StackBackup {
+        if id.isEmpty, let current, let s = await held(current) { return s }
+        if !id.isEmpty, let s = await held(id) { return s }
+        if let b = try id.isEmpty ? store.latestBackup() : store.backup(id) {
+            if let s = await held(b.id) { return s }
+            return Self.fromRecord(b)
+        }
         throw RPCError(.notFound, id.isEmpty ? "no backup has run yet" : "no backup \(id) (see `automate backup list`)")
     }
 
-    /// Updates until the backup ends.
-    public func watch(_ id: String) throws -> AsyncStream<StackBackup> {
-        let s = try status(id)
-        return watchers.stream(s.backupID, current: s, ended: s.state != .running)
+    /// The status of a backup the operation layer still holds (it ran since this process started).
+    private func held(_ id: String) async -> StackBackup? {
+        guard let snapshot = try? await operations.status(id) else { return nil }
+        return snapshot.result ?? snapshot.progress
+    }
+
+    /// The backup's status, then every change in order, until it ends.
+    public func watch(_ id: String) async throws -> AsyncStream<StackBackup> {
+        let s = try await status(id)
+        guard s.state == .running, let updates = try? await operations.statuses(s.backupID) else {
+            return AsyncStream { $0.yield(s); $0.finish() }
+        }
+        return updates
     }
 
     /// Cancels the running backup (empty id) or the one named; FAILED_PRECONDITION when it is not running.
     public func cancel(_ id: String) async throws -> StackBackup {
-        guard let current, id.isEmpty || id == current.id else {
+        guard let current, id.isEmpty || id == current else {
             throw RPCError(.failedPrecondition, id.isEmpty ? "no backup is running" : "backup \(id) is not running")
         }
-        logger.notice("backup \(current.id): cancel requested")
-        current.task.cancel()
-        await current.task.value
-        return try status(current.id)
+        logger.notice("backup \(current): cancel requested")
+        // Its task stops its services' work and removes what they wrote before it ends.
+        _ = try await operations.cancel(current)
+        let ended = try await operations.wait(current)
+        return ended.result ?? ended.progress
     }
 
     /// The backup history in the store (deleted ones left out).
-    public func list() throws -> [StackBackup] {
-        try store.backups().map { statuses[$0.id] ?? Self.fromRecord($0) }
+    public func list() async throws -> [StackBackup] {
+        let held = Dictionary(await operations.list().map { ($0.id, $0.result ?? $0.progress) }, uniquingKeysWith: { $1 })
+        return try store.backups().map { held[$0.id] ?? Self.fromRecord($0) }
     }
 
     /// Deletes backups from the repository: `.status` first (so a half-deleted backup never looks
@@ -102,7 +129,7 @@ public actor BackupOrchestrator {
     public func delete(_ ids: [String]) async throws -> (deleted: [String], objects: Int) {
         for id in ids {
             guard BackupID(id) != nil else { throw RPCError(.invalidArgument, "\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
-            if current?.id == id { throw RPCError(.failedPrecondition, "backup \(id) is running; cancel it first (`automate backup cancel`)") }
+            if current == id { throw RPCError(.failedPrecondition, "backup \(id) is running; cancel it first (`automate backup cancel`)") }
         }
         let s3 = config.kit.s3, bucket = config.kit.bucket
         var deleted: [String] = []
@@ -131,7 +158,7 @@ public actor BackupOrchestrator {
                 throw RPCError(.notFound, "no backup \(id) in the repository")
             }
             try store.markDeleted(id)
-            statuses[id] = nil
+            await operations.remove(id)
             deleted.append(id)
             objects += max(0, n)
             logger.info("backup \(id): deleted (\(max(0, n)) objects)")
@@ -155,45 +182,43 @@ public actor BackupOrchestrator {
         throw RPCError(.internal, "no free backup id in the next 120 seconds")
     }
 
-    private func update(_ id: String, service: String, _ s: ServiceBackupStatus) {
-        guard var status = statuses[id], status.state == .running,
-              let i = status.services.firstIndex(where: { $0.service == service }) else { return }
-        // A service's ended status is final.
-        guard status.services[i].state == .running else { return }
-        status.services[i] = s
-        status.services[i].service = service
-        if s.state != .running { journal(id, status.services[i]) }
-        status.bytesWritten = status.services.reduce(0) { total, s in
-            total + (s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size })
+    /// Applies one service's report (in order, after the ones before it); a service's ended status is
+    /// final, and journaled in the store as it ends.
+    private nonisolated func update(_ context: Context, service: String, _ s: ServiceBackupStatus) {
+        let (store, logger) = (self.store, self.logger)
+        context.report { status in
+            guard status.state == .running, let i = status.services.firstIndex(where: { $0.service == service }),
+                  status.services[i].state == .running else { return }
+            status.services[i] = s
+            status.services[i].service = service
+            if s.state != .running { Self.journal(store, logger, status.backupID, status.services[i]) }
+            status.bytesWritten = status.services.reduce(0) { total, s in
+                total + (s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size })
+            }
         }
-        publish(status)
     }
 
-    private func publish(_ status: StackBackup) {
-        statuses[status.backupID] = status
-        watchers.publish(status.backupID, status, ended: status.state != .running)
-    }
-
-    private func finish(_ id: String, state: BackupOperationState, error: String, fingerprint: String) {
-        guard var status = statuses[id] else { return }
-        for i in status.services.indices where status.services[i].state == .running {
-            status.services[i].state = state == .cancelled ? .cancelled : .failed
-            if status.services[i].error.isEmpty { status.services[i].error = state == .cancelled ? "cancelled" : "stopped: \(error)" }
-            status.services[i].finishedAtUnixMs = unixMillis()
-            journal(id, status.services[i])
+    /// The backup's end: services still running are marked so (and journaled); returns the final status.
+    private func finish(_ context: Context, state: BackupOperationState, error: String, fingerprint: String) async -> StackBackup {
+        let (store, logger) = (self.store, self.logger)
+        let final = await context.updated { status in
+            for i in status.services.indices where status.services[i].state == .running {
+                status.services[i].state = state == .cancelled ? .cancelled : .failed
+                if status.services[i].error.isEmpty { status.services[i].error = state == .cancelled ? "cancelled" : "stopped: \(error)" }
+                status.services[i].finishedAtUnixMs = unixMillis()
+                Self.journal(store, logger, status.backupID, status.services[i])
+            }
+            status.state = state
+            status.error = error
+            status.fingerprint = fingerprint
+            status.finishedAtUnixMs = unixMillis()
         }
-        status.state = state
-        status.error = error
-        status.fingerprint = fingerprint
-        status.finishedAtUnixMs = unixMillis()
         current = nil
-        publish(status)
+        return final
     }
-
-    private func snapshot(_ id: String) -> StackBackup? { statuses[id] }
 
     /// Journals one service's outcome as it ends.
-    private func journal(_ id: String, _ s: ServiceBackupStatus) {
+    private static func journal(_ store: DeploymentStore, _ logger: Logger, _ id: String, _ s: ServiceBackupStatus) {
         let bytes = s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size }
         do {
             try store.recordServiceOutcome(backupID: id, .init(
@@ -205,7 +230,7 @@ public actor BackupOrchestrator {
     }
 
     /// The whole run. Never throws: every outcome ends in `.status` (when the gateway answers) and the store.
-    private func perform(id: String, stack: StackServices, timeout: Duration) async {
+    private func perform(id: String, stack: StackServices, timeout: Duration, context: Context) async -> StackBackup {
         let s3 = config.kit.s3, bucket = config.kit.bucket
         let writer = RepositoryWriter(s3: s3, bucket: bucket, logger: logger)
         var failure: String? = nil
@@ -222,12 +247,12 @@ public actor BackupOrchestrator {
                         try await group.next()
                         running -= 1
                     }
-                    group.addTask { try await self.follow(p, id: id, timeout: timeout) }
+                    group.addTask { try await self.follow(p, id: id, timeout: timeout, context: context) }
                     running += 1
                 }
                 group.addTask {
                     let started = unixMillis()
-                    await self.update(id, service: "deployment-service", Self.running(id, "deployment-service", phase: "copying store", started: started))
+                    self.update(context, service: "deployment-service", Self.running(id, "deployment-service", phase: "copying store", started: started))
                     let metadata: ServiceMetadata
                     do {
                         metadata = try await selfBackup.run(backupID: id)
@@ -237,14 +262,14 @@ public actor BackupOrchestrator {
                         s.state = .failed
                         s.error = "\(error)" + (await self.gatewayDiagnosis("\(error)"))
                         s.finishedAtUnixMs = unixMillis()
-                        await self.update(id, service: "deployment-service", s)
+                        self.update(context, service: "deployment-service", s)
                         throw ParticipantError("deployment-service: \(s.error)")
                     }
                     var s = Self.running(id, "deployment-service", phase: "done", started: started)
                     s.state = .completed
                     s.finishedAtUnixMs = unixMillis()
                     s.artifacts = metadata.artifacts.map { Self.artifact(id: id, service: "deployment-service", $0) }
-                    await self.update(id, service: "deployment-service", s)
+                    self.update(context, service: "deployment-service", s)
                 }
                 try await group.waitForAll()
             }
@@ -261,7 +286,7 @@ public actor BackupOrchestrator {
             for p in makeParticipants(stack) { await p.abandon(backupID: id) }
         }
         // The records: backup-result.json, then checksums.json (completed only), then .status last.
-        let final = snapshot(id) ?? StackBackup()
+        let final = await context.updated()
         var fingerprint = ""
         if failure == nil {
             do {
@@ -283,8 +308,8 @@ public actor BackupOrchestrator {
                 logger.error("backup \(id): could not write .status = failed (\(error)); the next start of the deployment-service writes it")
             }
         }
-        finish(id, state: failure == nil ? .completed : (cancelled ? .cancelled : .failed), error: failure ?? "", fingerprint: fingerprint)
-        let done = snapshot(id) ?? final
+        let done = await finish(context, state: failure == nil ? .completed : (cancelled ? .cancelled : .failed), error: failure ?? "",
+                                fingerprint: fingerprint)
         do {
             try store.finishBackup(
                 id: id, state: failure == nil ? "completed" : "failed", finishedAt: unixMillis(), error: failure ?? "",
@@ -295,17 +320,19 @@ public actor BackupOrchestrator {
             logger.error("backup \(id): could not record the outcome in the store: \(error)")
         }
         if let failure { logger.error("backup \(id): failed: \(failure)") } else { logger.info("backup \(id): completed, fingerprint \(fingerprint)") }
+        return done
     }
 
     /// Follows one service to its end, within `timeout`; a failure names the service.
-    private func follow(_ p: any BackupParticipant, id: String, timeout: Duration) async throws {
+    private func follow(_ p: any BackupParticipant, id: String, timeout: Duration, context: Context) async throws {
         let started = unixMillis()
-        update(id, service: p.name, Self.running(id, p.name, phase: "starting", started: started))
+        update(context, service: p.name, Self.running(id, p.name, phase: "starting", started: started))
         let outcome: ServiceBackupStatus
         do {
             outcome = try await withThrowingTaskGroup(of: ServiceBackupStatus?.self) { group in
                 group.addTask {
-                    try await p.run(backupID: id) { s in Task { await self.update(id, service: p.name, s) } }
+                    // Its reports reach the status in the order it made them, all before its outcome.
+                    try await p.run(backupID: id) { s in self.update(context, service: p.name, s) }
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)
@@ -325,10 +352,10 @@ public actor BackupOrchestrator {
             s.state = .failed
             s.error = "\(error)" + (await gatewayDiagnosis("\(error)"))
             s.finishedAtUnixMs = unixMillis()
-            update(id, service: p.name, s)
+            update(context, service: p.name, s)
             throw ParticipantError("\(p.name): \(s.error)")
         }
-        update(id, service: p.name, outcome)
+        update(context, service: p.name, outcome)
         guard outcome.state == .completed else {
             let reason = outcome.error.isEmpty ? "backup \(outcome.state)" : outcome.error
             throw ParticipantError("\(p.name): \(reason)\(await gatewayDiagnosis(reason))")

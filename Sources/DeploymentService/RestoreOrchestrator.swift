@@ -4,6 +4,7 @@ import BackupContract
 import BackupRepository
 import Foundation
 import Logging
+import Operations
 import S3Client
 import ServiceKit
 
@@ -26,9 +27,13 @@ public actor RestoreOrchestrator {
     let config: DeploymentConfig
     let store: DeploymentStore
     let logger: Logger
-    private var statuses: [String: StackRestore] = [:]
-    private let watchers = StatusBroadcaster<StackRestore>()
+    /// Each restore is an operation of the stack's one operation layer: its status changes one update at a
+    /// time, in order, watched as a stream of every change. Restores it no longer holds come from the store.
+    private let operations = ProgressRegistry<StackRestore, StackRestore>(owner: "deployment-service", keepEnded: 20)
+    typealias Context = ProgressContext<StackRestore>
+    /// The running restore's id, and how it reports.
     private var running: String?
+    private var context: Context?
     private let kits = KitCache()
 
     public init(config: DeploymentConfig, store: DeploymentStore, logger: Logger) {
@@ -53,10 +58,10 @@ public actor RestoreOrchestrator {
             throw RPCError(.invalidArgument, "restore_id must be 1 to 64 letters, digits or '-'")
         }
         if let running { throw RPCError(.failedPrecondition, "restore \(running) is running; wait for it (`automate restore status`)") }
-        if try statuses[restoreID] != nil || store.restore(restoreID) != nil { throw RPCError(.alreadyExists, "restore id \(restoreID) was used; pick another") }
-        let stack: StackServices
+        if try await held(restoreID) != nil || store.restore(restoreID) != nil { throw RPCError(.alreadyExists, "restore id \(restoreID) was used; pick another") }
+        // The stack's own manifests must load before the backup is read (a broken installation is named as such).
         do {
-            stack = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment)
+            _ = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment)
         } catch {
             throw RPCError(.failedPrecondition, "cannot read the stack's manifests in \(config.servicesDirectory): \(error)")
         }
@@ -65,9 +70,18 @@ public actor RestoreOrchestrator {
         let supervisor = try SupervisorLink.fromEnvironment(config.environment)
         let bootstrap = try await readBootstrap(backupID: backupID)
         defer { if let file = bootstrap.storeFile { for f in [file, file + "-wal", file + "-shm"] { unlink(f) } } }  // SQLite's side files too
-        let targets = try Self.targets(stack: stack, present: bootstrap.present, backupID: backupID)
-        let plan = Self.plan(stack: stack, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
-                             esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket))
+        // The services come back as the backup recorded them: its manifests say what each one owned (so what
+        // is restored) and how it is started, within what the stack's own manifests allow.
+        let relaunched: StackServices
+        do {
+            relaunched = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment,
+                                                replacing: bootstrap.manifests, source: Self.manifestSource(backupID))
+        } catch {
+            throw RPCError(.failedPrecondition, "backup \(backupID)'s manifests cannot be relaunched on this stack; nothing was changed:\n\(error)")
+        }
+        let targets = try Self.targets(stack: relaunched, present: bootstrap.present, backupID: backupID)
+        let plan = Self.plan(stack: relaunched, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
+                             esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket), manifests: bootstrap.manifests)
         _ = try await supervisor.status(plan.first?.name ?? "deployment-service")
         if let file = bootstrap.storeFile {
             try store.replace(with: file, restoredBackup: backupID)
@@ -86,24 +100,37 @@ public actor RestoreOrchestrator {
             status.shortTerm.append(s)
             status.longTerm.append(s)
         }
-        statuses[restoreID] = status
         running = restoreID
-        journal(status)
-        logger.info("restore \(restoreID) of backup \(backupID): relaunching \(plan.map(\.name).joined(separator: ", ")); restoring \(targets.map(\.name).joined(separator: ", "))")
-        Task { await self.perform(restoreID: restoreID, backupID: backupID, plan: plan, supervisor: supervisor) }
+        Self.journal(store, logger, status)
+        logger.info("restore \(restoreID) of backup \(backupID): relaunching \(plan.map(\.name).joined(separator: ", ")) (\(bootstrap.manifests.isEmpty ? "with the stack's manifests: the backup has none" : "from the backup's manifests")); restoring \(targets.map(\.name).joined(separator: ", "))")
+        do {
+            try await operations.start(id: restoreID, kind: "restore", labels: ["backup_id": backupID], initial: status) { context in
+                await self.perform(restoreID: restoreID, backupID: backupID, plan: plan, supervisor: supervisor, context: context)
+            }
+        } catch {
+            running = nil
+            throw error
+        }
         return status
     }
 
     /// A restore's status; empty id: the running one, else the most recent in the store (so the history
     /// survives restarts).
-    public func status(_ id: String) throws -> StackRestore {
+    public func status(_ id: String) async throws -> StackRestore {
         let key = id.isEmpty ? (running ?? "") : id
-        if let s = statuses[key] { return s }
+        if !key.isEmpty, let s = await held(key) { return s }
         let record = try key.isEmpty ? store.latestRestore() : store.restore(key)
         guard let record else {
             throw RPCError(.notFound, id.isEmpty ? "no restore has run yet" : "no restore \(id)")
         }
-        return statuses[record.id] ?? Self.fromRecord(record)
+        if let s = await held(record.id) { return s }
+        return Self.fromRecord(record)
+    }
+
+    /// The status of a restore the operation layer still holds (it ran since this process started).
+    private func held(_ id: String) async -> StackRestore? {
+        guard let snapshot = try? await operations.status(id) else { return nil }
+        return snapshot.result ?? snapshot.progress
     }
 
     /// At start-up: every restore the store holds as running was cut short by the deployment-service's
@@ -150,7 +177,7 @@ public actor RestoreOrchestrator {
     static func state(_ name: String) -> BackupOperationState { BackupOrchestrator.state(name) }
 
     /// Journals the restore's whole status.
-    private func journal(_ s: StackRestore) {
+    private static func journal(_ store: DeploymentStore, _ logger: Logger, _ s: StackRestore) {
         do {
             try store.recordRestore(
                 id: s.restoreID, backupID: s.backupID, shortState: Self.name(s.shortTermState), longState: Self.name(s.longTermState),
@@ -161,9 +188,13 @@ public actor RestoreOrchestrator {
         }
     }
 
-    public func watch(_ id: String) throws -> AsyncStream<StackRestore> {
-        let s = try status(id)
-        return watchers.stream(s.restoreID, current: s, ended: s.longTermState != .running && s.shortTermState != .running)
+    /// The restore's status, then every change in order, until it ends.
+    public func watch(_ id: String) async throws -> AsyncStream<StackRestore> {
+        let s = try await status(id)
+        guard s.longTermState == .running || s.shortTermState == .running, let updates = try? await operations.statuses(s.restoreID) else {
+            return AsyncStream { $0.yield(s); $0.finish() }
+        }
+        return updates
     }
 
     // MARK: bootstrap
@@ -174,7 +205,12 @@ public actor RestoreOrchestrator {
     struct Bootstrap: Sendable {
         var present: [DeployedServiceRecord]
         var storeFile: String?
+        /// The manifest of every service deployed at backup time (`manifests/<name>.toml`), by name.
+        var manifests: [String: String] = [:]
     }
+
+    /// How the backup's manifests are named in errors and in the supervisor's log.
+    static func manifestSource(_ backupID: String) -> String { "backup \(backupID): deployment-service/" }
 
     private func readBootstrap(backupID: String) async throws -> Bootstrap {
         let s3 = config.kit.s3, bucket = config.kit.bucket
@@ -209,16 +245,27 @@ public actor RestoreOrchestrator {
         guard UInt64(bytes.count) == state.size, Checksum.sha256(bytes) == state.sha256 else {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/state.sqlite does not match its sha256 in metadata.json")
         }
+        var manifests: [String: String] = [:]
+        for record in metadata.deployment ?? [] where !record.manifest.isEmpty {
+            guard let artifact = metadata.artifacts.first(where: { $0.path == record.manifest }) else {
+                throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/metadata.json lists no \(record.manifest) for \(record.name)")
+            }
+            let text = try await s3.getObject(bucket: bucket, key: "\(backupID)/deployment-service/\(record.manifest)")
+            guard UInt64(text.count) == artifact.size, Checksum.sha256(text) == artifact.sha256 else {
+                throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/\(record.manifest) does not match its sha256 in metadata.json")
+            }
+            manifests[record.name] = String(decoding: text, as: UTF8.self)
+        }
         let path = NSTemporaryDirectory() + "automate-restore-state-\(UUID().uuidString).sqlite"
         do { try Data(bytes).write(to: URL(fileURLWithPath: path)) } catch {
             unlink(path)
             throw RPCError(.internal, "cannot write the backup's store to \(path): \(error)")
         }
-        return Bootstrap(present: metadata.deployment ?? [], storeFile: path)
+        return Bootstrap(present: metadata.deployment ?? [], storeFile: path, manifests: manifests)
     }
 
-    /// The services to restore: those present at backup time that own data, in start order, as the
-    /// current manifests declare them (their folders in this home).
+    /// The services to restore: those present at backup time that own data, in start order, as `stack`
+    /// declares them (the backup's manifests where it has them; their folders in this home).
     static func targets(stack: StackServices, present: [DeployedServiceRecord], backupID: String) throws -> [Target] {
         let byName = Dictionary(stack.services.map { ($0.manifest.name, $0) }, uniquingKeysWith: { a, _ in a })
         let missing = present.filter { byName[$0.name] == nil }.map(\.name)
@@ -252,19 +299,23 @@ public actor RestoreOrchestrator {
         var name: String
         var dependsOn: [String]
         var role: Role
+        /// The manifest the supervisor starts it with (the backup's), nil for the one it has.
+        var manifest: String? = nil
     }
 
     /// Every service of the stack but this orchestrator, in start order, with how it comes back. A
     /// restored service also waits for the sidecars that restore its data (`pgSidecar` for databases,
     /// `esSidecar` for indices), whether or not its manifest names them.
-    static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String) -> [Step] {
+    static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String, manifests: [String: String] = [:]) -> [Step] {
         let byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         return stack.services.filter { $0.manifest.kind != .orchestrator }.map { s in
             var dependsOn = s.manifest.dependsOn
-            guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start) }
+            let manifest = manifests[s.manifest.name]
+            guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start, manifest: manifest) }
             if !t.owned.databases.isEmpty && !dependsOn.contains(pgSidecar) { dependsOn.append(pgSidecar) }
             if !t.owned.indices.isEmpty && !dependsOn.contains(esSidecar) { dependsOn.append(esSidecar) }
-            return Step(name: t.name, dependsOn: dependsOn, role: t.contract && t.socketPath != nil ? .restoreHeld(t) : .restoreStopped(t))
+            return Step(name: t.name, dependsOn: dependsOn, role: t.contract && t.socketPath != nil ? .restoreHeld(t) : .restoreStopped(t),
+                        manifest: manifest)
         }
     }
 
@@ -288,7 +339,8 @@ public actor RestoreOrchestrator {
     /// What is left of a service's restore once its short-term part is done: following its long-term part.
     typealias LongTerm = @Sendable () async throws -> Void
 
-    private func perform(restoreID: String, backupID: String, plan: [Step], supervisor: SupervisorLink) async {
+    private func perform(restoreID: String, backupID: String, plan: [Step], supervisor: SupervisorLink, context: Context) async -> StackRestore {
+        self.context = context
         var failure: String?
         do {
             try await withThrowingTaskGroup(of: Void.self) { longTerms in
@@ -328,8 +380,9 @@ public actor RestoreOrchestrator {
             logger.error("restore \(restoreID): failed: \(failure); the restored services are stopped")
         }
         await supervisor.close()
-        finish(restoreID, failure: failure)
-        if let s = statuses[restoreID] { journal(s) }
+        let final = await finish(failure: failure)
+        Self.journal(store, logger, final)
+        return final
     }
 
     /// Brings one service back; returns how to follow its long-term part, if it has one.
@@ -337,17 +390,18 @@ public actor RestoreOrchestrator {
         switch step.role {
         case .start:
             if SupervisorLink.isDown(try await supervisor.status(step.name).state) {
-                try await supervisor.start(step.name, hold: nil)
+                try await supervisor.start(step.name, hold: nil, manifest: step.manifest, manifestPath: manifestPath(step, backupID))
             }
             try await supervisor.waitUntilRunning(step.name, timeout: Self.startTimeout)
             return nil
         case .restoreHeld(let t), .restoreStopped(let t):
             do {
                 try await stopIfRunning(t.name, supervisor: supervisor)
+                let launch = Launch(manifest: step.manifest, path: manifestPath(step, backupID))
                 if case .restoreHeld = step.role, let socket = t.socketPath {
-                    return try await restoreHeld(t, socket: socket, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                    return try await restoreHeld(t, socket: socket, launch: launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
                 }
-                return try await restoreStopped(t, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                return try await restoreStopped(t, launch: launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
             } catch {
                 let message = "\(t.name): \(error)"
                 update(restoreID, t.name, short: { s in
@@ -363,6 +417,16 @@ public actor RestoreOrchestrator {
     /// How long a service may take to come up.
     static let startTimeout: Duration = .seconds(300)
 
+    /// The manifest a restored service is started with (nil: the one the supervisor has), and its name.
+    struct Launch: Sendable {
+        var manifest: String?
+        var path: String
+    }
+
+    private func manifestPath(_ step: Step, _ backupID: String) -> String {
+        step.manifest == nil ? "" : Self.manifestSource(backupID) + "manifests/\(step.name).toml"
+    }
+
     /// A service whose data is about to be replaced must be down: it is stopped (and must stop) when
     /// it runs (a restore asked of a running stack).
     private func stopIfRunning(_ name: String, supervisor: SupervisorLink) async throws {
@@ -374,9 +438,9 @@ public actor RestoreOrchestrator {
 
     /// A contract service: started held down, checked to be held, restored over its contract; its hold
     /// is released once the short-term part is done.
-    private func restoreHeld(_ t: Target, socket: String, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreHeld(_ t: Target, socket: String, launch: Launch, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
         update(restoreID, t.name, short: { $0.progress.phase = "starting" }, long: nil)
-        try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID))
+        try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID), manifest: launch.manifest, manifestPath: launch.path)
         try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
         let client: RPCClient
         do { client = try await RPCClient.connect(socketPath: socket) } catch {
@@ -426,7 +490,8 @@ public actor RestoreOrchestrator {
         do {
             for try await s in client.stream(method, request) {
                 last = s
-                update(restoreID, service, short: longTerm ? nil : { $0 = s }, long: longTerm ? { $0 = s } : nil)
+                let replace: @Sendable (inout ServiceRestoreStatus) -> Void = { $0 = s }
+                update(restoreID, service, short: longTerm ? nil : replace, long: longTerm ? replace : nil)
             }
         } catch {
             throw ParticipantError("stopped answering during restore \(restoreID) (did it exit?): \(error)")
@@ -438,7 +503,7 @@ public actor RestoreOrchestrator {
 
     /// A service without the contract: restored in process through the sidecars while it is down, then
     /// started.
-    private func restoreStopped(_ t: Target, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreStopped(_ t: Target, launch: Launch, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
         let kit = kits.kit(for: t.name, owned: t.owned, config: config.kit, logger: logger)
         _ = try await kit.restore(backupID: backupID, restoreID: restoreID)
         var short = try await kit.restoreStatus(restoreID, longTerm: false)
@@ -447,7 +512,7 @@ public actor RestoreOrchestrator {
             update(restoreID, t.name, short: { $0 = s }, long: nil)
         }
         guard short.state == .completed else { throw ParticipantError(short.error.isEmpty ? "restore \(short.state)" : short.error) }
-        try await supervisor.start(t.name, hold: nil)
+        try await supervisor.start(t.name, hold: nil, manifest: launch.manifest, manifestPath: launch.path)
         try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
         return { [self] in
             var long = try await kit.restoreStatus(restoreID, longTerm: true)
@@ -465,7 +530,7 @@ public actor RestoreOrchestrator {
 
     /// Marks one part of a service's restore failed (when it still runs).
     private func fail(_ restoreID: String, _ service: String, longTerm: Bool, _ message: String) {
-        let mark: (inout ServiceRestoreStatus) -> Void = { s in
+        let mark: @Sendable (inout ServiceRestoreStatus) -> Void = { s in
             if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
         }
         update(restoreID, service, short: longTerm ? nil : mark, long: longTerm ? mark : nil)
@@ -473,8 +538,16 @@ public actor RestoreOrchestrator {
 
     // MARK: status
 
-    private func update(_ id: String, _ service: String, short: ((inout ServiceRestoreStatus) -> Void)?, long: ((inout ServiceRestoreStatus) -> Void)?) {
-        guard var s = statuses[id] else { return }
+    private func update(_ id: String, _ service: String, short: (@Sendable (inout ServiceRestoreStatus) -> Void)?,
+                        long: (@Sendable (inout ServiceRestoreStatus) -> Void)?) {
+        guard let context, running == id else { return }
+        let (store, logger) = (self.store, self.logger)
+        context.report { s in Self.apply(&s, service, short: short, long: long, store: store, logger: logger) }
+    }
+
+    /// One service's change, as the registry applies it; the journal follows every change of state.
+    private static func apply(_ s: inout StackRestore, _ service: String, short: (@Sendable (inout ServiceRestoreStatus) -> Void)?,
+                              long: (@Sendable (inout ServiceRestoreStatus) -> Void)?, store: DeploymentStore, logger: Logger) {
         let before = s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState]
         // A service reports a part done while its operation still runs (the short-term part ends when
         // its data is in): the end is stamped here, when it is first seen, so every part has one.
@@ -491,21 +564,31 @@ public actor RestoreOrchestrator {
             s.longTerm[i].service = service
             if s.longTerm[i].state != .running && s.longTerm[i].finishedAtUnixMs == 0 { s.longTerm[i].finishedAtUnixMs = ended > 0 ? ended : now }
         }
-        publish(s)
         // The journal follows every change of state (not every byte of progress).
-        if s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState] != before { journal(s) }
+        if s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState] != before { journal(store, logger, s) }
     }
 
     /// Every service is back up (the short-term part of each restored one is done, the others run).
     private func shortTermDone(_ id: String) {
-        guard var s = statuses[id], s.shortTermState == .running else { return }
-        s.shortTermState = .completed
-        publish(s)
-        journal(s)
+        guard let context, running == id else { return }
+        let (store, logger) = (self.store, self.logger)
+        context.report { s in
+            guard s.shortTermState == .running else { return }
+            s.shortTermState = .completed
+            Self.journal(store, logger, s)
+        }
     }
 
-    private func finish(_ id: String, failure: String?) {
-        guard var s = statuses[id] else { return }
+    /// The restore's end (after every change reported before it); returns its final status.
+    private func finish(failure: String?) async -> StackRestore {
+        guard let context else { preconditionFailure("finish() outside a restore") }
+        let final = await context.updated { s in Self.end(&s, failure: failure) }
+        running = nil
+        self.context = nil
+        return final
+    }
+
+    private static func end(_ s: inout StackRestore, failure: String?) {
         if let failure {
             s.error = failure
             if s.shortTermState == .running { s.shortTermState = .failed }
@@ -517,13 +600,6 @@ public actor RestoreOrchestrator {
             s.longTermState = .completed
         }
         s.finishedAtUnixMs = unixMillis()
-        running = nil
-        publish(s)
-    }
-
-    private func publish(_ s: StackRestore) {
-        statuses[s.restoreID] = s
-        watchers.publish(s.restoreID, s, ended: s.longTermState != .running)
     }
 
     static func name(_ state: BackupOperationState) -> String { BackupOrchestrator.name(state) }

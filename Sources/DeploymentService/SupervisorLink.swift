@@ -50,13 +50,17 @@ actor SupervisorLink {
 
     private func serviceCall(
         _ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ name: String,
-        hold: RestoreHold? = nil
+        hold: RestoreHold? = nil, manifest: String? = nil, manifestPath: String = ""
     ) async throws -> ServiceStatus {
         var request = ControlService.ServiceRequest()
         request.name = name
         if let hold {
             request.hold.restoreID = hold.restoreID
             request.hold.backupID = hold.backupID
+        }
+        if let manifest {
+            request.manifest = manifest
+            request.manifestPath = manifestPath
         }
         do {
             let answer = try await connection().call(method, request, timeout: .seconds(180))
@@ -86,9 +90,10 @@ actor SupervisorLink {
         }
     }
 
-    /// Starts the service, held down for `hold`'s restore when given.
-    func start(_ name: String, hold: RestoreHold?) async throws {
-        _ = try await serviceCall(SupervisorService.startService, name, hold: hold)
+    /// Starts the service, held down for `hold`'s restore when given, with `manifest` (a backup's, named
+    /// `manifestPath`) instead of its own when given.
+    func start(_ name: String, hold: RestoreHold?, manifest: String? = nil, manifestPath: String = "") async throws {
+        _ = try await serviceCall(SupervisorService.startService, name, hold: hold, manifest: manifest, manifestPath: manifestPath)
     }
 
     /// Lets the service's next start be a normal one (its short-term restore is done).

@@ -4,7 +4,7 @@
 /// Progress only moves forward: ``merge(_:)`` (which `OperationRegistry` applies to every update) keeps
 /// the larger byte and item counts and the later phase, overall and per item, so a watcher never sees a
 /// value go back.
-public struct OperationProgress: Sendable, Equatable {
+public struct OperationProgress: OperationProgressValue {
     /// Where an operation or one of its items is. Ordered: a later phase is never followed by an earlier one.
     public enum Phase: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
         /// Not started.
@@ -161,5 +161,13 @@ public struct OperationProgress: Sendable, Equatable {
             m.recomputeTotals()
         }
         return m
+    }
+
+    /// Every phase done, no tool running: the last progress of a completed operation.
+    public func completed() -> OperationProgress {
+        var last = self
+        last.phase = .done
+        for i in last.items.indices { last.items[i].phase = .done; last.items[i].pid = 0 }
+        return last
     }
 }

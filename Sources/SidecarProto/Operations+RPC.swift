@@ -10,7 +10,7 @@ extension RPCError {
     }
 }
 
-extension OperationRegistry {
+extension ProgressRegistry {
     /// Answers a `WatchStatus` call: sends operation `id`'s snapshot, then every change in order, each
     /// as `wire` puts it, until the operation ends. NOT_FOUND (naming the owner) when it is unknown here.
     public nonisolated func stream<Status: SwiftProtobuf.Message>(

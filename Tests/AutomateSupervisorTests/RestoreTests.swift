@@ -186,16 +186,22 @@ struct RestoreTests {
         #expect(teams.output.contains("core\talice,bob"), "\(teams.output)\(teams.error)")
     }
 
-    @Test("restore relaunches in dependency order; a contract service refuses its API until its data is back; one that cannot be held down fails the restore naming it")
+    @Test("restore relaunches in dependency order, from the backup's manifests; a contract service refuses its API until its data is back; one that cannot be held down fails the restore naming it")
     func relaunchOrderAndHold() async throws {
         let stack = try TestStack(name: "restore-order")
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack()
+        // The teams-service's manifest at backup time sets a variable; the installation's says otherwise
+        // by the time of the restore: the restored service must run with the backup's.
+        let manifestPath = stack.servicesDirectory + "/teams-service.toml"
+        let original = try String(contentsOfFile: manifestPath, encoding: .utf8)
+        try (original + "\n[environment]\nRELAUNCH_MARK = \"at-backup\"\n").write(toFile: manifestPath, atomically: true, encoding: .utf8)
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
         let repository = try await stack.copyRepositoryAndLoseHome(ports)
+        try (original + "\n[environment]\nRELAUNCH_MARK = \"installed\"\n").write(toFile: manifestPath, atomically: true, encoding: .utf8)
 
         // The teams API, asked over and over during the whole restore: it may refuse (held down), but
         // every answer it gives must hold the restored teams (the fresh database is empty).
@@ -245,9 +251,17 @@ struct RestoreTests {
         #expect(deploymentUp < postgresStarts && postgresStarts < sidecarStarts && sidecarUp < teamsHeld && teamsHeld < teamsStarts)
         #expect(sidecarUp < notificationsStarts)
 
+        // Relaunched from the backup's manifest (named in the supervisor's log), not the installation's.
+        #expect(first("teams-service: runs with the manifest from backup \(id): deployment-service/manifests/teams-service.toml") != nil,
+                "\(after.filter { $0.contains("teams-service") }.prefix(10))")
+        let teamsPID = try #require(try await stack.status().first { $0.name == "teams-service" }?.pid)
+        let environ = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(teamsPID)/environ"))
+        let variables = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        #expect(variables.contains("RELAUNCH_MARK=at-backup"), "\(variables.filter { $0.hasPrefix("RELAUNCH") })")
+
         // A service that drops its hold (its command unsets AUTOMATE_RESTORE_ID) cannot be held down:
-        // the restore fails naming it before its data is touched, and leaves it stopped.
-        let manifestPath = stack.servicesDirectory + "/teams-service.toml"
+        // the restore fails naming it before its data is touched, and leaves it stopped. What runs is always
+        // the installation's command, whatever the backup's manifest says.
         let manifest = try String(contentsOfFile: manifestPath, encoding: .utf8)
         try manifest.replacingOccurrences(
             of: "command = [\"${AUTOMATE_BIN_DIR}/teams-service\"]",

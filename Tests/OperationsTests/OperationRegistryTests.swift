@@ -282,3 +282,54 @@ final class LockedFlag: @unchecked Sendable {  // `flag` behind `lock`
     func set() { lock.withLock { flag = true } }
     var value: Bool { lock.withLock { flag } }
 }
+
+extension OperationRegistryTests {
+    /// A status of its own, as the deployment-service's stack backups report: parts filled in concurrently.
+    struct Tally: OperationProgressValue {
+        var parts: [String: Int] = [:]
+        var state = "running"
+        func merged(with next: Tally) -> Tally { next }
+        func hasSameMilestones(as other: Tally) -> Bool { state == other.state && parts.keys.sorted() == other.parts.keys.sorted() }
+        func completed() -> Tally { var t = self; t.state = "completed"; return t }
+    }
+
+    func testAProgressOfItsOwnIsAppliedInOrderAndReadBackAfterEveryEarlierReport() async throws {
+        let registry = ProgressRegistry<Tally, Int>(owner: "deployment-service")
+        let id = try await registry.start(id: "stack-1", kind: "backup", initial: Tally()) { context in
+            // Three parts report concurrently, from pool threads; the body then decides on the whole.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for part in ["a", "b", "c"] {
+                    group.addTask {
+                        try await runBlocking { _ in
+                            for i in 1...500 { context.report { $0.parts[part] = i } }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let whole = await context.updated { $0.state = "finishing" }
+            return whole.parts.values.reduce(0, +)
+        }
+        let end = try await registry.wait(id)
+        XCTAssertEqual(end.result, 1500, "updated() returns the status after every report made before it")
+        XCTAssertEqual(end.progress.state, "completed")
+        XCTAssertEqual(end.progress.parts, ["a": 500, "b": 500, "c": 500])
+
+        // A report after the end changes nothing; a reader waiting on one still gets an answer.
+        let ended = Gate(), reported = Gate()
+        let late = try await registry.start(id: "stack-2", kind: "backup", initial: Tally()) { context in
+            Task {
+                await ended.wait()
+                let after = await context.updated { $0.parts["late"] = 1 }
+                XCTAssertNil(after.parts["late"])
+                await reported.release()
+            }
+            return 0
+        }
+        _ = try await registry.wait(late)
+        await ended.release()
+        await reported.wait()
+        let after = try await registry.status(late)
+        XCTAssertNil(after.progress.parts["late"])
+    }
+}

@@ -125,6 +125,16 @@ public nonisolated struct Automate_Supervisor_V1_ServiceRequest: Sendable {
   /// Clears the value of `hold`. Subsequent reads from it will return its default value.
   public mutating func clearHold() {self._hold = nil}
 
+  /// StartService only: the manifest (TOML text) to start the service with instead of the one it runs
+  /// with, as a backup recorded it (a restore relaunches each service from its backup). The supervisor
+  /// applies the home's config overlay and keeps the stack's own command, user and kind (a backup
+  /// chooses settings, never what runs or as whom); the manifest must declare the same service and
+  /// the service must be stopped or held. Empty: the service's own.
+  public var manifest: String = String()
+
+  /// Names `manifest` in errors ("backup 20261202103000: manifests/teams-service.toml").
+  public var manifestPath: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -458,7 +468,7 @@ nonisolated extension Automate_Supervisor_V1_StatusResponse: SwiftProtobuf.Messa
 
 nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}hold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}hold\0\u{1}manifest\0\u{3}manifest_path\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -468,6 +478,8 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._hold) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.manifest) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.manifestPath) }()
       default: break
       }
     }
@@ -484,12 +496,20 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
     try { if let v = self._hold {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if !self.manifest.isEmpty {
+      try visitor.visitSingularStringField(value: self.manifest, fieldNumber: 3)
+    }
+    if !self.manifestPath.isEmpty {
+      try visitor.visitSingularStringField(value: self.manifestPath, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Supervisor_V1_ServiceRequest, rhs: Automate_Supervisor_V1_ServiceRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs._hold != rhs._hold {return false}
+    if lhs.manifest != rhs.manifest {return false}
+    if lhs.manifestPath != rhs.manifestPath {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2,8 +2,8 @@ import Foundation
 
 /// Where an operation is: running with its progress, or ended (completed with its result, failed with its
 /// error, cancelled).
-public enum OperationState<Result: Sendable>: Sendable {
-    case running(OperationProgress)
+public enum ProgressState<Progress: Sendable, Result: Sendable>: Sendable {
+    case running(Progress)
     case completed(Result)
     case failed(any Error)
     case cancelled
@@ -16,16 +16,16 @@ public enum OperationState<Result: Sendable>: Sendable {
 }
 
 /// One operation as the registry knows it at one moment.
-public struct OperationSnapshot<Result: Sendable>: Sendable {
+public struct ProgressSnapshot<Progress: Sendable, Result: Sendable>: Sendable {
     /// Unique among the registry's operations.
     public let id: String
     /// What it does (`backup`, `restore`, `snapshot`).
     public let kind: String
     /// What it was started with (a backup id, a service), as given to `start`.
     public let labels: [String: String]
-    public let state: OperationState<Result>
+    public let state: ProgressState<Progress, Result>
     /// The last progress reported (kept when it ends, so an ended operation still shows its items).
-    public let progress: OperationProgress
+    public let progress: Progress
     public let startedAt: Date
     /// Set once it ended.
     public let finishedAt: Date?
@@ -46,3 +46,9 @@ public struct OperationSnapshot<Result: Sendable>: Sendable {
 
     public var isTerminal: Bool { state.isTerminal }
 }
+
+/// Where an operation reporting ``OperationProgress`` is.
+public typealias OperationState<Result: Sendable> = ProgressState<OperationProgress, Result>
+
+/// An operation reporting ``OperationProgress``, as its registry knows it at one moment.
+public typealias OperationSnapshot<Result: Sendable> = ProgressSnapshot<OperationProgress, Result>

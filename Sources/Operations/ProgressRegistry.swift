@@ -1,23 +1,29 @@
 import Foundation
 
-/// Long-running operations of one process (a sidecar's dumps, a service's backups): each runs as a task
-/// of its own; its state and progress live here, are watched as a stream of every change in order, and
-/// end with it. Cancelling an operation cancels its task (and through ``BlockingPool`` the tools it runs).
+/// The long-running operations of one process (a sidecar's dumps, a service's backups, the
+/// deployment-service's stack backups and restores): the stack's one operation layer. Each operation runs
+/// as a task of its own; its state and progress live here, are watched as a stream of every change in
+/// order, and end with it. Cancelling an operation cancels its task (and through ``BlockingPool`` the
+/// tools it runs).
 ///
 /// Updates are applied inside the actor one at a time, in the order the operation reported them (see
-/// ``OperationContext``); its end is applied after every update it reported. Ended operations are kept
+/// ``ProgressContext``); its end is applied after every update it reported. Ended operations are kept
 /// (the most recent `keepEnded`) so that a late `status` still answers.
 ///
-/// Watchers get every milestone (phase, step, an item's start, end or error) at once and in order; a
-/// change of counts alone (bytes or items done, details) reaches them at most once per
-/// `publishInterval`, always the latest values, and never after a later milestone. A body may so report
-/// bytes as often as it reads them without flooding its watchers (or the processes those feed).
-public actor OperationRegistry<Result: Sendable> {
-    public typealias Snapshot = OperationSnapshot<Result>
+/// Watchers get every milestone (for ``OperationProgress``: a phase, a step, an item's start, end or
+/// error) at once and in order; a change that is not one (bytes or items done) reaches them at most once
+/// per `publishInterval`, always the latest values, and never after a later milestone. A body may so
+/// report bytes as often as it reads them without flooding its watchers (or the processes those feed).
+///
+/// `Progress` is what the operations report: ``OperationProgress`` for the workers of the sidecars and the
+/// service kit (``OperationRegistry``), the whole stack's status for the deployment-service's orchestrators.
+public actor ProgressRegistry<Progress: OperationProgressValue, Result: Sendable> {
+    public typealias Snapshot = ProgressSnapshot<Progress, Result>
 
     private enum Event: Sendable {
-        case progress(@Sendable (inout OperationProgress) -> Void)
-        case ended(OperationState<Result>)
+        /// An update, and who waits for the progress it made (``ProgressContext/updated(_:)``).
+        case progress(@Sendable (inout Progress) -> Void, reply: (@Sendable (Progress) -> Void)?)
+        case ended(ProgressState<Progress, Result>)
     }
 
     private struct Entry {
@@ -60,8 +66,8 @@ public actor OperationRegistry<Result: Sendable> {
     @discardableResult
     public func start(
         id: String? = nil, replacingEnded: Bool = false, kind: String, labels: [String: String] = [:],
-        initial: OperationProgress = OperationProgress(),
-        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+        initial: Progress,
+        _ body: @escaping @Sendable (ProgressContext<Progress>) async throws -> Result
     ) throws -> String {
         let id = id ?? Self.newID(prefix: kind)
         if let existing = entries[id] {
@@ -78,14 +84,20 @@ public actor OperationRegistry<Result: Sendable> {
         order.append(id)
 
         let (inbox, sink) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
-        let context = OperationContext(id: id) { update in sink.yield(.progress(update)) }
+        let context = ProgressContext<Progress>(id: id) { [weak self] update, reply in
+            if case .terminated = sink.yield(.progress(update, reply: reply)), let reply {
+                // Reported after the operation's end (by a task it left behind): nothing changes, and a
+                // reporter waiting for the progress gets it as it ended.
+                Task { await self?.answer(id, reply, fallback: initial) ?? reply(initial) }
+            }
+        }
         // The drain is not the operation's task: cancelling the operation must not stop its updates (nor
         // its end) from being applied.
         Task { [self] in
-            for await event in inbox { self.apply(id, event) }
+            for await event in inbox { self.apply(id, event, fallback: initial) }
         }
         entries[id]?.task = Task {
-            let end: OperationState<Result>
+            let end: ProgressState<Progress, Result>
             do {
                 end = .completed(try await body(context))
             } catch {
@@ -100,8 +112,8 @@ public actor OperationRegistry<Result: Sendable> {
     /// Starts `body` under a fresh id `<idPrefix>-<12 hex digits>`; see ``start(id:replacingEnded:kind:labels:initial:_:)``.
     @discardableResult
     public func start(
-        idPrefix: String, kind: String, labels: [String: String] = [:], initial: OperationProgress = OperationProgress(),
-        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+        idPrefix: String, kind: String, labels: [String: String] = [:], initial: Progress,
+        _ body: @escaping @Sendable (ProgressContext<Progress>) async throws -> Result
     ) throws -> String {
         try start(id: Self.newID(prefix: idPrefix), kind: kind, labels: labels, initial: initial, body)
     }
@@ -185,28 +197,36 @@ public actor OperationRegistry<Result: Sendable> {
 
     // MARK: internals
 
-    private func apply(_ id: String, _ event: Event) {
-        guard var e = entries[id], !e.snapshot.isTerminal else { return }
+    /// Gives `reply` operation `id`'s progress (`fallback` when it is no longer known).
+    private func answer(_ id: String, _ reply: @Sendable (Progress) -> Void, fallback: Progress) {
+        reply(entries[id]?.snapshot.progress ?? fallback)
+    }
+
+    /// Applies one event of operation `id`; a waiting reporter gets the progress then (`fallback` when the
+    /// operation is no longer known).
+    private func apply(_ id: String, _ event: Event, fallback: Progress) {
+        var reply: (@Sendable (Progress) -> Void)?
+        if case .progress(_, let r) = event { reply = r }
+        guard var e = entries[id], !e.snapshot.isTerminal else {
+            reply?(entries[id]?.snapshot.progress ?? fallback)
+            return
+        }
         let old = e.snapshot
-        let state: OperationState<Result>
-        let progress: OperationProgress
+        let state: ProgressState<Progress, Result>
+        let progress: Progress
         var milestone = true
         switch event {
-        case .progress(let update):
+        case .progress(let update, _):
             var next = old.progress
             update(&next)
             progress = old.progress.merged(with: next)
+            defer { reply?(progress) }
             if progress == old.progress { return }
             state = .running(progress)
             milestone = !progress.hasSameMilestones(as: old.progress)
         case .ended(let end):
             state = end
-            var last = old.progress
-            if case .completed = end {
-                last.phase = .done
-                for i in last.items.indices { last.items[i].phase = .done; last.items[i].pid = 0 }
-            }
-            progress = last
+            if case .completed = end { progress = old.progress.completed() } else { progress = old.progress }
         }
         revision += 1
         e.snapshot = Snapshot(
@@ -265,12 +285,51 @@ public actor OperationRegistry<Result: Sendable> {
         OperationError(.notFound, "\(owner) does not know operation \"\(id)\" (it may have restarted since it was started)")
     }
 
-    private static func describe(_ state: OperationState<Result>) -> String {
+    private static func describe(_ state: ProgressState<Progress, Result>) -> String {
         switch state {
         case .running: "running"
         case .completed: "completed"
         case .failed(let e): "failed: \(e)"
         case .cancelled: "cancelled"
+        }
+    }
+}
+
+/// The registry of operations that report ``OperationProgress`` (the sidecars' and the service kit's).
+public typealias OperationRegistry<Result: Sendable> = ProgressRegistry<OperationProgress, Result>
+
+extension ProgressRegistry where Progress == OperationProgress {
+    /// Starts `body` with an empty ``OperationProgress``; see ``start(id:replacingEnded:kind:labels:initial:_:)``.
+    @discardableResult
+    public func start(
+        id: String? = nil, replacingEnded: Bool = false, kind: String, labels: [String: String] = [:],
+        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+    ) throws -> String {
+        try start(id: id, replacingEnded: replacingEnded, kind: kind, labels: labels, initial: OperationProgress(), body)
+    }
+
+    /// Starts `body` with an empty ``OperationProgress`` under a fresh id `<idPrefix>-<12 hex digits>`.
+    @discardableResult
+    public func start(
+        idPrefix: String, kind: String, labels: [String: String] = [:],
+        _ body: @escaping @Sendable (OperationContext) async throws -> Result
+    ) throws -> String {
+        try start(idPrefix: idPrefix, kind: kind, labels: labels, initial: OperationProgress(), body)
+    }
+}
+
+extension ProgressRegistry where Result == Progress {
+    /// For operations whose result is their final status (a status they build as they run, like the
+    /// deployment-service's stack backups): operation `id`'s status, then every change in order, until it
+    /// ends. Throws like ``watch(_:)``.
+    public func statuses(_ id: String) throws -> AsyncStream<Progress> {
+        let updates = try watch(id)
+        return AsyncStream { continuation in
+            let forward = Task {
+                for await snapshot in updates { continuation.yield(snapshot.result ?? snapshot.progress) }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in forward.cancel() }
         }
     }
 }
