@@ -129,7 +129,7 @@ let package = Package(
         /// progress type, and a bounded pool for blocking work whose cancellation kills what it started.
         .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
-        .target(name: "S3Client", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        .target(name: "S3Client", dependencies: ["CCurl", "Operations"], swiftSettings: swiftSettings),
         /// What the supervisor hands a service (its variables, its `[config]` values, the gateway), read
         /// with one set of typed checks.
         .target(name: "ServiceSettings", dependencies: ["AutomateErrors", "S3Client"], swiftSettings: swiftSettings),
@@ -172,16 +172,16 @@ let package = Package(
         ),
         /// Test-only: real-process fixtures (temp folders, ports, tools, moto_server) the sidecar tests share.
         .target(name: "SidecarTestSupport", path: "Tests/SidecarTestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "SidecarTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "Operations", "SidecarTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "DataTools"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PGSidecarTests",
-            dependencies: ["PGSidecar", "DataTools", "ServiceKit", "ServiceSettings", "BackupContract", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport", "ESSidecar"],
+            dependencies: ["PGSidecar", "DataTools", "ServiceKit", "ServiceSettings", "BackupContract", "SidecarProto", "AutomateRPC", "Operations", "S3Client", "SidecarTestSupport", "ESSidecar"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ESSidecarTests",
-            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "S3Client", "SidecarTestSupport"],
+            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "Operations", "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
 
@@ -225,7 +225,7 @@ let package = Package(
         .executableTarget(
             name: "compliance-service",
             dependencies: [
-                "ServiceKit", "DomainAPI", "AutomateRPC", "ESSidecar", "S3Client", "BackupRepository",
+                "ServiceKit", "DomainAPI", "AutomateRPC", "ESSidecar", "Operations", "S3Client", "BackupRepository",
             ],
             swiftSettings: swiftSettings
         ),

@@ -135,7 +135,7 @@ public actor BackupOrchestrator {
         var deleted: [String] = []
         var objects = 0
         for id in ids {
-            let n: Int = try await runOnOwnThread {
+            let n: Int = try await runBlocking(observingCancellation: false) { _ in
                 let exists = try s3.listObjectsSync(bucket: bucket, prefix: id + "/")
                 let exports = try s3.listObjectsSync(bucket: bucket, prefix: "automate-elasticsearch-data/").filter {
                     let parts = $0.key.split(separator: "/")
@@ -175,7 +175,7 @@ public actor BackupOrchestrator {
         for _ in 0..<120 {
             let id = BackupID(date: date).rawValue
             let taken = try store.backupIDUsed(id)
-            let inRepository = try await runOnOwnThread { try !s3.listObjectsSync(bucket: bucket, prefix: id + "/").isEmpty }
+            let inRepository = try await runBlocking(observingCancellation: false) { _ in try !s3.listObjectsSync(bucket: bucket, prefix: id + "/").isEmpty }
             if !taken && !inRepository { return id }
             date += 1
         }
@@ -367,7 +367,7 @@ public actor BackupOrchestrator {
     private func gatewayDiagnosis(_ reason: String = "") async -> String {
         let s3 = config.kit.s3, bucket = config.kit.bucket
         do {
-            _ = try await runOnOwnThread { try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
+            _ = try await runBlocking(observingCancellation: false) { _ in try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
             if reason.contains("transport error"), reason.contains(s3.endpoint) {
                 return " (the connection to the backup-gateway at \(s3.endpoint) broke; it answers again now: did it restart? see `automate status backup-gateway`)"
             }

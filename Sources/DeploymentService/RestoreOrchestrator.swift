@@ -224,7 +224,7 @@ public actor RestoreOrchestrator {
             metadata = try await reader.metadata(backupID: backupID)
         } catch let e as KitError {
             if e.code == .notFound, status == nil {
-                let objects = try await runOnOwnThread { try s3.listObjectsSync(bucket: bucket, prefix: backupID + "/") }
+                let objects = try await runBlocking(observingCancellation: false) { _ in try s3.listObjectsSync(bucket: bucket, prefix: backupID + "/") }
                 guard !objects.isEmpty else { throw RPCError(.notFound, "no backup \(backupID) in the repository") }
                 // Phase one: the services are the backup's folders.
                 let folders = Set(objects.compactMap { o -> String? in

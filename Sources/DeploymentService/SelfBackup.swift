@@ -1,5 +1,6 @@
 import BackupRepository
 import Foundation
+import Operations
 import S3Client
 import ServiceKit
 
@@ -18,7 +19,7 @@ struct SelfBackup: Sendable {
         var artifacts: [ArtifactRecord] = []
         let copy = NSTemporaryDirectory() + "automate-deployment-state-\(backupID)-\(UUID().uuidString).sqlite"
         defer { unlink(copy) }
-        let state: [UInt8] = try await runOnOwnThread {
+        let state: [UInt8] = try await runBlocking(observingCancellation: false) { _ in
             try store.copy(to: copy)
             return Array(try Data(contentsOf: URL(fileURLWithPath: copy)))
         }

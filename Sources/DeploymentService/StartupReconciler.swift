@@ -2,6 +2,7 @@ import BackupContract
 import BackupRepository
 import Foundation
 import Logging
+import Operations
 import S3Client
 import ServiceKit
 
@@ -81,7 +82,7 @@ public struct StartupReconciler: Sendable {
                 said = true
             } else {
                 do {
-                    _ = try await runOnOwnThread { try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
+                    _ = try await runBlocking(observingCancellation: false) { _ in try s3.headObjectSync(bucket: bucket, key: ".automate-probe") }
                     return
                 } catch let e as S3Error where e.status < 500 {
                     return  // it answers (a refusal of the probe key is an answer)

@@ -72,7 +72,7 @@ extension ESSidecar {
                     } catch {
                         // The upload in progress was aborted; indices exported before the cancel go too.
                         if job.isCancelled {
-                            _ = try? store.s3.deletePrefixSync(bucket: store.bucket, prefix: store.prefix)
+                            _ = try? BlockingJob.shielded { try store.s3.deletePrefixSync(bucket: store.bucket, prefix: store.prefix) }
                             throw CancellationError()
                         }
                         throw error

@@ -1,4 +1,14 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The thread-local slot that holds the job a thread runs (see ``BlockingJob/current``).
+private let currentJobKey: pthread_key_t = {
+    var key = pthread_key_t()
+    precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+    return key
+}()
 
 /// One piece of blocking work running on a ``BlockingPool`` thread, as that work sees it: whether it was
 /// cancelled, and the actions to run when it is (kill a tool's process group, abort an upload).
@@ -10,6 +20,27 @@ public final class BlockingJob: @unchecked Sendable {  // state behind `lock`
     private let lock = NSLock()
 
     public init() {}
+
+    /// The job the calling thread works for: set while a ``BlockingPool`` thread runs it, and on a helper
+    /// thread that does part of its work (``withCurrent(_:_:)``). Blocking code deep down (a libcurl
+    /// transfer) checks it to stop when the job is cancelled, without a parameter threaded through.
+    public static var current: BlockingJob? {
+        pthread_getspecific(currentJobKey).map { Unmanaged<BlockingJob>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// Runs `body` outside any job: cleanup after a cancellation (aborting an upload, deleting what a
+    /// cancelled job wrote) that must not itself be stopped by that cancellation.
+    public static func shielded<T>(_ body: () throws -> T) rethrows -> T {
+        try withCurrent(nil, body)
+    }
+
+    /// Runs `body` with `job` as the calling thread's ``current`` job (the caller keeps `job` alive).
+    public static func withCurrent<T>(_ job: BlockingJob?, _ body: () throws -> T) rethrows -> T {
+        let previous = pthread_getspecific(currentJobKey)
+        pthread_setspecific(currentJobKey, job.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) })
+        defer { pthread_setspecific(currentJobKey, previous) }
+        return try body()
+    }
 
     /// True once the awaiting task was cancelled.
     public var isCancelled: Bool { lock.withLock { cancelled } }

@@ -32,20 +32,32 @@ public final class BlockingPool: @unchecked Sendable {  // state behind `conditi
 
     /// Runs `body` on one of the pool's threads and returns its result.
     ///
+    /// With `observingCancellation` false the work always runs to its end and its job is never cancelled
+    /// (short calls whose callers may be cleaning up after a cancellation: writing a failed status,
+    /// deleting what a cancelled backup wrote).
+    ///
     /// - Throws: what `body` throws; `CancellationError` when the caller was cancelled before the work
     ///   started.
-    public func run<T: Sendable>(_ name: String = "blocking", _ body: @escaping @Sendable (BlockingJob) throws -> T) async throws -> T {
+    public func run<T: Sendable>(
+        _ name: String = "blocking", observingCancellation: Bool = true, _ body: @escaping @Sendable (BlockingJob) throws -> T
+    ) async throws -> T {
         let job = BlockingJob()
+        guard observingCancellation else { return try await submit(job, name, body) }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-                enqueue(Work(
-                    job: job, name: name,
-                    run: { continuation.resume(with: Swift.Result { try body(job) }) },
-                    skip: { continuation.resume(throwing: CancellationError()) }))
-            }
+            try await submit(job, name, body)
         } onCancel: {
             job.cancel()
             dropIfQueued(job)
+        }
+    }
+
+    /// Queues `body` as `job` and waits for its result.
+    private func submit<T: Sendable>(_ job: BlockingJob, _ name: String, _ body: @escaping @Sendable (BlockingJob) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            enqueue(Work(
+                job: job, name: name,
+                run: { continuation.resume(with: Swift.Result { try body(job) }) },
+                skip: { continuation.resume(throwing: CancellationError()) }))
         }
     }
 
@@ -96,12 +108,14 @@ public final class BlockingPool: @unchecked Sendable {  // state behind `conditi
                 head = 0
             }
             condition.unlock()
-            if work.job.isCancelled { work.skip() } else { work.run() }
+            if work.job.isCancelled { work.skip() } else { BlockingJob.withCurrent(work.job) { work.run() } }
         }
     }
 }
 
-/// Runs blocking work on the shared ``BlockingPool``; see ``BlockingPool/run(_:_:)``.
-public func runBlocking<T: Sendable>(_ name: String = "blocking", _ body: @escaping @Sendable (BlockingJob) throws -> T) async throws -> T {
-    try await BlockingPool.shared.run(name, body)
+/// Runs blocking work on the shared ``BlockingPool``; see ``BlockingPool/run(_:observingCancellation:_:)``.
+public func runBlocking<T: Sendable>(
+    _ name: String = "blocking", observingCancellation: Bool = true, _ body: @escaping @Sendable (BlockingJob) throws -> T
+) async throws -> T {
+    try await BlockingPool.shared.run(name, observingCancellation: observingCancellation, body)
 }

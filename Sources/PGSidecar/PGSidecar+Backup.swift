@@ -86,7 +86,7 @@ extension PGSidecar {
             return PGOutcome(serverVersion: version, databases: artifacts)
         } catch {
             if job.isCancelled {
-                for key in completedKeys { try? config.s3.deleteObjectSync(bucket: config.bucket, key: key) }
+                BlockingJob.shielded { for key in completedKeys { try? config.s3.deleteObjectSync(bucket: config.bucket, key: key) } }
                 throw CancellationError()
             }
             throw error

@@ -1,11 +1,13 @@
 import CCurl
 import Foundation
+import Operations
 
 /// One HTTP exchange through libcurl, run synchronously on the calling thread (callers own that thread:
-/// see `runOnOwnThread`). Request bodies come from memory or from a pull callback; response bodies go to
+/// `runBlocking`, the BlockingPool). Request bodies come from memory or from a pull callback; response bodies go to
 /// memory or to a push callback (streaming), so no transfer needs the whole object in memory. This is the
 /// stack's one libcurl wrapper: the S3 client and the gateway's re-signing proxy both go through
-/// ``performHTTP(_:sink:onHead:)``.
+/// ``performHTTP(_:sink:onHead:)``. Run on a ``BlockingPool`` thread (or one working for a
+/// ``BlockingJob``), a transfer stops within a second of that job's cancellation.
 public struct HTTPRequest: Sendable {
     public enum Body: Sendable {
         case none
@@ -68,6 +70,8 @@ private final class TransferContext {
     var headerLines: [(String, String)] = []
     var status: Int = 0
     var callbackError: Error?
+    /// The job this transfer works for: it is aborted once the job is cancelled.
+    var job: BlockingJob?
     var pending: [UInt8] = []
     var pendingOffset = 0
 
@@ -160,6 +164,14 @@ private let readCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int
     }
 }
 
+/// Called by libcurl while a transfer runs (at least once a second, even when nothing moves): a non-zero
+/// answer aborts it.
+private let xferinfoCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = {
+    userdata, _, _, _, _ in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(userdata!).takeUnretainedValue()
+    return ctx.job?.isCancelled == true ? 1 : 0
+}
+
 /// Performs `request` on the calling thread. With `sink`, a 2xx body is pushed to it chunk by chunk (a
 /// sink that throws aborts the transfer, and its error is thrown); any other body is collected into the
 /// response. `onHead` gets the final status and header lines (as sent) once they are in, before any body.
@@ -195,6 +207,12 @@ public func performHTTP(
     if request.lowSpeedSeconds > 0 {
         automate_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
         automate_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, request.lowSpeedSeconds)
+    }
+    if let job = BlockingJob.current {
+        ctx.job = job
+        automate_curl_setopt_long(curl, CURLOPT_NOPROGRESS, 0)
+        automate_curl_setopt_pointer(curl, CURLOPT_XFERINFOFUNCTION, unsafeBitCast(xferinfoCallback, to: UnsafeMutableRawPointer.self))
+        automate_curl_setopt_pointer(curl, CURLOPT_XFERINFODATA, opaque)
     }
     if let sig = request.sigV4 {
         automate_curl_setopt_string(curl, CURLOPT_AWS_SIGV4, sig.provider)
@@ -251,6 +269,7 @@ public func performHTTP(
 
     let code = curl_easy_perform(curl)
     if let error = ctx.callbackError { throw error }
+    if code == CURLE_ABORTED_BY_CALLBACK, ctx.job?.isCancelled == true { throw CancellationError() }
     if code != CURLE_OK {
         let message = String(cString: curl_easy_strerror(code))
         throw HTTPTransportError(code: Int(code.rawValue), message: "\(request.method) \(request.url): \(message)")
@@ -260,19 +279,6 @@ public func performHTTP(
     return HTTPResponse(status: status, headers: ctx.responseHeaders, body: ctx.responseBody)
 }
 
-/// Runs blocking work on a thread of its own (never on Swift's cooperative pool) and returns its result.
-public func runOnOwnThread<T: Sendable>(
-    name: String = "automate.blocking", _ body: @escaping @Sendable () throws -> T
-) async throws -> T {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-        let thread = Thread {
-            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
-        }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-}
 
 /// Percent-encodes for a URL path segment or query value (RFC 3986 unreserved kept; `/` kept when asked).
 public func uriEncode(_ s: String, keepSlash: Bool = false) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Operations
 
 public struct S3Credentials: Sendable {
     public var accessKeyID: String
@@ -234,37 +235,42 @@ public struct S3Client: Sendable {
         }
     }
 
-    // MARK: async conveniences (each on a thread of its own)
+    // MARK: async conveniences
+    //
+    // Each runs its transfer on the shared BlockingPool. The single calls run to their end whatever happens
+    // to the calling task: they are short, and callers use them to clean up after a cancellation (a failed
+    // status, a deletion). A *Sync call made inside a pool job (a sidecar's dump upload) instead stops within
+    // a second of that job's cancellation; so does `uploadMultipart` (then aborted).
 
     @discardableResult
     public func createBucket(_ bucket: String) async throws -> Bool {
         let c = self
-        return try await runOnOwnThread { try c.createBucketSync(bucket) }
+        return try await runBlocking("s3", observingCancellation: false) { _ in try c.createBucketSync(bucket) }
     }
 
     public func putObject(bucket: String, key: String, bytes: [UInt8], contentType: String = "application/octet-stream") async throws {
         let c = self
-        try await runOnOwnThread { try c.putObjectSync(bucket: bucket, key: key, bytes: bytes, contentType: contentType) }
+        try await runBlocking("s3", observingCancellation: false) { _ in try c.putObjectSync(bucket: bucket, key: key, bytes: bytes, contentType: contentType) }
     }
 
     public func getObject(bucket: String, key: String) async throws -> [UInt8] {
         let c = self
-        return try await runOnOwnThread { try c.getObjectSync(bucket: bucket, key: key) }
+        return try await runBlocking("s3", observingCancellation: false) { _ in try c.getObjectSync(bucket: bucket, key: key) }
     }
 
     public func headObject(bucket: String, key: String) async throws -> S3ObjectInfo? {
         let c = self
-        return try await runOnOwnThread { try c.headObjectSync(bucket: bucket, key: key) }
+        return try await runBlocking("s3", observingCancellation: false) { _ in try c.headObjectSync(bucket: bucket, key: key) }
     }
 
     public func deleteObject(bucket: String, key: String) async throws {
         let c = self
-        try await runOnOwnThread { try c.deleteObjectSync(bucket: bucket, key: key) }
+        try await runBlocking("s3", observingCancellation: false) { _ in try c.deleteObjectSync(bucket: bucket, key: key) }
     }
 
     public func listObjects(bucket: String, prefix: String = "") async throws -> [S3ObjectInfo] {
         let c = self
-        return try await runOnOwnThread { try c.listObjectsSync(bucket: bucket, prefix: prefix) }
+        return try await runBlocking("s3", observingCancellation: false) { _ in try c.listObjectsSync(bucket: bucket, prefix: prefix) }
     }
 
     /// Multipart upload fed from an async sequence of byte chunks, bounded memory (one part filling plus at
@@ -273,15 +279,15 @@ public struct S3Client: Sendable {
         bucket: String, key: String, partSize: Int = 8 << 20, maxInFlight: Int = 2, from source: S
     ) async throws -> MultipartUploadResult where S.Element == [UInt8] {
         let c = self
-        let writer = try await runOnOwnThread { try MultipartWriter(client: c, bucket: bucket, key: key, partSize: partSize, maxInFlight: maxInFlight) }
+        let writer = try await runBlocking("s3") { _ in try MultipartWriter(client: c, bucket: bucket, key: key, partSize: partSize, maxInFlight: maxInFlight) }
         do {
             for try await chunk in source {
                 try Task.checkCancellation()
-                try await runOnOwnThread { try writer.write(chunk) }
+                try await runBlocking("s3") { _ in try writer.write(chunk) }
             }
-            return try await runOnOwnThread { try writer.finish() }
+            return try await runBlocking("s3") { _ in try writer.finish() }
         } catch {
-            writer.abort()
+            _ = try? await runBlocking("s3", observingCancellation: false) { _ in writer.abort() }
             throw error
         }
     }
@@ -353,9 +359,13 @@ public final class MultipartWriter: @unchecked Sendable {
         if let failure { lock.unlock(); throw failure }
         inFlight += 1
         lock.unlock()
+        // The part's transfer works for the writer's job: cancelling that job aborts it too.
+        let job = BlockingJob.current
         let thread = Thread { [self] in
             do {
-                let etag = try client.uploadPartSync(bucket: bucket, key: key, uploadID: uploadID, partNumber: number, bytes: part)
+                let etag = try BlockingJob.withCurrent(job) {
+                    try client.uploadPartSync(bucket: bucket, key: key, uploadID: uploadID, partNumber: number, bytes: part)
+                }
                 lock.lock(); etags[number] = etag
             } catch {
                 lock.lock(); if failure == nil { failure = error }
@@ -399,7 +409,8 @@ public final class MultipartWriter: @unchecked Sendable {
         if failure == nil { failure = CancellationError() }
         while inFlight > 0 { lock.wait() }
         lock.unlock()
-        try? client.abortMultipartUploadSync(bucket: bucket, key: key, uploadID: uploadID)
+        // Cleanup: it runs even when the job this writer works for was cancelled.
+        _ = try? BlockingJob.shielded { try client.abortMultipartUploadSync(bucket: bucket, key: key, uploadID: uploadID) }
     }
 }
 

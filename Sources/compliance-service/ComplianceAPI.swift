@@ -3,6 +3,7 @@ import BackupRepository
 import DomainAPI
 import ESSidecar
 import Foundation
+import Operations
 import S3Client
 import ServiceKit
 
@@ -19,7 +20,7 @@ struct ComplianceAPI: Sendable {
     /// Creates the search index with its mappings when it is missing.
     func prepareIndex() async throws {
         let search = self.search, index = self.index
-        try await runOnOwnThread {
+        try await runBlocking(observingCancellation: false) { _ in
             guard try !search.indexExists(index) else { return }
             try search.json("PUT", "/\(index)", body: [
                 "mappings": ["properties": [
@@ -49,7 +50,7 @@ struct ComplianceAPI: Sendable {
             ]
             let id = report.id
             let body = try JSONSerialization.data(withJSONObject: doc)
-            try await runOnOwnThread {
+            try await runBlocking(observingCancellation: false) { _ in
                 let object = try JSONSerialization.jsonObject(with: body)
                 try search.json("PUT", "/\(index)/_doc/\(id)?refresh=true", body: object)
             }
@@ -73,7 +74,7 @@ struct ComplianceAPI: Sendable {
             try await kit.requireReady()
             let search = self.search, index = self.index, query = req.query
             // The JSON stays on the thread that parsed it; only the reports (Sendable) come back.
-            let reports: [Automate_Compliance_V1_Report] = try await runOnOwnThread {
+            let reports: [Automate_Compliance_V1_Report] = try await runBlocking(observingCancellation: false) { _ in
                 let body: [String: Any] = ["size": 1000, "query": query.isEmpty ? ["match_all": [String: Any]()] : ["match": ["summary": query]]]
                 let answer = try search.json("POST", "/\(index)/_search", body: body) as? [String: Any]
                 let outer = answer?["hits"] as? [String: Any]

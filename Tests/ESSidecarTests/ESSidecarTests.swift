@@ -2,6 +2,7 @@ import AutomateRPC
 import ESSidecar
 import Foundation
 import Logging
+import Operations
 import S3Client
 import SidecarProto
 import SidecarTestSupport
@@ -262,7 +263,7 @@ final class ESSidecarTests: XCTestCase {
         let prefix = "automate-elasticsearch-data/search-service/20260301130000/"
         let listed = try await s3.listObjects(bucket: Self.bucket, prefix: prefix)
         XCTAssertTrue(listed.isEmpty, "\(listed.map(\.key))")
-        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: prefix) }
+        let open = try await runBlocking { _ in try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: prefix) }
         XCTAssertTrue(open.isEmpty, "multipart upload not aborted: \(open)")
         await client.close()
     }

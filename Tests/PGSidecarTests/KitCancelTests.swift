@@ -1,6 +1,7 @@
 import BackupContract
 import Foundation
 import Logging
+import Operations
 import S3Client
 import ServiceKit
 import SidecarTestSupport
@@ -134,7 +135,7 @@ final class KitCancelTests: XCTestCase {
             let listed = try await stack.s3.listObjects(bucket: Self.bucket, prefix: id + "/")
             XCTAssertTrue(listed.isEmpty, "round \(round): \(listed.map(\.key))")
             let s3 = stack.s3
-            let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
+            let open = try await runBlocking { _ in try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
             XCTAssertTrue(open.isEmpty, "round \(round): multipart uploads left open: \(open.map(\.key))")
             if round == 0 { try await Task.sleep(for: .seconds(2)) }
         }

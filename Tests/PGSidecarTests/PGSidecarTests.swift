@@ -2,6 +2,7 @@ import AutomateRPC
 import DataTools
 import Foundation
 import Logging
+import Operations
 import PGSidecar
 import S3Client
 import SidecarProto
@@ -243,7 +244,7 @@ final class PGSidecarTests: XCTestCase {
         XCTAssertNil(head)
         let listed = try await s3.listObjects(bucket: Self.bucket, prefix: "20260301120000/")
         XCTAssertTrue(listed.isEmpty, "\(listed)")
-        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: "20260301120000/") }
+        let open = try await runBlocking { _ in try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: "20260301120000/") }
         XCTAssertTrue(open.isEmpty, "multipart upload not aborted: \(open)")
         await client.close()
     }
@@ -321,7 +322,7 @@ final class PGSidecarTests: XCTestCase {
         for round in 0..<2 {
             let listed = try await s3.listObjects(bucket: Self.bucket, prefix: id + "/")
             XCTAssertTrue(listed.isEmpty, "round \(round): \(listed.map(\.key))")
-            let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
+            let open = try await runBlocking { _ in try s3.listMultipartUploadsSync(bucket: Self.bucket, prefix: id + "/") }
             XCTAssertTrue(open.isEmpty, "round \(round): multipart upload not aborted: \(open)")
             if round == 0 { try await Task.sleep(for: .seconds(2)) }
         }

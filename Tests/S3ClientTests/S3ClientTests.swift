@@ -1,7 +1,11 @@
 import Foundation
+import Operations
 import S3Client
 import SidecarTestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 final class S3ClientTests: XCTestCase {
     nonisolated(unsafe) static var moto: MotoServer?
@@ -75,7 +79,7 @@ final class S3ClientTests: XCTestCase {
         let s3 = try client()
         try await s3.createBucket("stream")
         let total = 3_000_000
-        let sent = try await runOnOwnThread { () -> Int in
+        let sent = try await runBlocking { _ -> Int in
             let offset = Locked(0)  // the pull callback runs on libcurl's thread, one call at a time
             try s3.putObjectSync(bucket: "stream", key: "big", length: Int64(total)) { buf in
                 offset.withLock { offset in
@@ -88,7 +92,7 @@ final class S3ClientTests: XCTestCase {
             return offset.value
         }
         XCTAssertEqual(sent, total)
-        let (count, ok) = try await runOnOwnThread { () -> (Int64, Bool) in
+        let (count, ok) = try await runBlocking { _ -> (Int64, Bool) in
             var position = 0
             var ok = true
             let n = try s3.getObjectSync(bucket: "stream", key: "big") { chunk in
@@ -117,7 +121,7 @@ final class S3ClientTests: XCTestCase {
         // have given it to the object.
         let env = ProcessInfo.processInfo.environment
         let endpoint = try env["S3CLIENT_TEST_ENDPOINT"] ?? XCTUnwrap(Self.moto).endpoint
-        let raw = try await runOnOwnThread {
+        let raw = try await runBlocking { _ in
             try performHTTP(HTTPRequest(method: "HEAD", url: endpoint + "/multi/m/obj", sigV4: (
                 "aws:amz:us-east-1:s3", "\(env["S3CLIENT_TEST_KEY"] ?? "test"):\(env["S3CLIENT_TEST_SECRET"] ?? "test")")))
         }
@@ -139,7 +143,49 @@ final class S3ClientTests: XCTestCase {
         } catch is Boom {}
         let failed = try await s3.headObject(bucket: "multi", key: "m/failed")
         XCTAssertNil(failed)
-        let open = try await runOnOwnThread { try s3.listMultipartUploadsSync(bucket: "multi", prefix: "m/") }
+        let open = try await runBlocking { _ in try s3.listMultipartUploadsSync(bucket: "multi", prefix: "m/") }
         XCTAssertTrue(open.isEmpty, "aborted upload still listed: \(open)")
+    }
+
+    /// A transfer to a peer that never answers, made inside a pool job (as the sidecars make theirs), stops
+    /// within about a second of its task's cancellation (libcurl's progress callback sees the job
+    /// cancelled); without it the call would wait for the low-speed limit (two minutes). So does an
+    /// `uploadMultipart` whose upload cannot even be created.
+    func testCancelStopsATransferThatGetsNoAnswer() async throws {
+        // A listening socket that never accepts: the kernel completes the connection, nothing answers.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(fd, 16), 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let silent = S3Client(endpoint: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))",
+                              credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        for operation in ["get", "multipart"] {
+            let started = ContinuousClock.now
+            let call = Task {
+                if operation == "get" {
+                    _ = try await runBlocking { _ in try silent.getObjectSync(bucket: "b", key: "k") }
+                } else {
+                    let chunks = AsyncStream<[UInt8]> { $0.yield([UInt8](repeating: 1, count: 1 << 20)); $0.finish() }
+                    _ = try await silent.uploadMultipart(bucket: "b", key: "k", partSize: 5 << 20, from: chunks)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            call.cancel()
+            do {
+                try await call.value
+                XCTFail("\(operation): a peer that never answers gave a result")
+            } catch {
+                XCTAssertTrue(error is CancellationError, "\(operation): \(error)")
+            }
+            let took = ContinuousClock.now - started
+            XCTAssertLessThan(took, .seconds(3), "\(operation): cancelling took \(took)")
+        }
     }
 }
