@@ -8,7 +8,7 @@
 #   3. N concurrent boto3 uploads of M MiB each (default 100 x 4 MiB);
 #   4. the gateway's peak RSS (VmHWM, reset before each case through /proc/PID/clear_refs) per case.
 # Usage: scripts/bench-gateway.sh [--smoke] [SIZE_MIB]   (default 1024; --smoke: 8 MiB and 10 x 1 MiB, a quick check
-#        that every case runs)
+#        that every case runs). BENCH_RUNS (default 3) runs of the curl case, medians printed.
 # Needs: swift, curl, nginx, aws, moto_server, python3 with boto3 (scripts/install.sh --deps).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
@@ -17,7 +17,8 @@ smoke=$bench_smoke
 if [ "${1:-}" = "--smoke" ]; then shift; fi
 size_mib=${1:-1024}
 conc_n=100; conc_mib=4
-if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; fi
+runs=${BENCH_RUNS:-3}
+if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; runs=2; fi
 for t in curl nginx aws moto_server python3; do
   command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
 done
@@ -87,23 +88,42 @@ wait_http "http://127.0.0.1:$nport/"
 
 sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
 reset_peak
-echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk)"
-c0=$(cpu_ticks)
-g_up=$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")
-c1=$(cpu_ticks)
-g_down=$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")
-c2=$(cpu_ticks)
-n_up=$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")
-n_down=$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")
-d_up=$(secs dd if="$work/src" of="$work/nginx/root/durable" bs=1M conv=fdatasync status=none)
-rm -f "$work/nginx/root/durable"
+echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk), $runs runs, medians"
+# Each run measures both servers and the disk; the order alternates between runs, and every upload starts
+# with nothing left to write back (`sync`, not timed), so no measure pays for the one before it.
+g_ups=(); g_downs=(); n_ups=(); n_downs=(); d_ups=(); cpu_ups=(); cpu_downs=()
+gateway_up() {
+  sync; local c0; c0=$(cpu_ticks)
+  g_ups+=("$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")")
+  local c1; c1=$(cpu_ticks)
+  g_downs+=("$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")")
+  cpu_ups+=("$(cpu_secs "$c0" "$c1")"); cpu_downs+=("$(cpu_secs "$c1" "$(cpu_ticks)")")
+}
+nginx_up() {
+  sync
+  n_ups+=("$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")")
+  n_downs+=("$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")")
+}
+disk_up() {
+  sync
+  d_ups+=("$(secs dd if="$work/src" of="$work/nginx/root/durable" bs=1M conv=fdatasync status=none)")
+  rm -f "$work/nginx/root/durable"
+}
+for r in $(seq 1 "$runs"); do
+  if (( r % 2 )); then gateway_up; nginx_up; else nginx_up; gateway_up; fi
+  disk_up
+  printf '  run %d: gateway %s / %s MB/s, nginx %s / %s MB/s (up / down), disk durable %s MB/s\n' "$r" \
+    "$(mbps "${g_ups[-1]}")" "$(mbps "${g_downs[-1]}")" "$(mbps "${n_ups[-1]}")" "$(mbps "${n_downs[-1]}")" "$(mbps "${d_ups[-1]}")"
+done
+g_up=$(median "${g_ups[@]}"); g_down=$(median "${g_downs[@]}"); n_up=$(median "${n_ups[@]}"); n_down=$(median "${n_downs[@]}")
+d_up=$(median "${d_ups[@]}")
 cmp -s "$work/src" "$work/root/bench/big" || { echo "bench-gateway: gateway copy differs" >&2; exit 1; }
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "gateway (curl sigv4)" "$(mbps "$g_up")" "$(mbps "$g_down")"
 printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps "$n_up")" "$(mbps "$n_down")"
 printf '  %-28s %8s MB/s up\n' "disk, durable (dd fdatasync)" "$(mbps "$d_up")"
 printf '  %-28s %8sx up     %8sx down   (targets >= 0.8 up, >= 1.0 down)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
 printf '  %-28s %8sx up     (both wait for the disk)\n' "gateway / durable disk" "$(ratio "$d_up" "$g_up")"
-printf '  %-28s %8s s up     %8s s down\n' "gateway CPU (utime+stime)" "$(cpu_secs "$c0" "$c1")" "$(cpu_secs "$c1" "$c2")"
+printf '  %-28s %8s s up     %8s s down\n' "gateway CPU (utime+stime)" "$(median "${cpu_ups[@]}")" "$(median "${cpu_downs[@]}")"
 rm -f "$work/nginx/root/big"
 rss_curl=$(peak_mib)
 
