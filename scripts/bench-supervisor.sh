@@ -50,8 +50,16 @@ done
 total_med=$(median "${totals[@]}"); pg_med=$(median "${pgs[@]}"); other_med=$(median "${others[@]}")
 
 echo "== restart of a killed service (automate-search, kill -9), $runs runs"
-"$bin/automate" events --json > "$work/events.jsonl" &
+"$bin/automate" events --json --current > "$work/events.jsonl" &
 events_pid=$!
+# The stream must be subscribed before the first kill, or the kill's events are missed: it starts with one
+# line per service (--current); wait for those.
+services=$("$bin/automate" status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["services"]))')
+deadline=$(( $(ms) + 60000 ))
+until [ "$(wc -l < "$work/events.jsonl")" -ge "$services" ]; do
+  [ "$(ms)" -lt "$deadline" ] || { echo "automate events did not start" >&2; exit 1; }
+  sleep 0.05
+done
 restarts=()
 for i in $(seq 1 "$runs"); do
   pid=$("$bin/automate" status --json | python3 -c 'import json,sys; print([s["pid"] for s in json.load(sys.stdin)["services"] if s["name"]=="automate-search"][0])')

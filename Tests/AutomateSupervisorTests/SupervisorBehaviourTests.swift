@@ -189,6 +189,40 @@ struct SupervisorBehaviourTests {
         #expect(SupervisorLock.holder(path: stack.home.lockFilePath) == nil)
     }
 
+    @Test("a hook or program its service's user cannot reach: nothing starts, the error names the folder and the user",
+          .enabled(if: geteuid() == 0, "service users exist only when the supervisor runs as root"))
+    func unreachableFiles() async throws {
+        let stack = try TestStack(name: "unreachable")
+        defer { Task { await stack.tearDown() } }
+        try stack.writeManifest("worker", """
+            [service]
+            name = "worker"
+            command = ["/bin/sleep", "600"]
+            user = "automate"
+            """)
+        try stack.writeHook("worker", "init", "#!/bin/sh\nexit 0\n")
+        // The hooks folder is root's alone, as a clone under /root is.
+        chmod(stack.hooksDirectory, 0o700)
+        let refused = try await stack.automate(["start", "--timeout", "30"])
+        #expect(!refused.succeeded, "\(refused.output)\(refused.error)")
+        #expect(refused.error.contains("worker runs as automate, who cannot reach \(stack.hooksDirectory)/worker/init: automate cannot enter \(stack.hooksDirectory) (drwx------ root:root)"),
+                "\(refused.error)")
+        #expect(SupervisorLock.holder(path: stack.home.lockFilePath) == nil)
+
+        // A hook that is there but not readable by the user is named too.
+        chmod(stack.hooksDirectory, 0o755)
+        chmod(stack.hooksDirectory + "/worker/init", 0o700)
+        let unreadable = try await stack.automate(["start", "--timeout", "30"])
+        #expect(!unreadable.succeeded)
+        #expect(unreadable.error.contains("automate cannot read and execute \(stack.hooksDirectory)/worker/init (-rwx------ root:root)"), "\(unreadable.error)")
+
+        // Reachable again: the same stack starts.
+        chmod(stack.hooksDirectory + "/worker/init", 0o755)
+        let started = try await stack.automate(["start", "--timeout", "30"])
+        #expect(started.succeeded, "\(started.output)\(started.error)")
+        #expect(try await stack.status().first { $0.name == "worker" }?.state == "running")
+    }
+
     /// Starts the supervisor through the CLI without waiting for health (for services that never get healthy).
     private func startInBackground(_ stack: TestStack) async throws -> CommandResult {
         let result = try await stack.automate(["start", "--timeout", "1"])
