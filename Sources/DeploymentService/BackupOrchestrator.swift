@@ -94,7 +94,7 @@ public actor BackupOrchestrator {
     /// The status of a backup the operation layer still holds (it ran since this process started).
     private func held(_ id: String) async -> StackBackup? {
         guard let snapshot = try? await operations.status(id) else { return nil }
-        return snapshot.result ?? snapshot.progress
+        return snapshot.status
     }
 
     /// The backup's status, then every change in order, until it ends.
@@ -114,13 +114,12 @@ public actor BackupOrchestrator {
         logger.notice("backup \(current): cancel requested")
         // Its task stops its services' work and removes what they wrote before it ends.
         _ = try await operations.cancel(current)
-        let ended = try await operations.wait(current)
-        return ended.result ?? ended.progress
+        return try await operations.wait(current).status
     }
 
     /// The backup history in the store (deleted ones left out).
     public func list() async throws -> [StackBackup] {
-        let held = Dictionary(await operations.list().map { ($0.id, $0.result ?? $0.progress) }, uniquingKeysWith: { $1 })
+        let held = Dictionary(await operations.list().map { ($0.id, $0.status) }, uniquingKeysWith: { $1 })
         return try store.backups().map { held[$0.id] ?? Self.fromRecord($0) }
     }
 

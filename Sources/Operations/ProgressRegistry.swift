@@ -208,7 +208,7 @@ public actor ProgressRegistry<Progress: OperationProgressValue, Result: Sendable
         var reply: (@Sendable (Progress) -> Void)?
         if case .progress(_, let r) = event { reply = r }
         guard var e = entries[id], !e.snapshot.isTerminal else {
-            reply?(entries[id]?.snapshot.progress ?? fallback)
+            if let reply { answer(id, reply, fallback: fallback) }
             return
         }
         let old = e.snapshot
@@ -326,7 +326,7 @@ extension ProgressRegistry where Result == Progress {
         let updates = try watch(id)
         return AsyncStream { continuation in
             let forward = Task {
-                for await snapshot in updates { continuation.yield(snapshot.result ?? snapshot.progress) }
+                for await snapshot in updates { continuation.yield(snapshot.status) }
                 continuation.finish()
             }
             continuation.onTermination = { _ in forward.cancel() }

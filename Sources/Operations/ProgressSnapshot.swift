@@ -52,3 +52,8 @@ public typealias OperationState<Result: Sendable> = ProgressState<OperationProgr
 
 /// An operation reporting ``OperationProgress``, as its registry knows it at one moment.
 public typealias OperationSnapshot<Result: Sendable> = ProgressSnapshot<OperationProgress, Result>
+
+extension ProgressSnapshot where Result == Progress {
+    /// For an operation whose result is its final status: that status once it completed, its progress before.
+    public var status: Progress { result ?? progress }
+}
