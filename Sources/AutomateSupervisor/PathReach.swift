@@ -1,4 +1,3 @@
-import AutomateManifest
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -92,24 +91,26 @@ public enum PathReach {
         return String(cString: entry.gr_name)
     }
 
-    /// For each service that runs as a user of its own: why that user cannot reach the home's data folder,
-    /// its program or one of its hooks, one line each (the first folder or file in the way), without repeats.
-    public static func problems(manifests: ManifestSet, users: [String: ServiceUser], layout: ServiceContext.Layout) -> [String] {
+    /// For each service that runs as a user of its own: why that user cannot reach the home's data folder
+    /// (`dataDirectory`), its program or one of its hooks, one line each (the first folder or file in the
+    /// way), without repeats. `contexts` are the ones its runners start it with.
+    public static func problems(contexts: [ServiceContext], dataDirectory: String) -> [String] {
         var found: [String] = []
-        for manifest in manifests.services {
-            guard let user = users[manifest.name], user.uid != 0,
-                  let context = try? ServiceContext.make(manifest: manifest, layout: layout, user: user) else { continue }
+        for context in contexts {
+            guard let user = context.user, user.uid != 0 else { continue }
+            let name = context.manifest.name
             // The data folders are the supervisor's to make and hand over; the way to them must be open.
-            var files: [(String, Need)] = [(layout.home.dataDirectory, .enter)]
+            var files: [(String, Need)] = [(dataDirectory, .enter)]
             if let program = context.manifest.command.first, program.hasPrefix("/") { files.append((program, .execute)) }
-            let hooks = layout.hooksDirectory + "/" + manifest.name
+            let hooks = context.hooks.hooksDirectory + "/" + name
             for hook in ((try? FileManager.default.contentsOfDirectory(atPath: hooks)) ?? []).sorted() where !hook.hasPrefix(".") {
                 files.append((hooks + "/" + hook, .runScript))
             }
             for (file, need) in files {
                 guard let problem = problem(file, for: user, need: need) else { continue }
-                let line = "\(manifest.name) runs as \(user.name), who cannot reach \(file): \(problem)"
-                if !found.contains(where: { $0.hasSuffix(": " + problem) }) { found.append(line) }
+                if !found.contains(where: { $0.hasSuffix(": " + problem) }) {
+                    found.append("\(name) runs as \(user.name), who cannot reach \(file): \(problem)")
+                }
             }
         }
         return found

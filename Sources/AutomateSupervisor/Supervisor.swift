@@ -145,20 +145,23 @@ public actor Supervisor {
         return await runner.status()
     }
 
+    /// Why a service's user cannot reach what its runner starts (see ``PathReach``), one line each.
+    public func unreachableFiles() -> [String] {
+        PathReach.problems(contexts: manifests.startOrder.compactMap { runners[$0]?.context }, dataDirectory: layout.home.dataDirectory)
+    }
+
     /// Makes `text` the manifest `service` runs with (see ``start(service:hold:manifest:manifestPath:)``).
     private func adopt(service: String, manifest text: String, path: String) throws {
         guard let current = manifests.manifest(named: service) else {
             throw SupervisorError(.unknownService, "no service \"\(service)\" in this stack")
         }
         let replaced: (set: ManifestSet, manifest: ServiceManifest)
-        var next: ServiceManifest
         do {
-            replaced = try manifests.replacing(service: service, path: path, contents: text)
-            next = try ManifestLoader.applyingOverlay(to: replaced.manifest, home: layout.home)
+            replaced = try ManifestReplacement.replace(service, in: manifests, path: path, contents: text, home: layout.home)
         } catch {
             throw SupervisorError(.invalidManifests, "the manifest given for \(service) is not valid:\n\(error)")
         }
-        next = ManifestReplacement.adopting(next, over: current)
+        let next = replaced.manifest
         var same = next
         same.sourcePath = current.sourcePath
         if same == current { return }  // the usual case: the backup's manifest is the stack's own
@@ -169,7 +172,7 @@ public actor Supervisor {
         let context = try ServiceContext.make(manifest: next, layout: layout, user: users[service])
         runners[service] = makeRunner(context: context)
         adoptedOver[service] = adoptedOver[service] ?? current
-        manifests = replaced.set.replacing([next])
+        manifests = replaced.set
         var status = Self.initialStatus(next)
         if state == .held {
             status.state = ServiceState.held.rawValue

@@ -105,12 +105,6 @@ public struct SupervisorDaemon: Sendable {
             toolsDirectories: options.toolsDirectories)
         layout.logTarget = logTarget
         layout.servicesDirectory = options.servicesDirectory
-        // Programs and hooks the service users cannot reach fail here, before anything starts.
-        let unreachable = PathReach.problems(manifests: manifests, users: users, layout: layout)
-        if !unreachable.isEmpty {
-            return fail(unreachable.joined(separator: "\n") + "\nnothing was started: clone or install where every service user can reach "
-                        + "(not under /root or another 0700 home), or make the folders named above reachable", code: 2, logger: logger)
-        }
         // The secrets helper: the gateway's key pair, made on first start.
         var secrets: GatewaySecrets? = nil
         if let gateway = manifests.services.first(where: { $0.kind == .gateway }) {
@@ -131,6 +125,12 @@ public struct SupervisorDaemon: Sendable {
                 configuration: .init(layout: layout), manifests: manifests, users: users, logger: logger)
         } catch {
             return fail("invalid manifests, nothing was started:\n\(error)", code: 2, logger: logger)
+        }
+        // Programs and hooks the service users cannot reach fail here, before anything starts.
+        let unreachable = await supervisor.unreachableFiles()
+        if !unreachable.isEmpty {
+            return fail(unreachable.joined(separator: "\n") + "\nnothing was started: clone or install where every service user can reach "
+                        + "(not under /root or another 0700 home), or make the folders named above reachable", code: 2, logger: logger)
         }
 
         let notifier = SystemdNotifier()

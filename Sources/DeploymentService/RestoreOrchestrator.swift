@@ -59,9 +59,9 @@ public actor RestoreOrchestrator {
         }
         if let running { throw RPCError(.failedPrecondition, "restore \(running) is running; wait for it (`automate restore status`)") }
         if try await held(restoreID) != nil || store.restore(restoreID) != nil { throw RPCError(.alreadyExists, "restore id \(restoreID) was used; pick another") }
-        // The stack's own manifests must load before the backup is read (a broken installation is named as such).
+        let stack: StackServices
         do {
-            _ = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment)
+            stack = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment)
         } catch {
             throw RPCError(.failedPrecondition, "cannot read the stack's manifests in \(config.servicesDirectory): \(error)")
         }
@@ -74,14 +74,14 @@ public actor RestoreOrchestrator {
         // is restored) and how it is started, within what the stack's own manifests allow.
         let relaunched: StackServices
         do {
-            relaunched = try StackServices.load(servicesDirectory: config.servicesDirectory, environment: config.environment,
-                                                replacing: bootstrap.manifests, source: Self.manifestSource(backupID))
+            relaunched = try stack.relaunching(from: bootstrap.manifests, source: Self.manifestSource(backupID))
         } catch {
             throw RPCError(.failedPrecondition, "backup \(backupID)'s manifests cannot be relaunched on this stack; nothing was changed:\n\(error)")
         }
         let targets = try Self.targets(stack: relaunched, present: bootstrap.present, backupID: backupID)
         let plan = Self.plan(stack: relaunched, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
-                             esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket), manifests: bootstrap.manifests)
+                             esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket),
+                             manifests: bootstrap.manifests, source: Self.manifestSource(backupID))
         _ = try await supervisor.status(plan.first?.name ?? "deployment-service")
         if let file = bootstrap.storeFile {
             try store.replace(with: file, restoredBackup: backupID)
@@ -130,7 +130,7 @@ public actor RestoreOrchestrator {
     /// The status of a restore the operation layer still holds (it ran since this process started).
     private func held(_ id: String) async -> StackRestore? {
         guard let snapshot = try? await operations.status(id) else { return nil }
-        return snapshot.result ?? snapshot.progress
+        return snapshot.status
     }
 
     /// At start-up: every restore the store holds as running was cut short by the deployment-service's
@@ -300,22 +300,25 @@ public actor RestoreOrchestrator {
         var dependsOn: [String]
         var role: Role
         /// The manifest the supervisor starts it with (the backup's), nil for the one it has.
-        var manifest: String? = nil
+        var launch: Launch? = nil
     }
 
     /// Every service of the stack but this orchestrator, in start order, with how it comes back. A
     /// restored service also waits for the sidecars that restore its data (`pgSidecar` for databases,
     /// `esSidecar` for indices), whether or not its manifest names them.
-    static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String, manifests: [String: String] = [:]) -> [Step] {
+    /// `manifests` are the texts services start with (by name), found in `source` (`backup <id>:
+    /// deployment-service/`).
+    static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String,
+                     manifests: [String: String] = [:], source: String = "") -> [Step] {
         let byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         return stack.services.filter { $0.manifest.kind != .orchestrator }.map { s in
             var dependsOn = s.manifest.dependsOn
-            let manifest = manifests[s.manifest.name]
-            guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start, manifest: manifest) }
+            let manifest = manifests[s.manifest.name].map { Launch(manifest: $0, path: source + "manifests/\(s.manifest.name).toml") }
+            guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start, launch: manifest) }
             if !t.owned.databases.isEmpty && !dependsOn.contains(pgSidecar) { dependsOn.append(pgSidecar) }
             if !t.owned.indices.isEmpty && !dependsOn.contains(esSidecar) { dependsOn.append(esSidecar) }
             return Step(name: t.name, dependsOn: dependsOn, role: t.contract && t.socketPath != nil ? .restoreHeld(t) : .restoreStopped(t),
-                        manifest: manifest)
+                        launch: manifest)
         }
     }
 
@@ -390,18 +393,17 @@ public actor RestoreOrchestrator {
         switch step.role {
         case .start:
             if SupervisorLink.isDown(try await supervisor.status(step.name).state) {
-                try await supervisor.start(step.name, hold: nil, manifest: step.manifest, manifestPath: manifestPath(step, backupID))
+                try await supervisor.start(step.name, hold: nil, launch: step.launch)
             }
             try await supervisor.waitUntilRunning(step.name, timeout: Self.startTimeout)
             return nil
         case .restoreHeld(let t), .restoreStopped(let t):
             do {
                 try await stopIfRunning(t.name, supervisor: supervisor)
-                let launch = Launch(manifest: step.manifest, path: manifestPath(step, backupID))
                 if case .restoreHeld = step.role, let socket = t.socketPath {
-                    return try await restoreHeld(t, socket: socket, launch: launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                    return try await restoreHeld(t, socket: socket, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
                 }
-                return try await restoreStopped(t, launch: launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                return try await restoreStopped(t, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
             } catch {
                 let message = "\(t.name): \(error)"
                 update(restoreID, t.name, short: { s in
@@ -417,14 +419,10 @@ public actor RestoreOrchestrator {
     /// How long a service may take to come up.
     static let startTimeout: Duration = .seconds(300)
 
-    /// The manifest a restored service is started with (nil: the one the supervisor has), and its name.
+    /// The manifest a service is started with instead of the supervisor's, and how errors name it.
     struct Launch: Sendable {
-        var manifest: String?
+        var manifest: String
         var path: String
-    }
-
-    private func manifestPath(_ step: Step, _ backupID: String) -> String {
-        step.manifest == nil ? "" : Self.manifestSource(backupID) + "manifests/\(step.name).toml"
     }
 
     /// A service whose data is about to be replaced must be down: it is stopped (and must stop) when
@@ -438,9 +436,9 @@ public actor RestoreOrchestrator {
 
     /// A contract service: started held down, checked to be held, restored over its contract; its hold
     /// is released once the short-term part is done.
-    private func restoreHeld(_ t: Target, socket: String, launch: Launch, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreHeld(_ t: Target, socket: String, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
         update(restoreID, t.name, short: { $0.progress.phase = "starting" }, long: nil)
-        try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID), manifest: launch.manifest, manifestPath: launch.path)
+        try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID), launch: launch)
         try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
         let client: RPCClient
         do { client = try await RPCClient.connect(socketPath: socket) } catch {
@@ -503,7 +501,7 @@ public actor RestoreOrchestrator {
 
     /// A service without the contract: restored in process through the sidecars while it is down, then
     /// started.
-    private func restoreStopped(_ t: Target, launch: Launch, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreStopped(_ t: Target, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
         let kit = kits.kit(for: t.name, owned: t.owned, config: config.kit, logger: logger)
         _ = try await kit.restore(backupID: backupID, restoreID: restoreID)
         var short = try await kit.restoreStatus(restoreID, longTerm: false)
@@ -512,7 +510,7 @@ public actor RestoreOrchestrator {
             update(restoreID, t.name, short: { $0 = s }, long: nil)
         }
         guard short.state == .completed else { throw ParticipantError(short.error.isEmpty ? "restore \(short.state)" : short.error) }
-        try await supervisor.start(t.name, hold: nil, manifest: launch.manifest, manifestPath: launch.path)
+        try await supervisor.start(t.name, hold: nil, launch: launch)
         try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
         return { [self] in
             var long = try await kit.restoreStatus(restoreID, longTerm: true)

@@ -27,46 +27,55 @@ public struct StackServices: Sendable {
     }
 
     public var services: [Service]
+    /// The manifests the services come from (overlays applied, not expanded), and how to expand them.
+    private let set: ManifestSet
+    private let home: AutomateHome
+    private let environment: [String: String]
+    /// Manifest texts that replaced the services folder's (``relaunching(from:source:)``), by name.
+    private let texts: [String: String]
 
     /// Loads `servicesDirectory` as the supervisor does, expanding with the variables of `environment`
     /// (the deployment-service's own: `AUTOMATE_HOME`, `AUTOMATE_BIN_DIR`, ...).
-    ///
-    /// With `replacing` (manifest texts by service name, as a backup recorded them; `source` names them in
-    /// errors), those services are described by those manifests instead, the way the supervisor starts a
-    /// service with such a manifest: it must be valid, declare the same service and depend on services of
-    /// the stack; command, user and kind stay the stack's own (``ManifestReplacement``). Names the stack has
-    /// no service for are left out (the caller decides what that means).
-    public static func load(servicesDirectory: String, environment: [String: String], replacing texts: [String: String] = [:],
-                            source: String = "") throws -> StackServices {
+    public static func load(servicesDirectory: String, environment: [String: String]) throws -> StackServices {
         guard let homePath = environment["AUTOMATE_HOME"] else {
             throw DeploymentError.configuration("AUTOMATE_HOME is not set (start the deployment-service with automate-supervisor)")
         }
         let home = AutomateHome(path: homePath)
-        var set = try ManifestLoader.load(servicesDirectory: servicesDirectory, home: home)
-        var replacedTexts: [String: String] = [:]
+        return try StackServices(set: ManifestLoader.load(servicesDirectory: servicesDirectory, home: home), home: home, environment: environment, texts: [:])
+    }
+
+    /// The same stack with some services described by other manifests (texts by service name, as a
+    /// backup recorded them; `source` names them in errors), replaced the way the supervisor starts a
+    /// service with such a manifest (``ManifestReplacement``). Names the stack has no service for are
+    /// left out (the caller decides what that means).
+    public func relaunching(from replacements: [String: String], source: String) throws -> StackServices {
+        var set = self.set
+        var texts = self.texts
         var problems: [String] = []
-        for (name, text) in texts.sorted(by: { $0.key < $1.key }) {
-            guard let current = set.manifest(named: name) else { continue }
-            let path = "\(source)manifests/\(name).toml"
+        for (name, text) in replacements.sorted(by: { $0.key < $1.key }) where set.manifest(named: name) != nil {
             do {
-                let replaced = try set.replacing(service: name, path: path, contents: text)
-                let next = ManifestReplacement.adopting(try ManifestLoader.applyingOverlay(to: replaced.manifest, home: home), over: current)
-                set = replaced.set.replacing([next])
-                replacedTexts[name] = text
+                set = try ManifestReplacement.replace(name, in: set, path: "\(source)manifests/\(name).toml", contents: text, home: home).set
+                texts[name] = text
             } catch {
                 problems.append("\(error)")
             }
         }
         guard problems.isEmpty else { throw DeploymentError.configuration(problems.joined(separator: "\n")) }
-        var services: [Service] = []
-        for manifest in set.startOrder.compactMap(set.manifest(named:)) {
+        return try StackServices(set: set, home: home, environment: environment, texts: texts)
+    }
+
+    private init(set: ManifestSet, home: AutomateHome, environment: [String: String], texts: [String: String]) throws {
+        self.set = set
+        self.home = home
+        self.environment = environment
+        self.texts = texts
+        services = try set.startOrder.compactMap(set.manifest(named:)).map { manifest in
             let resolved = try manifest.resolved(
                 in: home, binDirectory: environment["AUTOMATE_BIN_DIR"] ?? "", hooksDirectory: environment["AUTOMATE_HOOKS_DIR"] ?? "",
                 runUser: environment["AUTOMATE_RUN_USER"] ?? "")
-            let text = replacedTexts[manifest.name] ?? (try? String(contentsOfFile: manifest.sourcePath, encoding: .utf8)) ?? ""
-            services.append(Service(manifest: resolved, text: text, socketPath: resolved.socket.map { home.runDirectory + "/" + $0 }))
+            let text = texts[manifest.name] ?? (try? String(contentsOfFile: manifest.sourcePath, encoding: .utf8)) ?? ""
+            return Service(manifest: resolved, text: text, socketPath: resolved.socket.map { home.runDirectory + "/" + $0 })
         }
-        return StackServices(services: services)
     }
 }
 

@@ -31,10 +31,7 @@ actor SupervisorLink {
 
     private func connection() async throws -> RPCClient {
         if let client {
-            if client.isActive && ContinuousClock.now - lastUsed < Self.reuseWindow {
-                lastUsed = .now
-                return client
-            }
+            if client.isActive && ContinuousClock.now - lastUsed < Self.reuseWindow { return client }
             await client.close()
             self.client = nil
         }
@@ -50,7 +47,7 @@ actor SupervisorLink {
 
     private func serviceCall(
         _ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ name: String,
-        hold: RestoreHold? = nil, manifest: String? = nil, manifestPath: String = ""
+        hold: RestoreHold? = nil, launch: RestoreOrchestrator.Launch? = nil
     ) async throws -> ServiceStatus {
         var request = ControlService.ServiceRequest()
         request.name = name
@@ -58,31 +55,24 @@ actor SupervisorLink {
             request.hold.restoreID = hold.restoreID
             request.hold.backupID = hold.backupID
         }
-        if let manifest {
-            request.manifest = manifest
-            request.manifestPath = manifestPath
+        if let launch {
+            request.manifest = launch.manifest
+            request.manifestPath = launch.path
         }
         do {
-            let answer = try await connection().call(method, request, timeout: .seconds(180))
-            lastUsed = .now
-            return answer.status
+            return try await call(method, request, timeout: .seconds(180)).status
         } catch {
-            // The next call reconnects: the supervisor may have closed an idle connection.
-            await client?.close()
-            client = nil
             throw RPCError(.unavailable, "the supervisor's \(method.name) of \(name) failed: \(error)")
         }
     }
 
-    /// The service's status now.
-    func status(_ name: String) async throws -> ServiceStatus {
-        var request = ControlService.StatusRequest()
-        request.services = [name]
+    /// One call on the shared connection; a failure drops the connection (the next call reconnects: the
+    /// supervisor may have closed it while idle).
+    private func call<Request, Response>(_ method: RPCUnaryMethod<Request, Response>, _ request: Request, timeout: Duration) async throws -> Response {
         do {
-            guard let status = try await connection().call(SupervisorService.status, request, timeout: .seconds(30)).services.first else {
-                throw RPCError(.notFound, "the supervisor has no service \(name)")
-            }
-            return status
+            let answer = try await connection().call(method, request, timeout: timeout)
+            lastUsed = .now
+            return answer
         } catch {
             await client?.close()
             client = nil
@@ -90,10 +80,20 @@ actor SupervisorLink {
         }
     }
 
-    /// Starts the service, held down for `hold`'s restore when given, with `manifest` (a backup's, named
-    /// `manifestPath`) instead of its own when given.
-    func start(_ name: String, hold: RestoreHold?, manifest: String? = nil, manifestPath: String = "") async throws {
-        _ = try await serviceCall(SupervisorService.startService, name, hold: hold, manifest: manifest, manifestPath: manifestPath)
+    /// The service's status now.
+    func status(_ name: String) async throws -> ServiceStatus {
+        var request = ControlService.StatusRequest()
+        request.services = [name]
+        guard let status = try await call(SupervisorService.status, request, timeout: .seconds(30)).services.first else {
+            throw RPCError(.notFound, "the supervisor has no service \(name)")
+        }
+        return status
+    }
+
+    /// Starts the service, held down for `hold`'s restore when given, with `launch`'s manifest (a backup's)
+    /// instead of its own when given.
+    func start(_ name: String, hold: RestoreHold?, launch: RestoreOrchestrator.Launch? = nil) async throws {
+        _ = try await serviceCall(SupervisorService.startService, name, hold: hold, launch: launch)
     }
 
     /// Lets the service's next start be a normal one (its short-term restore is done).
