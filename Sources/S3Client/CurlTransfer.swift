@@ -65,8 +65,7 @@ private final class TransferContext {
     var sink: ((UnsafeRawBufferPointer) throws -> Void)?
     var onHead: ((Int, [(String, String)]) -> Void)?
     var responseBody: [UInt8] = []
-    var responseHeaders: [String: String] = [:]
-    /// The final response's header lines as sent (order and case kept), for `onHead`.
+    /// The final response's header lines as sent (order and case kept).
     var headerLines: [(String, String)] = []
     var status: Int = 0
     var callbackError: Error?
@@ -120,7 +119,6 @@ private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, I
         // A new response (after 100-continue or a redirect): reset.
         let parts = line.split(separator: " ")
         if parts.count >= 2, let code = Int(parts[1]) { ctx.status = code }
-        ctx.responseHeaders = [:]
         ctx.headerLines = []
     } else if line.isEmpty {
         // The end of a header block: the final response's (not a 1xx) is announced once.
@@ -130,7 +128,6 @@ private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, I
         }
     } else if let colon = line.firstIndex(of: ":") {
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        ctx.responseHeaders[line[..<colon].lowercased()] = value
         ctx.headerLines.append((String(line[..<colon]), value))
     }
     return n
@@ -276,7 +273,8 @@ public func performHTTP(
     }
     var status: Int = 0
     automate_curl_getinfo_long(curl, CURLINFO_RESPONSE_CODE, &status)
-    return HTTPResponse(status: status, headers: ctx.responseHeaders, body: ctx.responseBody)
+    let headers = Dictionary(ctx.headerLines.map { ($0.0.lowercased(), $0.1) }, uniquingKeysWith: { $1 })
+    return HTTPResponse(status: status, headers: headers, body: ctx.responseBody)
 }
 
 

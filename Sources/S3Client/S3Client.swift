@@ -167,14 +167,13 @@ public struct S3Client: Sendable {
             if let token { query.append(("continuation-token", token)) }
             let r = try performHTTP(request("GET", url(bucket: bucket, query: query)))
             try check(r, "ListObjectsV2 \(prefix)")
-            let body = r.bodyString
-            for contents in xmlValues("Contents", in: body) {
-                guard let key = xmlValues("Key", in: contents).first else { continue }
+            let body = Substring(r.bodyString)
+            for contents in XML.elements("Contents", in: body) {
+                guard let key = XML.first("Key", in: contents) else { continue }
                 result.append(S3ObjectInfo(
-                    key: xmlUnescape(key), size: Int64(xmlValues("Size", in: contents).first ?? "") ?? 0,
-                    etag: xmlUnescape(xmlValues("ETag", in: contents).first ?? "")))
+                    key: key, size: Int64(XML.first("Size", in: contents) ?? "") ?? 0, etag: XML.first("ETag", in: contents) ?? ""))
             }
-            token = xmlValues("IsTruncated", in: body).first == "true" ? xmlValues("NextContinuationToken", in: body).first.map(xmlUnescape) : nil
+            token = XML.first("IsTruncated", in: body) == "true" ? XML.first("NextContinuationToken", in: body) : nil
         } while token != nil
         return result
     }
@@ -192,10 +191,10 @@ public struct S3Client: Sendable {
     public func createMultipartUploadSync(bucket: String, key: String, contentType: String = "application/octet-stream") throws -> String {
         let r = try performHTTP(request("POST", url(bucket: bucket, key: key, query: [("uploads", "")]), headers: [("Content-Type", contentType)], body: .bytes([])))
         try check(r, "CreateMultipartUpload \(key)")
-        guard let id = xmlValues("UploadId", in: r.bodyString).first else {
+        guard let id = XML.first("UploadId", in: Substring(r.bodyString)) else {
             throw S3Error(status: r.status, code: "MalformedResponse", message: "no UploadId in \(r.bodyString.prefix(200))", operation: "CreateMultipartUpload \(key)")
         }
-        return xmlUnescape(id)
+        return id
     }
 
     /// Uploads one part; returns its ETag.
@@ -212,7 +211,7 @@ public struct S3Client: Sendable {
 
     public func completeMultipartUploadSync(bucket: String, key: String, uploadID: String, parts: [(Int, String)]) throws {
         var xml = "<CompleteMultipartUpload>"
-        for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(etag))</ETag></Part>" }
+        for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(XML.escape(etag))</ETag></Part>" }
         xml += "</CompleteMultipartUpload>"
         let r = try performHTTP(request("POST", url(bucket: bucket, key: key, query: [("uploadId", uploadID)]), headers: [("Content-Type", "application/xml")], body: .bytes(Array(xml.utf8))))
         try check(r, "CompleteMultipartUpload \(key)")
@@ -229,9 +228,9 @@ public struct S3Client: Sendable {
     public func listMultipartUploadsSync(bucket: String, prefix: String = "") throws -> [(key: String, uploadID: String)] {
         let r = try performHTTP(request("GET", url(bucket: bucket, query: [("uploads", ""), ("prefix", prefix)])))
         try check(r, "ListMultipartUploads \(prefix)")
-        return xmlValues("Upload", in: r.bodyString).compactMap { u in
-            guard let k = xmlValues("Key", in: u).first, let id = xmlValues("UploadId", in: u).first else { return nil }
-            return (xmlUnescape(k), xmlUnescape(id))
+        return XML.elements("Upload", in: Substring(r.bodyString)).compactMap { u in
+            guard let k = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
+            return (k, id)
         }
     }
 
@@ -413,12 +412,3 @@ public final class MultipartWriter: @unchecked Sendable {
         _ = try? BlockingJob.shielded { try client.abortMultipartUploadSync(bucket: bucket, key: key, uploadID: uploadID) }
     }
 }
-
-// MARK: XML (the one reader and writer in XML.swift)
-
-/// The raw (still escaped) texts of every `<name>` element of `body`.
-func xmlValues(_ name: String, in body: String) -> [String] { XML.elements(name, in: Substring(body)).map(String.init) }
-
-func xmlUnescape(_ s: String) -> String { XML.unescape(Substring(s)) }
-
-func xmlEscape(_ s: String) -> String { XML.escape(s) }

@@ -29,19 +29,19 @@ final class UpstreamTransfer: @unchecked Sendable {
     /// Why the transfer failed (no answer, or cut short); nil while it runs and when it succeeded.
     private(set) var curlError: String?
 
-    private var request: HTTPRequest
+    // What to send, fixed at init.
+    private let method: String
+    private let url: String
+    private let requestHeaders: [(String, String)]
+    private let uploadLength: Int?
 
     /// A transfer of `method` to `url` with `headers` (already signed); `uploadLength` bytes of request body
     /// will be pushed (nil: no body).
     init(method: String, url: String, headers: [(String, String)], uploadLength: Int?) {
-        var body = HTTPRequest.Body.none
-        if method != "HEAD", let uploadLength { body = .stream(length: Int64(uploadLength), { _ in 0 }) }
-        // No overall or low-speed timeout: a client reading a large object slowly stalls the transfer on purpose.
-        request = HTTPRequest(method: method, url: url, headers: headers, body: body, timeoutSeconds: 0, lowSpeedSeconds: 0,
-                              connectTimeoutSeconds: 30)
-        if case .stream(let length, _) = body {
-            request.body = .stream(length: length) { [unowned self] out in try self.pull(into: out) }
-        }
+        self.method = method
+        self.url = url
+        self.requestHeaders = headers
+        self.uploadLength = uploadLength
     }
 
     func start() {
@@ -52,6 +52,11 @@ final class UpstreamTransfer: @unchecked Sendable {
     }
 
     private func perform() {
+        var body = HTTPRequest.Body.none
+        if method != "HEAD", let uploadLength { body = .stream(length: Int64(uploadLength)) { [self] out in try pull(into: out) } }
+        // No overall or low-speed timeout: a client reading a large object slowly stalls the transfer on purpose.
+        let request = HTTPRequest(method: method, url: url, headers: requestHeaders, body: body, timeoutSeconds: 0, lowSpeedSeconds: 0,
+                                  connectTimeoutSeconds: 30)
         do {
             let response = try performHTTP(
                 request, sink: { [self] chunk in try self.push(response: chunk) },

@@ -117,8 +117,7 @@ final class S3ClientTests: XCTestCase {
         XCTAssertEqual(result.size, 13 << 20)
         let head = try await s3.headObject(bucket: "multi", key: "m/obj")
         XCTAssertEqual(head?.size, 13 << 20)
-        // libcurl adds a form content type to a bodiless POST unless told not to; CreateMultipartUpload would
-        // have given it to the object.
+        // The object keeps the content type CreateMultipartUpload gave it (see testPostSendsNoFormContentType).
         let env = ProcessInfo.processInfo.environment
         let endpoint = try env["S3CLIENT_TEST_ENDPOINT"] ?? XCTUnwrap(Self.moto).endpoint
         let raw = try await runBlocking { _ in
@@ -153,18 +152,8 @@ final class S3ClientTests: XCTestCase {
     /// `uploadMultipart` whose upload cannot even be created.
     func testCancelStopsATransferThatGetsNoAnswer() async throws {
         // A listening socket that never accepts: the kernel completes the connection, nothing answers.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        XCTAssertEqual(bound, 0)
-        XCTAssertEqual(listen(fd, 16), 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let silent = S3Client(endpoint: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))",
+        let listener = try LoopbackListener()
+        let silent = S3Client(endpoint: "http://127.0.0.1:\(listener.port)",
                               credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
         for operation in ["get", "multipart"] {
             let started = ContinuousClock.now
@@ -187,5 +176,66 @@ final class S3ClientTests: XCTestCase {
             let took = ContinuousClock.now - started
             XCTAssertLessThan(took, .seconds(3), "\(operation): cancelling took \(took)")
         }
+    }
+}
+
+extension S3ClientTests {
+    /// libcurl adds `Content-Type: application/x-www-form-urlencoded` to a POST that names none. The
+    /// gateway's proxy forwards CreateMultipartUpload through the same wrapper, and S3 would give the
+    /// object that type: the wrapper must send no content type the caller did not give.
+    func testPostSendsNoFormContentType() async throws {
+        let listener = try LoopbackListener()
+        async let request = runBlocking { _ in try listener.acceptOneRequest() }
+        let response = try await runBlocking { _ in
+            try performHTTP(HTTPRequest(method: "POST", url: "http://127.0.0.1:\(listener.port)/b/k?uploads", body: .bytes([])))
+        }
+        XCTAssertEqual(response.status, 200)
+        let head = try await request.lowercased()
+        XCTAssertTrue(head.hasPrefix("post /b/k?uploads http/1.1\r\n"), head)
+        XCTAssertFalse(head.contains("content-type:"), head)
+    }
+}
+
+/// A TCP socket listening on a free loopback port, for tests that need a peer the test controls.
+final class LoopbackListener: @unchecked Sendable {  // `fd` is fixed; one test uses it at a time
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard fd >= 0, ok else {
+            if fd >= 0 { close(fd) }
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
+        self.fd = fd
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit { close(fd) }
+
+    /// Accepts one connection, reads its request head, answers `200 OK` with an empty body, and returns the head.
+    func acceptOneRequest() throws -> String {
+        let client = accept(fd, nil, nil)
+        guard client >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(client) }
+        var head: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) {
+            let n = read(client, &buffer, buffer.count)
+            guard n > 0 else { break }
+            head += buffer[..<n]
+        }
+        let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
+        _ = answer.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+        return String(decoding: head, as: UTF8.self)
     }
 }
