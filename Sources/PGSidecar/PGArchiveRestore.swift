@@ -196,7 +196,7 @@ final class PGArchiveRestore: @unchecked Sendable {  // `lock` guards `tool`, `c
             try startPiped()
             return
         }
-        let tocFile = NSTemporaryDirectory() + "/pg-restore-\(getpid())-\(UUID().uuidString).toc"
+        let tocFile = NSTemporaryDirectory() + "pg-restore-\(getpid())-\(UUID().uuidString).toc"
         files.append(tocFile)
         try write(toc, to: tocFile)
         files.append(tocFile + ".list")

@@ -67,3 +67,40 @@ final class PostgresServer {
         try? FileManager.default.removeItem(atPath: dir)
     }
 }
+
+/// A test class whose tests share one PostgreSQL server, started (with the class's databases, made by
+/// ``makeDatabases(_:)``) once before them and stopped after them.
+class SharedPostgresTestCase: XCTestCase {
+    nonisolated(unsafe) static var pg: PostgresServer?
+    nonisolated(unsafe) static var setupError: String?
+
+    /// Makes the databases the class's tests read.
+    class func makeDatabases(_ pg: PostgresServer) throws {}
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            let pg = try PostgresServer()
+            Self.pg = pg
+            try makeDatabases(pg)
+        } catch {
+            setupError = "\(error)"
+        }
+    }
+
+    override class func tearDown() {
+        pg?.stop()
+        pg = nil
+        setupError = nil
+        super.tearDown()
+    }
+
+    /// The class's server; fails the test (naming why) when it did not start or its databases were not made.
+    func server() throws -> PostgresServer {
+        guard let pg = Self.pg, Self.setupError == nil else {
+            XCTFail("PostgreSQL did not start (\(Self.setupError ?? "?"))")
+            throw XCTSkip("no postgres")
+        }
+        return pg
+    }
+}

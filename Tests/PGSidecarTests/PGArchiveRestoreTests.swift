@@ -10,32 +10,14 @@ import Glibc
 /// `PGArchiveRestore` against archives of the real pg_dump 15: what it restores over several connections
 /// must be the same database (schema, every row, sequence values) as the source, however the bytes are
 /// cut; a cut, corrupt or cancelled restore must fail naming why and leave no session behind.
-final class PGArchiveRestoreTests: XCTestCase {
-    nonisolated(unsafe) static var pg: PostgresServer?
-    nonisolated(unsafe) static var setupError: String?
+final class PGArchiveRestoreTests: SharedPostgresTestCase {
     static let source = "rich"
-
-    override class func setUp() {
-        super.setUp()
-        do {
-            let pg = try PostgresServer()
-            Self.pg = pg
-            try makeDatabase(pg)
-        } catch {
-            setupError = "\(error)"
-        }
-    }
-
-    override class func tearDown() {
-        pg?.stop()
-        super.tearDown()
-    }
 
     /// What pg_restore must get right besides rows: sequences (owned, standalone, identity) and their
     /// values, views, a materialized view, foreign keys, checks, a trigger and its function, comments,
     /// grants, a generated column, a partitioned table, quoted names, text that COPY escapes, an empty
     /// table, a table without columns, an unlogged table and ~8 MB of rows (several COPY batches).
-    static func makeDatabase(_ pg: PostgresServer) throws {
+    override class func makeDatabases(_ pg: PostgresServer) throws {
         try pg.psql("postgres", "CREATE DATABASE \(source)")
         try pg.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reader') THEN CREATE ROLE reader; END IF; END $$")
         try pg.psql(source, """
@@ -69,14 +51,6 @@ final class PGArchiveRestoreTests: XCTestCase {
             CREATE UNLOGGED TABLE scratch (v int);
             INSERT INTO scratch SELECT generate_series(1, 5);
             """)
-    }
-
-    func server() throws -> PostgresServer {
-        guard let pg = Self.pg, Self.setupError == nil else {
-            XCTFail("PostgreSQL did not start (\(Self.setupError ?? "?"))")
-            throw XCTSkip("no postgres")
-        }
-        return pg
     }
 
     /// `pg_dump -Fc <compression>` of `db`, read back whole.

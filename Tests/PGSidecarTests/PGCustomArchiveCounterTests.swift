@@ -6,31 +6,13 @@ import XCTest
 /// `PGCustomArchiveCounter` against archives written by the real pg_dump 15 of a real database: its counts
 /// must equal `count(*)`, however the bytes are cut into chunks, and a cut or corrupt archive must fail
 /// naming the byte where.
-final class PGCustomArchiveCounterTests: XCTestCase {
-    nonisolated(unsafe) static var pg: PostgresServer?
-    nonisolated(unsafe) static var setupError: String?
+final class PGCustomArchiveCounterTests: SharedPostgresTestCase {
     static let db = "counts"
-
-    override class func setUp() {
-        super.setUp()
-        do {
-            let pg = try PostgresServer()
-            Self.pg = pg
-            try makeDatabase(pg)
-        } catch {
-            setupError = "\(error)"
-        }
-    }
-
-    override class func tearDown() {
-        pg?.stop()
-        super.tearDown()
-    }
 
     /// Several schemas; an empty table; text with embedded newlines, tabs, backslashes and `\.`; rows that
     /// are empty COPY lines (one empty-string column; no columns at all); ~6 MB of rows; a quoted name; a
     /// partitioned table; an unlogged table; large objects (empty ones, and one full of newlines).
-    static func makeDatabase(_ pg: PostgresServer) throws {
+    override class func makeDatabases(_ pg: PostgresServer) throws {
         try pg.psql("postgres", "CREATE DATABASE \(db)")
         try pg.psql(db, """
             CREATE TABLE empty_t (id int);
@@ -60,14 +42,6 @@ final class PGCustomArchiveCounterTests: XCTestCase {
             SELECT lo_create(0) FROM generate_series(1, 3);
             SELECT lo_from_bytea(0, convert_to(repeat(E'large\\nobject\\n', 50000), 'UTF8'));
             """)
-    }
-
-    func server() throws -> PostgresServer {
-        guard let pg = Self.pg else {
-            XCTFail("PostgreSQL did not start (\(Self.setupError ?? "?"))")
-            throw XCTSkip("no postgres")
-        }
-        return pg
     }
 
     /// `pg_dump -Fc <compression>` of the test database, read back whole.
