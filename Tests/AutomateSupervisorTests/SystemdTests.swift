@@ -155,6 +155,31 @@ struct SystemdTests {
         }
     }
 
+    @Test("system units score 5.0 or less in systemd-analyze security --offline=true")
+    func unitsSecurity() async throws {
+        let stack = try TestStack(name: "units-security")
+        defer { Task { await stack.tearDown() } }
+        try stack.useRepositoryService("automate-postgresql")
+        let analyze = "/usr/bin/systemd-analyze"
+        try #require(FileManager.default.isExecutableFile(atPath: analyze), "systemd-analyze is missing: run scripts/install.sh --deps")
+        let directory = stack.root + "/system-units"
+        let install = try await stack.automate(["systemd", "install", "--unit-directory", directory, "--backup-schedule", "daily"])
+        try #require(install.succeeded, "\(install.error)")
+        for name in ["automate.service", "automate-backup.service"] {
+            // --offline=true reads the unit file named by its path: no running systemd needed.
+            let security = try await CommandResult.run(
+                analyze, ["security", "--offline=true", directory + "/" + name], environment: ProcessInfo.processInfo.environment)
+            #expect(security.succeeded, "\(security.error)")
+            // "→ Overall exposure level for automate.service: 3.0 OK 🙂"
+            let line = try #require(security.output.split(separator: "\n").first { $0.contains("Overall exposure level for \(name): ") },
+                                    "no overall exposure line for \(name): \(security.output)\(security.error)")
+            let exposure = try #require(line.components(separatedBy: ": ").last?.split(separator: " ").first.flatMap { Double($0) },
+                                        "unreadable exposure: \(line)")
+            print("systemd-analyze security --offline=true \(name): \(exposure)")
+            #expect(exposure <= 5.0, "\(name): exposure \(exposure) > 5.0\n\(security.output)")
+        }
+    }
+
     @Test("journald: each service's lines go out with its identifier and priority")
     func journal() async throws {
         let stack = try TestStack(name: "journal")
