@@ -71,16 +71,22 @@ fi
 
 # --- Python tools (a venv: Debian's Python is externally managed) -------------------------------------
 venv="$prefix/venv"
+# Debian's Python, which every service user may run (a venv made from a Python under /root is not).
+if [ -e "$venv/bin/python" ] && [[ "$(readlink -f "$venv/bin/python")" != /usr/* ]]; then
+  step "remaking $venv from /usr/bin/python3 (its Python, $(readlink -f "$venv/bin/python"), is out of the service users' reach)"
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/osmem-server" ] || [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/aws" ]; then
   step "installing awscli, boto3, moto[server], osmem-server into $venv"
   mkdir -p "$prefix"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check awscli boto3 'moto[server]' osmem-server
   # osmem-server ships a Go binary inside the package: put it on the venv's PATH.
   ln -sf "$("$venv/bin/python" -c 'import osmem_server; print(osmem_server.resolve_binary())')" "$venv/bin/osmem-server"
 fi
 
-# --- the service user (root only; as a user everything runs as you) ------------------------------------
+# --- the user `automate` (root only): the tests run initdb as it, and its group is the run folder's -----
+# (the supervisor makes a user of its own for each service on first start)
 if [ "$(id -u)" -eq 0 ] && ! id automate >/dev/null 2>&1; then
   step "creating system user automate"
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin automate

@@ -284,7 +284,7 @@ struct S3RepositoryOptions: ParsableArguments {
         if geteuid() == 0 {
             let location = try StackLocation.discover()
             let manifests = try? ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-            if let name = manifests?.services.first(where: { $0.kind == .gateway })?.user { owner = try? ServiceUser.named(name) }
+            if let name = manifests?.services.first(where: { $0.kind == .gateway })?.runUserName, name != "root" { owner = try? ServiceUser.named(name) }
         }
         try FileManager.default.createDirectory(atPath: home.configDirectory, withIntermediateDirectories: true)
         try AtomicFile.write(text, to: destination, mode: 0o600, owner: owner)

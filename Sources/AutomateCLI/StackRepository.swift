@@ -43,7 +43,7 @@ struct StackRepository: Equatable {
         let resolved: ServiceManifest
         do {
             resolved = try gateway.resolved(
-                in: home, binDirectory: location.binDirectory, hooksDirectory: location.hooksDirectory, runUser: gateway.user ?? "")
+                in: home, binDirectory: location.binDirectory, hooksDirectory: location.hooksDirectory, runUser: geteuid() == 0 ? gateway.runUserName : "")
         } catch {
             throw CLIError("cannot read the gateway's repository setting from \(gateway.sourcePath): \(error)", exitCode: 2)
         }

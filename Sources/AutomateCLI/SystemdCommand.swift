@@ -2,6 +2,7 @@ import ArgumentParser
 import AutomateManifest
 import AutomateSupervisor
 import Foundation
+import Logging
 
 struct SystemdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,6 +49,11 @@ struct SystemdCommand: AsyncParsableCommand {
             if dryRun {
                 for (name, contents) in rendered { print("# \(name)\n\(contents)") }
                 return
+            }
+            if !user && geteuid() == 0 && unitDirectory == nil {
+                // The unit cannot write /etc (ProtectSystem=strict) nor make its ReadWritePaths: the
+                // services' users and groups, and the home, are made now.
+                try await SystemdCommand.prepareForUnit(home: homeOptions.resolved)
             }
             let directory = unitDirectory ?? units.directory
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -113,6 +119,24 @@ struct SystemdCommand: AsyncParsableCommand {
         return SystemdUnits(
             userMode: user, home: home, location: location, stopBudget: SystemdUnits.stopBudget(of: manifests),
             backupSchedule: schedule, keepBackups: keep)
+    }
+
+    /// Makes what the system unit cannot: the home folder and every service's user and groups.
+    static func prepareForUnit(home: AutomateHome) async throws {
+        let location = try StackLocation.discover()
+        let manifests: ManifestSet
+        do {
+            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
+        } catch {
+            throw CLIError("invalid manifests:\n\(error)", exitCode: 2)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: home.path, withIntermediateDirectories: true)
+            let access = try await ServiceUsers.resolve(for: manifests, home: home, logger: Logger(label: "automate"))
+            print("service users ready: \(access.values.map(\.user.name).sorted().joined(separator: ", "))")
+        } catch {
+            throw CLIError("cannot prepare \(home.path) and the service users: \(error)")
+        }
     }
 
     /// True when systemd is the init system (`/run/systemd/system` exists, as sd_booted checks).

@@ -81,6 +81,16 @@ extension ManifestFileDecoder {
                     }
                 }
             }
+            if let names = stringArray(t, ["service", "shared_with"]) {
+                for (i, other) in names.enumerated() {
+                    let linePath = ["service", "shared_with", TOMLKeyLocator.element(i)]
+                    if other == manifest.name || manifest.sharedWith.contains(other) {
+                        error(["service", "shared_with"], "\(Self.quoted(other)) is \(other == manifest.name ? "this service itself" : "listed twice")", linePath: linePath)
+                    } else {
+                        manifest.sharedWith.append(other)
+                    }
+                }
+            }
             if let s = string(t, ["service", "socket"]) {
                 if NameRules.isPlainFileName(s) {
                     manifest.socket = s

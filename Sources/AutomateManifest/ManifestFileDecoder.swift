@@ -19,7 +19,7 @@ struct ManifestFileDecoder {
     static let sections: [String: [String]] = [
         "service": [
             "name", "description", "command", "user", "depends_on", "socket", "data_dir", "working_directory",
-            "kind",
+            "kind", "shared_with",
         ],
         "health": ["hook", "interval", "timeout", "grace", "watchdog"],
         "restart": ["policy", "backoff_base", "backoff_max", "crash_loop_limit", "crash_loop_window", "reset_after"],

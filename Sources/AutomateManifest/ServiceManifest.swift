@@ -11,10 +11,15 @@ public struct ServiceManifest: Sendable, Equatable {
     /// `[service] command`: the program and its arguments, not yet `${...}`-expanded. The first element is
     /// an absolute path (after expansion) or a bare program name looked up in `PATH`.
     public var command: [String]
-    /// `[service] user`: the user it runs as when the supervisor runs as root (ignored otherwise). Default nil.
+    /// `[service] user`: the user it runs as when the supervisor runs as root (ignored otherwise). Default
+    /// nil: its own system user, ``defaultUserName``.
     public var user: String?
     /// `[service] depends_on`: services that must be healthy before this one starts. Default none.
     public var dependsOn: [String]
+    /// `[service] shared_with`: services that may read and write this service's data folder (the
+    /// supervisor makes it group-shared with them when it runs as root). A name the stack does not
+    /// run is allowed (a partial stack shares with nobody). Default none.
+    public var sharedWith: [String] = []
     /// `[service] socket`: file name of its RPC socket inside the run dir. Default nil (no RPC socket).
     public var socket: String?
     /// `[service] data_dir`: folder name under `<home>/data`. Default: the service name.

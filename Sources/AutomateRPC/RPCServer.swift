@@ -13,7 +13,8 @@ public final class RPCServer: Sendable {
     /// Where and how to listen.
     public struct Configuration: Sendable {
         /// The socket's path, conventionally `<run dir>/<service>.sock`. Its directory is created if
-        /// missing and forced to mode 0700; the socket gets mode 0600.
+        /// missing and forced to mode 0700 (a sticky shared one is kept); the socket gets mode 0660:
+        /// its own user and group may connect, and the peer policy decides what each may call.
         public var socketPath: String
         /// The largest frame accepted, in bytes; a peer sending more is disconnected. Default 16 MiB.
         public var maxFrameSize: Int = 16 << 20
@@ -34,6 +35,14 @@ public final class RPCServer: Sendable {
         public var runHandlersOnEventLoop: Bool = false
         /// The event loops serving connections. Default: NIO's shared singleton group.
         public var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        /// Who may call what, checked against each connection's peer uid (`SO_PEERCRED`). Nil: the
+        /// policy the supervisor put in `AUTOMATE_RPC_PEERS`, or without one this process's own user
+        /// and root (``RPCPeerPolicy/ownerAndRoot``). A refused call gets `PERMISSION_DENIED`.
+        public var peers: RPCPeerPolicy? = nil
+        /// Method-name prefixes only trusted callers may call; clients (services that depend on this
+        /// one) get `PERMISSION_DENIED`. Default: the backup contract, which only the deployment-service
+        /// (and the operators) may drive.
+        public var trustedOnlyMethods: [String] = [RPCServer.backupContractPrefix]
 
         /// A configuration with defaults for everything but the socket path.
         public init(socketPath: String) {
@@ -51,6 +60,9 @@ public final class RPCServer: Sendable {
         var stopped = false
     }
 
+    /// The method-name prefix of the backup contract (`BackupService` in backup_contract.proto).
+    public static let backupContractPrefix = "automate.backup.v1.BackupService/"
+
     /// The configuration the server was made with.
     public let configuration: Configuration
     private let logger: Logger
@@ -59,6 +71,10 @@ public final class RPCServer: Sendable {
     private let malformedLog: RPCRateLimitedLog
     /// Connections closed for idleness or a partial frame, logged at most once per second.
     private let idleLog: RPCRateLimitedLog
+    /// Calls refused by the peer policy, logged at most once per second.
+    private let deniedLog: RPCRateLimitedLog
+    /// The policy in force, fixed by `start()`.
+    private let policy = LockedValue<RPCPeerPolicy?>(nil)
 
     /// Creates a server; nothing listens until `start()`.
     public init(configuration: Configuration, logger: Logger) {
@@ -71,6 +87,8 @@ public final class RPCServer: Sendable {
             logger: logger, level: .warning, subject: "malformed RPC input dropped", eventLoop: loop)
         self.idleLog = RPCRateLimitedLog(
             logger: logger, level: .info, subject: "idle RPC connections closed", eventLoop: loop)
+        self.deniedLog = RPCRateLimitedLog(
+            logger: logger, level: .warning, subject: "RPC calls refused (PERMISSION_DENIED)", eventLoop: loop)
     }
 
     /// Registers a unary method by name: one request, one response. Register before `start()`; a
@@ -114,6 +132,8 @@ public final class RPCServer: Sendable {
             guard !state.started else { throw RPCServerError.alreadyStarted(path: path) }
             state.started = true
         }
+        let peers = try configuration.peers ?? RPCPeerPolicy.fromEnvironment(RPCPeerCredentials.processEnvironment())
+        policy.withLockedValue { $0 = peers }
         try RPCSocketFile.prepareRunDirectory(forSocketAt: path)
         try RPCSocketFile.claim(path)
 
@@ -123,10 +143,11 @@ public final class RPCServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [self] channel in
                 let (settings, number) = self.acceptConnection(channel)
-                return channel.eventLoop.makeCompletedFuture {
+                return RPCPeerCredentials.of(channel).flatMapThrowing { peer in
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: maxFrameSize)),
-                        RPCServerConnectionHandler(settings: settings, connectionNumber: number, eventLoop: channel.eventLoop)
+                        RPCServerConnectionHandler(
+                            settings: settings, peer: peer, connectionNumber: number, eventLoop: channel.eventLoop)
                     )
                 }
             }
@@ -193,6 +214,7 @@ public final class RPCServer: Sendable {
         RPCSocketFile.remove(configuration.socketPath)
         malformedLog.flush()
         idleLog.flush()
+        deniedLog.flush()
         logger.info("RPC server stopped")
     }
 
@@ -216,7 +238,9 @@ public final class RPCServer: Sendable {
             methods: methods, logger: logger, maxFrameSize: configuration.maxFrameSize,
             runHandlersOnEventLoop: configuration.runHandlersOnEventLoop,
             idleTimeout: configuration.idleTimeout.flatMap { $0 > .zero ? TimeAmount($0) : nil },
-            malformedLog: malformedLog, idleLog: idleLog)
+            malformedLog: malformedLog, idleLog: idleLog,
+            policy: policy.withLockedValue { $0 } ?? .ownerAndRoot, trustedOnlyMethods: configuration.trustedOnlyMethods,
+            deniedLog: deniedLog)
         return (settings, number)
     }
 }

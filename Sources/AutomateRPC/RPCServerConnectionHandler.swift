@@ -34,6 +34,12 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         var idleTimeout: TimeAmount?
         var malformedLog: RPCRateLimitedLog
         var idleLog: RPCRateLimitedLog
+        /// Who may call what.
+        var policy: RPCPeerPolicy
+        /// Method-name prefixes clients may not call.
+        var trustedOnlyMethods: [String]
+        /// Refused calls, rate-limited for the whole server.
+        var deniedLog: RPCRateLimitedLog
     }
 
     private let methods: [String: RPCServerMethod]
@@ -42,6 +48,14 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     private let connectionNumber: UInt64
     private let malformedLog: RPCRateLimitedLog
     private let idleLog: RPCRateLimitedLog
+    private let trustedOnlyMethods: [String]
+    private let deniedLog: RPCRateLimitedLog
+    /// The connected process (nil where the platform cannot tell: then every call is refused).
+    private let peer: RPCPeerCredentials?
+    /// Who the peer is to this server (nil: a stranger, refused).
+    private let caller: RPCCaller?
+    /// Calls refused on this connection.
+    private var deniedCount = 0
     /// Malformed frames and requests seen on this connection.
     private var malformedCount = 0
     /// Set once the connection is being closed for malformed input: later errors are its echoes.
@@ -67,7 +81,7 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     private var draining = false
     private var drainTimer: Scheduled<Void>?
 
-    init(settings: Settings, connectionNumber: UInt64, eventLoop: any EventLoop) {
+    init(settings: Settings, peer: RPCPeerCredentials?, connectionNumber: UInt64, eventLoop: any EventLoop) {
         if settings.runHandlersOnEventLoop, #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
             self.taskExecutor = EventLoopTaskExecutor(eventLoop)
         } else {
@@ -79,6 +93,10 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         self.connectionNumber = connectionNumber
         self.malformedLog = settings.malformedLog
         self.idleLog = settings.idleLog
+        self.trustedOnlyMethods = settings.trustedOnlyMethods
+        self.deniedLog = settings.deniedLog
+        self.peer = peer
+        self.caller = peer.flatMap { settings.policy.caller(uid: $0.uid) }
         self.idleTimeout = settings.idleTimeout
         self.eventLoop = eventLoop
         self.completions = RPCLoopInbox(eventLoop: eventLoop) { [weak self] batch in
@@ -125,7 +143,20 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             writeStatus(callID: envelope.callID, RPCError(.unimplemented, "unknown method '\(envelope.method)'"))
             return
         }
+        guard let caller, allows(caller, envelope.method) else {
+            let who = peer?.description ?? "a caller whose uid the platform does not report"
+            deniedCount += 1
+            deniedLog.record(connection: connectionNumber, countOnConnection: deniedCount, "\(envelope.method) refused for \(who)")
+            writeStatus(
+                callID: envelope.callID,
+                RPCError(.permissionDenied, "\(envelope.method) is not allowed for \(who): the manifests do not let this service's user call it"))
+            return
+        }
         startCall(context: context, envelope: envelope, method: method)
+    }
+
+    private func allows(_ caller: RPCCaller, _ method: String) -> Bool {
+        caller == .trusted || !trustedOnlyMethods.contains { method.hasPrefix($0) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -205,7 +236,7 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
             }
         }
         let callContext = RPCCallContext(
-            method: envelope.method, callID: callID, deadline: deadline, logger: logger)
+            method: envelope.method, callID: callID, deadline: deadline, logger: logger, caller: caller ?? .trusted, peer: peer)
         let connection = NIOLoopBound(self, eventLoop: context.eventLoop)
         let stream = RPCServerCallStream(callID: callID, connection: connection)
         let completions = self.completions!

@@ -69,10 +69,11 @@ enum RPCSocketFile {
         }
     }
 
-    /// Restricts the bound socket to its owner (0600).
+    /// Restricts the bound socket to its owner and group (0660). The run directory decides who reaches
+    /// it at all (0700, or 01770 for the supervisor's service group); the peer policy what each may call.
     static func restrict(_ path: String) throws {
-        guard chmod(path, 0o600) == 0 else {
-            throw RPCServerError.bindFailed(path: path, reason: "cannot set mode 0600: \(errnoDescription())")
+        guard chmod(path, 0o660) == 0 else {
+            throw RPCServerError.bindFailed(path: path, reason: "cannot set mode 0660: \(errnoDescription())")
         }
     }
 

@@ -19,9 +19,11 @@ public struct GatewayCredentials: Sendable, Equatable {
 }
 
 /// The secrets helper: makes the gateway's key pair on first start, keeps it in
-/// `<home>/secrets/gateway.credentials` (0600 in a 0700 folder, written atomically), and rotates it on
-/// request. The supervisor hands the pair to the gateway (the file) and to the services whose manifest
-/// says `[backup] gateway = true` (their environment), and to nobody else.
+/// `<home>/secrets/gateway.credentials` (0600, the gateway's user's, written atomically), and rotates it
+/// on request. The supervisor hands the pair to the gateway (that file) and to each service whose
+/// manifest says `[backup] gateway = true` (a copy, `<home>/secrets/<service>.gateway.credentials`,
+/// 0400 and that service's user's), and to nobody else. The folder is root's, 0711 when services run
+/// as users of their own (each reaches its own file by name, none lists the others), else 0700.
 public struct GatewaySecrets: Sendable {
     public let home: AutomateHome
     /// Owner of the folder and file (the gateway's user when the supervisor runs as root).
@@ -35,9 +37,13 @@ public struct GatewaySecrets: Sendable {
     /// `<home>/secrets/gateway.credentials`.
     public var path: String { home.secretsDirectory + "/gateway.credentials" }
 
-    /// Reads the pair, making one first if there is none.
+    /// Reads the pair, making one first if there is none. An existing file (and its folder) gets the
+    /// owners and modes of this stack's users, as a home made before them needs.
     public func loadOrCreate() throws -> GatewayCredentials {
-        if let existing = try load() { return existing }
+        if let existing = try load() {
+            try write(existing)
+            return existing
+        }
         let fresh = GatewayCredentials.generate()
         try write(fresh)
         return fresh
@@ -71,13 +77,27 @@ public struct GatewaySecrets: Sendable {
         return GatewayCredentials(accessKeyID: id, secretAccessKey: secret)
     }
 
-    /// Writes the pair atomically, 0600, in its 0700 folder.
+    /// The copy of the pair a gateway user reads.
+    public static func clientFilePath(home: AutomateHome, service: String) -> String {
+        home.secretsDirectory + "/\(service).gateway.credentials"
+    }
+
+    /// Writes a gateway user's copy of the pair (atomically, 0400, owned by `user`).
+    public static func writeClientFile(_ credentials: GatewayCredentials, to path: String, user: ServiceUser?) throws {
+        try AtomicFile.write(text(credentials), to: path, mode: 0o400, owner: user)
+    }
+
+    /// Writes the pair atomically, 0600, in its folder.
     func write(_ credentials: GatewayCredentials) throws {
         let folder = home.secretsDirectory
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        chmod(folder, 0o700)
-        if let owner, geteuid() == 0 { chown(folder, owner.uid, owner.gid) }
-        let text = "access_key_id = \"\(credentials.accessKeyID)\"\nsecret_access_key = \"\(credentials.secretAccessKey)\"\n"
-        try AtomicFile.write(text, to: path, mode: 0o600, owner: owner)
+        // Root's folder (an older home gave it to the gateway's user); traversable by the service users.
+        if geteuid() == 0 { chown(folder, 0, 0) }
+        chmod(folder, owner == nil ? 0o700 : 0o711)
+        try AtomicFile.write(Self.text(credentials), to: path, mode: 0o600, owner: owner)
+    }
+
+    private static func text(_ credentials: GatewayCredentials) -> String {
+        "access_key_id = \"\(credentials.accessKeyID)\"\nsecret_access_key = \"\(credentials.secretAccessKey)\"\n"
     }
 }

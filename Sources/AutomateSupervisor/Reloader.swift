@@ -36,9 +36,9 @@ public actor Reloader {
             return .failure(error)
         }
         do {
-            let users = try await ServiceUsers.resolve(for: manifests, logger: logger)
-            try ServiceUsers.prepareRunDirectory(home: home, users: users)
-            let summary = try await supervisor.reload(manifests: manifests, users: users)
+            let access = try await ServiceUsers.resolve(for: manifests, home: home, logger: logger)
+            try ServiceUsers.prepareRunDirectory(home: home, access: access)
+            let summary = try await supervisor.reload(manifests: manifests, access: access)
             logger.info("reloaded: \(summary.description)")
             return .success(summary)
         } catch {

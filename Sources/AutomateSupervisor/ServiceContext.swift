@@ -1,4 +1,5 @@
 import AutomateManifest
+import AutomateRPC
 import Foundation
 
 /// How services reach the backup gateway: its endpoint and the key pair they sign with.
@@ -18,13 +19,13 @@ public struct GatewayAccess: Sendable, Equatable {
         self.credentialsFile = credentialsFile
     }
 
-    /// What a gateway-using service gets: `AUTOMATE_GATEWAY_ENDPOINT`, `..._REGION`, `..._BUCKET`,
-    /// `..._ACCESS_KEY_ID`, `..._SECRET_ACCESS_KEY`.
-    public var environment: [String: String] {
+    /// What a gateway-using service gets: `AUTOMATE_GATEWAY_ENDPOINT`, `..._REGION`, `..._BUCKET`, and
+    /// `..._CREDENTIALS_FILE`, the key pair's file that only its user may read (`keyFile`). The pair
+    /// itself is never in an environment: `/proc/<pid>/environ` is readable by more than the process.
+    public func environment(keyFile: String) -> [String: String] {
         [
             "AUTOMATE_GATEWAY_ENDPOINT": endpoint, "AUTOMATE_GATEWAY_REGION": region, "AUTOMATE_GATEWAY_BUCKET": bucket,
-            "AUTOMATE_GATEWAY_ACCESS_KEY_ID": credentials.accessKeyID,
-            "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": credentials.secretAccessKey,
+            "AUTOMATE_GATEWAY_CREDENTIALS_FILE": keyFile,
         ]
     }
 
@@ -52,8 +53,13 @@ public struct ServiceContext: Sendable {
     public let manifest: ServiceManifest
     /// The environment of the process and of its hooks.
     public let environment: [String: String]
-    /// The user it runs as (nil: the supervisor's).
+    /// The user it runs as, with its supplementary groups (nil: the supervisor's).
     public let user: ServiceUser?
+    /// The group its data folder is shared through (02770); nil: the folder is its own (0700).
+    public let dataGroup: gid_t?
+    /// The gateway key pair's file this service reads, written before each start; nil when it gets
+    /// no key pair. The gateway's own file is kept by ``GatewaySecrets``.
+    public let gatewayKey: (path: String, credentials: GatewayCredentials)?
     /// Its data folder, `<home>/data/<data_dir>`.
     public let dataDirectory: String
     /// Its log.
@@ -91,12 +97,14 @@ public struct ServiceContext: Sendable {
     /// so a service behaves the same under systemd, a terminal or a test).
     static let passedThrough = ["TZ", "TMPDIR", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"]
 
-    /// Builds the context; `user` is the user the supervisor will switch to (nil when it can't).
+    /// Builds the context; `access` is the user the supervisor will switch to and what it may reach
+    /// (nil: everything runs as the supervisor's user).
     public static func make(
-        manifest: ServiceManifest, layout: Layout, user: ServiceUser?,
+        manifest: ServiceManifest, layout: Layout, access: ServiceAccess?,
         inherited: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ServiceContext {
         let home = layout.home
+        let user = access?.user
         let runUser = user ?? ServiceUser.current()
         let variables = manifest.builtinVariables(
             in: home, binDirectory: layout.binDirectory, hooksDirectory: layout.hooksDirectory, runUser: runUser.name)
@@ -121,21 +129,26 @@ public struct ServiceContext: Sendable {
             environment["NOTIFY_SOCKET"] = notifySocketPath
             environment["WATCHDOG_USEC"] = String(watchdog.nanoseconds / 1000)
         }
+        if let peers = access?.peers { environment[RPCPeerPolicy.environmentVariable] = peers.description }
         environment.merge(resolved.configEnvironment) { $1 }
+        var gatewayKey: (path: String, credentials: GatewayCredentials)? = nil
         if let gateway = layout.gateway {
             if resolved.kind == .gateway {
                 environment["AUTOMATE_GATEWAY_CREDENTIALS_FILE"] = gateway.credentialsFile
             }
-            // The key pair goes to the services whose manifest may use the gateway, and to no other.
+            // The key pair goes to the services whose manifest may use the gateway, and to no other:
+            // each gets a copy only its user can read.
             if resolved.backup.gateway {
-                environment.merge(gateway.environment) { $1 }
+                let path = GatewaySecrets.clientFilePath(home: home, service: manifest.name)
+                gatewayKey = (path, gateway.credentials)
+                environment.merge(gateway.environment(keyFile: path)) { $1 }
             }
         }
         environment.merge(resolved.environment) { $1 }
 
         return ServiceContext(
-            manifest: resolved, environment: environment, user: user,
-            dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
+            manifest: resolved, environment: environment, user: user, dataGroup: access?.dataGroup,
+            gatewayKey: gatewayKey, dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
             log: layout.logTarget == .journal
                 ? JournalLog(identifier: manifest.name) : LogFile(path: home.logPath(service: manifest.name)),
             hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.name),

@@ -72,10 +72,10 @@ public actor ServiceRunner {
         hold = nil
     }
 
-    /// Creates the service's data folder (owned by its user) without starting it: a held service's data
-    /// is restored before its first start.
+    /// Prepares the service's data folder (owned by its user) and key file without starting it: a held
+    /// service's data is restored before its first start.
     public func prepareDataDirectory() throws {
-        try Self.prepareDataDirectory(context)
+        for note in try ServiceFiles.prepare(context) { context.log.append(note, source: "supervisor") }
     }
 
     /// The restore the service is held down for, if any.
@@ -237,24 +237,11 @@ public actor ServiceRunner {
     /// Prepares the data folder and runs the init hook; returns why the start cannot go on (nil: it can).
     private static func initialize(_ context: ServiceContext) async -> String? {
         do {
-            try prepareDataDirectory(context)
+            for note in try ServiceFiles.prepare(context) { context.log.append(note, source: "supervisor") }
             try await runInitHook(context)
             return nil
         } catch {
             return "\(error)"
-        }
-    }
-
-    private static func prepareDataDirectory(_ context: ServiceContext) throws {
-        let path = context.dataDirectory
-        var info = stat()
-        if stat(path, &info) != 0 {
-            guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
-                throw SupervisorError(.filesystem, "cannot create \(path): \(String(cString: strerror(errno)))")
-            }
-            if let user = context.user, geteuid() == 0 {
-                _ = chown(path, user.uid, user.gid)
-            }
         }
     }
 

@@ -16,6 +16,11 @@ public struct ServiceUser: Sendable, Equatable {
         }
     }
 
+    /// The same user with these supplementary groups.
+    public func with(groups: [gid_t]) -> ServiceUser {
+        ServiceUser(name: name, uid: uid, gid: gid, groups: groups, homeDirectory: homeDirectory)
+    }
+
     /// The user this process runs as.
     public static func current() -> ServiceUser {
         let uid = geteuid()

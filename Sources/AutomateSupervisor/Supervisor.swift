@@ -16,9 +16,10 @@ public actor Supervisor {
     }
 
     public nonisolated let configuration: Configuration
-    /// The manifests in force (replaced by ``reload(manifests:users:)``).
+    /// The manifests in force (replaced by ``reload(manifests:access:)``).
     public private(set) var manifests: ManifestSet
-    private var users: [String: ServiceUser]
+    /// Each service's user and what it may reach (empty: all run as the supervisor's user).
+    private var access: [String: ServiceAccess]
     /// The layout services are started with (its gateway key pair changes on rotation).
     private var layout: ServiceContext.Layout
     /// The time this supervisor started.
@@ -52,20 +53,20 @@ public actor Supervisor {
     }
 
     /// Builds a runner per manifest; nothing starts yet.
-    /// - Parameter users: the user each service runs as (nil: the supervisor's own).
+    /// - Parameter access: the user each service runs as and what it may reach (absent: the supervisor's own user).
     public init(
-        configuration: Configuration, manifests: ManifestSet, users: [String: ServiceUser], logger: Logger
+        configuration: Configuration, manifests: ManifestSet, access: [String: ServiceAccess], logger: Logger
     ) async throws {
         self.configuration = configuration
         self.manifests = manifests
-        self.users = users
+        self.access = access
         self.layout = configuration.layout
         self.logger = logger
         let (changeStream, changes) = AsyncStream<Change>.makeStream()
         self.changes = changes
         for manifest in manifests.services {
             let context = try ServiceContext.make(
-                manifest: manifest, layout: configuration.layout, user: users[manifest.name])
+                manifest: manifest, layout: configuration.layout, access: access[manifest.name])
             runners[manifest.name] = makeRunner(context: context)
             services[manifest.name] = (Self.initialStatus(manifest), .stopped)
         }
@@ -169,7 +170,7 @@ public actor Supervisor {
         guard state == nil || state == .stopped || state == .held || state == .failed else {
             throw SupervisorError(.serviceBusy, "\(service) is \(state!.rawValue); it must be stopped or held to start it with another manifest")
         }
-        let context = try ServiceContext.make(manifest: next, layout: layout, user: users[service])
+        let context = try ServiceContext.make(manifest: next, layout: layout, access: access[service])
         runners[service] = makeRunner(context: context)
         adoptedOver[service] = adoptedOver[service] ?? current
         manifests = replaced.set
@@ -225,7 +226,7 @@ public actor Supervisor {
     /// Applies new manifests: restarts only the services whose manifest changed, starts added ones and
     /// stops removed ones (removed and changed services stop in reverse dependency order first).
     /// A service started with a given manifest (a restore's) keeps it while its own file is as it was then.
-    public func reload(manifests loaded: ManifestSet, users nextUsers: [String: ServiceUser]) async throws -> ReloadSummary {
+    public func reload(manifests loaded: ManifestSet, access nextAccess: [String: ServiceAccess]) async throws -> ReloadSummary {
         var kept: [ServiceManifest] = []
         for (name, base) in adoptedOver {
             if loaded.manifest(named: name) == base, let given = manifests.manifest(named: name) { kept.append(given) } else { adoptedOver[name] = nil }
@@ -235,10 +236,10 @@ public actor Supervisor {
         let oldOrder = manifests.startOrder
         var replacements: [String: ServiceRunner] = [:]
         for manifest in next.services {
-            if let old = manifests.manifest(named: manifest.name), old == manifest, users[manifest.name] == nextUsers[manifest.name] {
+            if let old = manifests.manifest(named: manifest.name), old == manifest, access[manifest.name] == nextAccess[manifest.name] {
                 continue
             }
-            let context = try ServiceContext.make(manifest: manifest, layout: layout, user: nextUsers[manifest.name])
+            let context = try ServiceContext.make(manifest: manifest, layout: layout, access: nextAccess[manifest.name])
             replacements[manifest.name] = makeRunner(context: context)
             if manifests.manifest(named: manifest.name) == nil { summary.started.append(manifest.name) }
             else { summary.restarted.append(manifest.name) }
@@ -254,7 +255,7 @@ public actor Supervisor {
             services.removeValue(forKey: name)
         }
         manifests = next
-        users = nextUsers
+        access = nextAccess
         for (name, runner) in replacements {
             runners[name] = runner
             services[name] = (Self.initialStatus(next.manifest(named: name)!), .stopped)
@@ -268,8 +269,8 @@ public actor Supervisor {
 
     /// Puts a new gateway key pair in force: the gateway and every service that may use it restart with
     /// it (in dependency order); nothing else is touched. Returns the restarted services.
-    public func updateGateway(_ access: GatewayAccess) async throws -> [String] {
-        layout.gateway = access
+    public func updateGateway(_ gateway: GatewayAccess) async throws -> [String] {
+        layout.gateway = gateway
         let affected = manifests.startOrder.filter { name in
             guard let manifest = manifests.manifest(named: name) else { return false }
             return manifest.kind == .gateway || manifest.backup.gateway
@@ -280,7 +281,7 @@ public actor Supervisor {
         }
         for name in affected {
             guard let manifest = manifests.manifest(named: name) else { continue }
-            let context = try ServiceContext.make(manifest: manifest, layout: layout, user: users[name])
+            let context = try ServiceContext.make(manifest: manifest, layout: layout, access: access[name])
             runners[name] = makeRunner(context: context)
             await runners[name]?.start()
         }

@@ -70,6 +70,7 @@ public struct SupervisorDaemon: Sendable {
             return fail("\(error)", code: 1, logger: logger)
         }
         defer { lock.release() }
+        ServiceUsers.clearRunDirectory(home: home)
 
         let manifests: ManifestSet
         do {
@@ -84,10 +85,10 @@ public struct SupervisorDaemon: Sendable {
             return fail("--start-only \(unknown.joined(separator: ", ")): no such service (known: \(known))", code: 2, logger: logger)
         }
 
-        let users: [String: ServiceUser]
+        let access: [String: ServiceAccess]
         do {
-            users = try await ServiceUsers.resolve(for: manifests, logger: logger)
-            try ServiceUsers.prepareRunDirectory(home: home, users: users)
+            access = try await ServiceUsers.resolve(for: manifests, home: home, logger: logger)
+            try ServiceUsers.prepareRunDirectory(home: home, access: access)
         } catch {
             return fail("\(error)", code: 1, logger: logger)
         }
@@ -108,12 +109,12 @@ public struct SupervisorDaemon: Sendable {
         // The secrets helper: the gateway's key pair, made on first start.
         var secrets: GatewaySecrets? = nil
         if let gateway = manifests.services.first(where: { $0.kind == .gateway }) {
-            let owner = users[gateway.name]
+            let owner = access[gateway.name]?.user
             let store = GatewaySecrets(home: home, owner: owner)
             do {
                 let credentials = try store.loadOrCreate()
                 layout.gateway = GatewayAccess.from(manifests: manifests, secrets: store, credentials: credentials)
-                try prepareRepository(home: home, owner: owner)
+                try prepareRepository(home: home, owner: owner, logger: logger)
             } catch {
                 return fail("\(error)", code: 1, logger: logger)
             }
@@ -122,7 +123,7 @@ public struct SupervisorDaemon: Sendable {
         let supervisor: Supervisor
         do {
             supervisor = try await Supervisor(
-                configuration: .init(layout: layout), manifests: manifests, users: users, logger: logger)
+                configuration: .init(layout: layout), manifests: manifests, access: access, logger: logger)
         } catch {
             return fail("invalid manifests, nothing was started:\n\(error)", code: 2, logger: logger)
         }
@@ -145,7 +146,10 @@ public struct SupervisorDaemon: Sendable {
                 requestShutdown.yield("received \(SignalName.name(of: signal))")
             }
         }
-        let server = RPCServer(configuration: .init(socketPath: home.controlSocketPath), logger: logger)
+        // The control socket: the operators only (root and the supervisor's user; the socket is theirs).
+        var control = RPCServer.Configuration(socketPath: home.controlSocketPath)
+        control.peers = RPCPeerPolicy(trusted: [0, UInt32(geteuid())])
+        let server = RPCServer(configuration: control, logger: logger)
         let rotate: (@Sendable () async throws -> (restarted: [String], accessKeyID: String))? = secrets.map { store in
             { @Sendable in
                 let credentials = try store.rotate()
@@ -171,11 +175,14 @@ public struct SupervisorDaemon: Sendable {
         var orchestratorServer: RPCServer? = nil
         if let orchestrator = manifests.services.first(where: { $0.kind == .orchestrator }) {
             let path = home.orchestratorControlSocketPath
-            let made = RPCServer(configuration: .init(socketPath: path), logger: logger)
+            var configuration = RPCServer.Configuration(socketPath: path)
+            let orchestratorUID = access[orchestrator.name].map { UInt32($0.user.uid) } ?? UInt32(geteuid())
+            configuration.peers = RPCPeerPolicy(trusted: [0, UInt32(geteuid()), orchestratorUID])
+            let made = RPCServer(configuration: configuration, logger: logger)
             ControlService.registerServiceControl(on: made, supervisor: supervisor, home: home)
             do {
                 try await made.start()
-                if geteuid() == 0, let user = users[orchestrator.name], chown(path, user.uid, user.gid) != 0 {
+                if geteuid() == 0, let user = access[orchestrator.name]?.user, chown(path, user.uid, user.gid) != 0 {
                     throw SupervisorError(.filesystem, "cannot give \(path) to \(user.name): \(String(cString: strerror(errno)))")
                 }
             } catch {
@@ -254,12 +261,17 @@ public struct SupervisorDaemon: Sendable {
         }
     }
 
-    /// The default backup repository, `<home>/backups`, writable by the gateway's user.
-    private func prepareRepository(home: AutomateHome, owner: ServiceUser?) throws {
+    /// The default backup repository, `<home>/backups`: the gateway's alone (0700). One made when every
+    /// service ran as one user is handed over to the gateway's user, every file in it.
+    private func prepareRepository(home: AutomateHome, owner: ServiceUser?, logger: Logger) throws {
         let path = home.backupsDirectory
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        chmod(path, 0o750)
-        if let owner, geteuid() == 0 { chown(path, owner.uid, owner.gid) }
+        chmod(path, owner == nil ? 0o750 : 0o700)
+        var info = stat()
+        if let owner, geteuid() == 0, stat(path, &info) == 0, info.st_uid != owner.uid {
+            let count = try ServiceFiles.handOver(path, to: owner.uid, group: owner.gid, name: owner.name)
+            logger.notice("moved \(path) (\(count) files) from uid \(info.st_uid) to \(owner.name)")
+        }
     }
 
     private func signalReady(_ line: String) {

@@ -85,7 +85,8 @@ public final class ESSidecar: Sendable {
     // MARK: RPC
 
     public func register(on server: RPCServer) {
-        server.register(ESSidecarService.createRepo) { [self] (req: Automate_Sidecar_Es_ESCreateRepoRequest, _) -> Automate_Sidecar_Es_ESCreateRepoResponse in
+        server.register(ESSidecarService.createRepo) { [self] (req: Automate_Sidecar_Es_ESCreateRepoRequest, context) -> Automate_Sidecar_Es_ESCreateRepoResponse in
+            try context.caller.mayActFor(service: req.service, method: "CreateRepo")
             guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -101,7 +102,8 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.register(ESSidecarService.deleteRepo) { [self] (req: Automate_Sidecar_Es_ESDeleteRepoRequest, _) -> Automate_Sidecar_Es_ESDeleteRepoResponse in
+        server.register(ESSidecarService.deleteRepo) { [self] (req: Automate_Sidecar_Es_ESDeleteRepoRequest, context) -> Automate_Sidecar_Es_ESDeleteRepoResponse in
+            try context.caller.mayActFor(service: req.service, method: "DeleteRepo")
             guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -115,12 +117,14 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.register(ESSidecarService.createSnapshot) { [self] (req: Automate_Sidecar_Es_ESCreateSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
+        server.register(ESSidecarService.createSnapshot) { [self] (req: Automate_Sidecar_Es_ESCreateSnapshotRequest, context) -> Automate_Sidecar_Es_ESOperation in
+            try context.caller.mayActFor(service: req.service, method: "CreateSnapshot")
             var r = Automate_Sidecar_Es_ESOperation()
             r.operationID = try await startSnapshot(req)
             return r
         }
-        server.register(ESSidecarService.deleteSnapshot) { [self] (req: Automate_Sidecar_Es_ESDeleteSnapshotRequest, _) -> Automate_Sidecar_Es_ESDeleteSnapshotResponse in
+        server.register(ESSidecarService.deleteSnapshot) { [self] (req: Automate_Sidecar_Es_ESDeleteSnapshotRequest, context) -> Automate_Sidecar_Es_ESDeleteSnapshotResponse in
+            try context.caller.mayActFor(service: req.service, method: "DeleteSnapshot")
             guard Self.validName(req.service), Self.validName(req.snapshot) else { throw RPCError(.invalidArgument, "bad service or snapshot name") }
             let config = self.config, snapshots = self.snapshots
             return try await blocking {
@@ -134,7 +138,8 @@ public final class ESSidecar: Sendable {
                 return r
             }
         }
-        server.register(ESSidecarService.restoreSnapshot) { [self] (req: Automate_Sidecar_Es_ESRestoreSnapshotRequest, _) -> Automate_Sidecar_Es_ESOperation in
+        server.register(ESSidecarService.restoreSnapshot) { [self] (req: Automate_Sidecar_Es_ESRestoreSnapshotRequest, context) -> Automate_Sidecar_Es_ESOperation in
+            try context.caller.mayActFor(service: req.service, method: "RestoreSnapshot")
             var r = Automate_Sidecar_Es_ESOperation()
             r.operationID = try await startRestore(req)
             return r

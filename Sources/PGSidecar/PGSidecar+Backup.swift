@@ -12,10 +12,12 @@ import Glibc
 extension PGSidecar {
     /// Validates (every database must exist: NOT_FOUND names the first that does not), then starts the
     /// backup as an operation; returns its id at once.
-    public func startBackup(_ req: Automate_Sidecar_Pg_PGCreateBackupRequest) async throws -> String {
+    public func startBackup(_ req: Automate_Sidecar_Pg_PGCreateBackupRequest, caller: RPCCaller = .trusted) async throws -> String {
         guard Self.validID(req.backupID) else { throw RPCError(.invalidArgument, "backup_id \"\(req.backupID)\" is not yyyyMMddHHmmss") }
         guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
         guard !req.databases.isEmpty else { throw RPCError(.invalidArgument, "no databases to back up") }
+        try caller.mayActFor(service: req.service, method: "CreateBackup")
+        try caller.mayUse(databases: req.databases, method: "CreateBackup")
         let server = config.server
         try await runBlocking("pg.check") { _ in
             let c = try Self.connect(server)

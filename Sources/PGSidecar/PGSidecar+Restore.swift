@@ -10,9 +10,10 @@ import Glibc
 #endif
 
 extension PGSidecar {
-    public func startRestore(_ req: Automate_Sidecar_Pg_PGRestoreRequest) async throws -> String {
+    public func startRestore(_ req: Automate_Sidecar_Pg_PGRestoreRequest, caller: RPCCaller = .trusted) async throws -> String {
         guard Self.validID(req.backupID) else { throw RPCError(.invalidArgument, "backup_id \"\(req.backupID)\" is not yyyyMMddHHmmss") }
         guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
+        try caller.mayActFor(service: req.service, method: "Restore")
         var artifacts = req.artifacts
         if artifacts.isEmpty {
             let key = dataPrefix(backupID: req.backupID, service: req.service) + "metadata.json"
@@ -44,6 +45,9 @@ extension PGSidecar {
             guard ["custom+zstd", "custom", "sql"].contains(a.format) else { throw RPCError(.invalidArgument, "artifact \(a.key): unknown format \"\(a.format)\"") }
             guard a.sha256.count == 64 else { throw RPCError(.invalidArgument, "artifact \(a.key) has no sha256; refusing to restore what cannot be checked") }
         }
+        // The databases come from the request or from metadata the caller may have written: a client
+        // restores over its own databases only.
+        try caller.mayUse(databases: artifacts.map(\.database), method: "Restore")
         let chosen = artifacts
         let initial = OperationProgress(phase: .pending, items: chosen.map { OperationProgress.Item(name: $0.database, bytesTotal: $0.size) })
         // A caller that went away while we read the metadata must not leave an operation nobody follows.

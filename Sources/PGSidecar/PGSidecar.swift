@@ -79,23 +79,24 @@ public final class PGSidecar: Sendable {
                 return r
             }
         }
-        server.register(PGSidecarService.createBackup) { [self] (req: Automate_Sidecar_Pg_PGCreateBackupRequest, _) -> Automate_Sidecar_Pg_PGOperation in
+        server.register(PGSidecarService.createBackup) { [self] (req: Automate_Sidecar_Pg_PGCreateBackupRequest, context) -> Automate_Sidecar_Pg_PGOperation in
             var r = Automate_Sidecar_Pg_PGOperation()
-            r.operationID = try await startBackup(req)
+            r.operationID = try await startBackup(req, caller: context.caller)
             return r
         }
-        server.register(PGSidecarService.deleteBackup) { [self] (req: Automate_Sidecar_Pg_PGDeleteBackupRequest, _) -> Automate_Sidecar_Pg_PGDeleteBackupResponse in
+        server.register(PGSidecarService.deleteBackup) { [self] (req: Automate_Sidecar_Pg_PGDeleteBackupRequest, context) -> Automate_Sidecar_Pg_PGDeleteBackupResponse in
             guard Self.validID(req.backupID), Self.validName(req.service) else {
                 throw RPCError(.invalidArgument, "backup_id must be yyyyMMddHHmmss and service [a-z0-9-_]")
             }
+            try context.caller.mayActFor(service: req.service, method: "DeleteBackup")
             let s3 = config.s3, bucket = config.bucket, prefix = dataPrefix(backupID: req.backupID, service: req.service)
             var r = Automate_Sidecar_Pg_PGDeleteBackupResponse()
             r.objectsDeleted = Int64(try await wrapS3 { try await runBlocking("pg.delete") { _ in try s3.deletePrefixSync(bucket: bucket, prefix: prefix) } })
             return r
         }
-        server.register(PGSidecarService.restore) { [self] (req: Automate_Sidecar_Pg_PGRestoreRequest, _) -> Automate_Sidecar_Pg_PGOperation in
+        server.register(PGSidecarService.restore) { [self] (req: Automate_Sidecar_Pg_PGRestoreRequest, context) -> Automate_Sidecar_Pg_PGOperation in
             var r = Automate_Sidecar_Pg_PGOperation()
-            r.operationID = try await startRestore(req)
+            r.operationID = try await startRestore(req, caller: context.caller)
             return r
         }
         server.register(PGSidecarService.status) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in

@@ -31,18 +31,18 @@ public struct KitConfig: Sendable {
     }
 
     /// From the service's settings (``ServiceSettings``): the gateway (`AUTOMATE_GATEWAY_ENDPOINT`,
-    /// `_REGION`, `_BUCKET`, `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY`), `AUTOMATE_RUN_DIR` (the sidecars'
+    /// `_REGION`, `_BUCKET`, and `_CREDENTIALS_FILE`, the key pair's file), `AUTOMATE_RUN_DIR` (the sidecars'
     /// sockets live there), the `[config]` key `zstd_level` (1-19) and the restore it is held for.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> KitConfig {
         let settings = ServiceSettings(env)
         let gatewayHint = "give the service `[backup] gateway = true` in its manifest"
         let endpoint = try settings.required("AUTOMATE_GATEWAY_ENDPOINT", hint: gatewayHint)
-        let id = try settings.required("AUTOMATE_GATEWAY_ACCESS_KEY_ID", hint: gatewayHint)
-        let secret = try settings.required("AUTOMATE_GATEWAY_SECRET_ACCESS_KEY", hint: gatewayHint)
+        let keyFile = try settings.required("AUTOMATE_GATEWAY_CREDENTIALS_FILE", hint: gatewayHint)
+        let credentials = try ServiceSettings.loadCredentials(keyFile, service: settings.service)
         let runDir = try settings.required("AUTOMATE_RUN_DIR", hint: "is the service started by automate-supervisor?")
         var config = KitConfig(
             s3: S3Client(endpoint: endpoint, region: settings.variable("AUTOMATE_GATEWAY_REGION") ?? "us-east-1",
-                         credentials: S3Credentials(accessKeyID: id, secretAccessKey: secret)),
+                         credentials: credentials),
             bucket: settings.variable("AUTOMATE_GATEWAY_BUCKET") ?? "backups",
             pgSidecarSocket: runDir + "/pg-sidecar-service.sock", esSidecarSocket: runDir + "/es-sidecar-service.sock")
         if let level = try settings.int("zstd_level", in: 1...19) { config.zstdLevel = Int32(level) }

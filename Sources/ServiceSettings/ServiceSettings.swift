@@ -85,20 +85,29 @@ public struct ServiceSettings: Sendable {
 
     /// The repository a service writes to and reads from: the `[config]` keys `s3_endpoint`, `s3_region`,
     /// `s3_bucket` and `s3_credentials` (a key-pair file) when set, else the gateway the supervisor hands
-    /// it (`AUTOMATE_GATEWAY_*`, given by `[backup] gateway = true`).
+    /// it (`AUTOMATE_GATEWAY_*`, given by `[backup] gateway = true`, the key pair in the file
+    /// `AUTOMATE_GATEWAY_CREDENTIALS_FILE` names).
     public func repository() throws -> (client: S3Client, bucket: String) {
         func gateway(_ k: String) -> String? { variable("AUTOMATE_GATEWAY_" + k) }
         guard let endpoint = string("s3_endpoint") ?? gateway("ENDPOINT") else {
             throw SettingsError(.missing, "\(service) has no S3 endpoint: set config s3_endpoint, or give it `[backup] gateway = true` in its manifest")
         }
         var credentials: S3Credentials? = nil
-        if let path = string("s3_credentials") {
-            credentials = try S3Credentials.load(path: path)
-        } else if let id = gateway("ACCESS_KEY_ID"), let secret = gateway("SECRET_ACCESS_KEY") {
-            credentials = S3Credentials(accessKeyID: id, secretAccessKey: secret)
+        if let path = string("s3_credentials") ?? gateway("CREDENTIALS_FILE") {
+            credentials = try Self.loadCredentials(path, service: service)
         }
         let client = S3Client(endpoint: endpoint, region: string("s3_region") ?? gateway("REGION") ?? "us-east-1", credentials: credentials)
         return (client, string("s3_bucket") ?? gateway("BUCKET") ?? "backups")
+    }
+
+    /// Reads a key-pair file (the gateway's copy for this service, or `s3_credentials`); the error names
+    /// the file and what to do.
+    public static func loadCredentials(_ path: String, service: String) throws -> S3Credentials {
+        do {
+            return try S3Credentials.load(path: path)
+        } catch {
+            throw SettingsError(.invalid, "\(service) cannot read its S3 key pair from \(path) (\(error)): the supervisor writes it before each start; restart the service, or fix config s3_credentials")
+        }
     }
 
     /// `AUTOMATE_CFG_<KEY upper-cased>`, as the supervisor names a config key.

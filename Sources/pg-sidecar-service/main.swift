@@ -57,7 +57,11 @@ do {
     exit(2)
 }
 let sidecar = PGSidecar(config: config, logger: logger)
-let server = RPCServer(configuration: .init(socketPath: config.socketPath), logger: logger)
+var serverConfiguration = RPCServer.Configuration(socketPath: config.socketPath)
+// Clients (the services that depend on this sidecar) back up and restore their own databases; whole
+// repository prefixes are the deployment-service's.
+serverConfiguration.trustedOnlyMethods = [PGSidecarService.createRepo.name, PGSidecarService.deleteRepo.name]
+let server = RPCServer(configuration: serverConfiguration, logger: logger)
 sidecar.register(on: server)
 
 let (stop, stopRequested) = AsyncStream<Int32>.makeStream()

@@ -81,6 +81,28 @@ import Testing
             """) == [#"services/svc.toml:3: service.command: the program "bin/svc" must be an absolute path or a bare name looked up in PATH"#])
     }
 
+    @Test func sharedWithChecks() {
+        #expect(diagnostics(name: "svc", """
+            [service]
+            name = "svc"
+            command = ["/bin/svc"]
+            shared_with = ["other", "svc", "other"]
+            """) == [
+                #"services/svc.toml:4: service.shared_with: "svc" is this service itself"#,
+                #"services/svc.toml:4: service.shared_with: "other" is listed twice"#,
+            ])
+    }
+
+    @Test func defaultUserNames() {
+        func user(_ name: String) -> String { ServiceManifest(name: name, command: ["/bin/x"]).defaultUserName }
+        #expect(user("pg-sidecar-service") == "automate-pg-sidecar")
+        #expect(user("automate-postgresql") == "automate-postgresql")
+        #expect(user("backup-gateway") == "automate-backup-gateway")
+        #expect(user("service") == "automate-service")
+        #expect(user(String(repeating: "a", count: 40)).count == 32)
+        #expect(ServiceManifest(name: "x", command: ["/bin/x"], user: "postgres").runUserName == "postgres")
+    }
+
     @Test func unknownKeysAndTables() {
         #expect(diagnostics(name: "svc", """
             [service]
@@ -96,7 +118,7 @@ import Testing
             backof_base = "1s"
             """) == [
                 #"services/svc.toml:3: service.comand: unknown key "comand" in [service] (did you mean "command"?)"#,
-                #"services/svc.toml:5: service.frobnicate: unknown key "frobnicate" in [service]; known keys: name, description, command, user, depends_on, socket, data_dir, working_directory, kind"#,
+                #"services/svc.toml:5: service.frobnicate: unknown key "frobnicate" in [service]; known keys: name, description, command, user, depends_on, socket, data_dir, working_directory, kind, shared_with"#,
                 "services/svc.toml:7: helth: unknown table [helth] (did you mean [health]?)",
                 #"services/svc.toml:11: restart.backof_base: unknown key "backof_base" in [restart] (did you mean "backoff_base"?)"#,
             ])

@@ -11,14 +11,14 @@ import Glibc
         return (attributes[.posixPermissions] as! NSNumber).intValue
     }
 
-    @Test func socketIs0600InsideA0700RunDirectory() async throws {
+    @Test func socketIs0660InsideA0700RunDirectory() async throws {
         let dir = TempDir()
         defer { dir.remove() }
         // The parent of the run directory does not exist yet; the run directory must be created.
         let path = "\(dir.path)/var/run/svc.sock"
         let server = RPCServer(configuration: .init(socketPath: path), logger: testLogger)
         try await server.start()
-        #expect(try mode(path) == 0o600)
+        #expect(try mode(path) == 0o660)
         #expect(try mode("\(dir.path)/var/run") == 0o700)
         await server.shutdown()
         #expect(!FileManager.default.fileExists(atPath: path))
@@ -44,7 +44,7 @@ import Glibc
         let server = RPCServer(configuration: .init(socketPath: dir.socket()), logger: testLogger)
         try await server.start()
         #expect(try mode(run) & 0o7777 == 0o1770)
-        #expect(try mode(dir.socket()) == 0o600)
+        #expect(try mode(dir.socket()) == 0o660)
         await server.shutdown()
 
         #expect(chmod(run, 0o1777) == 0)

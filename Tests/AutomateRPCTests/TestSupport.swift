@@ -87,6 +87,8 @@ func withServer(
     onEventLoop: Bool = false,
     idleTimeout: Duration? = .seconds(30),
     logger: Logger = testLogger,
+    peers: RPCPeerPolicy? = nil,
+    trustedOnlyMethods: [String]? = nil,
     _ register: (RPCServer) -> Void,
     _ body: (RPCServer, String) async throws -> Void
 ) async throws {
@@ -97,6 +99,8 @@ func withServer(
     configuration.shutdownGracePeriod = grace
     configuration.runHandlersOnEventLoop = onEventLoop
     configuration.idleTimeout = idleTimeout
+    configuration.peers = peers
+    if let trustedOnlyMethods { configuration.trustedOnlyMethods = trustedOnlyMethods }
     let server = RPCServer(configuration: configuration, logger: logger)
     register(server)
     try await server.start()

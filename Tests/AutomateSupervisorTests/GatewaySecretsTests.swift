@@ -22,7 +22,7 @@ struct GatewaySecretsTests {
         return try await CommandResult.run(try aws(), arguments + ["--endpoint-url", endpoint], environment: environment)
     }
 
-    @Test("made on first start (0600 in 0700), handed only to gateway users, rotated on request")
+    @Test("made on first start (0600), handed only to gateway users as a file of their own, never an environment, rotated on request")
     func keyPairLifecycle() async throws {
         let stack = try TestStack(name: "secrets")
         defer { Task { await stack.tearDown() } }
@@ -42,9 +42,12 @@ struct GatewaySecretsTests {
         try #require(start.succeeded, "\(start.output)\(start.error)")
 
         let file = stack.home.secretsDirectory + "/gateway.credentials"
+        let asRoot = geteuid() == 0
         var info = stat()
         #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600)
-        #expect(stat(stack.home.secretsDirectory, &info) == 0 && info.st_mode & 0o777 == 0o700)
+        if asRoot { #expect(info.st_uid == (try ServiceUser.named("automate-backup-gateway")).uid) }
+        // Root's folder: service users reach their own file by name, none lists the others.
+        #expect(stat(stack.home.secretsDirectory, &info) == 0 && info.st_mode & 0o777 == (asRoot ? 0o711 : 0o700))
 
         let printed = try await stack.automate(["gateway", "credentials"])
         try #require(printed.succeeded, "\(printed.error)")
@@ -58,10 +61,28 @@ struct GatewaySecretsTests {
 
         let withAccess = try String(contentsOfFile: envDump + "user-with-access", encoding: .utf8)
         let withoutAccess = try String(contentsOfFile: envDump + "user-without-access", encoding: .utf8)
-        #expect(withAccess.contains("AUTOMATE_GATEWAY_ACCESS_KEY_ID=\(id)"))
-        #expect(withAccess.contains("AUTOMATE_GATEWAY_SECRET_ACCESS_KEY=\(secret)"))
         #expect(withAccess.contains("AUTOMATE_GATEWAY_ENDPOINT=\(endpoint)"))
         #expect(!withoutAccess.contains("AUTOMATE_GATEWAY"), "a service without [backup] gateway = true got gateway settings")
+        // The pair is in a file only the service's user reads, in no environment.
+        let keyFile = stack.home.secretsDirectory + "/user-with-access.gateway.credentials"
+        #expect(withAccess.contains("AUTOMATE_GATEWAY_CREDENTIALS_FILE=\(keyFile)"))
+        #expect(try String(contentsOfFile: keyFile, encoding: .utf8).contains(secret))
+        #expect(stat(keyFile, &info) == 0 && info.st_mode & 0o777 == 0o400)
+        for status in try await stack.status() where status.pid > 0 {
+            let environ = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(status.pid)/environ"))
+            #expect(environ.range(of: Data(secret.utf8)) == nil, "\(status.name)'s /proc/\(status.pid)/environ holds the secret")
+        }
+        if asRoot {
+            #expect(info.st_uid == (try ServiceUser.named("automate-user-with-access")).uid)
+            let mine = try await CommandResult.run("/usr/sbin/runuser", ["-u", "automate-user-with-access", "--", "cat", keyFile])
+            #expect(mine.succeeded && mine.output.contains(secret), "\(mine.error)")
+            for other in ["automate-user-without-access", "automate-backup-gateway"] {
+                let denied = try await CommandResult.run("/usr/sbin/runuser", ["-u", other, "--", "cat", keyFile])
+                #expect(!denied.succeeded && denied.error.contains("Permission denied"), "\(other) read the key file: \(denied.output)")
+            }
+            let gatewayFile = try await CommandResult.run("/usr/sbin/runuser", ["-u", "automate-user-without-access", "--", "cat", file])
+            #expect(!gatewayFile.succeeded, "a service user read the gateway's own key file")
+        }
 
         // The pair works against the real gateway; a file copied into the repository reads back.
         let local = stack.root + "/hello.txt"
@@ -79,6 +100,8 @@ struct GatewaySecretsTests {
         let newID = try #require(value("AWS_ACCESS_KEY_ID", in: after.output))
         let newSecret = try #require(value("AWS_SECRET_ACCESS_KEY", in: after.output))
         #expect(newID != id)
+        _ = try await stack.waitFor("user-with-access") { $0.state == "running" }
+        #expect(try String(contentsOfFile: keyFile, encoding: .utf8).contains(newSecret), "the user's copy follows the rotation")
         let old = try await awsRun(["s3", "ls", "s3://backups/"], id: id, secret: secret, endpoint: endpoint)
         #expect(!old.succeeded)
         #expect(old.error.contains("InvalidAccessKeyId"), "\(old.error)")

@@ -299,7 +299,7 @@ struct RestoreTests {
         try "test\ntest\n".write(toFile: credentials, atomically: true, encoding: .utf8)
         // The gateway reads it as its own user, and wants it private (0600).
         chmod(credentials, 0o600)
-        _ = try await TestStack.shellCommand("id automate >/dev/null 2>&1 && [ $(id -u) -eq 0 ] && chown automate '\(credentials)'; true")
+        _ = try await TestStack.shellCommand("[ $(id -u) -eq 0 ] && chown automate-backup-gateway '\(credentials)'; true")
         let ports = try stack.useFullStack()
         try stack.writeOverlay("backup-gateway", """
             [config]

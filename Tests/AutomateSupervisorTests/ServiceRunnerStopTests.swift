@@ -126,7 +126,7 @@ struct ServiceRunnerStopTests {
         let manifest = try #require(manifests.manifest(named: service))
         let layout = ServiceContext.Layout(
             home: home, hooksDirectory: stack.hooksDirectory, binDirectory: TestStack.binDirectory, toolsDirectories: [])
-        let context = try ServiceContext.make(manifest: manifest, layout: layout, user: nil)
+        let context = try ServiceContext.make(manifest: manifest, layout: layout, access: nil)
         let states = BroadcastStates()
         let runner = ServiceRunner(
             context: context, logger: Logger(label: "test.\(service)"),

@@ -36,7 +36,8 @@ final class TestStack: @unchecked Sendable {
     init(name: String) throws {
         let base = FileManager.default.temporaryDirectory.path + "/automate-test-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        chmod(base, 0o755)
+        // Sticky and open to all: test services run as users of their own and leave marker files here.
+        chmod(base, 0o1777)
         root = base
         home = AutomateHome(path: base + "/home")
         servicesDirectory = base + "/services"
@@ -103,8 +104,17 @@ final class TestStack: @unchecked Sendable {
         environment["AUTOMATE_HOME"] = home.path
         environment["AUTOMATE_SERVICES_DIR"] = servicesDirectory
         environment["AUTOMATE_HOOKS_DIR"] = hooksDirectory
+        if let boundingSet {
+            // As a systemd unit's CapabilityBoundingSet= would run it (and the supervisor it starts).
+            return try await CommandResult.run(
+                "/usr/bin/setpriv", ["--bounding-set=\(boundingSet)", Self.binDirectory + "/automate"] + arguments, environment: environment)
+        }
         return try await CommandResult.run(Self.binDirectory + "/automate", arguments, environment: environment)
     }
+
+    /// When set (`setpriv --bounding-set` syntax: `-all,+chown,...`), every `automate` command runs
+    /// with its capabilities limited to it.
+    var boundingSet: String?
 
     /// The control service client.
     func client() async throws -> RPCClient {
@@ -187,7 +197,7 @@ struct CommandResult: Sendable {
 
     var succeeded: Bool { status.isSuccess }
 
-    static func run(_ path: String, _ arguments: [String], environment: [String: String]) async throws -> CommandResult {
+    static func run(_ path: String, _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> CommandResult {
         let outPath = FileManager.default.temporaryDirectory.path + "/automate-cmd-\(UUID().uuidString)"
         let errPath = outPath + ".err"
         let out = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

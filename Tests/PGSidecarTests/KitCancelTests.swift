@@ -75,7 +75,7 @@ final class KitCancelTests: XCTestCase {
         sidecar.environment = [
             "PATH": "/usr/bin:/bin", "AUTOMATE_SERVICE_SOCKET": socket,
             "AUTOMATE_GATEWAY_ENDPOINT": moto.endpoint, "AUTOMATE_GATEWAY_BUCKET": Self.bucket,
-            "AUTOMATE_GATEWAY_ACCESS_KEY_ID": "test", "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": "test",
+            "AUTOMATE_GATEWAY_CREDENTIALS_FILE": try Fixture.keyFile(id: "test", secret: "test"),
             "AUTOMATE_CFG_PG_HOST": pg.dir, "AUTOMATE_CFG_PG_PORT": String(pg.port), "AUTOMATE_CFG_PG_USER": pg.user,
             "AUTOMATE_CFG_PART_SIZE_MIB": "5",
         ]

@@ -398,7 +398,7 @@ final class PGSidecarExecutableTests: XCTestCase {
             "PATH": "/usr/bin:/bin", "AUTOMATE_SERVICE_SOCKET": socket,
             // No S3 needed to list databases; the stale-upload sweep only logs a warning.
             "AUTOMATE_GATEWAY_ENDPOINT": "http://127.0.0.1:9", "AUTOMATE_GATEWAY_BUCKET": "backups",
-            "AUTOMATE_GATEWAY_ACCESS_KEY_ID": "k", "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": "s",
+            "AUTOMATE_GATEWAY_CREDENTIALS_FILE": try Fixture.keyFile(id: "test", secret: "test"),
             "AUTOMATE_CFG_PG_HOST": pg.dir, "AUTOMATE_CFG_PG_PORT": String(pg.port), "AUTOMATE_CFG_PG_USER": pg.user,
         ]
         p.standardInput = FileHandle.nullDevice

@@ -9,10 +9,16 @@ import Testing
 /// naming the key, the value and where to fix it; an unset value takes the default.
 @Suite("Service settings")
 struct ServiceSettingsTests {
+    /// The gateway's key pair reaches a service as a file, as the supervisor writes it.
+    static let keyFile: String = {
+        let path = NSTemporaryDirectory() + "settings-tests-\(getpid()).gateway.credentials"
+        try! "access_key_id = \"id\"\nsecret_access_key = \"secret\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
     static let base: [String: String] = [
         "AUTOMATE_SERVICE": "pg-sidecar-service", "AUTOMATE_SERVICE_SOCKET": "/run/x.sock", "AUTOMATE_RUN_DIR": "/run",
-        "AUTOMATE_GATEWAY_ENDPOINT": "http://127.0.0.1:9", "AUTOMATE_GATEWAY_ACCESS_KEY_ID": "id",
-        "AUTOMATE_GATEWAY_SECRET_ACCESS_KEY": "secret", "AUTOMATE_GATEWAY_BUCKET": "repo",
+        "AUTOMATE_GATEWAY_ENDPOINT": "http://127.0.0.1:9", "AUTOMATE_GATEWAY_CREDENTIALS_FILE": keyFile,
+        "AUTOMATE_GATEWAY_BUCKET": "repo",
     ]
 
     @Test("defaults apply to unset and empty values; set values are used")

@@ -49,6 +49,13 @@ public enum Fixture {
         return path
     }
 
+    /// A key-pair file as the supervisor hands a gateway user its pair (`AUTOMATE_GATEWAY_CREDENTIALS_FILE`).
+    public static func keyFile(id: String, secret: String) throws -> String {
+        let path = try makeTempDir("keys") + "/gateway.credentials"
+        try "access_key_id = \"\(id)\"\nsecret_access_key = \"\(secret)\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// Runs a command to completion; returns (status, stdout, stderr).
     @discardableResult
     public static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (Int32, String, String) {
