@@ -5,6 +5,7 @@ import AutomateSupervisor
 import BackupContract
 import BackupRepository
 import Foundation
+import Logging
 import S3Client
 import SwiftProtobuf
 
@@ -78,6 +79,7 @@ struct RestoreCommand: AsyncParsableCommand {
                     ]
                 } else {
                     values = ["mode": "fs", "repository": repo.path]
+                    try await giveToGateway(repo.path, gateway: gateway, home: home, say: say)
                 }
                 if adoptRepository {
                     try GatewayRepositoryOverlay.set(home: home, gateway: gateway, values)
@@ -99,6 +101,24 @@ struct RestoreCommand: AsyncParsableCommand {
                 try await lease.end()
                 if !json { print("The stack's repository stays \(own.location); \(repo.path) was read for this restore only.") }
             }
+        }
+
+        /// As root, the gateway reads the repository as its own user: a folder copied in from elsewhere
+        /// (owned by root, or by another machine's uids) is handed over to it, every file, and said so;
+        /// one under a folder that user cannot enter is refused before anything changes.
+        private func giveToGateway(_ path: String, gateway: String, home: AutomateHome, say: (String) -> Void) async throws {
+            guard geteuid() == 0 else { return }
+            let location = try StackLocation.discover()
+            guard let manifest = (try? ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home))?.manifest(named: gateway),
+                  manifest.runUserName != "root" else { return }
+            let user = try await ServiceUsers.ensureSystemUser(manifest.runUserName, logger: Logger(label: "automate"))
+            if let problem = PathReach.problem(path, for: user, need: .enter), !problem.hasPrefix("\(user.name) cannot enter \(path) ") {
+                throw CLIError("the gateway serves the repository as \(user.name), which cannot reach it: \(problem); copy it somewhere it can (not under /root)", exitCode: 2)
+            }
+            var info = stat()
+            guard stat(path, &info) == 0, info.st_uid != user.uid else { return }
+            let count = try ServiceUsers.handOver(path, to: user)
+            say("Gave \(path) (\(count) files) to \(user.name), the gateway's user, which reads it for the restore.")
         }
 
         /// Starts the supervisor with the gateway and the deployment-service only (every other service is

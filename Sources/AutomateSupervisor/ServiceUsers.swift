@@ -84,6 +84,12 @@ public enum ServiceUsers {
         }
     }
 
+    /// Gives a folder and everything in it to a service user and its group (a repository copied in for
+    /// its gateway); returns how many entries changed hands.
+    public static func handOver(_ path: String, to user: ServiceUser) throws -> Int {
+        try ServiceFiles.handOver(path, to: user.uid, group: user.gid, name: user.name)
+    }
+
     /// Makes the run folder usable by the service users: 0700 when everything runs as the supervisor's
     /// user; otherwise 01770 with the run group (sticky: nobody deletes or renames another's socket).
     /// Clears what earlier runs left there (sockets, PostgreSQL's lock file), so that a service never

@@ -192,10 +192,14 @@ struct LeastPrivilegeTests {
         #expect(pgLog.contains("moved \(home.dataDirectory)/postgresql") && pgLog.contains("from automate to automate-postgresql"), "\(pgLog.suffix(2000))")
         #expect(try await StackSnapshot.take(stack, searchPort: "\(ports.search)") == before)
 
-        // The backup taken before the upgrade restores into a new home after it.
+        // The backup taken before the upgrade restores into a new home after it, from a copy owned by
+        // root (as one brought from another machine would be): the restore gives it to the gateway.
         let repository = try await stack.copyRepositoryAndLoseHome(ports)
+        let foreign = try await stack.shell("chown -R root:root '\(repository)' && chmod 700 '\(repository)'")
+        try #require(foreign.succeeded, "\(foreign.error)")
         let restore = try await stack.automate(["restore", repository, id])
         try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        #expect(restore.output.contains("Gave \(repository) ("), "\(restore.output)")
         let restoreID = try #require(RestoreTests.restoreID(in: restore.output))
         let final = try await RestoreTests.waitForLongTerm(stack, restoreID)
         #expect(final.longTermState == .completed, "\(final)")
