@@ -16,6 +16,15 @@ public struct ServiceUser: Sendable, Equatable {
         }
     }
 
+    /// A user as given (the lookups below make these from the password database).
+    public init(name: String, uid: uid_t, gid: gid_t, groups: [gid_t], homeDirectory: String) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.homeDirectory = homeDirectory
+    }
+
     /// The same user with these supplementary groups.
     public func with(groups: [gid_t]) -> ServiceUser {
         ServiceUser(name: name, uid: uid, gid: gid, groups: groups, homeDirectory: homeDirectory)

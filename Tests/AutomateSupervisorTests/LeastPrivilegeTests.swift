@@ -152,6 +152,62 @@ struct LeastPrivilegeTests {
         return "-all," + capabilities.map { "+" + $0.dropFirst("CAP_".count).lowercased() }.joined(separator: ",")
     }
 
+    /// A normal user for the test below, and whether it can run this build (a clone under /root cannot).
+    static let normalUser = "automate-test-operator"
+    static func normalUserCanRunThisBuild() -> Bool {
+        guard geteuid() == 0 else { return false }
+        if (try? ServiceUser.named(normalUser)) == nil {
+            let made = Process()
+            made.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
+            made.arguments = ["--create-home", "--shell", "/bin/sh", normalUser]
+            try? made.run()
+            made.waitUntilExit()
+        }
+        guard let user = try? ServiceUser.named(normalUser) else { return false }
+        return PathReach.problem(TestStack.binDirectory + "/automate-supervisor", for: user, need: .execute) == nil
+            && PathReach.problem(TestStack.repository + "/hooks", for: user, need: .enter) == nil
+    }
+
+    @Test("as a normal user everything runs as that user: start, back up, stop; no secret in any environment",
+          .enabled(if: normalUserCanRunThisBuild(), "needs root to make a normal user, and a build that user can reach (not under /root)"))
+    func normalUser() async throws {
+        let stack = try TestStack(name: "normal-user")
+        defer { Task { await stack.tearDown() } }
+        try stack.useFullStack()
+        let user = try ServiceUser.named(Self.normalUser)
+        for folder in [stack.home.path, stack.servicesDirectory, stack.hooksDirectory] {
+            let owned = try await stack.shell("chown -R \(Self.normalUser): '\(folder)'")
+            try #require(owned.succeeded, "\(owned.error)")
+        }
+        func automate(_ arguments: [String]) async throws -> CommandResult {
+            let tools = ProcessInfo.processInfo.environment["AUTOMATE_TOOLS_DIR"] ?? "/opt/automate/venv/bin"
+            return try await CommandResult.run("/usr/sbin/runuser", ["-u", Self.normalUser, "--", "/usr/bin/env",
+                "AUTOMATE_HOME=\(stack.home.path)", "AUTOMATE_SERVICES_DIR=\(stack.servicesDirectory)",
+                "AUTOMATE_HOOKS_DIR=\(stack.hooksDirectory)", "AUTOMATE_TOOLS_DIR=\(tools)", "PATH=\(tools):/usr/bin:/bin",
+                TestStack.binDirectory + "/automate"] + arguments)
+        }
+        let start = try await automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        defer { Task { _ = try? await automate(["stop"]) } }
+        let statuses = try await stack.status()
+        #expect(statuses.count == TestStack.fullStackServices.count)
+        for status in statuses {
+            #expect(try Self.uid(of: status.pid) == user.uid, "\(status.name) does not run as \(Self.normalUser)")
+        }
+        var info = stat()
+        #expect(stat(stack.home.runDirectory, &info) == 0 && info.st_mode & 0o7777 == 0o700)
+        let secret = try String(contentsOfFile: stack.home.secretsDirectory + "/gateway.credentials", encoding: .utf8)
+            .split(separator: "\"").dropFirst(3).first.map(String.init) ?? "missing"
+        for status in statuses {
+            let environ = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(status.pid)/environ"))
+            #expect(environ.range(of: Data(secret.utf8)) == nil, "\(status.name)'s environment holds the gateway secret")
+        }
+        let backup = try await automate(["backup", "create", "--no-progress"])
+        #expect(backup.succeeded && backup.output.hasPrefix("Created backup "), "\(backup.output)\(backup.error)")
+        let stop = try await automate(["stop"])
+        #expect(stop.succeeded, "\(stop.error)")
+    }
+
     @Test("a home made when every service ran as `automate` moves to the new users on first start; its backup restores; all under the unit's capability bounding set")
     func upgradeFromOneUser() async throws {
         let stack = try TestStack(name: "upgrade-users")
