@@ -128,6 +128,17 @@ let package = Package(
         /// Long-running operations: a registry (start, watch every change in order, cancel, list), one
         /// progress type, and a bounded pool for blocking work whose cancellation kills what it started.
         .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
+        /// The chunked repository: FastCDC chunks stored once, zstd-compressed, AES-256-GCM sealed, in packs
+        /// with an index, on a folder or an S3 bucket (docs/repository-format.md).
+        .target(
+            name: "ChunkStore",
+            dependencies: [
+                "AutomateErrors", "CZstd", "S3Client",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl", "Operations"], swiftSettings: swiftSettings),
         /// What the supervisor hands a service (its variables, its `[config]` values, the gateway), read
@@ -271,6 +282,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway", "S3Client"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ChunkStoreTests",
+            dependencies: [
+                "ChunkStore", "S3Client", "S3Gateway",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,140 @@
+import Crypto
+import Foundation
+
+/// A writing session on a repository: it loads the index once (so chunks already stored by any earlier
+/// session are not stored again), makes an ``ArtifactWriter`` per artifact, packs new blobs, and writes
+/// the session's index object on ``commit()``.
+///
+/// ```swift
+/// let session = try ChunkedWriter(repository: repo)
+/// let artifact = try session.artifact(name: "pg/teams.dump")
+/// while let buffer = readFromPipe() { try artifact.write(buffer) }   // any buffer sizes
+/// let record = try artifact.finish()      // keep it: restores need it
+/// try session.commit()                    // only now are the records' blobs durable and indexed
+/// ```
+///
+/// Several artifacts may be written at once (each from one thread); they share the pack being filled and
+/// dedup against each other. Memory: one pack buffer (``packSize`` plus one blob) for the session, and
+/// one chunker window (the maximum chunk size) per open artifact, plus the index (~100 bytes per blob).
+///
+/// - Important: Packs are written when full and on ``commit()``; the index object only on ``commit()``.
+///   A session that ends without `commit()` leaves packs no index names: their blobs are stored again by
+///   a later session, and the records it returned must not be kept.
+public final class ChunkedWriter: @unchecked Sendable {
+    /// The repository written to.
+    public let repository: Repository
+    /// The size at which a pack is closed and stored.
+    public let packSize: Int
+    /// The zstd level blobs are compressed with.
+    public let compressionLevel: Int32
+
+    /// Totals for the session so far.
+    public struct Statistics: Sendable, Equatable {
+        /// Plaintext bytes of chunks stored.
+        public var newBytes: Int64 = 0
+        /// Plaintext bytes of chunks found already stored.
+        public var reusedBytes: Int64 = 0
+        /// Bytes of sealed blobs added to packs.
+        public var storedBytes: Int64 = 0
+        /// Packs written to the store.
+        public var packsWritten = 0
+        /// Index objects written to the store.
+        public var indexObjectsWritten = 0
+    }
+
+    private let lock = NSLock()
+    // Everything below is guarded by `lock`.
+    private var index: RepositoryIndex
+    private var sessionIndex = RepositoryIndex()
+    private var pack: [UInt8] = []
+    private var packEntries: [PackEntry] = []
+    private var packIDs: Set<BlobID> = []
+    private var stats = Statistics()
+    private let codec: ZstdCodec
+
+    /// Opens a session on `repository`, loading its index (or using `index` when the caller has it).
+    /// `packSize` defaults to 16 MiB; `compressionLevel` to zstd's 3.
+    public init(repository: Repository, index: RepositoryIndex? = nil, packSize: Int = 16 << 20, compressionLevel: Int32 = 3) throws {
+        guard packSize >= 4096, packSize <= 1 << 30 else {
+            throw ChunkStoreError(.invalidArgument, "pack size \(packSize) is out of range: give 4 KiB to 1 GiB (16 MiB is the default)")
+        }
+        self.repository = repository
+        self.packSize = packSize
+        self.compressionLevel = compressionLevel
+        self.index = try index ?? repository.loadIndex()
+        self.codec = try ZstdCodec(level: compressionLevel)
+        pack.reserveCapacity(packSize + repository.config.chunker.maximum + 4096)
+    }
+
+    /// Starts an artifact; `name` is the caller's, for records and messages.
+    public func artifact(name: String) throws -> ArtifactWriter {
+        try ArtifactWriter(session: self, name: name)
+    }
+
+    /// The session's totals so far.
+    public var statistics: Statistics { lock.withLock { stats } }
+
+    /// Stores the blob unless it is known. Returns its id, whether it was new, and the sealed bytes added.
+    func store(chunk: UnsafeRawBufferPointer, codec artifactCodec: ZstdCodec) throws -> (id: BlobID, new: Bool, stored: Int) {
+        let id = repository.masterKey.blobID(of: chunk)
+        let known = lock.withLock { isKnown(id) }
+        if known {
+            lock.withLock { stats.reusedBytes += Int64(chunk.count) }
+            return (id, false, 0)
+        }
+        // Compress and seal outside the lock: concurrent artifacts do this in parallel.
+        let sealed = try Envelope.seal(chunk, kind: .blob(id), key: repository.masterKey.encryptionKey, codec: artifactCodec)
+        return try lock.withLock {
+            if isKnown(id) {
+                stats.reusedBytes += Int64(chunk.count)
+                return (id, false, 0)
+            }
+            packEntries.append(PackEntry(id: id, offset: pack.count, length: sealed.count, plaintextLength: chunk.count))
+            packIDs.insert(id)
+            pack += sealed
+            stats.newBytes += Int64(chunk.count)
+            stats.storedBytes += Int64(sealed.count)
+            if pack.count >= packSize { try flushPackLocked() }
+            return (id, true, sealed.count)
+        }
+    }
+
+    private func isKnown(_ id: BlobID) -> Bool {
+        index.contains(id) || sessionIndex.contains(id) || packIDs.contains(id)
+    }
+
+    /// Closes the pack being filled and stores it. Called with `lock` held.
+    private func flushPackLocked() throws {
+        guard !packEntries.isEmpty else { return }
+        var bytes = pack
+        let id = try Pack.finish(&bytes, entries: packEntries, key: repository.masterKey.encryptionKey, codec: codec)
+        try repository.store.put(Pack.key(id), bytes)
+        for e in packEntries {
+            sessionIndex.insert(e.id, BlobLocation(pack: id, offset: e.offset, length: e.length, plaintextLength: e.plaintextLength))
+        }
+        stats.packsWritten += 1
+        pack.removeAll(keepingCapacity: true)
+        packEntries.removeAll()
+        packIDs.removeAll()
+    }
+
+    /// Stores the partly filled pack and an index object naming every blob stored since the last
+    /// commit. After it returns, every record finished so far can be restored. It may be called more
+    /// than once (a long session can commit after each artifact); a commit with nothing new writes nothing.
+    /// Returns the index object's key, or nil when nothing was new.
+    @discardableResult
+    public func commit() throws -> String? {
+        try lock.withLock {
+            try flushPackLocked()
+            guard sessionIndex.count > 0 else { return nil }
+            let plain = sessionIndex.serialized()
+            let sealed = try plain.withUnsafeBytes { try Envelope.seal($0, kind: .index, key: repository.masterKey.encryptionKey, codec: codec) }
+            let name = "index/" + BlobID(bytes: SHA256.hash(data: sealed))!.hex
+            try repository.store.put(name, sealed)
+            index.merge(sessionIndex)
+            sessionIndex = RepositoryIndex()
+            stats.indexObjectsWritten += 1
+            return name
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An ``ObjectStore`` in a local folder: key `a/b/c` is the file `<root>/a/b/c`.
+///
+/// Writes are atomic and durable: the bytes go to a temporary file beside the target (`.tmp-<random>`),
+/// which is fsynced, renamed over the target, and the folder is fsynced. Temporary files are never
+/// listed; one left by a crash is harmless.
+public struct FolderStore: ObjectStore {
+    /// The folder.
+    public let root: String
+
+    /// A store in `root`, created (with its parents) when it does not exist.
+    public init(root: String) throws {
+        var r = root
+        while r.count > 1, r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+        do {
+            try FileManager.default.createDirectory(atPath: r, withIntermediateDirectories: true)
+        } catch {
+            throw ChunkStoreError(.storage, "cannot create the repository folder \(r): \(error.localizedDescription); check the path and its permissions")
+        }
+    }
+
+    public var location: String { "folder \(root)" }
+
+    private func path(_ key: String) throws -> String {
+        guard !key.isEmpty, !key.hasPrefix("/"), !key.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
+            throw ChunkStoreError(.invalidArgument, "object key \"\(key)\" is not a relative path without . or .. (in \(location))")
+        }
+        return root + "/" + key
+    }
+
+    public func put(_ key: String, _ bytes: [UInt8]) throws {
+        let target = try path(key)
+        let dir = (target as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let temp = target + ".tmp-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw posixError("create \(temp)") }
+        var ok = false
+        defer {
+            if !ok { unlink(temp) }
+        }
+        do {
+            defer { close(fd) }
+            try bytes.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count {
+                    let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw posixError("write \(temp)")
+                    }
+                    off += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw posixError("fsync \(temp)") }
+        }
+        guard rename(temp, target) == 0 else { throw posixError("rename \(temp) to \(target)") }
+        ok = true
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            defer { close(dfd) }
+            guard fsync(dfd) == 0 else { throw posixError("fsync folder \(dir)") }
+        }
+    }
+
+    public func get(_ key: String) throws -> [UInt8] {
+        let p = try path(key)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw ChunkStoreError(.objectMissing, "\(key) is missing from \(location)") }
+            throw posixError("open \(p)")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw posixError("stat \(p)") }
+        let size = Int(st.st_size)
+        var out = [UInt8](repeating: 0, count: size)
+        var off = 0
+        try out.withUnsafeMutableBytes { raw in
+            while off < size {
+                let n = read(fd, raw.baseAddress! + off, size - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw posixError("read \(p)")
+                }
+                if n == 0 { break }
+                off += n
+            }
+        }
+        guard off == size else { throw ChunkStoreError(.storage, "\(p) shrank while being read (\(off) of \(size) bytes): is something else writing the repository?") }
+        return out
+    }
+
+    public func list(prefix: String) throws -> [String] {
+        // Walk only the deepest folder the prefix names, then filter.
+        let folder = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
+        let base = folder.isEmpty ? root : root + "/" + folder
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: base, isDirectory: &isDir), isDir.boolValue else { return [] }
+        guard let walker = FileManager.default.enumerator(atPath: base) else {
+            throw ChunkStoreError(.storage, "cannot list \(base) in \(location): check its permissions")
+        }
+        var keys: [String] = []
+        while let rel = walker.nextObject() as? String {
+            if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeDirectory { continue }
+            if rel.split(separator: "/").last?.contains(".tmp-") == true { continue }
+            let key = folder.isEmpty ? rel : folder + "/" + rel
+            if key.hasPrefix(prefix) { keys.append(key) }
+        }
+        return keys.sorted()
+    }
+
+    public func delete(_ key: String) throws {
+        let p = try path(key)
+        if unlink(p) != 0, errno != ENOENT { throw posixError("delete \(p)") }
+    }
+
+    public func exists(_ key: String) throws -> Bool {
+        FileManager.default.fileExists(atPath: try path(key))
+    }
+
+    private func posixError(_ what: String) -> ChunkStoreError {
+        ChunkStoreError(.storage, "\(what) failed in \(location): \(String(cString: strerror(errno))); check free space and permissions")
+    }
+}

@@ -1,0 +1,20 @@
+/// Where a repository's objects live: a flat namespace of keys (`config`, `keys/<id>`,
+/// `data/<xx>/<pack id>`, `index/<id>`) holding immutable byte strings. Everything the library reads or
+/// writes goes through one.
+///
+/// - Important: Every method blocks (file or network I/O). Call from a thread of your own (the sidecars'
+///   pipelines) or a blocking pool, never from the cooperative thread pool.
+public protocol ObjectStore: Sendable {
+    /// Names the store in messages: `folder /srv/repo`, `s3://bucket/prefix`.
+    var location: String { get }
+    /// Stores `bytes` under `key`, replacing any object there; the object is whole or absent, never partial.
+    func put(_ key: String, _ bytes: [UInt8]) throws
+    /// The whole object. Throws ``ChunkStoreErrorCode/objectMissing`` when there is none.
+    func get(_ key: String) throws -> [UInt8]
+    /// Every key that starts with `prefix`, sorted.
+    func list(prefix: String) throws -> [String]
+    /// Removes `key`; removing an absent key is not an error.
+    func delete(_ key: String) throws
+    /// Whether `key` holds an object.
+    func exists(_ key: String) throws -> Bool
+}

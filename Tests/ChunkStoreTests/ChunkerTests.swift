@@ -1,0 +1,60 @@
+import Crypto
+import Foundation
+import Testing
+@testable import ChunkStore
+
+@Suite struct ChunkerTests {
+    @Test func sameBoundariesHoweverFed() {
+        let data = randomBytes(8 << 20, seed: 1)
+        let whole = chunkList(data, parameters: testChunker, pieces: [data.count])
+        #expect(whole.count > 8)
+        #expect(whole.reduce(0) { $0 + $1.count } == data.count)
+        for pieces in [[4096], [1_000_003], [1, 7, 65536, 3, 250_000], [1 << 20, 1], [17]] {
+            let other = chunkList(data, parameters: testChunker, pieces: pieces)
+            #expect(other == whole, "fed in pieces \(pieces)")
+        }
+    }
+
+    @Test func sizesWithinBounds() {
+        let data = randomBytes(16 << 20, seed: 2)
+        let chunks = chunkList(data, parameters: testChunker, pieces: [300_000])
+        for c in chunks.dropLast() {
+            #expect(c.count >= testChunker.minimum && c.count <= testChunker.maximum)
+        }
+        #expect(chunks.last!.count <= testChunker.maximum)
+        let average = data.count / chunks.count
+        print("chunker: \(chunks.count) chunks of 16 MiB with average \(average) bytes (target \(testChunker.average))")
+        #expect(average > testChunker.average / 2 && average < testChunker.average * 2)
+        // All zeros (no cut point ever): forced cuts at the maximum.
+        let zeros = chunkList([UInt8](repeating: 0, count: 3 << 20), parameters: testChunker, pieces: [123_457])
+        #expect(zeros.map(\.count) == [1 << 20, 1 << 20, 1 << 20])
+        // Empty input: no chunk.
+        #expect(chunkList([], parameters: testChunker, pieces: [1]).isEmpty)
+    }
+
+    @Test func insertionNearStartKeepsMostChunks() {
+        let original = randomBytes(32 << 20, seed: 3)
+        var edited = original
+        edited.insert(contentsOf: randomBytes(100, seed: 4), at: 1000)
+        let a = chunkList(original, parameters: .standard, pieces: [1 << 20])
+        let b = chunkList(edited, parameters: .standard, pieces: [1 << 20])
+        let known = Set(a.map { Array(SHA256.hash(data: $0)) })
+        let reused = b.filter { known.contains(Array(SHA256.hash(data: $0))) }.reduce(0) { $0 + $1.count }
+        let fraction = Double(reused) / Double(edited.count)
+        print("chunker: 100 bytes inserted at 1000 of 32 MiB: \(b.count) chunks, \(String(format: "%.1f", fraction * 100))% of bytes in unchanged chunks")
+        #expect(fraction >= 0.9)
+    }
+
+    @Test func gearTableIsFixed() {
+        // A format constant: these values must never change (see GearTable).
+        #expect(GearTable.values.count == 256)
+        #expect(Set(GearTable.values).count == 256)
+        let first = GearTable.values[0]
+        #expect(first == Array(SHA256.hash(data: Array("automate-chunkstore gear v1".utf8) + [0, 0, 0, 0]))[0..<8].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    @Test func invalidParametersRefused() {
+        #expect(throws: ChunkStoreError.self) { try ChunkerParameters(minimum: 1000, average: 3000, maximum: 8000) }
+        #expect(throws: ChunkStoreError.self) { try ChunkerParameters(minimum: 4096, average: 2048, maximum: 8192) }
+    }
+}
