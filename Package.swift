@@ -84,7 +84,7 @@ let package = Package(
             name: "AutomateCLI",
             dependencies: [
                 "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
-                "BackupContract", "DomainAPI", "S3Client",
+                "BackupContract", "DomainAPI", "S3Client", "ChunkStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -7,7 +7,8 @@ struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "Back up the stack (create, status, cancel, delete) and inspect repositories (list, show, verify: no running stack needed).",
-        subcommands: [Create.self, Status.self, Cancel.self, List.self, Show.self, Verify.self, Delete.self])
+        subcommands: [Create.self, Status.self, Cancel.self, List.self, Show.self, Verify.self, Delete.self,
+                      RepositoryCommand.self, KeyCommand.self])
 
     /// `--repository`, defaulting to the stack's own: the one its gateway is configured with.
     struct RepositoryOptions: ParsableArguments {

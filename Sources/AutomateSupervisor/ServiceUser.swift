@@ -47,7 +47,8 @@ public struct ServiceUser: Sendable, Equatable {
         return make(entry)
     }
 
-    static func lookup(uid: uid_t) -> ServiceUser? {
+    /// Looks a user up by uid (getpwuid_r); nil when the password database has no such user.
+    public static func lookup(uid: uid_t) -> ServiceUser? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>? = nil
         var buffer = [CChar](repeating: 0, count: 16384)

@@ -93,6 +93,12 @@ public struct Repository: Sendable {
 
     /// The key files (id, label, created), sorted by id.
     public func listKeys() throws -> [KeyInfo] {
+        try Self.listKeys(store: store)
+    }
+
+    /// The key files of the repository in `store`, without opening it (key files are readable; what
+    /// they wrap is not).
+    public static func listKeys(store: any ObjectStore) throws -> [KeyInfo] {
         try store.list(prefix: "keys/").map { name in
             let file = try KeyFile.decode(try store.get(name), name: name)
             return KeyInfo(id: String(name.dropFirst("keys/".count)), label: file.label, created: file.created)

@@ -1,0 +1,245 @@
+import ArgumentParser
+import AutomateSupervisor
+import BackupRepository
+import ChunkStore
+import Foundation
+
+/// Where a backup repository's format record and chunk store are, and the passphrase that opens it.
+struct ChunkedRepositoryAccess {
+    /// The repository's top (backup-id folders, `repository.json`).
+    let top: any ChunkStore.ObjectStore
+    /// Its chunk store (`chunks/`).
+    let chunks: any ChunkStore.ObjectStore
+
+    /// The stores of a repository given as a folder or `s3://bucket/prefix`.
+    init(_ repository: BackupRepository) throws {
+        if let s3 = repository.store as? S3Store {
+            top = S3ObjectStore(client: s3.client, bucket: s3.bucket, prefix: s3.prefix)
+            chunks = S3ObjectStore(client: s3.client, bucket: s3.bucket, prefix: s3.prefix + RepositoryFormat.chunksPrefix)
+        } else {
+            top = try ChunkStore.FolderStore(root: repository.path)
+            chunks = try ChunkStore.FolderStore(root: repository.path + "/" + RepositoryFormat.chunksPrefix.dropLast())
+        }
+    }
+
+    /// The passphrase that opens a repository: `file`'s first line, else `$AUTOMATE_BACKUP_PASSPHRASE`,
+    /// else the home's (the secrets helper's, ``RepositoryPassphrase``); `create` makes the home's when
+    /// none is given (for `init`).
+    static func passphrase(file: String?, home: AutomateHome, create: Bool = false) throws -> String {
+        if file != nil || ProcessInfo.processInfo.environment["AUTOMATE_BACKUP_PASSPHRASE"].map({ !$0.isEmpty }) == true {
+            return try passphrase(file: file, variable: "AUTOMATE_BACKUP_PASSPHRASE", purpose: "to open the repository")
+        }
+        let stored = RepositoryPassphrase(home: home)
+        do {
+            if create { return try stored.loadOrCreate() }
+            if let existing = try stored.load() { return existing }
+        } catch {
+            throw CLIError("\(error)", exitCode: 2)
+        }
+        throw CLIError("no passphrase to open the repository: set AUTOMATE_BACKUP_PASSPHRASE, pass --passphrase-file, or put the exported one back in \(stored.path)", exitCode: 2)
+    }
+
+    /// The passphrase from `file` (its first line) or `$<variable>`; an error naming both when neither is given.
+    static func passphrase(file: String?, variable: String, purpose: String) throws -> String {
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                  let line = text.split(separator: "\n", omittingEmptySubsequences: false).first, !line.isEmpty else {
+                throw CLIError("cannot read a passphrase from \(file) (its first line)", exitCode: 2)
+            }
+            return String(line)
+        }
+        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+            throw CLIError("no passphrase \(purpose): set \(variable) or pass the file that holds it", exitCode: 2)
+        }
+        return value
+    }
+
+    /// Opens the chunk store, or says plainly why not (not chunked, wrong passphrase).
+    func open(passphrase: String) throws -> ChunkStore.Repository {
+        guard let format = try RepositoryFormat.read(from: top), format.format == .chunked else {
+            throw CLIError("\(top.location) is a plain repository: its backups have no keys (make a chunked one with `automate backup repository init --format chunked`)", exitCode: 2)
+        }
+        return try ChunkStore.Repository.open(store: chunks, passphrase: passphrase)
+    }
+}
+
+extension RepositoryFormat.Kind: ExpressibleByArgument {}
+
+/// `automate backup repository init|show`: a repository's format.
+struct RepositoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repository", abstract: "Make a backup repository and show its format (plain, or chunked: deduplicated and encrypted).",
+        subcommands: [Init.self, Show.self])
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a repository's format; a chunked one gets a random key, wrapped by the passphrase.",
+            discussion: """
+                The passphrase comes from --passphrase-file or $AUTOMATE_BACKUP_PASSPHRASE, else the secrets helper \
+                makes one in <home>/secrets/backup-repository.passphrase (`automate backup key export` prints it). \
+                Keep it off the machine (or add a second key with `automate backup key add`): a lost passphrase \
+                means lost backups.
+                """)
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The repository: a folder or s3://bucket/prefix (default: --repository, else the gateway's).")
+        var path: String?
+        @Option(help: "plain or chunked.")
+        var format: RepositoryFormat.Kind = .chunked
+        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else one the secrets helper makes).")
+        var passphraseFile: String?
+        @Option(help: "A label for the first key.")
+        var label = "first key"
+
+        func run() async throws {
+            let repository = try options.resolved(path)
+            let access = try ChunkedRepositoryAccess(repository)
+            do {
+                if let existing = try RepositoryFormat.read(from: access.top) {
+                    throw CLIError("\(repository.path) is already a \(existing.format.rawValue) repository; nothing changed", exitCode: 2)
+                }
+                if format == .chunked {
+                    let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved, create: true)
+                    let made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label)
+                    try RepositoryFormat(format: .chunked).write(to: access.top)
+                    print("Made chunked repository \(repository.path) (id \(made.config.id.prefix(16)), key \(try made.listKeys().first?.id ?? "?")).")
+                    print("Keep the passphrase: without it (or another key) its backups cannot be read.")
+                } else {
+                    try RepositoryFormat(format: .plain).write(to: access.top)
+                    print("Recorded \(repository.path) as a plain repository.")
+                }
+            } catch let error as CLIError {
+                throw error
+            } catch {
+                throw CLIError("\(error)")
+            }
+            try giveToGateway(repository)
+        }
+
+        /// As root, what was written in the stack's own folder repository goes to the gateway's user,
+        /// which serves it.
+        private func giveToGateway(_ repository: BackupRepository) throws {
+            guard geteuid() == 0, !(repository.store is S3Store) else { return }
+            var info = stat()
+            guard stat(repository.path, &info) == 0, info.st_uid != 0, let owner = ServiceUser.lookup(uid: info.st_uid) else { return }
+            for name in [RepositoryFormat.key, String(RepositoryFormat.chunksPrefix.dropLast())] {
+                let path = repository.path + "/" + name
+                if FileManager.default.fileExists(atPath: path) { _ = try ServiceUsers.handOver(path, to: owner) }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a repository's format (and, chunked, its id and keys).")
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The repository (default: --repository, else the gateway's).")
+        var path: String?
+
+        func run() async throws {
+            let repository = try options.resolved(path)
+            let access = try ChunkedRepositoryAccess(repository)
+            do {
+                let format = try RepositoryFormat.read(from: access.top)?.format ?? .plain
+                print("\(repository.path): \(format.rawValue)")
+                if format == .chunked {
+                    for key in try ChunkStore.Repository.listKeys(store: access.chunks) {
+                        print("  key \(key.id)  \(key.created)  \(key.label)")
+                    }
+                }
+            } catch {
+                throw CLIError("\(error)")
+            }
+        }
+    }
+}
+
+/// `automate backup key list|add|remove`: the passphrases that open a chunked repository.
+struct KeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "List, add and remove the passphrases that open a chunked repository (as restic's `key`).",
+        subcommands: [List.self, Add.self, Remove.self, Export.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the keys (checks that the passphrase opens one).")
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The repository (default: --repository, else the gateway's).")
+        var path: String?
+        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
+
+        func run() async throws {
+            let access = try ChunkedRepositoryAccess(try options.resolved(path))
+            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
+            do {
+                let repository = try access.open(passphrase: passphrase)
+                for key in try repository.listKeys() { print("\(key.id)  \(key.created)  \(key.label)") }
+            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a passphrase that opens the repository (the master key wrapped again).")
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The repository (default: --repository, else the gateway's).")
+        var path: String?
+        @Option(help: "A file whose first line is a passphrase that opens it now (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
+        @Option(help: "A file whose first line is the new passphrase (default: $AUTOMATE_BACKUP_NEW_PASSPHRASE).")
+        var newPassphraseFile: String?
+        @Option(help: "A label for the new key.")
+        var label = "added key"
+
+        func run() async throws {
+            let access = try ChunkedRepositoryAccess(try options.resolved(path))
+            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
+            let new = try ChunkedRepositoryAccess.passphrase(file: newPassphraseFile, variable: "AUTOMATE_BACKUP_NEW_PASSPHRASE", purpose: "for the new key")
+            do {
+                let id = try access.open(passphrase: passphrase).addKey(passphrase: new, label: label)
+                print("Added key \(id).")
+            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the home's repository passphrase (the secrets helper's), to keep off this machine.",
+            discussion: "Without it, or another key added to the repository, its backups cannot be read on a new machine.")
+        @OptionGroup var homeOptions: HomeOptions
+        @Option(help: "Write it to this file (0600) instead of printing it.")
+        var to: String?
+
+        func run() async throws {
+            let stored = RepositoryPassphrase(home: homeOptions.resolved)
+            let passphrase: String
+            do {
+                guard let existing = try stored.load() else {
+                    throw CLIError("\(stored.path) does not exist: this home's repository was made with a passphrase of yours ($AUTOMATE_BACKUP_PASSPHRASE or --passphrase-file), which only you hold", exitCode: 2)
+                }
+                passphrase = existing
+            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)", exitCode: 2) }
+            guard let to else {
+                print(passphrase)
+                return
+            }
+            do { try AtomicFile.write(passphrase + "\n", to: to, mode: 0o600) } catch { throw CLIError("\(error)") }
+            FileHandle.standardError.write(Data("wrote the passphrase to \(to) (0600): keep it off this machine\n".utf8))
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a key; the last one is refused (the backups would be unreadable).")
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The key id (from `automate backup key list`).")
+        var id: String
+        @Option(help: "A file whose first line is a passphrase that opens it (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
+
+        func run() async throws {
+            let access = try ChunkedRepositoryAccess(try options.resolved(nil))
+            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
+            do {
+                try access.open(passphrase: passphrase).removeKey(id: id)
+                print("Removed key \(id).")
+            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+        }
+    }
+}
