@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "deployment-service", targets: ["deployment-service"]),
         .executable(name: "teams-service", targets: ["teams-service"]),
         .executable(name: "compliance-service", targets: ["compliance-service"]),
+        .executable(name: "chunkstore-bench", targets: ["chunkstore-bench"]),
         .library(name: "AutomateRPC", targets: ["AutomateRPC"]),
         .library(name: "AutomateManifest", targets: ["AutomateManifest"]),
         .library(name: "AutomateSupervisor", targets: ["AutomateSupervisor"]),
@@ -171,6 +172,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Drives the chunk store from a pipe for scripts/bench-chunks.sh.
+        .executableTarget(name: "chunkstore-bench", dependencies: ["ChunkStore"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "pg-sidecar-service",
             dependencies: ["PGSidecar", "Operations", "SidecarProto", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],

@@ -34,10 +34,10 @@ fi
 step() { printf '==> %s\n' "$*"; }
 
 # --- Debian packages ---------------------------------------------------------------------------------
-# nginx is a benchmark peer (scripts/bench-gateway.sh), whose smoke mode the test suite runs; the stack
-# never uses it, and its system service is not started (see below).
+# nginx and restic are benchmark peers (scripts/bench-gateway.sh, scripts/bench-chunks.sh), whose smoke
+# modes the test suite runs; the stack never uses them, and nginx's system service is not started (below).
 packages=(postgresql-15 postgresql-contrib libpq-dev libcurl4-openssl-dev libsystemd-dev libzstd-dev zstd
-  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config systemd util-linux nginx)
+  protobuf-compiler python3 python3-venv python3-pip curl procps pkg-config systemd util-linux nginx restic)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ struct BenchmarkSmokeTests {
         "bench-supervisor.sh": ["== results (medians)", "killed service back (minus backoff)", "supervisor RSS now / peak"],
         "bench-sidecars.sh": ["sidecar/floor = ", "pg-sidecar-service peak RSS", "es-sidecar-service peak RSS"],
         "bench-gateway.sh": ["gateway / nginx", "gateway / moto", "peak RSS"],
+        "bench-chunks.sh": ["chunked / plain = ", "chunked added / first = ", "chunked / restic (second backup time) = ", "chunked / restic = "],
     ]
 
     static var scripts: [String] {

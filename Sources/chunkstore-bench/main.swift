@@ -1,0 +1,65 @@
+// chunkstore-bench: drives the ChunkStore library from a pipe, for scripts/bench-chunks.sh (the chunked
+// format against restic and the plain format on the same data, before the sidecars write through it).
+//
+//   chunkstore-bench write REPOSITORY NAME < artifact    store stdin as one artifact; the record goes to
+//                                                        REPOSITORY.records/NAME.json; prints one line:
+//                                                        bytes=N new=N reused=N stored=N seconds=S
+//   chunkstore-bench read REPOSITORY NAME > artifact     restore it (checked chunk by chunk, then sha256)
+//
+// The repository folder is made on first write. The passphrase is $AUTOMATE_BACKUP_PASSPHRASE.
+import ChunkStore
+import Foundation
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("chunkstore-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 4, ["write", "read"].contains(arguments[1]) else {
+    fail("usage: chunkstore-bench write|read REPOSITORY NAME (passphrase in AUTOMATE_BACKUP_PASSPHRASE)")
+}
+let (mode, folder, name) = (arguments[1], arguments[2], arguments[3])
+guard let passphrase = ProcessInfo.processInfo.environment["AUTOMATE_BACKUP_PASSPHRASE"], !passphrase.isEmpty else {
+    fail("set AUTOMATE_BACKUP_PASSPHRASE")
+}
+let recordPath = folder + ".records/\(name).json"
+
+do {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    let store = try FolderStore(root: folder)
+    let repository = try store.exists("config")
+        ? try Repository.open(store: store, passphrase: passphrase)
+        : try Repository.initialize(store: store, passphrase: passphrase, label: "bench")
+    let started = ContinuousClock.now
+    if mode == "write" {
+        let session = try ChunkedWriter(repository: repository)
+        let artifact = try session.artifact(name: name)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if count < 0 { fail("reading stdin: \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            try buffer.withUnsafeBytes { try artifact.write(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
+        let record = try artifact.finish()
+        _ = try session.commit()
+        try FileManager.default.createDirectory(atPath: folder + ".records", withIntermediateDirectories: true)
+        try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: recordPath))
+        let took = (ContinuousClock.now - started).components
+        let seconds = Double(took.seconds) + Double(took.attoseconds) / 1e18
+        print("bytes=\(record.size) new=\(record.newBytes) reused=\(record.reusedBytes) stored=\(record.storedBytes) seconds=\(String(format: "%.2f", seconds))")
+    } else {
+        let record = try JSONDecoder().decode(ArtifactRecord.self, from: Data(contentsOf: URL(fileURLWithPath: recordPath)))
+        try ChunkedReader(repository: repository).restore(record) { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                offset += written
+            }
+        }
+    }
+} catch {
+    fail("\(error)")
+}
