@@ -53,8 +53,8 @@ public final class ChunkedWriter: @unchecked Sendable {
     private let codec: ZstdCodec
 
     /// Opens a session on `repository`, loading its index (or using `index` when the caller has it).
-    /// `packSize` defaults to 16 MiB; `compressionLevel` to zstd's 3.
-    public init(repository: Repository, index: RepositoryIndex? = nil, packSize: Int = 16 << 20, compressionLevel: Int32 = 3) throws {
+    /// `packSize` defaults to 16 MiB; `compressionLevel` to zstd's 1 (as the plain format's default).
+    public init(repository: Repository, index: RepositoryIndex? = nil, packSize: Int = 16 << 20, compressionLevel: Int32 = 1) throws {
         guard packSize >= 4096, packSize <= 1 << 30 else {
             throw ChunkStoreError(.invalidArgument, "pack size \(packSize) is out of range: give 4 KiB to 1 GiB (16 MiB is the default)")
         }
