@@ -38,7 +38,15 @@ public struct FolderStore: ObjectStore {
     public func put(_ key: String, _ bytes: [UInt8]) throws {
         let target = try path(key)
         let dir = (target as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var folder = root
+        for component in dir.dropFirst(root.count).split(separator: "/") {
+            folder += "/" + component
+            var info = stat()
+            if mkdir(folder, 0o700) != 0, errno != EEXIST || stat(folder, &info) != 0 || info.st_mode & S_IFMT != S_IFDIR {
+                let reason = errno == EEXIST ? "it exists and is not a folder" : String(cString: strerror(errno))
+                throw ChunkStoreError(.storage, "cannot store \(key) in \(location): cannot create the folder \(folder) (\(reason)); check the repository's folders and permissions")
+            }
+        }
         let temp = target + ".tmp-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw posixError("create \(temp)") }

@@ -205,6 +205,31 @@ import Testing
         for (i, r) in records.enumerated() { #expect(try restore(reader, r) == inputs[i]) }
     }
 
+    /// A pack the store cannot take (its `data` folder is a file: ENOTDIR, even for root) fails the
+    /// artifact with the store's error, from the sealing thread to the writer, without hanging; an
+    /// artifact abandoned unfinished stops its thread.
+    @Test(.timeLimit(.minutes(1))) func storeFailureReachesTheWriter() throws {
+        let dir = makeTempDir("store-failure")
+        defer { removeTempDir(dir) }
+        let repo = try makeRepository(dir)
+        try Data("not a folder".utf8).write(to: URL(fileURLWithPath: dir + "/data"))
+        let session = try ChunkedWriter(repository: repo, packSize: 64 << 10)
+        let error = #expect(throws: ChunkStoreError.self) {
+            _ = try writeArtifact(session, "doomed", randomBytes(8 << 20, seed: 80))
+        }
+        #expect(error?.description.contains("cannot store data/") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("/data (it exists and is not a folder)") == true, "\(String(describing: error))")
+
+        let good = makeTempDir("abandoned")
+        defer { removeTempDir(good) }
+        let other = try ChunkedWriter(repository: try makeRepository(good))
+        var abandoned: ArtifactWriter? = try other.artifact(name: "abandoned")
+        try abandoned?.write(randomBytes(1 << 20, seed: 81))
+        abandoned = nil
+        let record = try writeArtifact(other, "after", randomBytes(1 << 20, seed: 82))
+        #expect(record.size == 1 << 20)
+    }
+
     @Test func throughputSixtyFourMiB() throws {
         let dir = makeTempDir("throughput")
         defer { removeTempDir(dir) }
