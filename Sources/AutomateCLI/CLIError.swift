@@ -19,3 +19,16 @@ extension CLIError {
         CLIError("the supervisor is not running for \(home): run `automate start`", exitCode: 3)
     }
 }
+
+extension CLIError {
+    /// Runs `body`, reporting any error but a CLIError as one (exit `exitCode`).
+    static func reporting<T>(exitCode: Int32 = 1, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)", exitCode: exitCode)
+        }
+    }
+}

@@ -28,12 +28,7 @@ struct GatewayCommand: AsyncParsableCommand {
                 throw CLIError("only the owner of \(home.path) (or root) may read the gateway's key pair", exitCode: 4)
             }
             let location = try StackLocation.discover()
-            let manifests: ManifestSet
-            do {
-                manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-            } catch {
-                throw CLIError("invalid manifests:\n\(error)", exitCode: 2)
-            }
+            let manifests = try location.manifests(home: home)
             let store = GatewaySecrets(home: home, owner: nil)
             guard let credentials = try store.load() else {
                 throw CLIError("the gateway has no key pair yet (\(store.path)): run `automate start` first")

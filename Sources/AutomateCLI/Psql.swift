@@ -21,12 +21,7 @@ struct Psql: AsyncParsableCommand {
     func run() async throws {
         let home = homeOptions.resolved
         let location = try StackLocation.discover()
-        let manifests: ManifestSet
-        do {
-            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-        } catch {
-            throw CLIError("invalid manifests:\n\(error)", exitCode: 2)
-        }
+        let manifests = try location.manifests(home: home)
         guard let postgres = manifests.manifest(named: Self.serviceName) else {
             throw CLIError("this stack has no \(Self.serviceName) service")
         }

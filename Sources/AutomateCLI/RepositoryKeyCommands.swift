@@ -30,11 +30,8 @@ struct ChunkedRepositoryAccess {
             return try passphrase(file: file, variable: "AUTOMATE_BACKUP_PASSPHRASE", purpose: "to open the repository")
         }
         let stored = RepositoryPassphrase(home: home)
-        do {
-            if create { return try stored.loadOrCreate() }
-            if let existing = try stored.load() { return existing }
-        } catch {
-            throw CLIError("\(error)", exitCode: 2)
+        if let existing = try CLIError.reporting(exitCode: 2, { try create ? stored.loadOrCreate() : stored.load() }) {
+            return existing
         }
         throw CLIError("no passphrase to open the repository: set AUTOMATE_BACKUP_PASSPHRASE, pass --passphrase-file, or put the exported one back in \(stored.path)", exitCode: 2)
     }
@@ -93,7 +90,7 @@ struct RepositoryCommand: AsyncParsableCommand {
         func run() async throws {
             let repository = try options.resolved(path)
             let access = try ChunkedRepositoryAccess(repository)
-            do {
+            try CLIError.reporting {
                 if let existing = try RepositoryFormat.read(from: access.top) {
                     throw CLIError("\(repository.path) is already a \(existing.format.rawValue) repository; nothing changed", exitCode: 2)
                 }
@@ -107,10 +104,6 @@ struct RepositoryCommand: AsyncParsableCommand {
                     try RepositoryFormat(format: .plain).write(to: access.top)
                     print("Recorded \(repository.path) as a plain repository.")
                 }
-            } catch let error as CLIError {
-                throw error
-            } catch {
-                throw CLIError("\(error)")
             }
             try giveToGateway(repository)
         }
@@ -137,7 +130,7 @@ struct RepositoryCommand: AsyncParsableCommand {
         func run() async throws {
             let repository = try options.resolved(path)
             let access = try ChunkedRepositoryAccess(repository)
-            do {
+            try CLIError.reporting {
                 let format = try RepositoryFormat.read(from: access.top)?.format ?? .plain
                 print("\(repository.path): \(format.rawValue)")
                 if format == .chunked {
@@ -145,8 +138,6 @@ struct RepositoryCommand: AsyncParsableCommand {
                         print("  key \(key.id)  \(key.created)  \(key.label)")
                     }
                 }
-            } catch {
-                throw CLIError("\(error)")
             }
         }
     }
@@ -158,44 +149,47 @@ struct KeyCommand: AsyncParsableCommand {
         commandName: "key", abstract: "List, add and remove the passphrases that open a chunked repository (as restic's `key`).",
         subcommands: [List.self, Add.self, Remove.self, Export.self])
 
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the keys (checks that the passphrase opens one).")
-        @OptionGroup var options: BackupCommand.RepositoryOptions
-        @Argument(help: "The repository (default: --repository, else the gateway's).")
-        var path: String?
-        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+    /// The repository and the passphrase that opens it, as every key command takes them.
+    struct OpenOptions: ParsableArguments {
+        @OptionGroup var repository: BackupCommand.RepositoryOptions
+        @Option(help: "A file whose first line is a passphrase that opens it (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
         var passphraseFile: String?
 
+        /// Opens the repository (`path`, else --repository, else the gateway's).
+        func open(_ path: String? = nil) throws -> ChunkStore.Repository {
+            let access = try ChunkedRepositoryAccess(try repository.resolved(path))
+            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: repository.homeOptions.resolved)
+            return try CLIError.reporting { try access.open(passphrase: passphrase) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the keys (checks that the passphrase opens one).")
+        @OptionGroup var options: OpenOptions
+        @Argument(help: "The repository (default: --repository, else the gateway's).")
+        var path: String?
+
         func run() async throws {
-            let access = try ChunkedRepositoryAccess(try options.resolved(path))
-            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
-            do {
-                let repository = try access.open(passphrase: passphrase)
-                for key in try repository.listKeys() { print("\(key.id)  \(key.created)  \(key.label)") }
-            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+            let repository = try options.open(path)
+            for key in try CLIError.reporting({ try repository.listKeys() }) { print("\(key.id)  \(key.created)  \(key.label)") }
         }
     }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a passphrase that opens the repository (the master key wrapped again).")
-        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @OptionGroup var options: OpenOptions
         @Argument(help: "The repository (default: --repository, else the gateway's).")
         var path: String?
-        @Option(help: "A file whose first line is a passphrase that opens it now (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
-        var passphraseFile: String?
         @Option(help: "A file whose first line is the new passphrase (default: $AUTOMATE_BACKUP_NEW_PASSPHRASE).")
         var newPassphraseFile: String?
         @Option(help: "A label for the new key.")
         var label = "added key"
 
         func run() async throws {
-            let access = try ChunkedRepositoryAccess(try options.resolved(path))
-            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
+            let repository = try options.open(path)
             let new = try ChunkedRepositoryAccess.passphrase(file: newPassphraseFile, variable: "AUTOMATE_BACKUP_NEW_PASSPHRASE", purpose: "for the new key")
-            do {
-                let id = try access.open(passphrase: passphrase).addKey(passphrase: new, label: label)
-                print("Added key \(id).")
-            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+            let id = try CLIError.reporting { try repository.addKey(passphrase: new, label: label) }
+            print("Added key \(id).")
         }
     }
 
@@ -209,37 +203,28 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             let stored = RepositoryPassphrase(home: homeOptions.resolved)
-            let passphrase: String
-            do {
-                guard let existing = try stored.load() else {
-                    throw CLIError("\(stored.path) does not exist: this home's repository was made with a passphrase of yours ($AUTOMATE_BACKUP_PASSPHRASE or --passphrase-file), which only you hold", exitCode: 2)
-                }
-                passphrase = existing
-            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)", exitCode: 2) }
+            guard let passphrase = try CLIError.reporting(exitCode: 2, { try stored.load() }) else {
+                throw CLIError("\(stored.path) does not exist: this home's repository was made with a passphrase of yours ($AUTOMATE_BACKUP_PASSPHRASE or --passphrase-file), which only you hold", exitCode: 2)
+            }
             guard let to else {
                 print(passphrase)
                 return
             }
-            do { try AtomicFile.write(passphrase + "\n", to: to, mode: 0o600) } catch { throw CLIError("\(error)") }
+            try CLIError.reporting { try AtomicFile.write(passphrase + "\n", to: to, mode: 0o600) }
             FileHandle.standardError.write(Data("wrote the passphrase to \(to) (0600): keep it off this machine\n".utf8))
         }
     }
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key; the last one is refused (the backups would be unreadable).")
-        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @OptionGroup var options: OpenOptions
         @Argument(help: "The key id (from `automate backup key list`).")
         var id: String
-        @Option(help: "A file whose first line is a passphrase that opens it (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
-        var passphraseFile: String?
 
         func run() async throws {
-            let access = try ChunkedRepositoryAccess(try options.resolved(nil))
-            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved)
-            do {
-                try access.open(passphrase: passphrase).removeKey(id: id)
-                print("Removed key \(id).")
-            } catch let error as CLIError { throw error } catch { throw CLIError("\(error)") }
+            let repository = try options.open()
+            try CLIError.reporting { try repository.removeKey(id: id) }
+            print("Removed key \(id).")
         }
     }
 }

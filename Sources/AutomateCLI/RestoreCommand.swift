@@ -108,11 +108,11 @@ struct RestoreCommand: AsyncParsableCommand {
         /// one under a folder that user cannot enter is refused before anything changes.
         private func giveToGateway(_ path: String, gateway: String, home: AutomateHome, say: (String) -> Void) async throws {
             guard geteuid() == 0 else { return }
-            let location = try StackLocation.discover()
-            guard let manifest = (try? ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home))?.manifest(named: gateway),
+            guard let manifest = try StackLocation.discover().manifests(home: home).manifest(named: gateway),
                   manifest.runUserName != "root" else { return }
             let user = try await ServiceUsers.ensureSystemUser(manifest.runUserName, logger: Logger(label: "automate"))
-            if let problem = PathReach.problem(path, for: user, need: .enter), !problem.hasPrefix("\(user.name) cannot enter \(path) ") {
+            // The folder itself is handed over below; the folders above it must let the user in.
+            if let problem = PathReach.problem((path as NSString).deletingLastPathComponent, for: user, need: .enter) {
                 throw CLIError("the gateway serves the repository as \(user.name), which cannot reach it: \(problem); copy it somewhere it can (not under /root)", exitCode: 2)
             }
             var info = stat()
@@ -127,10 +127,7 @@ struct RestoreCommand: AsyncParsableCommand {
         /// are loaded from it).
         private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, say: (String) -> Void) async throws {
             let location = try StackLocation.discover()
-            let manifests: ManifestSet
-            do { manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home) } catch {
-                throw CLIError("invalid manifests, nothing was started:\n\(error)", exitCode: 2)
-            }
+            let manifests = try location.manifests(home: home, failure: "invalid manifests, nothing was started")
             let first = manifests.startOrder.filter { name in
                 let kind = manifests.manifest(named: name)?.kind
                 return kind == .gateway || kind == .orchestrator

@@ -1,3 +1,4 @@
+import AutomateManifest
 import AutomateSupervisor
 import Foundation
 
@@ -52,6 +53,16 @@ public struct StackLocation: Sendable {
     }
 
     /// `$AUTOMATE_PREFIX`, else `/opt/automate` for root, else `~/.local/opt/automate`.
+    /// The stack's manifests (with `home`'s overlays); invalid ones are a CLIError (exit 2) that starts
+    /// with `failure` and lists every problem.
+    func manifests(home: AutomateHome, failure: String = "invalid manifests") throws -> ManifestSet {
+        do {
+            return try ManifestLoader.load(servicesDirectory: servicesDirectory, home: home)
+        } catch {
+            throw CLIError("\(failure):\n\(error)", exitCode: 2)
+        }
+    }
+
     public static func defaultPrefix(environment: [String: String]) -> String {
         if let prefix = environment["AUTOMATE_PREFIX"], !prefix.isEmpty { return prefix }
         if geteuid() == 0 { return "/opt/automate" }

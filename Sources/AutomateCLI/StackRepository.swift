@@ -31,12 +31,7 @@ struct StackRepository: Equatable {
     /// The setting of `home`'s gateway (`<home>/backups` when the stack has no gateway manifest).
     static func of(home: AutomateHome) throws -> StackRepository {
         let location = try StackLocation.discover()
-        let manifests: ManifestSet
-        do {
-            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-        } catch {
-            throw CLIError("cannot read the gateway's repository setting: invalid manifests:\n\(error)", exitCode: 2)
-        }
+        let manifests = try location.manifests(home: home, failure: "cannot read the gateway's repository setting: invalid manifests")
         guard let gateway = manifests.services.first(where: { $0.kind == .gateway }) else {
             return StackRepository(setting: .folder(home.backupsDirectory), gateway: nil)
         }

@@ -31,12 +31,7 @@ struct Start: AsyncParsableCommand {
         let home = homeOptions.resolved
         let location = try StackLocation.discover()
         // Refuse bad manifests before anything starts, with every error named.
-        let manifests: ManifestSet
-        do {
-            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-        } catch {
-            throw CLIError("invalid manifests, nothing was started:\n\(error)", exitCode: 2)
-        }
+        let manifests = try location.manifests(home: home, failure: "invalid manifests, nothing was started")
         var expected = manifests.startOrder
         if !startOnly.isEmpty {
             if let unknown = startOnly.first(where: { manifests.manifest(named: $0) == nil }) {

@@ -44,7 +44,12 @@ struct SystemdCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let units = try SystemdCommand.units(home: homeOptions.resolved, user: user, schedule: backupSchedule, keep: keep)
+            let home = homeOptions.resolved
+            let location = try StackLocation.discover()
+            let manifests = try location.manifests(home: home)
+            let units = SystemdUnits(
+                userMode: user, home: home, location: location, stopBudget: SystemdUnits.stopBudget(of: manifests),
+                backupSchedule: backupSchedule, keepBackups: keep)
             let rendered = units.render()
             if dryRun {
                 for (name, contents) in rendered { print("# \(name)\n\(contents)") }
@@ -53,7 +58,7 @@ struct SystemdCommand: AsyncParsableCommand {
             if !user && geteuid() == 0 && unitDirectory == nil {
                 // The unit cannot write /etc (ProtectSystem=strict) nor make its ReadWritePaths: the
                 // services' users and groups, and the home, are made now.
-                try await SystemdCommand.prepareForUnit(home: homeOptions.resolved)
+                try await SystemdCommand.prepareForUnit(home: home, manifests: manifests)
             }
             let directory = unitDirectory ?? units.directory
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -108,28 +113,8 @@ struct SystemdCommand: AsyncParsableCommand {
         }
     }
 
-    static func units(home: AutomateHome, user: Bool, schedule: String?, keep: Int) throws -> SystemdUnits {
-        let location = try StackLocation.discover()
-        let manifests: ManifestSet
-        do {
-            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-        } catch {
-            throw CLIError("invalid manifests:\n\(error)", exitCode: 2)
-        }
-        return SystemdUnits(
-            userMode: user, home: home, location: location, stopBudget: SystemdUnits.stopBudget(of: manifests),
-            backupSchedule: schedule, keepBackups: keep)
-    }
-
     /// Makes what the system unit cannot: the home folder and every service's user and groups.
-    static func prepareForUnit(home: AutomateHome) async throws {
-        let location = try StackLocation.discover()
-        let manifests: ManifestSet
-        do {
-            manifests = try ManifestLoader.load(servicesDirectory: location.servicesDirectory, home: home)
-        } catch {
-            throw CLIError("invalid manifests:\n\(error)", exitCode: 2)
-        }
+    static func prepareForUnit(home: AutomateHome, manifests: ManifestSet) async throws {
         do {
             try FileManager.default.createDirectory(atPath: home.path, withIntermediateDirectories: true)
             let access = try await ServiceUsers.resolve(for: manifests, home: home, logger: Logger(label: "automate"))
