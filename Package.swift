@@ -101,7 +101,7 @@ let package = Package(
         /// Backup repositories on disk: listing, states, checksums and verification (no service needed).
         .target(
             name: "BackupRepository",
-            dependencies: ["S3Client", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["S3Client", "ChunkStore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         /// The S3 API: filesystem store, SigV4 verification and signing, re-signing proxy.
@@ -140,6 +140,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Where a backup's artifacts go and come from: the repository's format (`repository.json`), plain
+        /// objects or the chunk store, its passphrase, write sessions and readers.
+        .target(
+            name: "ArtifactStorage",
+            dependencies: ["AutomateErrors", "ChunkStore", "DataTools", "S3Client", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         /// S3 client over libcurl (SigV4 signed by libcurl), streaming get/put and bounded multipart upload.
         .target(name: "S3Client", dependencies: ["CCurl", "Operations"], swiftSettings: swiftSettings),
         /// What the supervisor hands a service (its variables, its `[config]` values, the gateway), read
@@ -148,7 +155,7 @@ let package = Package(
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto), generated code, and how operations answer on it.
         .target(
             name: "SidecarProto",
-            dependencies: ["AutomateRPC", "Operations", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["AutomateRPC", "Operations", "ChunkStore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/pg_sidecar.proto", "Proto/es_sidecar.proto"],
             swiftSettings: swiftSettings
         ),
@@ -156,7 +163,7 @@ let package = Package(
         .target(
             name: "PGSidecar",
             dependencies: [
-                "AutomateErrors", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
+                "AutomateErrors", "ArtifactStorage", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -166,7 +173,7 @@ let package = Package(
         .target(
             name: "ESSidecar",
             dependencies: [
-                "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
+                "ArtifactStorage", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -205,7 +212,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "AutomateErrors", "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto",
+                "AutomateErrors", "ArtifactStorage", "AutomateRPC", "BackupContract", "BackupRepository", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -224,7 +231,7 @@ let package = Package(
             name: "DeploymentService",
             dependencies: [
                 "ServiceKit", "AutomateRPC", "AutomateManifest", "BackupContract", "BackupRepository", "Operations", "S3Client",
-                "ServiceSettings", "SidecarProto", "AutomateSupervisor",
+                "ServiceSettings", "SidecarProto", "AutomateSupervisor", "ArtifactStorage", "ChunkStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

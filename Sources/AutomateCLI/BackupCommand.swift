@@ -73,7 +73,10 @@ struct BackupCommand: AsyncParsableCommand {
             print("size         \(BackupTable.bytes(entry.size))")
             print("fingerprint  \(entry.fingerprint ?? "-")")
             print("services     \(entry.services.joined(separator: ", "))")
-            let report = try BackupVerifier(repository: repository).verify(backupID, checkArtifacts: false)
+            // Chunked: with the passphrase, each artifact's chunks are checked to be present.
+            let opened = try? ChunkedRepositoryAccess(repository).openIfChunked(passphraseFile: nil, home: options.homeOptions.resolved)
+            let report = try BackupVerifier(repository: repository, chunks: opened.map { ChunkCheck(repository: $0.repository) })
+                .verify(backupID, checkArtifacts: false)
             for finding in report.findings {
                 print("  \(finding.file)  \(finding.detail)")
             }
@@ -84,13 +87,31 @@ struct BackupCommand: AsyncParsableCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-read every artifact and check sizes and sha256 (all backups when no id is given).",
-            discussion: "Prints one row per file (ok, corrupted, missing, unverified); exits 1 on any fault.")
+            discussion: """
+                Prints one row per file (ok, corrupted, missing, unverified); exits 1 on any fault. In a chunked \
+                repository every chunk an artifact needs is checked to be indexed and present, and every chunk of \
+                the packs read is authenticated (all packs, or a random --read-data-subset of them).
+                """)
         @OptionGroup var options: RepositoryOptions
         @Argument(help: "Backup ids (default: every backup in the repository).")
         var ids: [String] = []
+        @Option(help: "A chunked repository: the packs to read, as a percentage (e.g. 10%); the others are only checked to exist.")
+        var readDataSubset: String?
+        @Option(help: "A file whose first line is the chunked repository's passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
 
         func run() async throws {
             let repository = try options.resolved()
+            var subset = 1.0
+            if let text = readDataSubset {
+                let number = text.hasSuffix("%") ? String(text.dropLast()) : text
+                guard let value = Double(number), value > 0, value <= 100 else {
+                    throw CLIError("--read-data-subset \(text): give a percentage above 0 and at most 100, such as 10%", exitCode: 2)
+                }
+                subset = value / 100
+            }
+            let chunks = try ChunkedRepositoryAccess(repository).openIfChunked(passphraseFile: passphraseFile, home: options.homeOptions.resolved)
+                .map { ChunkCheck(repository: $0.repository, readDataSubset: subset) }
             var targets: [BackupID] = []
             for id in ids {
                 guard let parsed = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
@@ -102,7 +123,7 @@ struct BackupCommand: AsyncParsableCommand {
             var faults = 0
             for id in targets {
                 let report: BackupVerifier.Report
-                do { report = try BackupVerifier(repository: repository).verify(id) } catch { throw CLIError("\(error)") }
+                do { report = try BackupVerifier(repository: repository, chunks: chunks).verify(id) } catch { throw CLIError("\(error)") }
                 let width = max(4, report.findings.map(\.file.count).max() ?? 0)
                 print("\(id)  \(report.state.rawValue)")
                 for finding in report.findings {

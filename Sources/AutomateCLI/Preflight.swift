@@ -13,6 +13,8 @@ struct Preflight {
     let skipVerify: Bool
     let sha256: String?
     let quiet: Bool
+    /// A chunked repository's chunk store, opened with the passphrase (nil: plain).
+    var chunks: ChunkCheck? = nil
 
     /// Runs every check; returns the backup to restore.
     func run() throws -> BackupID {
@@ -45,14 +47,14 @@ struct Preflight {
             }
         }
         let started = ContinuousClock.now
-        let report = try BackupVerifier(repository: repository).verify(entry, checkArtifacts: !skipVerify)
+        let report = try BackupVerifier(repository: repository, chunks: chunks).verify(entry, checkArtifacts: !skipVerify)
         let bad = report.findings.filter { $0.verdict == .corrupted || $0.verdict == .missing }
         guard bad.isEmpty && report.problems.isEmpty else {
             let lines = bad.map { "  \($0.verdict.rawValue): \(chosen)/\($0.file): \($0.detail)" } + report.problems.map { "  \($0)" }
             throw CLIError("backup \(chosen) failed its checks; nothing was changed:\n" + lines.joined(separator: "\n"), exitCode: 2)
         }
         let checked = report.findings.filter { $0.verdict == .ok }.count
-        say("  \(checked) files checked (\(skipVerify ? "sizes" : "sizes and sha256")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
+        say("  \(checked) files checked (\(skipVerify ? "sizes" : chunks == nil ? "sizes and sha256" : "sizes, sha256 and every chunk")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
 
         // The services present at backup time must have manifests here.
         if let data = try? repository.store.read(chosen.rawValue + "/deployment-service/metadata.json"),
@@ -102,6 +104,14 @@ struct Preflight {
         }
         for file in (try? repository.store.files(under: "\(id)/")) ?? [] where !counted.contains(file.path) {
             total += 4 * file.size
+        }
+        // Chunked artifacts are not files of the backup: their own (uncompressed) sizes count.
+        for service in entry.services {
+            guard let data = try? repository.store.read("\(id)/\(service)/metadata.json"),
+                  let metadata = try? JSONDecoder().decode(ServiceMetadata.self, from: data) else { continue }
+            for artifact in metadata.artifacts where artifact.chunks != nil && !artifact.format.hasPrefix("pg_dump") {
+                total += artifact.size
+            }
         }
         return total
     }

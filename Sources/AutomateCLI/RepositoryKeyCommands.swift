@@ -51,6 +51,46 @@ struct ChunkedRepositoryAccess {
         return value
     }
 
+    /// As root, what the CLI wrote in a folder repository (its format record, key files) goes to the
+    /// folder's owner: the gateway's user, which serves it and could not read a file of root's.
+    static func giveToOwner(_ repository: BackupRepository) throws {
+        guard geteuid() == 0, !(repository.store is S3Store) else { return }
+        var info = stat()
+        guard stat(repository.path, &info) == 0, info.st_uid != 0, let owner = ServiceUser.lookup(uid: info.st_uid) else { return }
+        for name in [RepositoryFormat.key, String(RepositoryFormat.chunksPrefix.dropLast())] {
+            let path = repository.path + "/" + name
+            if FileManager.default.fileExists(atPath: path) { _ = try ServiceUsers.handOver(path, to: owner) }
+        }
+    }
+
+    /// The repository's format (no record: plain).
+    func format() throws -> RepositoryFormat.Kind {
+        try CLIError.reporting(exitCode: 2) { try RepositoryFormat.read(from: top)?.format ?? .plain }
+    }
+
+    /// For a chunked repository: the chunk store opened with the passphrase (`file`, else
+    /// `$AUTOMATE_BACKUP_PASSPHRASE`, else the home's) and the passphrase; nil for a plain one. A
+    /// passphrase that opens no key is refused, saying where it came from and what to give instead.
+    func openIfChunked(passphraseFile file: String?, home: AutomateHome) throws -> (repository: ChunkStore.Repository, passphrase: String)? {
+        guard try format() == .chunked else { return nil }
+        let fromHome = file == nil && (ProcessInfo.processInfo.environment["AUTOMATE_BACKUP_PASSPHRASE"] ?? "").isEmpty
+        let passphrase: String
+        do { passphrase = try Self.passphrase(file: file, home: home) } catch let e as CLIError {
+            throw CLIError("\(top.location) is a chunked (encrypted) repository: \(e.message)", exitCode: 2)
+        }
+        do {
+            return (try ChunkStore.Repository.open(store: chunks, passphrase: passphrase), passphrase)
+        } catch let e as ChunkStoreError where e.code == .wrongPassphrase {
+            let source = fromHome ? "this home's passphrase (\(RepositoryPassphrase(home: home).path))"
+                : file.map { "the passphrase in \($0)" } ?? "$AUTOMATE_BACKUP_PASSPHRASE"
+            throw CLIError(
+                "\(source) opens no key of \(top.location) (\(e.message)); give the passphrase of the machine that made it (`automate backup key export` there) with --passphrase-file or AUTOMATE_BACKUP_PASSPHRASE; nothing was changed",
+                exitCode: 2)
+        } catch {
+            throw CLIError("cannot open the chunk store of \(top.location): \(error); nothing was changed", exitCode: 2)
+        }
+    }
+
     /// Opens the chunk store, or says plainly why not (not chunked, wrong passphrase).
     func open(passphrase: String) throws -> ChunkStore.Repository {
         guard let format = try RepositoryFormat.read(from: top), format.format == .chunked else {
@@ -105,19 +145,7 @@ struct RepositoryCommand: AsyncParsableCommand {
                     print("Recorded \(repository.path) as a plain repository.")
                 }
             }
-            try giveToGateway(repository)
-        }
-
-        /// As root, what was written in the stack's own folder repository goes to the gateway's user,
-        /// which serves it.
-        private func giveToGateway(_ repository: BackupRepository) throws {
-            guard geteuid() == 0, !(repository.store is S3Store) else { return }
-            var info = stat()
-            guard stat(repository.path, &info) == 0, info.st_uid != 0, let owner = ServiceUser.lookup(uid: info.st_uid) else { return }
-            for name in [RepositoryFormat.key, String(RepositoryFormat.chunksPrefix.dropLast())] {
-                let path = repository.path + "/" + name
-                if FileManager.default.fileExists(atPath: path) { _ = try ServiceUsers.handOver(path, to: owner) }
-            }
+            try ChunkedRepositoryAccess.giveToOwner(repository)
         }
     }
 
@@ -161,6 +189,11 @@ struct KeyCommand: AsyncParsableCommand {
             let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: repository.homeOptions.resolved)
             return try CLIError.reporting { try access.open(passphrase: passphrase) }
         }
+
+        /// After a change: what the CLI wrote goes to the folder's owner (see ``ChunkedRepositoryAccess/giveToOwner(_:)``).
+        func giveToOwner(_ path: String? = nil) throws {
+            try ChunkedRepositoryAccess.giveToOwner(try repository.resolved(path))
+        }
     }
 
     struct List: AsyncParsableCommand {
@@ -189,6 +222,7 @@ struct KeyCommand: AsyncParsableCommand {
             let repository = try options.open(path)
             let new = try ChunkedRepositoryAccess.passphrase(file: newPassphraseFile, variable: "AUTOMATE_BACKUP_NEW_PASSPHRASE", purpose: "for the new key")
             let id = try CLIError.reporting { try repository.addKey(passphrase: new, label: label) }
+            try options.giveToOwner(path)
             print("Added key \(id).")
         }
     }

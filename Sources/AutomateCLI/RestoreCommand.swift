@@ -4,6 +4,7 @@ import AutomateRPC
 import AutomateSupervisor
 import BackupContract
 import BackupRepository
+import ChunkStore
 import Foundation
 import Logging
 import S3Client
@@ -52,13 +53,20 @@ struct RestoreCommand: AsyncParsableCommand {
         var json = false
         @Flag(help: "Make the repository restored from the stack's own: later backups go there (default: it is read for this restore only).")
         var adoptRepository = false
+        @Option(help: "A chunked repository: a file whose first line is its passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
 
         func run() async throws {
             let home = homeOptions.resolved
             let repo = try s3.open(repository)
             let own = try StackRepository.of(home: home)
-            let backupID = try Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
-                                     quiet: noProgress || json).run()
+            // A chunked repository opens with its passphrase before anything else is checked: a missing
+            // or wrong one is refused here, with nothing touched.
+            let opened = try ChunkedRepositoryAccess(repo).openIfChunked(passphraseFile: passphraseFile, home: home)
+            var preflight = Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
+                                      quiet: noProgress || json)
+            preflight.chunks = opened.map { ChunkCheck(repository: $0.repository) }
+            let backupID = try preflight.run()
             let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
 
             // Touching starts here: stop the running stack (--force), point the gateway at the repository:
@@ -68,6 +76,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 let stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
+            if let opened { try adoptPassphrase(opened.passphrase, home: home, own: own, restored: repo, say: say) }
             var lease: RepositoryLease? = nil
             if !own.isSame(as: repo), let gateway = own.gateway {
                 let values: [String: String]
@@ -103,6 +112,30 @@ struct RestoreCommand: AsyncParsableCommand {
             }
         }
 
+        /// The services read a chunked repository with the home's passphrase: the restored repository's
+        /// becomes the home's. When the home's own chunked repository opened with the passphrase it had,
+        /// that repository gets a key for the new one first, so one passphrase opens both.
+        private func adoptPassphrase(_ passphrase: String, home: AutomateHome, own: StackRepository, restored: BackupRepository,
+                                     say: (String) -> Void) throws {
+            let stored = RepositoryPassphrase(home: home)
+            let previous = try CLIError.reporting(exitCode: 2) { try stored.load() }
+            guard previous != passphrase else { return }
+            if let previous, !own.isSame(as: restored), let ownRepository = try? own.open(),
+               let access = try? ChunkedRepositoryAccess(ownRepository), (try? access.format()) == .chunked {
+                do {
+                    let opened = try access.open(passphrase: previous)
+                    let id = try opened.addKey(passphrase: passphrase, label: "restored from \(restored.path)")
+                    say("Added key \(id.prefix(12)) to \(ownRepository.path), so the restored repository's passphrase opens it too.")
+                } catch {
+                    throw CLIError(
+                        "the home's own repository \(ownRepository.path) is chunked and could not be given a key for the restored repository's passphrase (\(error)); restore into a fresh home, or add that passphrase to it with `automate backup key add` first",
+                        exitCode: 2)
+                }
+            }
+            try CLIError.reporting(exitCode: 2) { try stored.store(passphrase) }
+            say("The restored repository's passphrase is now this home's (\(stored.path)).")
+        }
+
         /// As root, the gateway reads the repository as its own user: a folder copied in from elsewhere
         /// (owned by root, or by another machine's uids) is handed over to it, every file, and said so;
         /// one under a folder that user cannot enter is refused before anything changes.
@@ -115,10 +148,10 @@ struct RestoreCommand: AsyncParsableCommand {
             if let problem = PathReach.problem((path as NSString).deletingLastPathComponent, for: user, need: .enter) {
                 throw CLIError("the gateway serves the repository as \(user.name), which cannot reach it: \(problem); copy it somewhere it can (not under /root)", exitCode: 2)
             }
-            var info = stat()
-            guard stat(path, &info) == 0, info.st_uid != user.uid else { return }
+            // Every entry: a copy owned by the user at its top may still hold files of root's (keys added
+            // as root, a cp -a of them).
             let count = try ServiceUsers.handOver(path, to: user)
-            say("Gave \(path) (\(count) files) to \(user.name), the gateway's user, which reads it for the restore.")
+            if count > 0 { say("Gave \(path) (\(count) files) to \(user.name), the gateway's user, which reads it for the restore.") }
         }
 
         /// Starts the supervisor with the gateway and the deployment-service only (every other service is

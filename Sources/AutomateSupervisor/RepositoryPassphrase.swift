@@ -17,6 +17,18 @@ public struct RepositoryPassphrase: Sendable {
     /// `<home>/secrets/backup-repository.passphrase`.
     public var path: String { home.secretsDirectory + "/backup-repository.passphrase" }
 
+    /// The copy a gateway-using service reads (0400, its user's), `<home>/secrets/<service>.backup-passphrase`.
+    public static func clientFilePath(home: AutomateHome, service: String) -> String {
+        home.secretsDirectory + "/\(service).backup-passphrase"
+    }
+
+    /// Replaces the passphrase (atomically, 0600): a restore from another machine's repository makes
+    /// its passphrase the home's, so that the services can read it.
+    public func store(_ passphrase: String) throws {
+        try FileManager.default.createDirectory(atPath: home.secretsDirectory, withIntermediateDirectories: true)
+        try AtomicFile.write(passphrase + "\n", to: path, mode: 0o600)
+    }
+
     /// The passphrase, nil when the home has none.
     public func load() throws -> String? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }

@@ -10,6 +10,9 @@ public struct GatewayAccess: Sendable, Equatable {
     public var credentials: GatewayCredentials
     /// Where the gateway itself reads the pair.
     public var credentialsFile: String
+    /// The home's backup-repository passphrase (``RepositoryPassphrase``), which opens a chunked
+    /// repository; each gateway-using service gets a copy only its user can read.
+    public var repositoryPassphrase: String?
 
     public init(endpoint: String, region: String, bucket: String, credentials: GatewayCredentials, credentialsFile: String) {
         self.endpoint = endpoint
@@ -60,6 +63,9 @@ public struct ServiceContext: Sendable {
     /// The gateway key pair's file this service reads, written before each start; nil when it gets
     /// no key pair. The gateway's own file is kept by ``GatewaySecrets``.
     public let gatewayKey: (path: String, credentials: GatewayCredentials)?
+    /// The backup-repository passphrase's file this service reads (`AUTOMATE_BACKUP_PASSPHRASE_FILE`),
+    /// written before each start; nil when it gets none.
+    public let passphraseFile: (path: String, passphrase: String)?
     /// Its data folder, `<home>/data/<data_dir>`.
     public let dataDirectory: String
     /// Its log.
@@ -132,6 +138,7 @@ public struct ServiceContext: Sendable {
         if let peers = access?.peers { environment[RPCPeerPolicy.environmentVariable] = peers.description }
         environment.merge(resolved.configEnvironment) { $1 }
         var gatewayKey: (path: String, credentials: GatewayCredentials)? = nil
+        var passphraseFile: (path: String, passphrase: String)? = nil
         if let gateway = layout.gateway {
             if resolved.kind == .gateway {
                 environment["AUTOMATE_GATEWAY_CREDENTIALS_FILE"] = gateway.credentialsFile
@@ -142,13 +149,18 @@ public struct ServiceContext: Sendable {
                 let path = GatewaySecrets.clientFilePath(home: home, service: manifest.name)
                 gatewayKey = (path, gateway.credentials)
                 environment.merge(gateway.environment(keyFile: path)) { $1 }
+                if let passphrase = gateway.repositoryPassphrase {
+                    let path = RepositoryPassphrase.clientFilePath(home: home, service: manifest.name)
+                    passphraseFile = (path, passphrase)
+                    environment["AUTOMATE_BACKUP_PASSPHRASE_FILE"] = path
+                }
             }
         }
         environment.merge(resolved.environment) { $1 }
 
         return ServiceContext(
             manifest: resolved, environment: environment, user: user, dataGroup: access?.dataGroup,
-            gatewayKey: gatewayKey, dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
+            gatewayKey: gatewayKey, passphraseFile: passphraseFile, dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
             log: layout.logTarget == .journal
                 ? JournalLog(identifier: manifest.name) : LogFile(path: home.logPath(service: manifest.name)),
             hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.name),

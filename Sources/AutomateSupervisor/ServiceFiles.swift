@@ -39,6 +39,9 @@ enum ServiceFiles {
         if let key = context.gatewayKey {
             try GatewaySecrets.writeClientFile(key.credentials, to: key.path, user: geteuid() == 0 ? context.user : nil)
         }
+        if let file = context.passphraseFile {
+            try AtomicFile.write(file.passphrase + "\n", to: file.path, mode: 0o400, owner: geteuid() == 0 ? context.user : nil)
+        }
         return notes
     }
 

@@ -114,6 +114,8 @@ public struct SupervisorDaemon: Sendable {
             do {
                 let credentials = try store.loadOrCreate()
                 layout.gateway = GatewayAccess.from(manifests: manifests, secrets: store, credentials: credentials)
+                // The secrets helper's passphrase of a chunked repository, made on first start too.
+                layout.gateway?.repositoryPassphrase = try RepositoryPassphrase(home: home).loadOrCreate()
                 try prepareRepository(home: home, owner: owner, logger: logger)
             } catch {
                 return fail("\(error)", code: 1, logger: logger)
@@ -153,9 +155,10 @@ public struct SupervisorDaemon: Sendable {
         let rotate: (@Sendable () async throws -> (restarted: [String], accessKeyID: String))? = secrets.map { store in
             { @Sendable in
                 let credentials = try store.rotate()
-                guard let access = GatewayAccess.from(manifests: await supervisor.manifests, secrets: store, credentials: credentials) else {
+                guard var access = GatewayAccess.from(manifests: await supervisor.manifests, secrets: store, credentials: credentials) else {
                     throw SupervisorError(.unknownService, "this stack has no backup gateway")
                 }
+                access.repositoryPassphrase = try RepositoryPassphrase(home: home).load()
                 logger.notice("gateway key pair rotated (new access key id \(credentials.accessKeyID))")
                 return (try await supervisor.updateGateway(access), credentials.accessKeyID)
             }

@@ -1,3 +1,4 @@
+import ChunkStore
 import Foundation
 
 /// `<backup-id>/<service>/metadata.json`: what one service backed up. Written last by the service (or
@@ -81,13 +82,17 @@ public struct ArtifactRecord: Codable, Sendable, Equatable {
     public var format: String
     /// Rows, documents or entries it holds (checked after restore).
     public var items: UInt64?
+    /// In a chunked repository: the artifact's chunks (nothing is stored at ``path``; ``size`` and
+    /// ``sha256`` are the artifact's own, before compression). Nil for a plain artifact.
+    public var chunks: ChunkStore.ArtifactRecord?
 
-    public init(path: String, size: UInt64, sha256: String, format: String, items: UInt64? = nil) {
+    public init(path: String, size: UInt64, sha256: String, format: String, items: UInt64? = nil, chunks: ChunkStore.ArtifactRecord? = nil) {
         self.path = path
         self.size = size
         self.sha256 = sha256
         self.format = format
         self.items = items
+        self.chunks = chunks
     }
 }
 

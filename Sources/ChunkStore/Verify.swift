@@ -30,11 +30,11 @@ public struct VerifyReport: Sendable, Equatable {
 
 extension Repository {
     /// Checks what `records` need: every blob is indexed and its pack exists (always); then, for each pack
-    /// read (all of them, or a random `readDataSubset` fraction), its SHA-256 against its name, its header,
+    /// read (all of them, or a random `readDataSubset` fraction; none for 0), its SHA-256 against its name, its header,
     /// and every referenced blob's tag, length and id (HMAC). Returns the damaged artifacts and why.
     public func verify(records: [ArtifactRecord], readDataSubset: Double = 1.0, index: RepositoryIndex? = nil) throws -> VerifyReport {
-        guard readDataSubset > 0, readDataSubset <= 1 else {
-            throw ChunkStoreError(.invalidArgument, "readDataSubset \(readDataSubset) is out of range: give a fraction in (0, 1]")
+        guard readDataSubset >= 0, readDataSubset <= 1 else {
+            throw ChunkStoreError(.invalidArgument, "readDataSubset \(readDataSubset) is out of range: give a fraction in [0, 1] (0: check that every blob is indexed and its pack exists, read nothing)")
         }
         let index = try index ?? loadIndex()
         let existing = Set(try store.list(prefix: "data/").compactMap(Pack.id(fromKey:)))

@@ -235,6 +235,10 @@ public actor BackupOrchestrator {
         var failure: String? = nil
         var cancelled = false
         do {
+            // A new repository gets its format (and, chunked, its chunk store and first key) before the
+            // first backup's first object; one with backups keeps its own.
+            let artifacts = config.kit.artifacts, format = config.newRepositoryFormat
+            try await runBlocking("deployment.repository") { _ in try artifacts.initializeIfNew(format) }
             try await writer.put("\(id)/.status", Array("in_progress\n".utf8))
             try await createRepositories(stack)
             let participants = makeParticipants(stack)

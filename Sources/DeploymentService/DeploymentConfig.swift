@@ -1,3 +1,4 @@
+import ChunkStore
 import Foundation
 import ServiceKit
 import ServiceSettings
@@ -16,6 +17,9 @@ public struct DeploymentConfig: Sendable {
     public var maxParallel: Int = 4
     /// Time a service may take for its backup (`[config] service_timeout_seconds`, default 3600).
     public var serviceTimeout: Duration = .seconds(3600)
+    /// The format a new (empty) repository gets at its first backup (`[config] repository_format`,
+    /// chunked or plain; default chunked). A repository that holds backups keeps its format.
+    public var newRepositoryFormat: RepositoryFormat.Kind = .chunked
 
     public init(kit: KitConfig, servicesDirectory: String, environment: [String: String], storePath: String) {
         self.kit = kit
@@ -36,6 +40,9 @@ public struct DeploymentConfig: Sendable {
         let settings = ServiceSettings(env)
         if let n = try settings.int("max_parallel", in: 1...64) { config.maxParallel = n }
         if let s = try settings.int("service_timeout_seconds", in: 1...604_800) { config.serviceTimeout = .seconds(s) }
+        if let f = try settings.choice("repository_format", RepositoryFormat.Kind.allCases.map(\.rawValue)) {
+            config.newRepositoryFormat = RepositoryFormat.Kind(rawValue: f)!
+        }
         return config
     }
 }

@@ -241,8 +241,19 @@ public actor RestoreOrchestrator {
         guard let state = metadata.artifacts.first(where: { $0.path == "state.sqlite" }) else {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/metadata.json lists no state.sqlite")
         }
-        let bytes = try await s3.getObject(bucket: bucket, key: "\(backupID)/deployment-service/state.sqlite")
-        guard UInt64(bytes.count) == state.size, Checksum.sha256(bytes) == state.sha256 else {
+        let repository = config.kit.artifacts
+        let bytes: [UInt8]
+        do {
+            bytes = try await runBlocking("deployment.restore-state") { _ -> [UInt8] in
+                var out: [UInt8] = []
+                try repository.reader().read(key: "\(backupID)/deployment-service/state.sqlite", chunks: state.chunks) { out += $0 }
+                return out
+            }
+        } catch {
+            throw RPCError(.failedPrecondition, "cannot read \(backupID)/deployment-service/state.sqlite: \(error)")
+        }
+        // A chunked copy was checked as it was read (each chunk, then the whole against its record).
+        guard state.chunks != nil || (UInt64(bytes.count) == state.size && Checksum.sha256(bytes) == state.sha256) else {
             throw RPCError(.failedPrecondition, "\(backupID)/deployment-service/state.sqlite does not match its sha256 in metadata.json")
         }
         var manifests: [String: String] = [:]

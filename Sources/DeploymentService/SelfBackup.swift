@@ -1,3 +1,4 @@
+import ArtifactStorage
 import BackupRepository
 import Foundation
 import Operations
@@ -5,8 +6,8 @@ import S3Client
 import ServiceKit
 
 /// The deployment-service's own part of a backup, `<backup-id>/deployment-service/`: its store copied
-/// with SQLite's online backup API (`state.sqlite`), every deployed manifest (`manifests/<name>.toml`),
-/// and `metadata.json` listing those files and the services present.
+/// with SQLite's online backup API (`state.sqlite`; chunks in a chunked repository), every deployed
+/// manifest (`manifests/<name>.toml`), and `metadata.json` listing those files and the services present.
 struct SelfBackup: Sendable {
     let config: DeploymentConfig
     let store: DeploymentStore
@@ -23,8 +24,23 @@ struct SelfBackup: Sendable {
             try store.copy(to: copy)
             return Array(try Data(contentsOf: URL(fileURLWithPath: copy)))
         }
-        try await s3.putObject(bucket: bucket, key: prefix + "state.sqlite", bytes: state, contentType: "application/vnd.sqlite3")
-        artifacts.append(ArtifactRecord(path: "state.sqlite", size: UInt64(state.count), sha256: Checksum.sha256(state), format: "sqlite"))
+        let repository = config.kit.artifacts
+        let stored = try await runBlocking("deployment.self-backup") { _ -> StoredArtifact in
+            let session = try repository.writeSession(purpose: "backup \(backupID) of the deployment-service's store")
+            defer { session.close() }
+            guard session.format == .chunked else {
+                try s3.putObjectSync(bucket: bucket, key: prefix + "state.sqlite", bytes: state, contentType: "application/vnd.sqlite3")
+                return StoredArtifact(
+                    key: prefix + "state.sqlite", size: UInt64(state.count), sha256: Checksum.sha256(state), rawBytes: UInt64(state.count),
+                    chunks: nil, newBytes: UInt64(state.count), reusedBytes: 0)
+            }
+            let sink = try session.sink(key: prefix + "state.sqlite", compressionLevel: nil)
+            try state.withUnsafeBytes { try sink.write($0) }
+            let stored = try sink.finish()
+            try session.commit()
+            return stored
+        }
+        artifacts.append(ArtifactRecord(path: "state.sqlite", size: stored.size, sha256: stored.sha256, format: "sqlite", chunks: stored.chunks))
         for service in stack.services {
             let bytes = Array(service.text.utf8)
             let path = "manifests/\(service.manifest.name).toml"

@@ -1,3 +1,4 @@
+import ArtifactStorage
 import AutomateRPC
 import Foundation
 import Logging
@@ -30,11 +31,14 @@ public final class ESSidecar: Sendable {
     public let operations = OperationRegistry<ESOutcome>(owner: ESSidecar.name)
     public let engine: SearchEngine
     public let snapshots: SnapshotMode
+    /// The repository as exports write it (plain or chunked) and imports read it.
+    public let artifacts: ArtifactRepository
 
     public init(config: ESSidecarConfig, logger: Logger, transport: (any RESTTransport)? = nil) {
         self.config = config
         self.logger = logger
         self.engine = SearchEngine(url: config.searchURL)
+        self.artifacts = ArtifactRepository(s3: config.s3, bucket: config.bucket, passphrase: config.passphrase)
         self.snapshots = SnapshotMode(transport: transport ?? SearchEngine(url: config.searchURL), bucket: config.bucket, clientName: config.s3ClientName)
     }
 
@@ -47,7 +51,7 @@ public final class ESSidecar: Sendable {
     }
 
     func exportStore(service: String, snapshot: String) -> S3ExportStore {
-        S3ExportStore(s3: config.s3, bucket: config.bucket, prefix: Self.exportPrefix(service: service, snapshot: snapshot), partSize: config.partSize)
+        S3ExportStore(artifacts: artifacts, prefix: Self.exportPrefix(service: service, snapshot: snapshot), partSize: config.partSize)
     }
 
     func rpcError(_ error: Error) -> RPCError {

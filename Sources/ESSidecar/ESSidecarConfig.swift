@@ -1,3 +1,4 @@
+import ArtifactStorage
 import Foundation
 import S3Client
 import ServiceSettings
@@ -18,6 +19,8 @@ public struct ESSidecarConfig: Sendable {
     /// Snapshot mode: the engine's s3 client name (`s3.client.<name>.*` in its config/keystore).
     public var s3ClientName: String = "automate"
     public var partSize: Int = 8 << 20
+    /// The passphrase of a chunked repository (`AUTOMATE_BACKUP_PASSPHRASE_FILE`, written by the supervisor).
+    public var passphrase: ArtifactRepository.PassphraseSource?
 
     public init(socketPath: String, searchURL: String, mode: ESMode, s3: S3Client, bucket: String) {
         self.socketPath = socketPath
@@ -43,6 +46,7 @@ public struct ESSidecarConfig: Sendable {
         var c = ESSidecarConfig(socketPath: socket, searchURL: url, mode: mode, s3: repository.client, bucket: repository.bucket)
         if let n = settings.string("s3_client_name") { c.s3ClientName = n }
         if let p = try settings.int("part_size_mib", in: 5...5120) { c.partSize = p << 20 }
+        c.passphrase = ArtifactRepository.passphraseSource(environment: env)
         return c
     }
 }

@@ -1,3 +1,4 @@
+import ArtifactStorage
 import Crypto
 import Foundation
 import S3Client
@@ -19,57 +20,96 @@ public struct ExportedIndex: @unchecked Sendable {
     public var docs: Int64
     public var size: Int64
     public var sha256: String
+    /// In a chunked repository: the export's chunks (nothing is stored at ``key``).
+    public var chunks: ChunkRecord?
 
     var json: [String: Any] {
-        ["name": name, "key": key, "settings": settings, "mappings": mappings, "docs": docs, "size": size, "sha256": sha256]
+        var out: [String: Any] = ["name": name, "key": key, "settings": settings, "mappings": mappings, "docs": docs, "size": size, "sha256": sha256]
+        if let chunks, let data = try? JSONEncoder().encode(chunks), let object = try? JSONSerialization.jsonObject(with: data) {
+            out["chunks"] = object
+        }
+        return out
     }
 
-    init(name: String, key: String, settings: [String: Any], mappings: [String: Any], docs: Int64, size: Int64, sha256: String) {
+    init(name: String, key: String, settings: [String: Any], mappings: [String: Any], docs: Int64, size: Int64, sha256: String,
+         chunks: ChunkRecord? = nil) {
         self.name = name; self.key = key; self.settings = settings; self.mappings = mappings
-        self.docs = docs; self.size = size; self.sha256 = sha256
+        self.docs = docs; self.size = size; self.sha256 = sha256; self.chunks = chunks
     }
 
     init?(json: [String: Any]) {
         guard let name = json["name"] as? String, let key = json["key"] as? String, let sha = json["sha256"] as? String else { return nil }
+        var chunks: ChunkRecord? = nil
+        if let object = json["chunks"] {
+            guard let data = try? JSONSerialization.data(withJSONObject: object),
+                  let record = try? JSONDecoder().decode(ChunkRecord.self, from: data) else { return nil }
+            chunks = record
+        }
         self.init(
             name: name, key: key, settings: json["settings"] as? [String: Any] ?? [:], mappings: json["mappings"] as? [String: Any] ?? [:],
-            docs: (json["docs"] as? NSNumber)?.int64Value ?? 0, size: (json["size"] as? NSNumber)?.int64Value ?? 0, sha256: sha)
+            docs: (json["docs"] as? NSNumber)?.int64Value ?? 0, size: (json["size"] as? NSNumber)?.int64Value ?? 0, sha256: sha,
+            chunks: chunks)
     }
 }
 
-/// Where the bytes of an export go and come from: S3 (the gateway) for backups, a local folder for the
-/// stack's own search save. Blocking; used from the operation's own thread.
+/// Where the bytes of an export go and come from: the backup repository (through the gateway; plain or
+/// chunked) for backups, a local folder for the stack's own search save. Blocking; used from the
+/// operation's own thread.
 public protocol ExportStore: Sendable {
-    /// Streams an object: `produce` calls `write` with chunks; the object appears only if it returns normally.
-    func put(_ name: String, produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws
-    func get(_ name: String, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws
+    /// Streams an object: `produce` calls `write` with chunks; the object appears only if it returns
+    /// normally. Returns its chunks when the store keeps it as chunks (they belong in the manifest).
+    func put(_ name: String, produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ChunkRecord?
+    /// Streams an object back (`chunks`: what ``put(_:produce:)`` returned for it).
+    func get(_ name: String, chunks: ChunkRecord?, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws
     func putSmall(_ name: String, _ bytes: [UInt8]) throws
     func getSmall(_ name: String) throws -> [UInt8]?
+    /// Makes everything ``put(_:produce:)`` stored durable before the manifest names it.
+    func commit() throws
 }
 
-public struct S3ExportStore: ExportStore {
-    public var s3: S3Client
-    public var bucket: String
-    public var prefix: String
-    public var partSize: Int
+/// An export in the backup repository: each index's NDJSON as an object of its own (plain) or as chunks
+/// (chunked), `manifest.json` always as an object. One write session for all the indices of an export.
+public final class S3ExportStore: ExportStore, @unchecked Sendable {
+    public let artifacts: ArtifactRepository
+    public var s3: S3Client { artifacts.s3 }
+    public var bucket: String { artifacts.bucket }
+    public let prefix: String
+    public let partSize: Int
+    private let lock = NSLock()
+    private var session: ArtifactWriteSession?
+    private var reader: ArtifactReader?
 
-    public init(s3: S3Client, bucket: String, prefix: String, partSize: Int = 8 << 20) {
-        self.s3 = s3; self.bucket = bucket; self.prefix = prefix; self.partSize = partSize
+    public init(artifacts: ArtifactRepository, prefix: String, partSize: Int = 8 << 20) {
+        self.artifacts = artifacts; self.prefix = prefix; self.partSize = partSize
     }
 
-    public func put(_ name: String, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let writer = try MultipartWriter(client: s3, bucket: bucket, key: prefix + name, partSize: partSize)
+    deinit { session?.close() }
+
+    public func put(_ name: String, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ChunkRecord? {
+        let current: ArtifactWriteSession = try lock.withLock {
+            if let existing = self.session { return existing }
+            let made = try artifacts.writeSession(purpose: "search export \(prefix)")
+            self.session = made
+            return made
+        }
+        let sink = try current.sink(key: prefix + name, compressionLevel: nil, partSize: partSize)
         do {
-            try produce { try writer.write($0) }
-            _ = try writer.finish()
+            try produce { try sink.write($0) }
+            return try sink.finish().chunks
         } catch {
-            writer.abort()
+            sink.abort()
             throw error
         }
     }
 
-    public func get(_ name: String, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        try s3.getObjectSync(bucket: bucket, key: prefix + name, into: sink)
+    public func get(_ name: String, chunks: ChunkRecord?, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+        let reader = lock.withLock {
+            if let existing = self.reader { return existing }
+            let made = artifacts.reader()
+            self.reader = made
+            return made
+        }
+        try reader.read(key: prefix + name, chunks: chunks, into: sink)
     }
 
     public func putSmall(_ name: String, _ bytes: [UInt8]) throws {
@@ -78,6 +118,10 @@ public struct S3ExportStore: ExportStore {
 
     public func getSmall(_ name: String) throws -> [UInt8]? {
         do { return try s3.getObjectSync(bucket: bucket, key: prefix + name) } catch let e as S3Error where e.isNotFound { return nil }
+    }
+
+    public func commit() throws {
+        try lock.withLock { session }?.commit()
     }
 }
 
@@ -88,7 +132,7 @@ public struct DirectoryExportStore: ExportStore {
 
     public init(directory: String) { self.directory = directory }
 
-    public func put(_ name: String, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+    public func put(_ name: String, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> ChunkRecord? {
         let final = directory + "/" + name, temp = final + ".tmp"
         _ = FileManager.default.createFile(atPath: temp, contents: nil)
         guard let h = FileHandle(forWritingAtPath: temp) else { throw SearchError(status: 0, message: "cannot write \(temp)") }
@@ -97,6 +141,7 @@ public struct DirectoryExportStore: ExportStore {
             try h.synchronize()
             try h.close()
             if rename(temp, final) != 0 { throw SearchError(status: 0, message: "cannot rename \(temp): \(String(cString: strerror(errno)))") }
+            return nil
         } catch {
             try? h.close()
             unlink(temp)
@@ -104,15 +149,17 @@ public struct DirectoryExportStore: ExportStore {
         }
     }
 
-    public func get(_ name: String, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func get(_ name: String, chunks: ChunkRecord?, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let h = FileHandle(forReadingAtPath: directory + "/" + name) else { throw SearchError(status: 404, message: "\(directory)/\(name) is missing") }
         defer { try? h.close() }
         while let d = try h.read(upToCount: 1 << 20), !d.isEmpty { try d.withUnsafeBytes { try sink($0) } }
     }
 
     public func putSmall(_ name: String, _ bytes: [UInt8]) throws {
-        try put(name) { write in try bytes.withUnsafeBytes { try write($0) } }
+        _ = try put(name) { write in try bytes.withUnsafeBytes { try write($0) } }
     }
+
+    public func commit() throws {}
 
     public func getSmall(_ name: String) throws -> [UInt8]? {
         FileManager.default.contents(atPath: directory + "/" + name).map(Array.init)
@@ -137,6 +184,8 @@ public struct Exporter: Sendable {
         for index in indices {
             out.append(try exportIndex(index, to: store, progress: progress))
         }
+        // The indices' chunks are indexed before the manifest names them.
+        try store.commit()
         var manifest = meta
         manifest["format_version"] = 1
         manifest["created_at"] = rfc3339()
@@ -152,7 +201,7 @@ public struct Exporter: Sendable {
         var size: Int64 = 0
         var docs: Int64 = 0
         let name = index + ".ndjson"
-        try store.put(name) { write in
+        let chunks = try store.put(name) { write in
             var after: Any? = nil
             var line = [UInt8]()
             let indexJSON = String(decoding: try JSONSerialization.data(withJSONObject: index, options: [.fragmentsAllowed]), as: UTF8.self)
@@ -182,7 +231,8 @@ public struct Exporter: Sendable {
                 if hits.count < pageSize { break }
             }
         }
-        return ExportedIndex(name: index, key: name, settings: settings, mappings: mappings, docs: docs, size: size, sha256: hex(hasher.finalize()))
+        return ExportedIndex(
+            name: index, key: name, settings: settings, mappings: mappings, docs: docs, size: size, sha256: hex(hasher.finalize()), chunks: chunks)
     }
 
     public func readManifest(from store: ExportStore) throws -> (meta: [String: Any], indices: [ExportedIndex])? {
@@ -200,7 +250,7 @@ public struct Exporter: Sendable {
         var hasher = SHA256()
         var size: Int64 = 0
         var lines: Int64 = 0
-        try store.get(index.key) { chunk in
+        try store.get(index.key, chunks: index.chunks) { chunk in
             hasher.update(bufferPointer: chunk)
             size += Int64(chunk.count)
             for b in chunk where b == UInt8(ascii: "\n") { lines += 1 }
@@ -252,7 +302,7 @@ public struct Exporter: Sendable {
             linesInBatch = 0
             try progress?(name, docs, index.docs)
         }
-        try store.get(index.key) { chunk in
+        try store.get(index.key, chunks: index.chunks) { chunk in
             hasher.update(bufferPointer: chunk)
             var start = 0
             while start < chunk.count {

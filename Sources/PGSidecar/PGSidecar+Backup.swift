@@ -1,3 +1,4 @@
+import ArtifactStorage
 import AutomateRPC
 import Crypto
 import DataTools
@@ -50,6 +51,9 @@ extension PGSidecar {
         context.report { $0.phase = .preparing; $0.step = "connecting" }
         let started = rfc3339()
         var completedKeys: [String] = []
+        let session = try artifacts.writeSession(
+            purpose: "backup \(req.backupID) of \(req.service)'s databases", compressionLevel: config.zstdLevel)
+        defer { session.close() }
         do {
             let admin = try PGConnection(config.server)
             let version = admin.serverVersion
@@ -64,8 +68,9 @@ extension PGSidecar {
             for d in req.databases {
                 try job.checkCancellation()
                 do {
-                    let a = try dumpDatabase(context, job, database: d, backupID: req.backupID, service: req.service, major: major, admin: admin)
-                    completedKeys.append(a.key)
+                    let a = try dumpDatabase(
+                        context, job, session, database: d, backupID: req.backupID, service: req.service, major: major, admin: admin)
+                    if a.chunks == nil { completedKeys.append(a.key) }
                     artifacts.append(a)
                 } catch {
                     let message = "\(error)"
@@ -76,9 +81,12 @@ extension PGSidecar {
             }
             try job.checkCancellation()
             context.report { $0.phase = .finishing; $0.step = "writing metadata" }
+            // A chunked repository's new chunks are indexed now, before the records that name them.
+            try session.commit()
             let meta = PGBackupMetadata(
                 backupID: req.backupID, service: req.service, serverVersion: version,
-                dumpTool: toolPath("pg_dump", major: major) + " -Fc -Z0 | zstd -\(config.zstdLevel)",
+                dumpTool: toolPath("pg_dump", major: major) + " -Fc -Z0"
+                    + (session.format == .chunked ? " (chunked, zstd -\(config.zstdLevel) per chunk)" : " | zstd -\(config.zstdLevel)"),
                 startedAt: started, finishedAt: rfc3339(), databases: artifacts)
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -95,17 +103,20 @@ extension PGSidecar {
         }
     }
 
-    /// pg_dump -Fc -Z0 → zstd → sha256/size → multipart upload, all streamed on this thread (parts upload
-    /// on their own threads, at most two at a time). Row counts come from the same stream: a
+    /// pg_dump -Fc -Z0 → the session's sink (plain: zstd → sha256/size → multipart upload; chunked: the
+    /// chunk store), all streamed on this thread (parts upload on their own threads, at most two at a
+    /// time; chunks are sealed on a thread of their own). Row counts come from the same stream: a
     /// `PGCustomArchiveCounter` reads pg_dump's archive as it goes by (pg_dump's own snapshot makes them
     /// match the dump exactly; no second scan of the tables). Cancelling `job` kills pg_dump's process
     /// group; the upload is aborted.
-    func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, database: String, backupID: String, service: String, major: Int,
-                      admin: PGConnection) throws
+    func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, _ session: ArtifactWriteSession, database: String, backupID: String,
+                      service: String, major: Int, admin: PGConnection) throws
         -> PGBackupMetadata.Database
     {
         let started = rfc3339()
-        let key = dataPrefix(backupID: backupID, service: service) + "\(database).fc.zst"
+        let base = dataPrefix(backupID: backupID, service: service) + "\(database).fc"
+        let chunked = session.format == .chunked
+        let key = chunked ? base : base + ".zst"
         context.report(item: database) { $0.phase = .preparing; $0.step = "starting pg_dump"; $0.location = key }
         let locale = try admin.query(
             "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = $1", [database]
@@ -116,19 +127,11 @@ extension PGSidecar {
             path: toolPath("pg_dump", major: major),
             arguments: ["-Fc", "-Z0"] + toolArgs(database: database),
             pipeStdout: true, pipeStdin: false)
-        let writer = try MultipartWriter(client: config.s3, bucket: config.bucket, key: key, partSize: config.partSize)
-        var hasher = SHA256()
-        var compressedSize: Int64 = 0
+        let sink = try session.sink(key: base, plainSuffix: ".zst", compressionLevel: config.zstdLevel, partSize: config.partSize)
         var raw: Int64 = 0
         var counts: [PGBackupMetadata.Table] = []
+        let stored: StoredArtifact
         do {
-            // Made before pg_dump starts: nothing that can throw stands between its start and the catch
-            // that kills and reaps it.
-            let zstd = try ZstdCompressor(level: config.zstdLevel) { chunk in
-                hasher.update(bufferPointer: chunk)
-                compressedSize += Int64(chunk.count)
-                try writer.write(chunk)
-            }
             try job.withCancelAction({ tool.kill(SIGKILL) }) {
                 try job.checkCancellation()
                 try tool.start()
@@ -140,10 +143,10 @@ extension PGSidecar {
                         try job.checkCancellation()
                         raw += Int64(chunk.count)
                         try counter.consume(chunk)
-                        try zstd.compress(chunk)
+                        try sink.write(chunk)
                         if gate.passes(raw) {
-                            let r = raw, c = String(compressedSize)
-                            context.report(item: database) { $0.bytesDone = r; $0.details["size"] = c }
+                            let r = raw, n = String(sink.newBytes), u = String(sink.reusedBytes)
+                            context.report(item: database) { $0.bytesDone = r; $0.details["new_bytes"] = n; $0.details["reused_bytes"] = u }
                         }
                     }
                 } catch {
@@ -152,7 +155,6 @@ extension PGSidecar {
                     throw error
                 }
                 try tool.wait()  // a pg_dump that failed or was killed: its stderr, and no complete
-                try zstd.finish()
                 // pg_dump exited 0: an archive that is cut or corrupt all the same is refused before the
                 // upload completes.
                 // Large objects as `PGConnection.tableRowCounts` counts them, so the restore compares like with like.
@@ -161,19 +163,19 @@ extension PGSidecar {
                 try job.checkCancellation()
             }
             context.report(item: database) { $0.phase = .finishing; $0.step = "uploading"; $0.pid = 0 }
-            _ = try writer.finish()
+            stored = try sink.finish()
         } catch {
-            writer.abort()
+            sink.abort()
             throw job.isCancelled ? CancellationError() : error
         }
-        let digest = hex(hasher.finalize())
-        let size = compressedSize, r = raw
+        let r = raw
         context.report(item: database) { s in
-            s.phase = .done; s.step = "done"; s.bytesDone = r; s.details["size"] = String(size)
+            s.phase = .done; s.step = "done"; s.bytesDone = r; s.details["size"] = String(stored.size)
+            s.details["new_bytes"] = String(stored.newBytes); s.details["reused_bytes"] = String(stored.reusedBytes)
         }
         return PGBackupMetadata.Database(
-            name: database, key: key, format: "custom+zstd", size: size, sha256: digest, uncompressedSize: r,
-            tables: counts, startedAt: started, finishedAt: rfc3339(),
-            encoding: locale?[0] ?? nil, lcCollate: locale?[1] ?? nil, lcCtype: locale?[2] ?? nil)
+            name: database, key: key, format: chunked ? "custom+chunks" : "custom+zstd", size: Int64(stored.size), sha256: stored.sha256,
+            uncompressedSize: r, tables: counts, startedAt: started, finishedAt: rfc3339(),
+            encoding: locale?[0] ?? nil, lcCollate: locale?[1] ?? nil, lcCtype: locale?[2] ?? nil, chunks: stored.chunks)
     }
 }

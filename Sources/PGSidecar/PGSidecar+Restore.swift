@@ -1,3 +1,4 @@
+import ArtifactStorage
 import AutomateRPC
 import Crypto
 import DataTools
@@ -15,7 +16,10 @@ extension PGSidecar {
         guard Self.validName(req.service) else { throw RPCError(.invalidArgument, "service \"\(req.service)\" is not a service name") }
         try caller.mayActFor(service: req.service, method: "Restore")
         var artifacts = req.artifacts
-        if artifacts.isEmpty {
+        // The sidecar's own metadata: the artifacts when the request names none, and the chunks of a
+        // chunked dump (the request carries what a plain one needs only).
+        var chunks: [String: ChunkRecord] = [:]
+        if artifacts.isEmpty || artifacts.contains(where: { $0.format == "custom+chunks" }) {
             let key = dataPrefix(backupID: req.backupID, service: req.service) + "metadata.json"
             let s3 = config.s3, bucket = config.bucket
             let body: [UInt8]
@@ -27,12 +31,15 @@ extension PGSidecar {
             do { meta = try dec.decode(PGBackupMetadata.self, from: Data(body)) } catch {
                 throw RPCError(.dataLoss, "\(key) does not decode: \(error)")
             }
-            artifacts = meta.databases.map { d in
-                var a = Automate_Sidecar_Pg_PGArtifact()
-                a.database = d.name; a.key = d.key; a.format = d.format; a.sha256 = d.sha256; a.size = d.size
-                a.encoding = d.encoding ?? ""; a.lcCollate = d.lcCollate ?? ""; a.lcCtype = d.lcCtype ?? ""
-                a.tables = d.tables.map { t in var x = Automate_Sidecar_Pg_PGTableCount(); x.schema = t.schema; x.table = t.table; x.rows = t.rows; return x }
-                return a
+            for d in meta.databases { if let c = d.chunks { chunks[d.key] = c } }
+            if artifacts.isEmpty {
+                artifacts = meta.databases.map { d in
+                    var a = Automate_Sidecar_Pg_PGArtifact()
+                    a.database = d.name; a.key = d.key; a.format = d.format; a.sha256 = d.sha256; a.size = d.size
+                    a.encoding = d.encoding ?? ""; a.lcCollate = d.lcCollate ?? ""; a.lcCtype = d.lcCtype ?? ""
+                    a.tables = d.tables.map { t in var x = Automate_Sidecar_Pg_PGTableCount(); x.schema = t.schema; x.table = t.table; x.rows = t.rows; return x }
+                    return a
+                }
             }
         }
         if !req.databases.isEmpty {
@@ -42,13 +49,18 @@ extension PGSidecar {
             artifacts = artifacts.filter { req.databases.contains($0.database) }
         }
         for a in artifacts {
-            guard ["custom+zstd", "custom", "sql"].contains(a.format) else { throw RPCError(.invalidArgument, "artifact \(a.key): unknown format \"\(a.format)\"") }
+            guard ["custom+zstd", "custom", "sql", "custom+chunks"].contains(a.format) else { throw RPCError(.invalidArgument, "artifact \(a.key): unknown format \"\(a.format)\"") }
             guard a.sha256.count == 64 else { throw RPCError(.invalidArgument, "artifact \(a.key) has no sha256; refusing to restore what cannot be checked") }
+            if a.format == "custom+chunks" {
+                guard let c = chunks[a.key], c.sha256 == a.sha256.lowercased(), c.size == a.size else {
+                    throw RPCError(.dataLoss, "artifact \(a.key) is chunked and its record in pg_data/metadata.json is missing or does not match (sha256 \(a.sha256.prefix(12))…, \(a.size) bytes); refusing to restore")
+                }
+            }
         }
         // The databases come from the request or from metadata the caller may have written: a client
         // restores over its own databases only.
         try caller.mayUse(databases: artifacts.map(\.database), method: "Restore")
-        let chosen = artifacts
+        let chosen = artifacts, chunkRecords = chunks
         let initial = OperationProgress(phase: .pending, items: chosen.map { OperationProgress.Item(name: $0.database, bytesTotal: $0.size) })
         // A caller that went away while we read the metadata must not leave an operation nobody follows.
         try Task.checkCancellation()
@@ -57,7 +69,7 @@ extension PGSidecar {
             labels: ["backup_id": req.backupID, "service": req.service], initial: initial
         ) { [self] context in
             do {
-                let outcome = try await runBlocking("pg.restore") { job in try self.runRestore(context, job, chosen) }
+                let outcome = try await runBlocking("pg.restore") { job in try self.runRestore(context, job, chosen, chunks: chunkRecords) }
                 logger.info("restore \(context.id) completed")
                 return outcome
             } catch {
@@ -67,16 +79,19 @@ extension PGSidecar {
         }
     }
 
-    func runRestore(_ context: OperationContext, _ job: BlockingJob, _ artifacts: [Automate_Sidecar_Pg_PGArtifact]) throws -> PGOutcome {
+    func runRestore(_ context: OperationContext, _ job: BlockingJob, _ artifacts: [Automate_Sidecar_Pg_PGArtifact], chunks: [String: ChunkRecord]) throws
+        -> PGOutcome
+    {
         context.report { $0.phase = .transferring; $0.step = "restoring" }
         let admin = try PGConnection(config.server)
         let version = admin.serverVersion
         context.report { $0.details["server_version"] = version }
         var done: [PGBackupMetadata.Database] = []
+        let reader = self.artifacts.reader()
         for a in artifacts {
             try job.checkCancellation()
             do {
-                try restoreDatabase(context, job, a, admin: admin)
+                try restoreDatabase(context, job, a, chunks: chunks[a.key], reader: reader, admin: admin)
             } catch {
                 let message = "\(error)"
                 if job.isCancelled { throw CancellationError() }
@@ -94,7 +109,8 @@ extension PGSidecar {
     /// Restores into a fresh temporary database, verifies the object's sha256 (streamed) and the row
     /// counts, and only then replaces the existing database (DROP … WITH (FORCE), then RENAME). Any failure
     /// drops the temporary database and leaves the existing one untouched.
-    func restoreDatabase(_ context: OperationContext, _ job: BlockingJob, _ a: Automate_Sidecar_Pg_PGArtifact, admin: PGConnection) throws {
+    func restoreDatabase(_ context: OperationContext, _ job: BlockingJob, _ a: Automate_Sidecar_Pg_PGArtifact, chunks: ChunkRecord?,
+                         reader: ArtifactReader, admin: PGConnection) throws {
         let id = context.id
         let suffix = "__restore_" + String(id.suffix(12))
         var base = a.database
@@ -139,7 +155,7 @@ extension PGSidecar {
             do {
                 let feed: (UnsafeRawBufferPointer) throws -> Void = { chunk in try sink.feed(chunk) }
                 let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
-                try config.s3.getObjectSync(bucket: config.bucket, key: a.key) { chunk in
+                try reader.read(key: a.key, chunks: chunks) { chunk in
                     try job.checkCancellation()
                     hasher.update(bufferPointer: chunk)
                     fetched += Int64(chunk.count)
@@ -151,7 +167,8 @@ extension PGSidecar {
                 }
                 try zstd?.finish()
                 let digest = hex(hasher.finalize())
-                if digest != a.sha256.lowercased() {
+                // A chunked dump was checked as it was read (every chunk, then its size and sha256).
+                if chunks == nil, digest != a.sha256.lowercased() {
                     throw PGSidecarError(.integrity, "\(a.key): sha256 \(digest) does not match the backup's \(a.sha256) (\(fetched) bytes read, \(a.size) expected); refusing to restore")
                 }
             } catch {

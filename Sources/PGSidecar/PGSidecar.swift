@@ -1,3 +1,4 @@
+import ArtifactStorage
 import AutomateRPC
 import Crypto
 import DataTools
@@ -39,10 +40,13 @@ public final class PGSidecar: Sendable {
     let logger: Logger
     /// Every operation since the sidecar started.
     public let operations = OperationRegistry<PGOutcome>(owner: PGSidecar.name)
+    /// The repository as backups write it (plain or chunked) and restores read it.
+    public let artifacts: ArtifactRepository
 
     public init(config: PGSidecarConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        artifacts = ArtifactRepository(s3: config.s3, bucket: config.bucket, passphrase: config.passphrase)
         signal(SIGPIPE, SIG_IGN)  // a pg_restore that ends early must be an EPIPE, not our death
     }
 

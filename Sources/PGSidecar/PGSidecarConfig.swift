@@ -1,3 +1,4 @@
+import ArtifactStorage
 import DataTools
 import Foundation
 import S3Client
@@ -18,6 +19,8 @@ public struct PGSidecarConfig: Sendable {
     /// Sessions that load a custom archive's table data at once (1: one pg_restore reads the archive);
     /// also pg_restore's `-j` for the indexes and constraints.
     public var restoreConnections = min(4, max(2, ProcessInfo.processInfo.activeProcessorCount))
+    /// The passphrase of a chunked repository (`AUTOMATE_BACKUP_PASSPHRASE_FILE`, written by the supervisor).
+    public var passphrase: ArtifactRepository.PassphraseSource?
 
     public init(socketPath: String, s3: S3Client, bucket: String, server: PGServer) {
         self.socketPath = socketPath
@@ -47,6 +50,7 @@ public struct PGSidecarConfig: Sendable {
             c.restoreMaintenanceWorkMem = m
         }
         if let n = try settings.int("restore_connections", in: 1...16) { c.restoreConnections = n }
+        c.passphrase = ArtifactRepository.passphraseSource(environment: env)
         return c
     }
 }

@@ -1,3 +1,4 @@
+import ArtifactStorage
 import BackupRepository
 import Crypto
 import Foundation
@@ -8,42 +9,43 @@ import S3Client
 import Glibc
 #endif
 
-/// Archives a declared folder or file with GNU tar (owners, modes, symlinks, numeric ids), compresses it
-/// with zstd on the way and streams it into a multipart upload, hashing what is uploaded; and brings an
-/// archive back (zstd or gzip) into a temporary folder beside the target, swapping it in only after the
-/// sha256 matched. Blocking: run it as a `BlockingPool` job and pass the job, so that cancelling the
+/// Archives a declared folder or file with GNU tar (owners, modes, symlinks, numeric ids) into the
+/// repository — plain: compressed with zstd on the way into a multipart upload, hashing what is uploaded;
+/// chunked: into the chunk store — and brings an archive back (chunked, zstd or gzip) into a temporary
+/// folder beside the target, swapping it in only after its checks passed. Blocking: run it as a `BlockingPool` job and pass the job, so that cancelling the
 /// awaiting task kills tar's process group and aborts the upload.
 public struct FileArchiver: Sendable {
-    public let s3: S3Client
-    public let bucket: String
     public var partSize: Int = 8 << 20
     public var zstdLevel: Int32 = 1
 
-    public init(s3: S3Client, bucket: String, partSize: Int = 8 << 20, zstdLevel: Int32 = 1) {
-        self.s3 = s3
-        self.bucket = bucket
+    /// `partSize` and `zstdLevel`: a plain repository's multipart parts and compression.
+    public init(partSize: Int = 8 << 20, zstdLevel: Int32 = 1) {
         self.partSize = partSize
         self.zstdLevel = zstdLevel
     }
 
     /// What an archive holds.
     public struct Result: Sendable, Equatable {
-        public var size: UInt64
-        public var sha256: String
+        /// Where it went: the object (plain, `<key>.zst`) or its chunks.
+        public var stored: StoredArtifact
         /// Entries tar wrote (folders, files, links).
         public var entries: UInt64
+        public var size: UInt64 { stored.size }
+        public var sha256: String { stored.sha256 }
         /// Bytes read from disk, before compression.
-        public var rawBytes: UInt64
+        public var rawBytes: UInt64 { stored.rawBytes }
     }
 
     /// The tar program.
     public static let tarPath: String = ["/usr/bin/tar", "/bin/tar"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/tar"
 
-    /// Archives `path` to `key`. A path that does not exist gives an empty archive (0 entries), so that a
-    /// restore of it leaves no stale folder behind. `progress` gets raw bytes read so far (every MiB, see
-    /// `ByteCountGate`, and at the end). Cancelling
-    /// `job` kills tar and aborts the upload (nothing appears under `key`).
-    public func archive(path: String, to key: String, progress: (UInt64) -> Void = { _ in }, job: BlockingJob? = nil) throws -> Result {
+    /// Archives `path` as the artifact `key` (`<id>/<service>/files/<name>.tar`) of `session`: the object
+    /// `<key>.zst` in a plain repository, chunks in a chunked one. A path that does not exist gives an
+    /// empty archive (0 entries), so that a restore of it leaves no stale folder behind. `progress` gets
+    /// the sink as bytes go by (every MiB, see `ByteCountGate`, and at the end). Cancelling `job` kills
+    /// tar and aborts the upload (nothing appears under `key`).
+    public func archive(path: String, key: String, session: ArtifactWriteSession, progress: (ArtifactSink) -> Void = { _ in },
+                        job: BlockingJob? = nil) throws -> Result {
         let parent = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let index = NSTemporaryDirectory() + "automate-tar-index-\(getpid())-\(UUID().uuidString)"
@@ -56,30 +58,22 @@ public struct FileArchiver: Sendable {
             arguments: ["--create", "--file=-", "--directory=\(parent.isEmpty ? "/" : parent)", "--numeric-owner",
                         "--verbose", "--index-file=\(index)", "--"] + members,
             pipeStdout: true, pipeStdin: false)
-        let writer = try MultipartWriter(client: s3, bucket: bucket, key: key, partSize: partSize)
-        var hasher = SHA256()
-        var size: UInt64 = 0
-        var raw: UInt64 = 0
+        let sink = try session.sink(key: key, plainSuffix: ".zst", compressionLevel: zstdLevel, partSize: partSize)
+        let stored: StoredArtifact
         do {
-            // Made before tar starts: nothing that can throw stands between its start and the catch that
-            // kills and reaps it.
-            let zstd = try ZstdCompressor(level: zstdLevel) { chunk in
-                hasher.update(bufferPointer: chunk)
-                size += UInt64(chunk.count)
-                try writer.write(chunk)
-            }
             try Self.whileCancellable(job, kill: tool) {
             try job?.checkCancellation()
             try tool.start()
             do {
                 var gate = ByteCountGate()
+                var raw: Int64 = 0
                 try tool.readStdout { chunk in
                     if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
-                    raw += UInt64(chunk.count)
-                    try zstd.compress(chunk)
-                    if gate.passes(Int64(raw)) { progress(raw) }
+                    raw += Int64(chunk.count)
+                    try sink.write(chunk)
+                    if gate.passes(raw) { progress(sink) }
                 }
-                progress(raw)
+                progress(sink)
             } catch {
                 tool.kill(SIGKILL)
                 try? tool.wait()
@@ -87,22 +81,22 @@ public struct FileArchiver: Sendable {
             }
             try tool.wait()
             }
-            try zstd.finish()
             if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
-            _ = try writer.finish()
+            stored = try sink.finish()
         } catch {
-            writer.abort()
+            sink.abort()
             if job?.isCancelled == true { throw KitError(.cancelled, "archiving \(path) was cancelled") }
             throw error
         }
         let entries = (try? String(contentsOfFile: index, encoding: .utf8))?.split(separator: "\n").count ?? 0
-        return Result(size: size, sha256: Checksum.hex(hasher.finalize()), entries: UInt64(entries), rawBytes: raw)
+        return Result(stored: stored, entries: UInt64(entries))
     }
 
     /// Restores the archive at `key` over `path`: extracts into a temporary folder beside it, checks the
-    /// archive's size and sha256 (and entry count when given), then swaps the result in. On any failure the
-    /// target is left as it was. `gzip` selects `.tar.gz` archives of older backups.
-    public func restore(key: String, to path: String, expected: ArtifactRecord, tag: String, gzip: Bool,
+    /// archive's size and sha256 (chunked: every chunk, and the whole against its record) and entry count
+    /// when given, then swaps the result in. On any failure the target is left as it was. `gzip` selects
+    /// `.tar.gz` archives of older backups; an `expected` with chunks is read from the chunk store.
+    public func restore(key: String, to path: String, expected: ArtifactRecord, tag: String, gzip: Bool, reader: ArtifactReader,
                         progress: @escaping (UInt64) -> Void = { _ in }, job: BlockingJob? = nil) throws -> UInt64 {
         let fm = FileManager.default
         let parent = (path as NSString).deletingLastPathComponent
@@ -126,9 +120,9 @@ public struct FileArchiver: Sendable {
         try job?.checkCancellation()
         try tool.start()
         do {
-            let zstd: ZstdDecompressor? = gzip ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
+            let zstd: ZstdDecompressor? = gzip || expected.chunks != nil ? nil : try ZstdDecompressor { chunk in try tool.writeStdin(chunk) }
             var gate = ByteCountGate()
-            _ = try s3.getObjectSync(bucket: bucket, key: key) { chunk in
+            try reader.read(key: key, chunks: expected.chunks) { chunk in
                 if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled") }
                 hasher.update(bufferPointer: chunk)
                 size += UInt64(chunk.count)
@@ -148,7 +142,8 @@ public struct FileArchiver: Sendable {
         }
         }
         let digest = Checksum.hex(hasher.finalize())
-        guard size == expected.size, digest == expected.sha256 else {
+        // Chunks were checked as they were read (each, then the whole against its record).
+        guard expected.chunks != nil || (size == expected.size && digest == expected.sha256) else {
             throw KitError(.failed, 
                 "\(key): size \(size) sha256 \(digest.prefix(12))…, metadata.json says size \(expected.size) sha256 \(expected.sha256.prefix(12))…; nothing was changed at \(path)")
         }

@@ -1,3 +1,4 @@
+import ArtifactStorage
 import BackupContract
 import Foundation
 import S3Client
@@ -22,17 +23,24 @@ public struct KitConfig: Sendable {
     /// The restore this service was started for (`AUTOMATE_RESTORE_ID`): it is held down until that
     /// restore's short-term part is done. Nil for a normal start.
     public var hold: RestoreHold?
+    /// The repository as file archives write it (plain or chunked) and restores read it; one per
+    /// process, so a chunked repository's key is derived once.
+    public var artifacts: ArtifactRepository
 
-    public init(s3: S3Client, bucket: String, pgSidecarSocket: String, esSidecarSocket: String) {
+    /// `passphrase`: a chunked repository's (nil: only plain repositories can be used).
+    public init(s3: S3Client, bucket: String, pgSidecarSocket: String, esSidecarSocket: String,
+                passphrase: ArtifactRepository.PassphraseSource? = nil) {
         self.s3 = s3
         self.bucket = bucket
         self.pgSidecarSocket = pgSidecarSocket
         self.esSidecarSocket = esSidecarSocket
+        artifacts = ArtifactRepository(s3: s3, bucket: bucket, passphrase: passphrase)
     }
 
     /// From the service's settings (``ServiceSettings``): the gateway (`AUTOMATE_GATEWAY_ENDPOINT`,
     /// `_REGION`, `_BUCKET`, and `_CREDENTIALS_FILE`, the key pair's file), `AUTOMATE_RUN_DIR` (the sidecars'
-    /// sockets live there), the `[config]` key `zstd_level` (1-19) and the restore it is held for.
+    /// sockets live there), the `[config]` key `zstd_level` (1-19), the restore it is held for, and a
+    /// chunked repository's passphrase (`AUTOMATE_BACKUP_PASSPHRASE_FILE`).
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> KitConfig {
         let settings = ServiceSettings(env)
         let gatewayHint = "give the service `[backup] gateway = true` in its manifest"
@@ -44,7 +52,8 @@ public struct KitConfig: Sendable {
             s3: S3Client(endpoint: endpoint, region: settings.variable("AUTOMATE_GATEWAY_REGION") ?? "us-east-1",
                          credentials: credentials),
             bucket: settings.variable("AUTOMATE_GATEWAY_BUCKET") ?? "backups",
-            pgSidecarSocket: runDir + "/pg-sidecar-service.sock", esSidecarSocket: runDir + "/es-sidecar-service.sock")
+            pgSidecarSocket: runDir + "/pg-sidecar-service.sock", esSidecarSocket: runDir + "/es-sidecar-service.sock",
+            passphrase: ArtifactRepository.passphraseSource(environment: env))
         if let level = try settings.int("zstd_level", in: 1...19) { config.zstdLevel = Int32(level) }
         config.hold = RestoreHold(environment: env)
         return config

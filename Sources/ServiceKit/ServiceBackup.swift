@@ -1,3 +1,4 @@
+import ArtifactStorage
 import AutomateRPC
 import BackupContract
 import BackupRepository
@@ -34,6 +35,11 @@ public struct ServiceBackup: Sendable {
         context.report { $0.phase = .transferring; $0.step = "backing up" }
         let calls = SidecarCalls(config: config)
         let service = self.service, prefix = self.prefix(backupID), config = self.config, owned = self.owned
+        // One session for the file archives (opened only when there are any): they dedup against each other.
+        let session: ArtifactWriteSession? = owned.paths.isEmpty ? nil : try await runBlocking("automate.session") { _ in
+            try config.artifacts.writeSession(purpose: "backup \(backupID) of \(service)'s files", compressionLevel: config.zstdLevel)
+        }
+        defer { session?.close() }
         let collected = try await withThrowingTaskGroup(of: ([ArtifactRecord], [String: String]).self) { group in
             if !owned.databases.isEmpty {
                 group.addTask {
@@ -49,13 +55,21 @@ public struct ServiceBackup: Sendable {
                             if completed { p.phase = .done; p.step = "done" }
                         }
                     })
-                    var records: [ArtifactRecord] = status.databases.map { db in
-                        ArtifactRecord(
-                            path: String(db.key.dropFirst(prefix.count)), size: UInt64(db.size), sha256: db.sha256,
-                            format: "pg_dump_custom_zstd", items: UInt64(db.tables.reduce(0) { $0 + max(0, $1.rows) }))
-                    }
                     let metaKey = prefix + "pg_data/metadata.json"
                     let bytes = try await config.s3.getObject(bucket: config.bucket, key: metaKey)
+                    // A chunked dump's chunks are in the sidecar's metadata: copied here, so that this
+                    // metadata.json alone names everything the backup needs.
+                    let sidecarMeta = try? JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes))
+                    var records: [ArtifactRecord] = try status.databases.map { db in
+                        let chunks = sidecarMeta?.databases.first { $0.key == db.key }?.chunks
+                        if !db.key.hasSuffix(".zst"), chunks == nil {
+                            throw KitError(.failed, "\(metaKey) does not list the chunks of \(db.key)")
+                        }
+                        return ArtifactRecord(
+                            path: String(db.key.dropFirst(prefix.count)), size: UInt64(db.size), sha256: db.sha256,
+                            format: chunks == nil ? "pg_dump_custom_zstd" : "pg_dump_custom_chunked",
+                            items: UInt64(db.tables.reduce(0) { $0 + max(0, $1.rows) }), chunks: chunks)
+                    }
                     records.append(ArtifactRecord(path: "pg_data/metadata.json", size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "pg_sidecar_metadata"))
                     return (records, ["postgresql": status.serverVersion])
                 }
@@ -81,32 +95,39 @@ public struct ServiceBackup: Sendable {
                         return ([], ["search_mode": status.mode])
                     }
                     let relative = "../../automate-elasticsearch-data/\(service)/\(backupID)/"
-                    var records: [ArtifactRecord] = status.indices.map { i in
-                        ArtifactRecord(path: relative + i.index + ".ndjson", size: UInt64(max(0, i.size)), sha256: i.sha256,
-                                       format: "ndjson_export", items: UInt64(max(0, i.docsTotal)))
-                    }
                     let manifestKey = "automate-elasticsearch-data/\(service)/\(backupID)/manifest.json"
                     let bytes = try await config.s3.getObject(bucket: config.bucket, key: manifestKey)
+                    let chunks = try Self.exportChunks(manifest: bytes, key: manifestKey)
+                    var records: [ArtifactRecord] = status.indices.map { i in
+                        ArtifactRecord(path: relative + i.index + ".ndjson", size: UInt64(max(0, i.size)), sha256: i.sha256,
+                                       format: "ndjson_export", items: UInt64(max(0, i.docsTotal)), chunks: chunks[i.index])
+                    }
                     records.append(ArtifactRecord(path: relative + "manifest.json", size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "es_export_manifest"))
                     return (records, ["search_mode": status.mode])
                 }
             }
             for owned in owned.paths {
+                guard let session else { break }
                 group.addTask {
-                    let archiver = FileArchiver(s3: config.s3, bucket: config.bucket, partSize: config.partSize, zstdLevel: config.zstdLevel)
+                    let archiver = FileArchiver(partSize: config.partSize, zstdLevel: config.zstdLevel)
                     let part = "files/" + owned.name
                     let estimate = Int64(Self.diskUsage(owned.path))
                     context.report(item: part) { $0.phase = .transferring; $0.step = "archiving"; $0.bytesTotal = estimate }
                     let result = try await runBlocking("automate.archive") { job in
-                        try archiver.archive(path: owned.path, to: prefix + "files/\(owned.name).tar.zst",
-                                             progress: { n in context.report(item: part) { $0.bytesDone = Int64(n) } }, job: job)
+                        try archiver.archive(path: owned.path, key: prefix + "files/\(owned.name).tar", session: session, progress: { sink in
+                            let raw = Int64(sink.rawBytes), new = String(sink.newBytes), reused = String(sink.reusedBytes)
+                            context.report(item: part) { $0.bytesDone = raw; $0.details["new_bytes"] = new; $0.details["reused_bytes"] = reused }
+                        }, job: job)
                     }
                     let raw = Int64(result.rawBytes), entries = Int64(result.entries)
+                    let new = String(result.stored.newBytes), reused = String(result.stored.reusedBytes)
                     context.report(item: part) { p in
                         p.phase = .done; p.step = "done"; p.bytesDone = raw; p.bytesTotal = raw; p.itemsDone = entries; p.itemsTotal = entries
+                        p.details["new_bytes"] = new; p.details["reused_bytes"] = reused
                     }
-                    return ([ArtifactRecord(path: "files/\(owned.name).tar.zst", size: result.size, sha256: result.sha256,
-                                            format: "tar_zstd", items: result.entries)], [:])
+                    let chunked = result.stored.chunks != nil
+                    return ([ArtifactRecord(path: "files/\(owned.name).tar" + (chunked ? "" : ".zst"), size: result.size, sha256: result.sha256,
+                                            format: chunked ? "tar_chunked" : "tar_zstd", items: result.entries, chunks: result.stored.chunks)], [:])
                 }
             }
             var artifacts: [ArtifactRecord] = []
@@ -119,6 +140,8 @@ public struct ServiceBackup: Sendable {
         }
         try Task.checkCancellation()
         context.report { $0.phase = .finishing; $0.step = "writing metadata" }
+        // A chunked repository's new chunks are indexed now, before metadata.json names them.
+        if let session { try await runBlocking("automate.commit") { _ in try session.commit() } }
         var versions = collected.1
         versions["automate-service-kit"] = "1"
         let metadata = ServiceMetadata(
@@ -129,6 +152,22 @@ public struct ServiceBackup: Sendable {
         try await config.s3.putObject(bucket: config.bucket, key: prefix + "metadata.json", bytes: Array(try encoder.encode(metadata)),
                                       contentType: "application/json")
         return metadata
+    }
+
+    /// Index name → chunks, from a search export's manifest.json (chunked exports only).
+    static func exportChunks(manifest: [UInt8], key: String) throws -> [String: ChunkRecord] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(manifest)) as? [String: Any] else {
+            throw KitError(.failed, "\(key) is not a JSON object")
+        }
+        var out: [String: ChunkRecord] = [:]
+        for index in object["indices"] as? [[String: Any]] ?? [] {
+            guard let name = index["name"] as? String, let chunks = index["chunks"] else { continue }
+            guard let data = try? JSONSerialization.data(withJSONObject: chunks), let record = try? JSONDecoder().decode(ChunkRecord.self, from: data) else {
+                throw KitError(.failed, "\(key): the chunks of index \(name) do not decode")
+            }
+            out[name] = record
+        }
+        return out
     }
 
     /// Bytes of the regular files below `path` (the progress total for its archive).

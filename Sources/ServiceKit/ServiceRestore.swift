@@ -92,8 +92,8 @@ public struct ServiceRestore: Sendable {
         let prefix = "\(backupID)/\(service)/"
         let calls = SidecarCalls(config: config)
         let service = self.service, config = self.config, owned = self.owned
-        let dumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql"].contains($0.format) }
-        let archives = metadata.artifacts.filter { $0.format == "tar_zstd" || $0.format == "tar_gzip" }
+        let dumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql", "pg_dump_custom_chunked"].contains($0.format) }
+        let archives = metadata.artifacts.filter { ["tar_zstd", "tar_gzip", "tar_chunked"].contains($0.format) }
         let exports = metadata.artifacts.filter { $0.format == "ndjson_export" }
         var missing: [String] = []
         for archive in archives where owned.paths.first(where: { $0.name == Self.archiveName(archive.path) }) == nil {
@@ -130,10 +130,11 @@ public struct ServiceRestore: Sendable {
                     let part = "files/" + name
                     let size = Int64(archive.size)
                     context.report(item: part) { $0.phase = .transferring; $0.step = "extracting"; $0.bytesTotal = size }
-                    let archiver = FileArchiver(s3: config.s3, bucket: config.bucket)
+                    let archiver = FileArchiver()
                     let entries = try await runBlocking("automate.extract") { job in
-                        try archiver.restore(key: prefix + archive.path, to: target, expected: archive, tag: restoreID,
-                                             gzip: archive.format == "tar_gzip",
+                        let reader = config.artifacts.reader()
+                        return try archiver.restore(key: prefix + archive.path, to: target, expected: archive, tag: restoreID,
+                                             gzip: archive.format == "tar_gzip", reader: reader,
                                              progress: { n in context.report(item: part) { $0.bytesDone = Int64(n) } }, job: job)
                     }
                     context.report(item: part) { p in
@@ -176,7 +177,10 @@ public struct ServiceRestore: Sendable {
     /// `files/profiles.tar.zst` → `profiles`.
     static func archiveName(_ path: String) -> String {
         var name = (path as NSString).lastPathComponent
-        for suffix in [".tar.zst", ".tar.gz"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        for suffix in [".tar.zst", ".tar.gz", ".tar"] where name.hasSuffix(suffix) {
+            name.removeLast(suffix.count)
+            break
+        }
         return name
     }
 
@@ -198,7 +202,12 @@ public struct ServiceRestore: Sendable {
             let file = (dump.path as NSString).lastPathComponent
             a.database = file.components(separatedBy: ".").first ?? file
             a.key = prefix + dump.path
-            a.format = dump.format == "pg_plain_sql" ? "sql" : dump.format == "pg_dump_custom" ? "custom" : "custom+zstd"
+            switch dump.format {
+            case "pg_plain_sql": a.format = "sql"
+            case "pg_dump_custom": a.format = "custom"
+            case "pg_dump_custom_chunked": a.format = "custom+chunks"
+            default: a.format = "custom+zstd"
+            }
             a.sha256 = dump.sha256
             a.size = Int64(dump.size)
             if let db = sidecarMeta?.databases.first(where: { $0.name == a.database }) {

@@ -1,3 +1,4 @@
+import ChunkStore
 import Foundation
 
 /// What the sidecar writes to `<backup_id>/<service>/pg_data/metadata.json`.
@@ -26,18 +27,21 @@ public struct PGBackupMetadata: Codable, Sendable {
         public var encoding: String?
         public var lcCollate: String?
         public var lcCtype: String?
+        /// In a chunked repository: the dump's chunks (format `custom+chunks`: nothing is stored at `key`).
+        public var chunks: ChunkStore.ArtifactRecord?
 
         public init(
             name: String, key: String, format: String, size: Int64, sha256: String, uncompressedSize: Int64, tables: [Table],
-            startedAt: String, finishedAt: String, encoding: String? = nil, lcCollate: String? = nil, lcCtype: String? = nil
+            startedAt: String, finishedAt: String, encoding: String? = nil, lcCollate: String? = nil, lcCtype: String? = nil,
+            chunks: ChunkStore.ArtifactRecord? = nil
         ) {
             self.name = name; self.key = key; self.format = format; self.size = size; self.sha256 = sha256
             self.uncompressedSize = uncompressedSize; self.tables = tables; self.startedAt = startedAt; self.finishedAt = finishedAt
-            self.encoding = encoding; self.lcCollate = lcCollate; self.lcCtype = lcCtype
+            self.encoding = encoding; self.lcCollate = lcCollate; self.lcCtype = lcCtype; self.chunks = chunks
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, key, format, size, sha256, tables, encoding
+            case name, key, format, size, sha256, tables, encoding, chunks
             case uncompressedSize = "uncompressed_size", startedAt = "started_at", finishedAt = "finished_at"
             case lcCollate = "lc_collate", lcCtype = "lc_ctype"
         }

@@ -16,13 +16,17 @@ extension TestStack {
         var postgres = TestStack.freePort()
         var search = TestStack.freePort()
         var gateway = TestStack.freePort()
+        /// The format a new repository gets (`[config] repository_format` of the deployment-service):
+        /// plain for the tests that read its files with plain tools, chunked for the chunked format's.
+        var repositoryFormat = "plain"
     }
 
     /// Copies every repository service and writes overlays so that they find each other on free ports.
     @discardableResult
-    func useFullStack() throws -> Ports {
+    func useFullStack(repositoryFormat: String = "plain") throws -> Ports {
         for service in Self.fullStackServices { try useRepositoryService(service) }
-        let ports = Ports()
+        var ports = Ports()
+        ports.repositoryFormat = repositoryFormat
         try writeOverlays(ports)
         return ports
     }
@@ -38,6 +42,7 @@ extension TestStack {
         try writeOverlay("automate-search", "[config]\nport = \(search)\n")
         try writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
         try writeOverlay("backup-gateway", "[config]\nport = \(ports.gateway)\n")
+        try writeOverlay("deployment-service", "[config]\nrepository_format = \"\(ports.repositoryFormat)\"\n")
     }
 
     /// The deployment-service's client.

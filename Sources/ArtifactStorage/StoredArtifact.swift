@@ -1,0 +1,34 @@
+import ChunkStore
+
+/// An artifact's chunks, as its backup's records keep them (`"chunks"` in `metadata.json`): the blob ids in
+/// order, the size and SHA-256 of the whole, and what was new. See docs/repository-format.md.
+public typealias ChunkRecord = ChunkStore.ArtifactRecord
+
+/// What ``ArtifactSink/finish()`` stored.
+public struct StoredArtifact: Sendable, Equatable {
+    /// The object key (plain), or the artifact's name in the backup's folder (chunked: nothing is stored
+    /// under it; its bytes are the chunks of ``chunks``).
+    public var key: String
+    /// Plain: bytes of the object (after compression). Chunked: bytes of the artifact itself.
+    public var size: UInt64
+    /// SHA-256 (lowercase hex) of what ``size`` counts.
+    public var sha256: String
+    /// Bytes the producer wrote (before compression).
+    public var rawBytes: UInt64
+    /// The chunks (chunked repositories only).
+    public var chunks: ChunkRecord?
+    /// Bytes of the artifact not stored before (plain: all of them).
+    public var newBytes: UInt64
+    /// Bytes of the artifact already in the repository (plain: none).
+    public var reusedBytes: UInt64
+
+    public init(key: String, size: UInt64, sha256: String, rawBytes: UInt64, chunks: ChunkRecord?, newBytes: UInt64, reusedBytes: UInt64) {
+        self.key = key
+        self.size = size
+        self.sha256 = sha256
+        self.rawBytes = rawBytes
+        self.chunks = chunks
+        self.newBytes = newBytes
+        self.reusedBytes = reusedBytes
+    }
+}

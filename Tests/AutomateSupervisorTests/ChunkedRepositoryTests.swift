@@ -1,0 +1,190 @@
+import AutomateSupervisor
+import BackupRepository
+import Foundation
+import S3Client
+import Testing
+
+/// The chunked repository format on the real stack: a whole-stack round trip through deduplicated,
+/// encrypted chunks; keys and passphrases; damaged packs; what a second backup costs.
+@Suite("Chunked repositories", .serialized)
+struct ChunkedRepositoryTests {
+    /// Bytes of every file under `path` (the repository's real size on disk).
+    static func bytes(under path: String) -> UInt64 {
+        var total: UInt64 = 0
+        let walker = FileManager.default.enumerator(atPath: path)
+        while let relative = walker?.nextObject() as? String {
+            var info = stat()
+            if lstat(path + "/" + relative, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += UInt64(info.st_size) }
+        }
+        return total
+    }
+
+    /// Every artifact of a backup's services' metadata.json, with its service.
+    static func artifacts(_ repository: String, _ id: String) throws -> [(service: String, record: ArtifactRecord)] {
+        var out: [(String, ArtifactRecord)] = []
+        for service in try FileManager.default.contentsOfDirectory(atPath: repository + "/" + id) {
+            let path = repository + "/\(id)/\(service)/metadata.json"
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            let metadata = try JSONDecoder().decode(ServiceMetadata.self, from: data)
+            out += metadata.artifacts.map { (service, $0) }
+        }
+        return out
+    }
+
+    @Test("round trip through a chunked repository: nothing in clear, no restore without the passphrase, a wrong one refused, a second key restores")
+    func roundTrip() async throws {
+        let stack = try TestStack(name: "chunked-trip")
+        defer { Task { await stack.tearDown() } }
+        let ports = try stack.useFullStack(repositoryFormat: "chunked")
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        try await RestoreTests.addFileVariety(stack)
+        let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+
+        let id = try await stack.createBackup()
+        let repository = stack.home.backupsDirectory
+        let format = try String(contentsOfFile: repository + "/repository.json", encoding: .utf8)
+        #expect(format.contains("\"chunked\""), "\(format)")
+        // Every data artifact is chunks: no dump, tarball or export file of its own.
+        let records = try Self.artifacts(repository, id)
+        let data = records.filter { ["pg_dump_custom_chunked", "tar_chunked", "ndjson_export", "sqlite"].contains($0.record.format) }
+        #expect(data.count >= 7 && data.allSatisfy { $0.record.chunks != nil }, "\(records.map { "\($0.service)/\($0.record.path) \($0.record.format)" })")
+        #expect(!records.contains { $0.record.path.hasSuffix(".zst") })
+        // Encrypted: the sample data's words appear nowhere in the repository's bytes.
+        for secret in ["kernel too old", "ssh hardening applied", "secret profile", "the core team"] {
+            let grep = try await stack.shell("grep -rlF '\(secret)' '\(repository)' || true")
+            #expect(grep.output.isEmpty, "\"\(secret)\" in clear in \(grep.output)")
+        }
+        let verify = try await stack.automate(["backup", "verify", id])
+        #expect(verify.succeeded && verify.output.contains("chunks authenticated"), "\(verify.output)\(verify.error)")
+
+        // Keys: a second one added, the home's removed; the exported old passphrase then opens nothing.
+        let old = stack.root + "/old.passphrase", new = stack.root + "/new.passphrase"
+        let export = try await stack.automate(["backup", "key", "export", "--to", old])
+        try #require(export.succeeded, "\(export.error)")
+        try "a second passphrase, kept by the operator\n".write(toFile: new, atomically: true, encoding: .utf8)
+        let keys = try await stack.automate(["backup", "key", "list"])
+        let first = try #require(keys.output.split(separator: " ").first.map(String.init))
+        let add = try await stack.shell("AUTOMATE_BACKUP_NEW_PASSPHRASE=\"$(head -1 '\(new)')\" automate backup key add --label operator")
+        try #require(add.succeeded, "\(add.output)\(add.error)")
+        let remove = try await stack.automate(["backup", "key", "remove", first, "--passphrase-file", new])
+        try #require(remove.succeeded, "\(remove.output)\(remove.error)")
+
+        let copy = try await stack.copyRepositoryAndLoseHome(ports)
+        // A fresh home has no passphrase: refused, naming what is missing; nothing is touched.
+        let missing = try await stack.automate(["restore", copy])
+        #expect(!missing.succeeded && missing.error.contains("chunked") && missing.error.contains("passphrase"), "\(missing.output)\(missing.error)")
+        #expect(!FileManager.default.fileExists(atPath: stack.home.dataDirectory + "/teams-service"))
+        // The removed key's passphrase: refused before anything is touched.
+        let wrong = try await stack.automate(["restore", copy, "--passphrase-file", old])
+        #expect(!wrong.succeeded && wrong.error.contains("opens no key"), "\(wrong.output)\(wrong.error)")
+        #expect(!FileManager.default.fileExists(atPath: stack.home.dataDirectory + "/teams-service"))
+
+        let restore = try await stack.automate(["restore", copy, "--passphrase-file", new])
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
+        #expect(final.longTermState == .completed, "\(final)")
+        let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        #expect(after == before)
+        // The home took the restored repository's passphrase: the services back up into it again.
+        let again = try await stack.automate(["backup", "create", "--no-progress"])
+        #expect(again.succeeded, "\(again.output)\(again.error)")
+    }
+
+    @Test("a flipped byte in a pack: verify names the backups that use it, restore refuses before touching anything")
+    func flippedByte() async throws {
+        let stack = try TestStack(name: "chunked-flip")
+        defer { Task { await stack.tearDown() } }
+        let ports = try stack.useFullStack(repositoryFormat: "chunked")
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        func packs(_ repository: String) throws -> Set<String> {
+            Set(try FileManager.default.subpathsOfDirectory(atPath: repository + "/chunks/data").filter { $0.count > 60 })
+        }
+        let first = try await stack.createBackup()
+        let firstPacks = try packs(stack.home.backupsDirectory)
+        let second = try await stack.createBackup()
+        #expect(try packs(stack.home.backupsDirectory).count > firstPacks.count)
+        let passphrase = stack.root + "/passphrase"
+        try #require(try await stack.automate(["backup", "key", "export", "--to", passphrase]).succeeded)
+        let copy = try await stack.copyRepositoryAndLoseHome(ports)
+
+        // One byte flipped in each pack the first backup wrote (a pack per service's session); the second
+        // backup reuses some of their chunks (the unchanged files and search export).
+        for pack in firstPacks.map({ copy + "/chunks/data/" + $0 }) {
+            let size = ((try? FileManager.default.attributesOfItem(atPath: pack))?[.size] as? UInt64) ?? 0
+            let flip = try await stack.shell("""
+                printf "\\\\$(printf '%03o' $(( $(od -An -tu1 -j \(size / 3) -N1 '\(pack)') ^ 255 )))" | dd of='\(pack)' bs=1 seek=\(size / 3) conv=notrunc status=none
+                """)
+            try #require(flip.succeeded, "\(flip.error)")
+        }
+
+        let verify = try await stack.automate(["backup", "verify", "--repository", copy, "--passphrase-file", passphrase])
+        #expect(verify.status == .exited(1), "\(verify.output)\(verify.error)")
+        for id in [first, second] {
+            #expect(verify.output.contains("\(id)  completed"), "\(verify.output)")
+        }
+        #expect(verify.output.contains("corrupted") && verify.error.contains("2 of 2 backups have faults"), "\(verify.output)\(verify.error)")
+
+        let restore = try await stack.automate(["restore", copy, "--passphrase-file", passphrase])
+        #expect(!restore.succeeded && restore.error.contains("failed its checks; nothing was changed"), "\(restore.output)\(restore.error)")
+        #expect(!FileManager.default.fileExists(atPath: stack.home.dataDirectory + "/teams-service"))
+    }
+
+    @Test("a backup taken with the gateway in S3 mode (moto upstream) is chunks in the bucket and restores from S3")
+    func s3Mode() async throws {
+        let prefix = ProcessInfo.processInfo.environment["AUTOMATE_PREFIX"]
+            ?? (geteuid() == 0 ? "/opt/automate" : NSHomeDirectory() + "/.local/opt/automate")
+        let motoPath = prefix + "/venv/bin/moto_server"
+        try #require(FileManager.default.isExecutableFile(atPath: motoPath), "\(motoPath) missing: run scripts/install.sh --deps")
+        let motoPort = TestStack.freePort()
+        var motoEnvironment = ProcessInfo.processInfo.environment
+        motoEnvironment["AWS_ACCESS_KEY_ID"] = "test"
+        motoEnvironment["AWS_SECRET_ACCESS_KEY"] = "test"
+        let motoProcess = try LiveCommand(executable: motoPath, ["-H", "127.0.0.1", "-p", "\(motoPort)"], environment: motoEnvironment)
+        defer { kill(motoProcess.pid, SIGKILL) }
+        let banner = await motoProcess.waitFor("Running on http://127.0.0.1:\(motoPort)")
+        try #require(banner.contains("Running on"), "moto_server did not start: \(banner)")
+        let endpoint = "http://127.0.0.1:\(motoPort)"
+        let upstream = S3Client(endpoint: endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
+        _ = try upstream.createBucketSync("automate-backups")
+        let stack = try TestStack(name: "chunked-s3")
+        defer { Task { await stack.tearDown() } }
+        let credentials = stack.root + "/upstream.credentials"
+        try "test\ntest\n".write(toFile: credentials, atomically: true, encoding: .utf8)
+        chmod(credentials, 0o600)
+        _ = try await TestStack.shellCommand("[ $(id -u) -eq 0 ] && chown automate-backup-gateway '\(credentials)'; true")
+        let ports = try stack.useFullStack(repositoryFormat: "chunked")
+        try stack.writeOverlay("backup-gateway", """
+            [config]
+            port = \(ports.gateway)
+            mode = "s3"
+            upstream_endpoint = "\(endpoint)"
+            upstream_bucket = "automate-backups"
+            upstream_prefix = "site-b/"
+            upstream_credentials_file = "\(credentials)"
+
+            """)
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        let id = try await stack.createBackup()
+        let keys = try upstream.listObjectsSync(bucket: "automate-backups", prefix: "site-b/").map(\.key)
+        #expect(keys.contains("site-b/repository.json") && keys.contains { $0.hasPrefix("site-b/chunks/data/") }, "\(keys)")
+        #expect(!keys.contains { $0.hasSuffix(".zst") || $0.hasSuffix(".ndjson") }, "\(keys)")
+        let passphrase = stack.root + "/passphrase"
+        try #require(try await stack.automate(["backup", "key", "export", "--to", passphrase]).succeeded)
+        try await stack.loseHome(ports)
+
+        let s3 = ["--s3-endpoint", endpoint, "--s3-credentials", credentials]
+        let restore = try await stack.automate(["restore", "s3://automate-backups/site-b", id, "--passphrase-file", passphrase] + s3)
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
+        #expect(final.longTermState == .completed, "\(final)")
+        let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        #expect(after == before)
+    }
+}
