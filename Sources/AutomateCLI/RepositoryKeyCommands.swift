@@ -106,7 +106,7 @@ extension RepositoryFormat.Kind: ExpressibleByArgument {}
 struct RepositoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repository", abstract: "Make a backup repository and show its format (plain, or chunked: deduplicated and encrypted).",
-        subcommands: [Init.self, Show.self])
+        subcommands: [Init.self, Upgrade.self, Show.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -144,6 +144,47 @@ struct RepositoryCommand: AsyncParsableCommand {
                     try RepositoryFormat(format: .plain).write(to: access.top)
                     print("Recorded \(repository.path) as a plain repository.")
                 }
+            }
+            try ChunkedRepositoryAccess.giveToOwner(repository)
+        }
+    }
+
+    struct Upgrade: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a plain repository chunked: later backups are deduplicated and encrypted; earlier ones restore as they are.",
+            discussion: """
+                Adds the chunk store (chunks/, a random key wrapped by the passphrase) and records the format. The \
+                backups already there keep their plain files and restore unchanged; nothing is rewritten. The \
+                stack's services open the repository with the home's passphrase (<home>/secrets/backup-repository.passphrase, \
+                made when missing): give another only for a repository the stack does not write.
+                """)
+        @OptionGroup var options: BackupCommand.RepositoryOptions
+        @Argument(help: "The repository: a folder or s3://bucket/prefix (default: --repository, else the gateway's).")
+        var path: String?
+        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
+        var passphraseFile: String?
+        @Option(help: "A label for the first key.")
+        var label = "first key"
+
+        func run() async throws {
+            let repository = try options.resolved(path)
+            let access = try ChunkedRepositoryAccess(repository)
+            try CLIError.reporting {
+                if try access.format() == .chunked {
+                    throw CLIError("\(repository.path) is already chunked; nothing changed", exitCode: 2)
+                }
+                let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved, create: true)
+                // A chunk store left by an upgrade that stopped before the record is reused when it opens.
+                let made: ChunkStore.Repository
+                if try access.chunks.exists("config") {
+                    made = try ChunkStore.Repository.open(store: access.chunks, passphrase: passphrase)
+                } else {
+                    made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label)
+                }
+                try RepositoryFormat(format: .chunked).write(to: access.top)
+                let backups = (try? repository.list().count) ?? 0
+                print("Upgraded \(repository.path) to chunked (id \(made.config.id.prefix(16))): the next backup goes into chunks; its \(backups) earlier backups stay plain and restore as they are.")
+                print("Keep the passphrase: without it (or another key) the new backups cannot be read.")
             }
             try ChunkedRepositoryAccess.giveToOwner(repository)
         }
