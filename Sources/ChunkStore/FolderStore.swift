@@ -107,6 +107,23 @@ public struct FolderStore: ObjectStore {
     }
 
     public func list(prefix: String) throws -> [String] {
+        try walk(prefix: prefix) { key, _ in key }
+    }
+
+    public func listWithSizes(prefix: String) throws -> [StoredObject] {
+        try walk(prefix: prefix) { key, path in
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                if errno == ENOENT { return nil }  // removed since it was listed
+                throw posixError("stat \(path)")
+            }
+            return StoredObject(key: key, size: Int64(info.st_size))
+        }
+    }
+
+    /// The files whose keys start with `prefix`, each made into a result by `each(key, path)` (nil: skip),
+    /// sorted by key. Temporary files are skipped.
+    private func walk<T>(prefix: String, _ each: (String, String) throws -> T?) throws -> [T] {
         // Walk only the deepest folder the prefix names, then filter.
         let folder = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
         let base = folder.isEmpty ? root : root + "/" + folder
@@ -115,14 +132,14 @@ public struct FolderStore: ObjectStore {
         guard let walker = FileManager.default.enumerator(atPath: base) else {
             throw ChunkStoreError(.storage, "cannot list \(base) in \(location): check its permissions")
         }
-        var keys: [String] = []
+        var found: [(String, String)] = []
         while let rel = walker.nextObject() as? String {
             if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeDirectory { continue }
             if rel.split(separator: "/").last?.contains(".tmp-") == true { continue }
             let key = folder.isEmpty ? rel : folder + "/" + rel
-            if key.hasPrefix(prefix) { keys.append(key) }
+            if key.hasPrefix(prefix) { found.append((key, base + "/" + rel)) }
         }
-        return keys.sorted()
+        return try found.sorted { $0.0 < $1.0 }.compactMap { try each($0.0, $0.1) }
     }
 
     public func delete(_ key: String) throws {

@@ -39,6 +39,14 @@ public struct S3ObjectStore: ObjectStore {
         }
     }
 
+    public func listWithSizes(prefix keyPrefix: String) throws -> [StoredObject] {
+        try wrap("list \(keyPrefix)") {
+            try client.listObjectsSync(bucket: bucket, prefix: prefix + keyPrefix)
+                .map { StoredObject(key: String($0.key.dropFirst(prefix.count)), size: $0.size) }
+                .sorted { $0.key < $1.key }
+        }
+    }
+
     public func delete(_ key: String) throws {
         try wrap("delete \(key)") { try client.deleteObjectSync(bucket: bucket, key: prefix + key) }
     }
