@@ -5,7 +5,7 @@ import AutomateErrors
 public struct ChunkStoreErrorCode: ErrorCode {
     private enum Value: String, Hashable, Sendable {
         case notARepository, alreadyARepository, unsupportedFormat, wrongPassphrase, noKeys, lastKey, keyMissing
-        case objectMissing, storage, damaged, invalidArgument, compression, crypto, misuse
+        case objectMissing, storage, damaged, invalidArgument, compression, crypto, misuse, locked
     }
     private let value: Value
     private init(_ value: Value) { self.value = value }
@@ -38,6 +38,8 @@ public struct ChunkStoreErrorCode: ErrorCode {
     public static let crypto = Self(.crypto)
     /// The API was used out of order (writing to a finished artifact, committing twice, ...).
     public static let misuse = Self(.misuse)
+    /// Another process holds a conflicting lock on the repository (`locks/`), or this process lost its own.
+    public static let locked = Self(.locked)
 
     public var description: String { value.rawValue }
 }

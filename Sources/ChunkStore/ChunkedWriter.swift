@@ -20,6 +20,11 @@ import Foundation
 /// - Important: Packs are written when full and on ``commit()``; the index object only on ``commit()``.
 ///   A session that ends without `commit()` leaves packs no index names: their blobs are stored again by
 ///   a later session, and the records it returned must not be kept.
+///
+/// - Important: When a prune may run on the repository, hold a shared lock
+///   (``Repository/lock(exclusive:purpose:staleAfter:refreshEvery:)``) from before the session is made
+///   until after its last commit: the session dedups against the index it loaded and names its packs only
+///   at its commit, and a prune in between could delete blobs it reuses or packs it wrote.
 public final class ChunkedWriter: @unchecked Sendable {
     /// The repository written to.
     public let repository: Repository
