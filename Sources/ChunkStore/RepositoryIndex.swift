@@ -1,3 +1,5 @@
+import Crypto
+
 /// Where a blob is: its pack, and its sealed bytes' offset and length there, and its plaintext length.
 public struct BlobLocation: Sendable, Equatable {
     /// The pack holding it.
@@ -60,7 +62,40 @@ public struct RepositoryIndex: Sendable {
         for (id, e) in other.entries { insert(id, BlobLocation(pack: other.packs[Int(e.pack)], offset: Int(e.offset), length: Int(e.length), plaintextLength: Int(e.plaintextLength))) }
     }
 
+    /// Calls `body` with every entry (in no particular order).
+    func forEach(_ body: (BlobID, BlobLocation) throws -> Void) rethrows {
+        for (id, e) in entries {
+            try body(id, BlobLocation(pack: packs[Int(e.pack)], offset: Int(e.offset), length: Int(e.length), plaintextLength: Int(e.plaintextLength)))
+        }
+    }
+
+    /// The entries split into indexes of about `maxBlobs` blobs each (a pack's blobs stay together, so a
+    /// part holds more when one pack has more); none for an empty index.
+    func split(maxBlobs: Int) -> [RepositoryIndex] {
+        var byPack = [[(BlobID, Entry)]](repeating: [], count: packs.count)
+        for (id, e) in entries { byPack[Int(e.pack)].append((id, e)) }
+        var parts: [RepositoryIndex] = []
+        var part = RepositoryIndex()
+        for (n, blobs) in byPack.enumerated() where !blobs.isEmpty {
+            if part.count > 0, part.count + blobs.count > maxBlobs {
+                parts.append(part)
+                part = RepositoryIndex()
+            }
+            for (id, e) in blobs {
+                part.insert(id, BlobLocation(pack: packs[n], offset: Int(e.offset), length: Int(e.length), plaintextLength: Int(e.plaintextLength)))
+            }
+        }
+        if part.count > 0 { parts.append(part) }
+        return parts
+    }
+
     // MARK: index objects
+
+    /// The index sealed as an index object, and its key (`index/` + SHA-256 of the sealed bytes).
+    func sealedObject(key: SymmetricKey, codec: ZstdCodec) throws -> (name: String, bytes: [UInt8]) {
+        let sealed = try serialized().withUnsafeBytes { try Envelope.seal($0, kind: .index, key: key, codec: codec) }
+        return ("index/" + BlobID(bytes: SHA256.hash(data: sealed))!.hex, sealed)
+    }
 
     private static let magic: [UInt8] = Array("ACSI".utf8)
 

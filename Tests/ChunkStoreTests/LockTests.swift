@@ -167,6 +167,8 @@ import Testing
         #expect(error.code == .locked && error.message.contains("was removed"))
         #expect(throws: ChunkStoreError.self) { try lock.check() }
         #expect(try !repo.store.exists(lock.key))  // not written again
+        let prune = try #require(throws: ChunkStoreError.self) { try repo.prune(referenced: [], lock: lock) }
+        #expect(prune.code == .locked)
     }
 
     /// Two processes racing for exclusive locks: never both succeed.

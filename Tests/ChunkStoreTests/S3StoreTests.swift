@@ -45,6 +45,20 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
                 #expect(try !store.exists("nothing"))
                 let missing = try #require(throws: ChunkStoreError.self) { try store.get("nothing") }
                 #expect(missing.code == .objectMissing)
+
+                // Locks and prune through S3: sizes come from the listing.
+                let packs = try store.listWithSizes(prefix: "data/")
+                #expect(packs.count == session.statistics.packsWritten && packs.allSatisfy { $0.size > 0 })
+                let lock = try reopened.lock(exclusive: true, purpose: "prune")
+                #expect(throws: ChunkStoreError.self) { try repo.lock(exclusive: false, purpose: "backup") }
+                let kept = try reopened.prune(referenced: Set(blobsOf: [record]), lock: lock, packSize: 2 << 20)
+                #expect(kept.packsKept == packs.count && kept.bytesFreed == 0)
+                #expect(kept.bytesBefore == (try packAndIndexBytes(store)))
+                let emptied = try reopened.prune(referenced: [], lock: lock)
+                #expect(emptied.packsDeleted == packs.count && emptied.indexObjectsAfter == 0 && emptied.bytesAfter == 0)
+                #expect(try store.list(prefix: "data/").isEmpty && store.list(prefix: "index/").isEmpty)
+                try lock.release()
+                #expect(try store.list(prefix: "locks/").isEmpty)
                 try store.delete("config")
                 #expect(try !store.exists("config"))
                 // The objects are files of the gateway's bucket folder.
