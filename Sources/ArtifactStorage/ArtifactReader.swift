@@ -12,10 +12,14 @@ public final class ArtifactReader {
     /// The repository read from.
     public let repository: ArtifactRepository
     private var chunkReader: ChunkedReader?
+    /// A shared lock while chunks are read: a prune cannot move or remove them under the reader.
+    private var lock: RepositoryLockHandle?
 
     init(repository: ArtifactRepository) {
         self.repository = repository
     }
+
+    deinit { try? lock?.release() }
 
     /// Streams the artifact to `sink`; returns the bytes handed over. `key` is the object (plain) or the
     /// artifact's name (chunked, for messages).
@@ -40,6 +44,7 @@ public final class ArtifactReader {
     private func chunkedReader() throws -> ChunkedReader {
         if let chunkReader { return chunkReader }
         let store = try repository.openChunked()
+        lock = try repository.lock(store, purpose: "a restore reading chunks")
         let reader = try repository.wrapOpen { try ChunkedReader(repository: store) }
         chunkReader = reader
         return reader

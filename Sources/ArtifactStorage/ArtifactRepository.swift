@@ -111,16 +111,46 @@ public final class ArtifactRepository: @unchecked Sendable {
     /// A writing session in the format in force; a chunked one compresses chunks at `compressionLevel`.
     public func writeSession(purpose: String, compressionLevel: Int32 = 1) throws -> ArtifactWriteSession {
         switch try format() {
-        case .plain: return ArtifactWriteSession(repository: self, chunked: nil, purpose: purpose)
+        case .plain: return ArtifactWriteSession(repository: self, chunked: nil, lock: nil, purpose: purpose)
         case .chunked:
             let store = try openChunked()
-            let writer = try wrapOpen { try ChunkedWriter(repository: store, compressionLevel: compressionLevel) }
-            return ArtifactWriteSession(repository: self, chunked: writer, purpose: purpose)
+            // Shared: backups run side by side; `automate backup prune` (exclusive) waits for them.
+            let lock = try lock(store, purpose: purpose)
+            do {
+                let writer = try wrapOpen { try ChunkedWriter(repository: store, compressionLevel: compressionLevel) }
+                return ArtifactWriteSession(repository: self, chunked: writer, lock: lock, purpose: purpose)
+            } catch {
+                try? lock.release()
+                throw error
+            }
         }
     }
 
     /// A reader of artifacts in either format (it opens the chunk store on the first chunked artifact).
     public func reader() -> ArtifactReader { ArtifactReader(repository: self) }
+
+    /// How long a session or reader waits for a prune (the exclusive lock) to finish before it fails.
+    public static let pruneWait: Duration = .seconds(600)
+
+    /// A shared lock on the chunk store for a session or a reader. A prune holding the exclusive lock (or
+    /// only trying to take it) is waited for, with backoff, up to ``pruneWait``; then it fails, naming it.
+    func lock(_ store: ChunkStore.Repository, purpose: String) throws -> RepositoryLockHandle {
+        let deadline = ContinuousClock.now + Self.pruneWait
+        var pause: Duration = .milliseconds(50)
+        while true {
+            do {
+                return try store.lock(exclusive: false, purpose: purpose)
+            } catch let e as ChunkStoreError where e.code == .locked {
+                guard ContinuousClock.now + pause < deadline else {
+                    throw ArtifactStorageError(.storage, "the chunk store stayed locked for \(purpose) for \(Self.pruneWait): \(e.message)")
+                }
+                Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+                pause = min(pause * 2, .seconds(5))
+            } catch let e as ChunkStoreError {
+                throw ArtifactStorageError(.storage, "cannot lock the chunk store for \(purpose): \(e.message)")
+            }
+        }
+    }
 
     /// The passphrase, or an error saying where it was looked for.
     func passphrase() throws -> String {

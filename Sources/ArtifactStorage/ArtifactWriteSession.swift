@@ -16,12 +16,18 @@ public final class ArtifactWriteSession: @unchecked Sendable {
     public let purpose: String
     /// The chunk store's writer (nil: the repository is plain).
     let chunked: ChunkedWriter?
+    /// The session's shared lock on the chunk store, held until ``close()``: a prune cannot remove
+    /// chunks the session reuses or wrote before its records name them.
+    private let lock: RepositoryLockHandle?
 
-    init(repository: ArtifactRepository, chunked: ChunkedWriter?, purpose: String) {
+    init(repository: ArtifactRepository, chunked: ChunkedWriter?, lock: RepositoryLockHandle?, purpose: String) {
         self.repository = repository
         self.chunked = chunked
+        self.lock = lock
         self.purpose = purpose
     }
+
+    deinit { close() }
 
     /// The repository's format, as the session writes it.
     public var format: RepositoryFormat.Kind { chunked == nil ? .plain : .chunked }
@@ -47,8 +53,11 @@ public final class ArtifactWriteSession: @unchecked Sendable {
         _ = try repository.wrapOpen { try chunked.commit() }
     }
 
-    /// Ends the session (its lock on the chunk store, when it holds one). Idempotent.
-    public func close() {}
+    /// Ends the session: releases its lock on the chunk store (call it once the records naming the
+    /// session's artifacts are written). Idempotent.
+    public func close() {
+        try? lock?.release()
+    }
 
     /// Bytes new to the repository and bytes found already stored, over the session so far.
     public var statistics: (newBytes: Int64, reusedBytes: Int64) {

@@ -8,7 +8,7 @@ struct BackupCommand: AsyncParsableCommand {
         commandName: "backup",
         abstract: "Back up the stack (create, status, cancel, delete) and inspect repositories (list, show, verify: no running stack needed).",
         subcommands: [Create.self, Status.self, Cancel.self, List.self, Show.self, Verify.self, Delete.self,
-                      RepositoryCommand.self, KeyCommand.self])
+                      PruneCommand.self, RepositoryCommand.self, KeyCommand.self])
 
     /// `--repository`, defaulting to the stack's own: the one its gateway is configured with.
     struct RepositoryOptions: ParsableArguments {

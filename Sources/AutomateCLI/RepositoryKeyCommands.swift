@@ -126,17 +126,24 @@ struct RepositoryCommand: AsyncParsableCommand {
         var passphraseFile: String?
         @Option(help: "A label for the first key.")
         var label = "first key"
+        @Option(help: "Chunked: the average chunk size in KiB, a power of two (chunks are a quarter to four times it). Smaller finds more duplicates in small changes and costs more index.")
+        var averageChunkKib = 1024
 
         func run() async throws {
             let repository = try options.resolved(path)
             let access = try ChunkedRepositoryAccess(repository)
+            let average = averageChunkKib << 10
+            let chunker: ChunkerParameters
+            do { chunker = try ChunkerParameters(minimum: average / 4, average: average, maximum: average * 4) } catch {
+                throw CLIError("--average-chunk-kib \(averageChunkKib): give a power of two from 1 to 16384", exitCode: 2)
+            }
             try CLIError.reporting {
                 if let existing = try RepositoryFormat.read(from: access.top) {
                     throw CLIError("\(repository.path) is already a \(existing.format.rawValue) repository; nothing changed", exitCode: 2)
                 }
                 if format == .chunked {
                     let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved, create: true)
-                    let made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label)
+                    let made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label, chunker: chunker)
                     try RepositoryFormat(format: .chunked).write(to: access.top)
                     print("Made chunked repository \(repository.path) (id \(made.config.id.prefix(16)), key \(try made.listKeys().first?.id ?? "?")).")
                     print("Keep the passphrase: without it (or another key) its backups cannot be read.")

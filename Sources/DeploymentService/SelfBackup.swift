@@ -25,9 +25,12 @@ struct SelfBackup: Sendable {
             return Array(try Data(contentsOf: URL(fileURLWithPath: copy)))
         }
         let repository = config.kit.artifacts
+        // Held until metadata.json names the store's chunks (a prune waits for it).
+        let session = try await runBlocking("deployment.self-backup") { _ in
+            try repository.writeSession(purpose: "backup \(backupID) of the deployment-service's store")
+        }
+        defer { session.close() }
         let stored = try await runBlocking("deployment.self-backup") { _ -> StoredArtifact in
-            let session = try repository.writeSession(purpose: "backup \(backupID) of the deployment-service's store")
-            defer { session.close() }
             guard session.format == .chunked else {
                 try s3.putObjectSync(bucket: bucket, key: prefix + "state.sqlite", bytes: state, contentType: "application/vnd.sqlite3")
                 return StoredArtifact(

@@ -63,6 +63,7 @@ extension ESSidecar {
             return try await startOperation(kind: "snapshot", snapshot: req.snapshot, service: req.service, indices: indices) { context in
                 context.report { $0.phase = .transferring; $0.step = "exporting" }
                 let out = try await runBlocking("es.export") { job in
+                    defer { store.close() }
                     do {
                         return try exporter.export(indices: indices, to: store, meta: ["service": req.service, "snapshot": req.snapshot, "engine": url]) {
                             index, done, total in

@@ -123,6 +123,11 @@ public final class S3ExportStore: ExportStore, @unchecked Sendable {
     public func commit() throws {
         try lock.withLock { session }?.commit()
     }
+
+    /// Ends the write session (its lock on a chunked repository) once the manifest is written.
+    public func close() {
+        lock.withLock { session }?.close()
+    }
 }
 
 /// A local folder: each object is written to `<name>.tmp` then renamed (fsync'd), so a crash mid-save

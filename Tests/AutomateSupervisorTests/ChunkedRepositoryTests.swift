@@ -188,3 +188,120 @@ struct ChunkedRepositoryTests {
         #expect(after == before)
     }
 }
+
+/// What backups cost in a chunked repository as data changes a little each time, and prune.
+@Suite("Chunked repositories: incremental cost and prune", .serialized)
+struct ChunkedIncrementalTests {
+    static let files = 50
+    static let fileMiB = 4
+
+    /// 50 files of 4 MiB (random) beside the profiles, and a table of ~60 MB.
+    static func loadData(_ stack: TestStack) async throws {
+        let profiles = stack.home.dataDirectory + "/compliance-service/profiles"
+        let f = try await stack.shell("""
+            for i in $(seq 1 \(files)); do head -c \(fileMiB)M /dev/urandom > '\(profiles)'/bulk-$i.bin; done && \
+            chown --reference='\(profiles)' '\(profiles)'/bulk-*.bin
+            """)
+        guard f.succeeded else { throw TestFailure("files: \(f.error)") }
+        let t = try await stack.automate(["psql", "teams_service", "--", "-c",
+            "CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS pad FROM generate_series(1, 500000) g"])
+        guard t.succeeded else { throw TestFailure("table: \(t.error)") }
+    }
+
+    /// 2% changed: one file of the 50 modified (1 MiB in its middle rewritten), rows amounting to 2% of
+    /// the table appended.
+    static func change(_ stack: TestStack, round: Int) async throws {
+        let profiles = stack.home.dataDirectory + "/compliance-service/profiles"
+        let f = try await stack.shell("head -c 1M /dev/urandom | dd of='\(profiles)/bulk-\(round).bin' bs=1M seek=1 conv=notrunc status=none")
+        guard f.succeeded else { throw TestFailure("file: \(f.error)") }
+        let t = try await stack.automate(["psql", "teams_service", "--", "-c",
+            "INSERT INTO filler SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(\(round * 1_000_000), \(round * 1_000_000 + 9_999)) g"])
+        guard t.succeeded else { throw TestFailure("rows: \(t.error)") }
+    }
+
+    /// The filler table's row count and checksum, and the bulk files' sha256.
+    static func fingerprint(_ stack: TestStack) async throws -> String {
+        let t = try await stack.shell("automate psql teams_service -- -AtXq -c 'SELECT count(*), md5(string_agg(pad, chr(44) ORDER BY id)) FROM filler'")
+        let f = try await stack.shell("cd '\(stack.home.dataDirectory)/compliance-service/profiles' && sha256sum bulk-*.bin | sort | sha256sum")
+        guard t.succeeded, f.succeeded else { throw TestFailure("fingerprint: \(t.error)\(f.error)") }
+        return t.output + f.output
+    }
+
+    @Test("2% changed: the second backup stores at most 2% of the first; seven backups stay within 1.3x of one; prune frees what deleted backups alone used and waits for a running backup; each backup restores its own data")
+    func incremental() async throws {
+        let stack = try TestStack(name: "chunked-incr")
+        defer { Task { await stack.tearDown() } }
+        let ports = try stack.useFullStack(repositoryFormat: "chunked")
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        try await Self.loadData(stack)
+        // Chunks scaled to the data: 256 KiB on average for ~230 MB here, as 1 MiB for gigabytes (the
+        // benchmark, scripts/bench-backup.sh, measures the default on 1 GB + 1 GB).
+        let initialize = try await stack.automate(["backup", "repository", "init", "--average-chunk-kib", "256"])
+        try #require(initialize.succeeded, "\(initialize.output)\(initialize.error)")
+        let chunks = stack.home.backupsDirectory + "/chunks"
+
+        var fingerprints: [String: String] = [:]
+        let first = try await stack.createBackup()
+        fingerprints[first] = try await Self.fingerprint(stack)
+        let full = ChunkedRepositoryTests.bytes(under: chunks)
+        try await Self.change(stack, round: 1)
+        let second = try await stack.createBackup()
+        fingerprints[second] = try await Self.fingerprint(stack)
+        let added = ChunkedRepositoryTests.bytes(under: chunks) - full
+        print("chunked incremental: first backup \(full) bytes, second after 2% change +\(added) (\(String(format: "%.2f", Double(added) * 100 / Double(full)))%)")
+        #expect(Double(added) <= 0.02 * Double(full), "second backup stored \(added) bytes, the first \(full)")
+
+        var ids = [first, second]
+        for round in 2...6 {
+            try await Self.change(stack, round: round)
+            let id = try await stack.createBackup()
+            fingerprints[id] = try await Self.fingerprint(stack)
+            ids.append(id)
+        }
+        let seven = ChunkedRepositoryTests.bytes(under: chunks)
+        print("chunked incremental: seven backups \(seven) bytes (\(String(format: "%.2f", Double(seven) / Double(full)))x one)")
+        #expect(Double(seven) <= 1.3 * Double(full), "seven backups take \(seven) bytes, one \(full)")
+
+        // A prune while a backup holds its lock is refused, naming it; nothing is removed.
+        let running = try await stack.startBackup()
+        let locks = chunks + "/locks"
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ((try? FileManager.default.contentsOfDirectory(atPath: locks)) ?? []).isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let refused = try await stack.automate(["backup", "prune"])
+        #expect(!refused.succeeded && refused.error.contains("locked"), "\(refused.output)\(refused.error)")
+        let done = try await stack.watchBackup(running)
+        #expect(done.state == .completed, "\(done.error)")
+        fingerprints[running] = try await Self.fingerprint(stack)
+        ids.append(running)
+
+        // Retention: the four oldest go; prune frees what only they used (the first versions of the
+        // parts rewritten in rounds 1 to 4), and a second prune finds nothing.
+        let delete = try await stack.automate(["backup", "delete", "--yes"] + Array(ids.prefix(4)))
+        try #require(delete.succeeded, "\(delete.output)\(delete.error)")
+        let before = ChunkedRepositoryTests.bytes(under: chunks)
+        let prune = try await stack.automate(["backup", "prune"])
+        let leftLocks = (try? FileManager.default.contentsOfDirectory(atPath: locks)) ?? []
+        try #require(prune.succeeded, "\(prune.output)\(prune.error) locks: \(leftLocks.map { (try? String(contentsOfFile: locks + "/" + $0, encoding: .utf8)) ?? $0 })")
+        let after = ChunkedRepositoryTests.bytes(under: chunks)
+        print("chunked prune: \(before) → \(after) bytes: \(prune.output)")
+        #expect(after + UInt64(3 << 20) < before, "\(prune.output)")
+        let again = try await stack.automate(["backup", "prune", "--json"])
+        #expect(again.succeeded && again.output.contains("\"bytes_freed\":0"), "\(again.output)\(again.error)")
+        let verify = try await stack.automate(["backup", "verify"])
+        #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+
+        // The oldest kept backup and the newest restore their own data.
+        let passphrase = stack.root + "/passphrase"
+        try #require(try await stack.automate(["backup", "key", "export", "--to", passphrase]).succeeded)
+        let copy = try await stack.copyRepositoryAndLoseHome(ports)
+        for id in [ids[4], running] {
+            let restore = try await stack.automate(["restore", copy, id, "--passphrase-file", passphrase, "--force"])
+            try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+            #expect(try await Self.fingerprint(stack) == fingerprints[id], "backup \(id)")
+        }
+    }
+}
