@@ -68,6 +68,7 @@ final class BackupProgressView {
         var amount = BackupTable.bytes(s.artifacts.isEmpty ? p.bytesDone : s.artifacts.reduce(0) { $0 + $1.size })
         if s.state == .running, p.bytesTotal > 0 { amount += " / " + BackupTable.bytes(p.bytesTotal) }
         if p.itemsTotal > 0 { amount += "  \(p.itemsDone)/\(p.itemsTotal) items" }
+        if p.newBytes > 0 || p.reusedBytes > 0 { amount += "  \(BackupTable.bytes(p.newBytes)) new, \(BackupTable.bytes(p.reusedBytes)) reused" }
         var text = "\(name)  "
         if bar {
             let fraction = s.state == .completed ? 1.0 : p.bytesTotal > 0 ? min(1, Double(p.bytesDone) / Double(p.bytesTotal)) : 0

@@ -46,7 +46,9 @@ extension BackupCommand {
             if json { print(try final.jsonString()) }
             switch final.state {
             case .completed:
-                if !json { print("Created backup \(final.backupID) (\(BackupTable.bytes(final.bytesWritten)), fingerprint \(final.fingerprint))") }
+                if !json {
+                    print("Created backup \(final.backupID) (\(BackupTable.bytes(final.bytesWritten)): \(BackupTable.bytes(final.newBytes)) new, \(BackupTable.bytes(final.reusedBytes)) reused; fingerprint \(final.fingerprint))")
+                }
             case .cancelled:
                 throw CLIError("backup \(final.backupID) was cancelled; it is marked failed")
             default:

@@ -194,6 +194,8 @@ public actor BackupOrchestrator {
             status.bytesWritten = status.services.reduce(0) { total, s in
                 total + (s.artifacts.isEmpty ? s.progress.bytesDone : s.artifacts.reduce(0) { $0 + $1.size })
             }
+            status.newBytes = status.services.reduce(0) { $0 + $1.progress.newBytes }
+            status.reusedBytes = status.services.reduce(0) { $0 + $1.progress.reusedBytes }
         }
     }
 
@@ -272,6 +274,7 @@ public actor BackupOrchestrator {
                     s.state = .completed
                     s.finishedAtUnixMs = unixMillis()
                     s.artifacts = metadata.artifacts.map { Self.artifact(id: id, service: "deployment-service", $0) }
+                    s.progress.count(metadata.artifacts)
                     self.update(context, service: "deployment-service", s)
                 }
                 try await group.waitForAll()

@@ -14,6 +14,15 @@ extension BackupProgress {
         bytesTotal = UInt64(max(0, p.bytesTotal))
         itemsDone = UInt64(max(0, p.itemsDone))
         itemsTotal = UInt64(max(0, p.itemsTotal))
+        newBytes = p.items.reduce(0) { $0 + (UInt64($1.details["new_bytes"] ?? "") ?? 0) }
+        reusedBytes = p.items.reduce(0) { $0 + (UInt64($1.details["reused_bytes"] ?? "") ?? 0) }
+    }
+
+    /// New and reused bytes of a finished backup, from its records: a chunked artifact's own counts, a
+    /// plain one's every byte new.
+    public mutating func count(_ artifacts: [ArtifactRecord]) {
+        newBytes = artifacts.reduce(0) { $0 + ($1.chunks.map { UInt64(max(0, $0.newBytes)) } ?? $1.size) }
+        reusedBytes = artifacts.reduce(0) { $0 + ($1.chunks.map { UInt64(max(0, $0.reusedBytes)) } ?? 0) }
     }
 }
 
@@ -32,6 +41,7 @@ extension BackupKit {
         case .completed(let metadata):
             r.state = .completed
             r.progress.phase = "done"
+            r.progress.count(metadata.artifacts)
             r.artifacts = metadata.artifacts.map { a in
                 var x = BackupArtifact()
                 x.key = (("\(s.id)/\(service)/" + a.path) as NSString).standardizingPath

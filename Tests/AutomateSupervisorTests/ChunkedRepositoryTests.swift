@@ -256,7 +256,24 @@ struct ChunkedIncrementalTests {
         var ids = [first, second]
         for round in 2...6 {
             try await Self.change(stack, round: round)
-            let id = try await stack.createBackup()
+            let id: String
+            if round == 2 {
+                // New and reused bytes, per service and in all, in --json (and in the text of the others).
+                let json = try await stack.automate(["backup", "create", "--json"])
+                try #require(json.succeeded, "\(json.output)\(json.error)")
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+                id = try #require(object["backupId"] as? String)
+                let new = UInt64(object["newBytes"] as? String ?? "") ?? 0, reused = UInt64(object["reusedBytes"] as? String ?? "") ?? 0
+                #expect(new > 0 && reused > 20 * new, "new \(new), reused \(reused)")
+                let services = object["services"] as? [[String: Any]] ?? []
+                let teams = services.first { $0["service"] as? String == "teams-service" }?["progress"] as? [String: Any]
+                #expect(UInt64(teams?["reusedBytes"] as? String ?? "") ?? 0 > 0, "\(services)")
+            } else {
+                let text = try await stack.automate(["backup", "create", "--no-progress"])
+                try #require(text.succeeded && text.output.hasPrefix("Created backup "), "\(text.output)\(text.error)")
+                #expect(text.output.contains(" new, ") && text.output.contains(" reused; fingerprint "), "\(text.output)")
+                id = String(text.output.split(separator: " ")[2])
+            }
             fingerprints[id] = try await Self.fingerprint(stack)
             ids.append(id)
         }

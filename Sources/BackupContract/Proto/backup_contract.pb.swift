@@ -98,6 +98,13 @@ public nonisolated struct Automate_Backup_V1_Progress: Sendable {
 
   public var itemsTotal: UInt64 = 0
 
+  /// Bytes of the backup's artifacts not in the repository before (a chunked repository stores only
+  /// these; plain: every byte), and bytes found already stored (deduplicated; plain: 0). Set by the
+  /// end of a backup (while it runs, for the parts that report them).
+  public var newBytes: UInt64 = 0
+
+  public var reusedBytes: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -308,7 +315,7 @@ nonisolated extension Automate_Backup_V1_OperationState: SwiftProtobuf._ProtoNam
 
 nonisolated extension Automate_Backup_V1_Progress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Progress"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}phase\0\u{3}bytes_done\0\u{3}bytes_total\0\u{3}items_done\0\u{3}items_total\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}phase\0\u{3}bytes_done\0\u{3}bytes_total\0\u{3}items_done\0\u{3}items_total\0\u{3}new_bytes\0\u{3}reused_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -321,6 +328,8 @@ nonisolated extension Automate_Backup_V1_Progress: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.bytesTotal) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.itemsDone) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.itemsTotal) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.newBytes) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.reusedBytes) }()
       default: break
       }
     }
@@ -342,6 +351,12 @@ nonisolated extension Automate_Backup_V1_Progress: SwiftProtobuf.Message, SwiftP
     if self.itemsTotal != 0 {
       try visitor.visitSingularUInt64Field(value: self.itemsTotal, fieldNumber: 5)
     }
+    if self.newBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.newBytes, fieldNumber: 6)
+    }
+    if self.reusedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.reusedBytes, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -351,6 +366,8 @@ nonisolated extension Automate_Backup_V1_Progress: SwiftProtobuf.Message, SwiftP
     if lhs.bytesTotal != rhs.bytesTotal {return false}
     if lhs.itemsDone != rhs.itemsDone {return false}
     if lhs.itemsTotal != rhs.itemsTotal {return false}
+    if lhs.newBytes != rhs.newBytes {return false}
+    if lhs.reusedBytes != rhs.reusedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -85,6 +85,11 @@ public nonisolated struct Automate_Deployment_V1_StackBackup: Sendable {
   /// sha256 of checksums.json once COMPLETED.
   public var fingerprint: String = String()
 
+  /// Summed over the services: bytes new to the repository and bytes reused (see Progress).
+  public var newBytes: UInt64 = 0
+
+  public var reusedBytes: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -259,7 +264,7 @@ nonisolated extension Automate_Deployment_V1_StackBackupRequest: SwiftProtobuf.M
 
 nonisolated extension Automate_Deployment_V1_StackBackup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StackBackup"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{1}state\0\u{1}services\0\u{1}error\0\u{3}started_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}bytes_written\0\u{1}fingerprint\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{1}state\0\u{1}services\0\u{1}error\0\u{3}started_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}bytes_written\0\u{1}fingerprint\0\u{3}new_bytes\0\u{3}reused_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -275,6 +280,8 @@ nonisolated extension Automate_Deployment_V1_StackBackup: SwiftProtobuf.Message,
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.bytesWritten) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.newBytes) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.reusedBytes) }()
       default: break
       }
     }
@@ -305,6 +312,12 @@ nonisolated extension Automate_Deployment_V1_StackBackup: SwiftProtobuf.Message,
     if !self.fingerprint.isEmpty {
       try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 8)
     }
+    if self.newBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.newBytes, fieldNumber: 9)
+    }
+    if self.reusedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.reusedBytes, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -317,6 +330,8 @@ nonisolated extension Automate_Deployment_V1_StackBackup: SwiftProtobuf.Message,
     if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
     if lhs.bytesWritten != rhs.bytesWritten {return false}
     if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.newBytes != rhs.newBytes {return false}
+    if lhs.reusedBytes != rhs.reusedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
