@@ -7,6 +7,12 @@
 #   restore  automate restore (incl. preflight) vs  zstd -dc | pg_restore  ∥  zstd -dc | tar xf  (target: <= 1.15x)
 #            time to all-ready (the command returns) and to long-term done
 #   peak RSS of the deployment-service and of the automate CLI
+#   chunked  (after the plain runs, the same data into a chunked repository, restic beside it)
+#            first backup: chunked vs plain (target <= 1.3x), restic's time beside it
+#            2% of the files rewritten, 2% rows appended, second backup: time vs restic's (target: faster),
+#            bytes added (target <= 2% of the first), restic's beside it
+#            the repository after seven such backups (and restic's)
+#            restore from the chunked repository vs by hand (target <= 1.15x)
 #
 # Data: a PostgreSQL database of BENCH_DB_MB (default 1024) in teams-service and BENCH_FILES_MB
 # (default 1024) of mixed files (half random, half text; a few large files and many small ones) in
@@ -50,6 +56,9 @@ pg=$(free_port); search=$(free_port); gateway=$(free_port)
 write_overlays() { bench_stack_overlays "$AUTOMATE_HOME" "$pg" "$search" "$gateway"; }
 write_overlays
 "$automate" start --quiet
+# The runs below measure the plain format (every artifact a file); the chunked section after them measures
+# the chunked one.
+"$automate" backup repository init --format plain >/dev/null
 run="$AUTOMATE_HOME/run"
 psql_() { psql -h "$run" -p "$pg" -U automate -X -q -v ON_ERROR_STOP=1 "$@"; }
 
@@ -211,3 +220,95 @@ printf '%-52s %8ss\n' "automate restore: command to all ready" "$restore_ready"
 printf '%-52s %8ss\n' "automate restore: command to long-term done" "$restore_long"
 printf '%-52s %8ss   automate / floor = %sx (target <= 1.2x)\n' "pg_dump -Fc -Z0 | zstd ∥ tar cf - | zstd (floor)" "$floor_time" "$(ratio "$ours" "$floor_time")"
 printf '%-52s %8ss   automate / by hand = %sx (target <= 1.15x)\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$hand_restore" "$(ratio "$restore_ready" "$hand_restore")"
+
+# --- chunked repository, restic beside it ------------------------------------------------------------
+command -v restic >/dev/null || { echo "bench-backup: restic is missing: apt-get install restic (or scripts/install.sh --deps)" >&2; exit 1; }
+echo "bench-backup: the same data into a chunked repository, and into restic" >&2
+"$automate" stop >/dev/null
+chunked="$work/chunked"
+mkdir -p "$chunked"
+if [[ $(id -u) -eq 0 ]]; then chown automate-backup-gateway "$chunked"; chmod 700 "$chunked"; fi
+write_overlays
+printf 'repository = "%s"\n' "$chunked" >> "$AUTOMATE_HOME/config/backup-gateway.toml"
+"$automate" start --quiet
+export RESTIC_REPOSITORY="$work/restic" RESTIC_PASSWORD="bench-backup restic"
+restic init -q >/dev/null
+restic_backup() {  # files as a folder, the dump through --stdin, at once (as the stack does)
+  by_hand "restic -q backup $profiles >/dev/null" \
+          "pg_dump -Fc -Z0 $dump_args | restic -q backup --stdin --stdin-filename teams_service.dump >/dev/null"
+}
+chunked_backup() {  # prints seconds; the id goes to $work/chunked-id
+  local t0 t1
+  t0=$(now)
+  "$automate" backup create --no-progress > "$work/chunked.out"
+  t1=$(now)
+  awk '/^Created backup/ {print $3}' "$work/chunked.out" > "$work/chunked-id"
+  [[ -s "$work/chunked-id" ]] || { echo "bench-backup: chunked backup failed:" >&2; cat "$work/chunked.out" >&2; exit 1; }
+  elapsed "$t0" "$t1"
+}
+size_of() { du -sb "$1" | cut -f1; }
+change_two_percent() {  # $1: round. 2% of the files (by count) rewritten, 2% more rows.
+  python3 - "$profiles" "$1" <<'PY'
+import os, random, sys
+root, round_ = sys.argv[1], int(sys.argv[2])
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+random.seed(round_)
+for path in random.sample(files, max(1, len(files) // 50)):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.write(os.urandom(size))
+PY
+  local extra=$(( rows / 50 )) base=$(( rows + $1 * rows ))
+  psql_ -d teams_service -c "INSERT INTO bench SELECT g, md5(g::text) || md5((g*3)::text) || md5((g*7)::text), now() FROM generate_series($base + 1, $base + $extra) g" >/dev/null
+}
+
+c1=$(chunked_backup); c1_bytes=$(size_of "$chunked/chunks")
+r1=$(restic_backup); r1_bytes=$(size_of "$work/restic")
+change_two_percent 1
+c2=$(chunked_backup); c2_added=$(( $(size_of "$chunked/chunks") - c1_bytes ))
+r2=$(restic_backup); r2_added=$(( $(size_of "$work/restic") - r1_bytes ))
+grep -o '([^)]*)' "$work/chunked.out" | head -1 > "$work/chunked-second.txt"
+for round in 2 3 4 5 6; do
+  change_two_percent "$round"
+  chunked_backup >/dev/null
+  restic_backup >/dev/null
+done
+seven_bytes=$(size_of "$chunked/chunks"); restic_seven=$(size_of "$work/restic")
+last=$(cat "$work/chunked-id")
+
+# Restore from the chunked repository on a "new machine", against the same work by hand.
+passphrase="$work/passphrase"
+"$automate" backup key export --to "$passphrase" 2>/dev/null
+mkdir -p "$work/hand"
+pg_dump -Fc -Z0 $dump_args | zstd -1 -q > "$work/hand/db.fc.zst"
+tar cf - -C "$parent" profiles | zstd -1 -q > "$work/hand/files.tar.zst"
+rows_now=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+copy="$work/chunked-copy"
+cp -a "$chunked" "$copy"
+"$automate" stop >/dev/null
+rm -rf "$AUTOMATE_HOME"
+write_overlays
+t0=$(now)
+"$automate" restore "$copy" "$last" --passphrase-file "$passphrase" --no-progress --adopt-repository > "$work/restore-chunked.out"
+t1=$(now)
+chunked_restore=$(elapsed "$t0" "$t1")
+rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+[[ "$rows_after" == "$rows_now" ]] || { echo "bench-backup: chunked restore gave $rows_after rows, expected $rows_now" >&2; exit 1; }
+psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
+mkdir -p "$work/hand/x"
+chunked_hand=$(by_hand "zstd -dc $work/hand/db.fc.zst | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $work/hand/files.tar.zst | tar xf - -C $work/hand/x")
+psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+
+echo
+echo "== chunked repository vs restic (same data; one run each)"
+printf '%-52s %8ss   chunked / plain (median above) = %sx (target <= 1.3x)\n' "first backup, chunked" "$c1" "$(ratio "$c1" "$ours")"
+printf '%-52s %8ss   (%s MB stored; restic %s MB)\n' "first backup, restic" "$r1" "$(( c1_bytes >> 20 ))" "$(( r1_bytes >> 20 ))"
+printf '%-52s %8ss   %s\n' "second backup (2% changed), chunked" "$c2" "$(cat "$work/chunked-second.txt")"
+printf '%-52s %8ss   chunked / restic = %sx (target < 1)\n' "second backup (2% changed), restic" "$r2" "$(ratio "$c2" "$r2")"
+printf '%-52s %8s MB   %s%% of the first (target <= 2%%); restic added %s MB\n' "second backup, bytes added" \
+  "$(python3 -c "print(f'{$c2_added / 1048576:.1f}')")" "$(python3 -c "print(f'{$c2_added * 100 / $c1_bytes:.2f}')")" \
+  "$(python3 -c "print(f'{$r2_added / 1048576:.1f}')")"
+printf '%-52s %8s MB   %sx one backup; restic %s MB\n' "repository after seven backups" "$(( seven_bytes >> 20 ))" \
+  "$(ratio "$seven_bytes" "$c1_bytes")" "$(( restic_seven >> 20 ))"
+printf '%-52s %8ss   chunked / by hand = %sx (target <= 1.15x)\n' "restore from chunked: command to all ready" "$chunked_restore" "$(ratio "$chunked_restore" "$chunked_hand")"
+printf '%-52s %8ss\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$chunked_hand"

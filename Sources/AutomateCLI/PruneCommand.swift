@@ -55,7 +55,10 @@ struct PruneCommand: AsyncParsableCommand {
             if !json { print("\(repository.path) is a plain repository: deleting a backup frees its files at once; nothing to prune.") }
             return
         }
-        let store = opened.repository
+        // The crash tests' fault-injection point (see KillSwitchStore); the store itself otherwise.
+        let armed = KillSwitchStore.arm(opened.repository.store)
+        let store = armed is KillSwitchStore
+            ? try CLIError.reporting { try ChunkStore.Repository.open(store: armed, passphrase: opened.passphrase) } : opened.repository
         let report: PruneReport = try CLIError.reporting(exitCode: 1) {
             let lock = try store.lock(exclusive: !dryRun, purpose: dryRun ? "prune --dry-run" : "prune")
             defer { try? lock.release() }

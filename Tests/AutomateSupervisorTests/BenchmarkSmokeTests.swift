@@ -8,7 +8,10 @@ import Testing
 struct BenchmarkSmokeTests {
     /// The lines each script must print (its figures and ratio lines) for the run to count.
     static let expectedLines: [String: [String]] = [
-        "bench-backup.sh": ["== where the time went", "== medians", "automate / floor = ", "automate / by hand = "],
+        "bench-backup.sh": [
+            "== where the time went", "== medians", "automate / floor = ", "automate / by hand = ", "chunked / plain (median above) = ",
+            "chunked / restic = ", "of the first (target <= 2%)", "chunked / by hand = ",
+        ],
         "bench-supervisor.sh": ["== results (medians)", "killed service back (minus backoff)", "supervisor RSS now / peak"],
         "bench-sidecars.sh": ["sidecar/floor = ", "pg-sidecar-service peak RSS", "es-sidecar-service peak RSS"],
         "bench-gateway.sh": ["gateway / nginx", "gateway / moto", "peak RSS"],
