@@ -1,7 +1,7 @@
 /// What ``ArtifactWriter/finish()`` returns and ``ChunkedReader/restore(_:to:)`` needs: an artifact's
-/// blobs in order, its size and SHA-256, and how much of it was new. Codable (JSON) so the caller can
-/// keep it in its backup manifest; it holds no secret beyond blob ids (which reveal nothing without
-/// the id key) and sizes.
+/// blobs in order, its size, a digest that authenticates them, and how much of it was new. Codable
+/// (JSON) so the caller can keep it in its backup manifest; it holds no secret beyond blob ids and the
+/// digest (which reveal nothing without the repository's key) and sizes.
 public struct ArtifactRecord: Codable, Sendable, Equatable {
     /// One chunk of the artifact.
     public struct Blob: Codable, Sendable, Equatable {
@@ -22,8 +22,11 @@ public struct ArtifactRecord: Codable, Sendable, Equatable {
     public var blobs: [Blob]
     /// The artifact's size in bytes.
     public var size: Int64
-    /// SHA-256 of the whole artifact (64 lowercase hex digits).
-    public var sha256: String
+    /// ``MasterKey/artifactDigest(size:blobs:)`` of `size` and `blobs` (64 lowercase hex digits): a
+    /// keyed digest of the blob list, checked before a restore starts. With every blob's id checked
+    /// against its plaintext as it is read, it makes the restored bytes exactly those written. (Not a
+    /// hash of the plaintext: compute one while writing or reading when one is needed.)
+    public var digest: String
     /// Plaintext bytes of chunks this artifact stored (not in the repository before).
     public var newBytes: Int64
     /// Plaintext bytes of chunks already in the repository (or written earlier in the session).
@@ -31,11 +34,11 @@ public struct ArtifactRecord: Codable, Sendable, Equatable {
     /// Bytes added to packs for the new chunks (after compression and sealing).
     public var storedBytes: Int64
 
-    public init(name: String, blobs: [Blob], size: Int64, sha256: String, newBytes: Int64, reusedBytes: Int64, storedBytes: Int64) {
+    public init(name: String, blobs: [Blob], size: Int64, digest: String, newBytes: Int64, reusedBytes: Int64, storedBytes: Int64) {
         self.name = name
         self.blobs = blobs
         self.size = size
-        self.sha256 = sha256
+        self.digest = digest
         self.newBytes = newBytes
         self.reusedBytes = reusedBytes
         self.storedBytes = storedBytes

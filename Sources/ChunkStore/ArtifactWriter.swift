@@ -1,21 +1,38 @@
-import Crypto
 import Foundation
 
 /// Writes one artifact into a ``ChunkedWriter`` session: feed it bytes as they come with
 /// ``write(_:)-([UInt8])``, then ``finish()`` for its ``ArtifactRecord``.
 ///
-/// The caller's thread cuts chunks and hashes the whole artifact; a sealing thread of the artifact's
-/// own names, compresses, encrypts and packs them, in order, so the two halves run on two cores.
-/// Use from one thread at a time. Memory: the chunker's window plus up to ``SealingQueue/limit``
-/// chunks waiting to be sealed (each at most the maximum chunk size).
+/// The caller's thread finds chunk boundaries, copies each chunk once into a reused buffer and names it
+/// (HMAC-SHA256); a sealing thread of the artifact's own dedups, compresses, encrypts and packs the
+/// chunks, in order, so the two halves run on two cores. With ``ArtifactLayout/tar`` the caller's thread
+/// also follows the tar stream's headers (``TarStreamBoundaries``) to force cuts around large members.
+///
+/// Use from one thread at a time. Memory: up to ``SealingQueue/limit`` + 2 chunk buffers of the
+/// maximum chunk size, and with the tar layout up to ``holdLimit`` of header bytes.
 public final class ArtifactWriter {
     /// The artifact's name.
     public let name: String
+    /// Where chunk boundaries go besides content-defined ones.
+    public let layout: ArtifactLayout
     private let session: ChunkedWriter
+    private let masterKey: MasterKey
     private var chunker: Chunker
-    private var hasher = SHA256()
+    private var current: ChunkBuffer
     private let sealing: SealingQueue
     private var finished = false
+
+    // The tar layout: the parser (nil once it ended or failed), the header bytes of the member being
+    // read (held back from the chunker until its size says whether a cut goes before them), and whether
+    // the member whose data is passing gets a cut after it.
+    private var tar: TarStreamBoundaries?
+    private var held: [UInt8] = []
+    private var holding = false
+    private var largeMember = false
+
+    /// A member's header blocks (with its pax and long-name headers) beyond this are not held back: no
+    /// cut is forced before such a member.
+    public static let holdLimit = 1 << 20
 
     /// Bytes written so far.
     public private(set) var size: Int64 = 0
@@ -25,11 +42,25 @@ public final class ArtifactWriter {
     public private(set) var reusedBytes: Int64 = 0
     /// Sealed bytes added to packs so far.
     public private(set) var storedBytes: Int64 = 0
+    /// Cuts the layout forced so far (chunks ended before their content-defined end).
+    public private(set) var layoutCuts = 0
+    /// Tar members whose headers were read so far (``ArtifactLayout/tar``).
+    public var tarMembers: Int { tar?.members ?? tarMembersSeen }
+    private var tarMembersSeen = 0
+    /// Why the writer stopped following the layout, when it did (nil otherwise, and always with
+    /// ``ArtifactLayout/stream``): the stream stopped parsing as tar at the offset the message names, and
+    /// the rest was chunked by content alone. Nothing is lost — the artifact restores byte for byte — but
+    /// dedup may be worse; worth a log line.
+    public private(set) var layoutProblem: String?
 
-    init(session: ChunkedWriter, name: String) throws {
+    init(session: ChunkedWriter, name: String, layout: ArtifactLayout) throws {
         self.session = session
         self.name = name
+        self.layout = layout
+        masterKey = session.repository.masterKey
         chunker = Chunker(parameters: session.repository.config.chunker)
+        current = ChunkBuffer(capacity: chunker.parameters.maximum)
+        if layout == .tar { tar = TarStreamBoundaries() }
         sealing = SealingQueue(session: session, name: name)
     }
 
@@ -40,9 +71,21 @@ public final class ArtifactWriter {
     /// Adds the next bytes of the artifact (any size; an empty buffer is fine).
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !finished else { throw ChunkStoreError(.misuse, "artifact \(name) was already finished; start a new artifact to write more") }
-        hasher.update(bufferPointer: bytes)
         size += Int64(bytes.count)
-        try chunker.feed(bytes) { chunk in try add(chunk) }
+        var rest = bytes
+        while !rest.isEmpty {
+            guard tar != nil else { return try chunk(rest) }
+            let step = tar!.advance(rest)
+            let passed = UnsafeRawBufferPointer(rebasing: rest[..<step.consumed])
+            rest = UnsafeRawBufferPointer(rebasing: rest[step.consumed...])
+            if holding {
+                held.append(contentsOf: passed)
+                if held.count > Self.holdLimit { try releaseHeld() }
+            } else {
+                try chunk(passed)
+            }
+            if let event = step.event { try follow(event) }
+        }
     }
 
     /// Adds the next bytes of the artifact.
@@ -54,128 +97,96 @@ public final class ArtifactWriter {
     /// ``ChunkedWriter/commit()`` returns.
     public func finish() throws -> ArtifactRecord {
         guard !finished else { throw ChunkStoreError(.misuse, "artifact \(name) was already finished") }
-        try chunker.finish { chunk in try add(chunk) }
+        try releaseHeld()
+        if current.count > 0 { try emit() }
+        chunker.startChunk()
         finished = true
         let sealed = try sealing.drain()
         newBytes = sealed.newBytes
         reusedBytes = sealed.reusedBytes
         storedBytes = sealed.storedBytes
-        let digest = BlobID(bytes: hasher.finalize())!.hex
+        let digest = masterKey.artifactDigest(size: size, blobs: sealed.blobs).hex
         return ArtifactRecord(
-            name: name, blobs: sealed.blobs, size: size, sha256: digest, newBytes: newBytes, reusedBytes: reusedBytes, storedBytes: storedBytes)
+            name: name, blobs: sealed.blobs, size: size, digest: digest, newBytes: newBytes, reusedBytes: reusedBytes, storedBytes: storedBytes)
     }
 
-    private func add(_ chunk: UnsafeRawBufferPointer) throws {
-        try sealing.enqueue(Array(chunk))
+    // MARK: the tar layout
+
+    private func follow(_ event: TarStreamBoundaries.Event) throws {
+        switch event {
+        case .headerStart:
+            // The previous member's data and padding end here.
+            if largeMember { try forceCut() }
+            largeMember = false
+            holding = true
+        case .dataStart(let size):
+            let large = size >= Int64(chunker.parameters.minimum)
+            // Its headers were held back: a large member's headers make a chunk of their own (a change of
+            // metadata alone, or pax's atime, leaves its data's chunks as they were), and its data starts
+            // the next chunk.
+            if large, holding {
+                try forceCut()
+                try releaseHeld()
+                try forceCut()
+            } else {
+                try releaseHeld()
+            }
+            largeMember = large
+        case .end:
+            try releaseHeld()
+            tarMembersSeen = tar?.members ?? tarMembersSeen
+            tar = nil
+        case .failed(let problem):
+            layoutProblem = problem
+            try releaseHeld()
+            tarMembersSeen = tar?.members ?? tarMembersSeen
+            tar = nil
+            largeMember = false
+        }
+    }
+
+    /// Hands the held header bytes to the chunker.
+    private func releaseHeld() throws {
+        holding = false
+        guard !held.isEmpty else { return }
+        try held.withUnsafeBytes { try chunk($0) }
+        held.removeAll(keepingCapacity: true)
+    }
+
+    /// Ends the chunk being formed here (if it has any bytes).
+    private func forceCut() throws {
+        guard current.count > 0 else { return }
+        try emit()
+        chunker.startChunk()
+        layoutCuts += 1
+    }
+
+    // MARK: chunks
+
+    /// Copies `bytes` into chunks, cutting where the content says.
+    private func chunk(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        while !rest.isEmpty {
+            guard let n = chunker.nextCut(in: rest) else {
+                current.append(rest)
+                return
+            }
+            current.append(UnsafeRawBufferPointer(rebasing: rest[..<n]))
+            try emit()
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+    }
+
+    /// Names the chunk formed and hands it to the sealing thread.
+    private func emit() throws {
+        if Self.namesOnCaller { current.id = masterKey.blobID(of: current.bytes) }
+        let next = try sealing.enqueue(current)
+        current = next ?? ChunkBuffer(capacity: chunker.parameters.maximum)
         let progress = sealing.progress
         newBytes = progress.newBytes
         reusedBytes = progress.reusedBytes
         storedBytes = progress.storedBytes
     }
-}
 
-/// An artifact's chunks on their way to the session: a bounded FIFO and the one thread that stores them
-/// (``ChunkedWriter/store(chunk:codec:)``: name, dedup, compress, encrypt, pack), in order. The first
-/// error stops it and is thrown to the writer at its next call.
-final class SealingQueue: @unchecked Sendable {
-    /// Chunks that may wait; the writer blocks beyond this.
-    static let limit = 4
-
-    /// What was stored so far, in the artifact's order.
-    struct Sealed {
-        var blobs: [ArtifactRecord.Blob] = []
-        var newBytes: Int64 = 0
-        var reusedBytes: Int64 = 0
-        var storedBytes: Int64 = 0
-    }
-
-    private let condition = NSCondition()
-    // Guarded by `condition`.
-    private var waiting: [[UInt8]] = []
-    private var busy = false
-    private var closed = false
-    private var failure: (any Error)?
-    private var sealed = Sealed()
-
-    init(session: ChunkedWriter, name: String) {
-        let thread = Thread { [self] in run(session: session) }
-        thread.name = "chunkstore seal \(name)"
-        thread.start()
-    }
-
-    /// Totals so far (for progress).
-    var progress: Sealed { condition.withLock { sealed } }
-
-    /// Hands over the next chunk, waiting while ``limit`` are queued; throws the sealing thread's error.
-    func enqueue(_ chunk: [UInt8]) throws {
-        try condition.withLock {
-            while waiting.count >= Self.limit && failure == nil { condition.wait() }
-            if let failure { throw failure }
-            waiting.append(chunk)
-            condition.broadcast()
-        }
-    }
-
-    /// Waits until every chunk is stored, stops the thread and returns what it stored (or its error).
-    func drain() throws -> Sealed {
-        try condition.withLock {
-            closed = true
-            condition.broadcast()
-            while (busy || !waiting.isEmpty) && failure == nil { condition.wait() }
-            if let failure { throw failure }
-            return sealed
-        }
-    }
-
-    /// Stops the thread without waiting for what is queued (an artifact abandoned unfinished).
-    func close() {
-        condition.withLock {
-            closed = true
-            waiting.removeAll()
-            condition.broadcast()
-        }
-    }
-
-    private func run(session: ChunkedWriter) {
-        let codec: ZstdCodec
-        do {
-            codec = try ZstdCodec(level: session.compressionLevel)
-        } catch {
-            condition.withLock {
-                failure = error
-                condition.broadcast()
-            }
-            return
-        }
-        while true {
-            let chunk: [UInt8]? = condition.withLock {
-                while waiting.isEmpty && !closed { condition.wait() }
-                guard failure == nil, !waiting.isEmpty else { return nil }
-                busy = true
-                return waiting.removeFirst()
-            }
-            guard let chunk else { return }
-            do {
-                let r = try chunk.withUnsafeBytes { try session.store(chunk: $0, codec: codec) }
-                condition.withLock {
-                    sealed.blobs.append(ArtifactRecord.Blob(id: r.id, size: chunk.count))
-                    if r.new {
-                        sealed.newBytes += Int64(chunk.count)
-                        sealed.storedBytes += Int64(r.stored)
-                    } else {
-                        sealed.reusedBytes += Int64(chunk.count)
-                    }
-                    busy = false
-                    condition.broadcast()
-                }
-            } catch {
-                condition.withLock {
-                    failure = error
-                    busy = false
-                    waiting.removeAll()
-                    condition.broadcast()
-                }
-            }
-        }
-    }
+    static let namesOnCaller = ProcessInfo.processInfo.environment["CHUNKSTORE_NAMES_ON_SEALER"] == nil
 }

@@ -1,9 +1,10 @@
 import Crypto
 
-/// Restores artifacts from a repository, streaming: each blob is fetched (its whole pack, cached so
-/// consecutive blobs of one pack cost one fetch), authenticated (AES-GCM tag with the blob id bound),
-/// decompressed, re-named (HMAC of the plaintext must equal the id) and handed to the sink in order; at
-/// the end the size and SHA-256 of everything handed over are checked against the record.
+/// Restores artifacts from a repository, streaming: the record's digest is checked first (its blob list
+/// and size are the ones written, see ``ArtifactRecord/digest``); then each blob is fetched (its whole
+/// pack, cached so consecutive blobs of one pack cost one fetch), authenticated (AES-GCM tag with the
+/// blob id bound), decompressed, re-named (HMAC of the plaintext must equal the id) and handed to the
+/// sink in order. So the bytes handed over are exactly the ones the record was written for.
 ///
 /// ```swift
 /// let reader = try ChunkedReader(repository: repo)
@@ -32,25 +33,35 @@ public final class ChunkedReader {
     }
 
     /// Streams `record`'s bytes, in order, to `sink`. Throws (naming the artifact, blob and pack) on a
-    /// missing or damaged blob, or when the result's size or SHA-256 differs from the record's.
+    /// missing or damaged blob; throws before handing over anything when the record does not match its
+    /// digest (it was changed, or belongs to another repository).
     public func restore(_ record: ArtifactRecord, to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var hasher = SHA256()
+        try check(record)
         var total: Int64 = 0
         for (n, blob) in record.blobs.enumerated() {
             let plain = try read(blob.id, artifact: record.name, position: n)
             guard plain.count == blob.size else {
                 throw ChunkStoreError(.damaged, "blob \(blob.id.hex) (chunk \(n) of artifact \(record.name)) is \(plain.count) bytes, the record says \(blob.size)")
             }
-            hasher.update(data: plain)
             total += Int64(plain.count)
             try plain.withUnsafeBytes { try sink($0) }
         }
-        let digest = BlobID(bytes: hasher.finalize())!.hex
-        guard total == record.size, digest == record.sha256 else {
+        guard total == record.size else {
             throw ChunkStoreError(
                 .damaged,
-                "artifact \(record.name) restored as \(total) bytes with SHA-256 \(digest), the record says \(record.size) bytes with \(record.sha256): "
-                    + "the record does not match its blobs; do not use the restored data")
+                "artifact \(record.name) restored as \(total) bytes, the record says \(record.size): the record does not match its blobs; do not use the restored data")
+        }
+    }
+
+    /// Checks that `record`'s blob list and size are the ones its writer recorded (its digest, under
+    /// this repository's key), without reading any blob.
+    public func check(_ record: ArtifactRecord) throws {
+        let expected = repository.masterKey.artifactDigest(size: record.size, blobs: record.blobs).hex
+        guard expected == record.digest.lowercased() else {
+            throw ChunkStoreError(
+                .damaged,
+                "the record of artifact \(record.name) does not match its digest under \(repository.store.location)'s key: it was changed after it was "
+                    + "written, or it belongs to another repository; restore from an intact copy of the backup's records")
         }
     }
 

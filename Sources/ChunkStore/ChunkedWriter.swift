@@ -14,8 +14,10 @@ import Foundation
 /// ```
 ///
 /// Several artifacts may be written at once (each from one thread); they share the pack being filled and
-/// dedup against each other. Memory: one pack buffer (``packSize`` plus one blob) for the session, and
-/// one chunker window (the maximum chunk size) per open artifact, plus the index (~100 bytes per blob).
+/// dedup against each other. A full pack is stored by a thread of the session's own while the next one
+/// fills. Memory: up to three pack buffers (``packSize`` plus one blob each: the one filling, one
+/// waiting, one being stored) for the session, up to six chunk buffers (the maximum chunk size each) per
+/// open artifact, plus the index (~100 bytes per blob).
 ///
 /// - Important: Packs are written when full and on ``commit()``; the index object only on ``commit()``.
 ///   A session that ends without `commit()` leaves packs no index names: their blobs are stored again by
@@ -56,6 +58,7 @@ public final class ChunkedWriter: @unchecked Sendable {
     private var packIDs: Set<BlobID> = []
     private var stats = Statistics()
     private let codec: ZstdCodec
+    private let uploader: PackUploader
 
     /// Opens a session on `repository`, loading its index (or using `index` when the caller has it).
     /// `packSize` defaults to 16 MiB; `compressionLevel` to zstd's 1 (as the plain format's default).
@@ -68,27 +71,39 @@ public final class ChunkedWriter: @unchecked Sendable {
         self.compressionLevel = compressionLevel
         self.index = try index ?? repository.loadIndex()
         self.codec = try ZstdCodec(level: compressionLevel)
-        pack.reserveCapacity(packSize + repository.config.chunker.maximum + 4096)
+        uploader = PackUploader(store: repository.store)
+        pack.reserveCapacity(packCapacity)
     }
 
-    /// Starts an artifact; `name` is the caller's, for records and messages.
-    public func artifact(name: String) throws -> ArtifactWriter {
-        try ArtifactWriter(session: self, name: name)
+    deinit {
+        uploader.close()
     }
+
+    /// Starts an artifact; `name` is the caller's, for records and messages. `layout` says where chunk
+    /// boundaries go besides content-defined ones (``ArtifactLayout/tar`` for a tar stream).
+    public func artifact(name: String, layout: ArtifactLayout = .stream) throws -> ArtifactWriter {
+        try ArtifactWriter(session: self, name: name, layout: layout)
+    }
+
+    /// Room for a full pack: the pack size, one more sealed blob, the header and trailer.
+    private var packCapacity: Int { packSize + repository.config.chunker.maximum + 4096 }
 
     /// The session's totals so far.
     public var statistics: Statistics { lock.withLock { stats } }
 
-    /// Stores the blob unless it is known. Returns its id, whether it was new, and the sealed bytes added.
-    func store(chunk: UnsafeRawBufferPointer, codec artifactCodec: ZstdCodec) throws -> (id: BlobID, new: Bool, stored: Int) {
-        let id = repository.masterKey.blobID(of: chunk)
+    /// Stores the blob unless it is known. `id` is its id when the caller computed it already. Returns
+    /// its id, whether it was new, and the sealed bytes added. `scratch` is the calling thread's, reused.
+    func store(
+        chunk: UnsafeRawBufferPointer, id knownID: BlobID? = nil, codec artifactCodec: ZstdCodec, scratch: inout [UInt8]
+    ) throws -> (id: BlobID, new: Bool, stored: Int) {
+        let id = knownID ?? repository.masterKey.blobID(of: chunk)
         let known = lock.withLock { isKnown(id) }
         if known {
             lock.withLock { stats.reusedBytes += Int64(chunk.count) }
             return (id, false, 0)
         }
         // Compress and seal outside the lock: concurrent artifacts do this in parallel.
-        let sealed = try Envelope.seal(chunk, kind: .blob(id), key: repository.masterKey.encryptionKey, codec: artifactCodec)
+        let sealed = try Envelope.seal(chunk, kind: .blob(id), key: repository.masterKey.encryptionKey, codec: artifactCodec, scratch: &scratch)
         return try lock.withLock {
             if isKnown(id) {
                 stats.reusedBytes += Int64(chunk.count)
@@ -96,7 +111,7 @@ public final class ChunkedWriter: @unchecked Sendable {
             }
             packEntries.append(PackEntry(id: id, offset: pack.count, length: sealed.count, plaintextLength: chunk.count))
             packIDs.insert(id)
-            pack += sealed
+            sealed.withUnsafeBytes { pack.append(contentsOf: $0) }
             stats.newBytes += Int64(chunk.count)
             stats.storedBytes += Int64(sealed.count)
             if pack.count >= packSize { try flushPackLocked() }
@@ -108,17 +123,23 @@ public final class ChunkedWriter: @unchecked Sendable {
         index.contains(id) || sessionIndex.contains(id) || packIDs.contains(id)
     }
 
-    /// Closes the pack being filled and stores it. Called with `lock` held.
+    /// Closes the pack being filled and queues it to be stored (the session's index names it at once;
+    /// ``commit()`` writes that index only after every queued pack is stored). Called with `lock` held.
     private func flushPackLocked() throws {
         guard !packEntries.isEmpty else { return }
-        var bytes = pack
-        let id = try Pack.finish(&bytes, entries: packEntries, key: repository.masterKey.encryptionKey, codec: codec)
-        try repository.store.put(Pack.key(id), bytes)
+        try uploader.check()
+        let id = try Pack.finish(&pack, entries: packEntries, key: repository.masterKey.encryptionKey, codec: codec)
+        let full = pack
+        pack = []
+        if let emptied = try uploader.enqueue(key: Pack.key(id), bytes: full) {
+            pack = emptied
+        } else {
+            pack.reserveCapacity(packCapacity)
+        }
         for e in packEntries {
             sessionIndex.insert(e.id, BlobLocation(pack: id, offset: e.offset, length: e.length, plaintextLength: e.plaintextLength))
         }
         stats.packsWritten += 1
-        pack.removeAll(keepingCapacity: true)
         packEntries.removeAll()
         packIDs.removeAll()
     }
@@ -131,6 +152,8 @@ public final class ChunkedWriter: @unchecked Sendable {
     public func commit() throws -> String? {
         try lock.withLock {
             try flushPackLocked()
+            // The index object names the packs queued so far: they must be stored first.
+            try uploader.drain()
             guard sessionIndex.count > 0 else { return nil }
             let plain = sessionIndex.serialized()
             let sealed = try plain.withUnsafeBytes { try Envelope.seal($0, kind: .index, key: repository.masterKey.encryptionKey, codec: codec) }

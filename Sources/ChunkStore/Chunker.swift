@@ -1,24 +1,30 @@
 /// Content-defined chunking (FastCDC with normalized chunking, level 2), streaming.
 ///
-/// Feed buffers of any size with ``feed(_:emit:)``; every complete chunk is handed to `emit` as soon as
-/// its end is known; ``finish(emit:)`` hands over the tail. Boundaries depend only on the bytes (and
-/// ``ChunkerParameters`` and ``GearTable``), never on how they were split into buffers.
+/// Two ways to use it:
+/// - **Buffered**: feed buffers of any size with ``feed(_:emit:)``; every complete chunk is handed to
+///   `emit` as soon as its end is known; ``cut(emit:)`` ends the chunk being formed where the stream is
+///   (a forced cut), ``finish(emit:)`` hands over the tail. The chunker keeps the pending bytes.
+/// - **Scanning**: ``nextCut(in:)`` only finds where the current chunk ends, and the caller keeps the
+///   bytes (no copy here); ``startChunk()`` makes the next bytes start a new chunk (a forced cut).
+///
+/// Content-defined boundaries depend only on the bytes since the last cut (and ``ChunkerParameters``
+/// and ``GearTable``), never on how they were split into buffers.
 ///
 /// The gear hash is `h = (h << 1) &+ gear[byte]`; its top bits depend on the last 64 bytes only, so a
 /// cut is declared where the top bits are all zero: `log2(average) + 2` bits before the average size
 /// (harder), `log2(average) - 2` bits after it (easier), a forced cut at the maximum. No cut is looked
-/// for in the first `minimum` bytes of a chunk. Memory: at most `maximum` bytes pending.
+/// for in the first `minimum` bytes of a chunk. Memory: at most `maximum` bytes pending (buffered use).
 public struct Chunker: Sendable {
     /// The sizes this chunker cuts at.
     public let parameters: ChunkerParameters
     private let maskHard: UInt64
     private let maskEasy: UInt64
-    /// Bytes of the chunk being formed: `pending[start...]`.
-    private var pending: [UInt8] = []
-    private var start = 0
-    /// How far into the current chunk the search has gone, and the hash there.
-    private var scanned = 0
+    /// Bytes of the current chunk seen so far.
+    public private(set) var chunkLength = 0
+    /// The gear hash after the current chunk's bytes (0 until `minimum`).
     private var hash: UInt64 = 0
+    /// Buffered use only: the bytes of the current chunk.
+    private var pending: [UInt8] = []
 
     /// A chunker with `parameters` (``ChunkerParameters/standard`` for repositories in production).
     public init(parameters: ChunkerParameters = .standard) {
@@ -26,32 +32,82 @@ public struct Chunker: Sendable {
         let bits = parameters.average.trailingZeroBitCount
         maskHard = ~UInt64(0) << UInt64(64 - min(bits + 2, 63))
         maskEasy = ~UInt64(0) << UInt64(64 - max(bits - 2, 1))
-        pending.reserveCapacity(parameters.maximum)
     }
+
+    // MARK: scanning
+
+    /// Scans `bytes`, the next bytes of the current chunk. Returns how many of them complete it (the
+    /// chunk ends after them; the bytes after start the next chunk), or nil when all of them belong to
+    /// the current chunk and its end is not among them.
+    public mutating func nextCut(in bytes: UnsafeRawBufferPointer) -> Int? {
+        let count = bytes.count
+        guard count > 0 else { return nil }
+        let minimum = parameters.minimum, average = parameters.average, maximum = parameters.maximum
+        // Chunk position of bytes[0]; byte i is at position base + i.
+        let base = chunkLength
+        var i = 0
+        if base < minimum {
+            i = min(minimum - base, count)
+            if i == count {
+                chunkLength = base + count
+                return nil
+            }
+        }
+        var h = hash
+        let hard = maskHard, easy = maskEasy
+        let p = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let cut: Int? = GearTable.values.withUnsafeBufferPointer { table -> Int? in
+            let gear = table.baseAddress!
+            let normalEnd = min(count, max(i, average - base))
+            while i < normalEnd {
+                h = (h << 1) &+ gear[Int(p[i])]
+                i &+= 1
+                if h & hard == 0 { return i }
+            }
+            let end = min(count, maximum - base)
+            while i < end {
+                h = (h << 1) &+ gear[Int(p[i])]
+                i &+= 1
+                if h & easy == 0 { return i }
+            }
+            return base + i >= maximum ? i : nil
+        }
+        if let cut {
+            startChunk()
+            return cut
+        }
+        chunkLength = base + count
+        hash = h
+        return nil
+    }
+
+    /// Ends the current chunk where the stream is (a forced cut): the next bytes start a new chunk.
+    /// Scanning use; buffered use calls ``cut(emit:)``, which also hands over the pending bytes.
+    public mutating func startChunk() {
+        chunkLength = 0
+        hash = 0
+    }
+
+    // MARK: buffered
 
     /// Adds `bytes`; calls `emit` with each chunk completed (the buffer is valid only during the call).
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-        var offset = 0
-        while offset < bytes.count {
-            // Take only what can complete the current chunk, so pending never exceeds the maximum.
-            let room = parameters.maximum - (pending.count - start)
-            let take = min(room, bytes.count - offset)
-            if start > 0, pending.count + take > pending.capacity {
-                pending.removeSubrange(0..<start)
-                start = 0
+        if pending.capacity < parameters.maximum { pending.reserveCapacity(parameters.maximum) }
+        var rest = bytes
+        while !rest.isEmpty {
+            guard let n = nextCut(in: rest) else {
+                pending.append(contentsOf: rest)
+                return
             }
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + take]))
-            offset += take
-            while let cut = findCut() {
-                try pending.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[start..<start + cut])) }
-                start += cut
-                scanned = 0
-                hash = 0
-            }
-            if start == pending.count {
+            let head = UnsafeRawBufferPointer(rebasing: rest[..<n])
+            if pending.isEmpty {
+                try emit(head)
+            } else {
+                pending.append(contentsOf: head)
+                try pending.withUnsafeBytes { try emit($0) }
                 pending.removeAll(keepingCapacity: true)
-                start = 0
             }
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
         }
     }
 
@@ -60,52 +116,19 @@ public struct Chunker: Sendable {
         try bytes.withUnsafeBytes { try feed($0, emit: emit) }
     }
 
+    /// A forced cut: emits the bytes pending (if any, possibly fewer than the minimum) as a chunk, so
+    /// that the next bytes fed start a new one.
+    public mutating func cut(emit: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        if !pending.isEmpty {
+            try pending.withUnsafeBytes { try emit($0) }
+        }
+        pending.removeAll(keepingCapacity: true)
+        startChunk()
+    }
+
     /// Emits the last chunk (anything pending, possibly shorter than the minimum) and resets the
     /// chunker for a new stream.
     public mutating func finish(emit: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-        if pending.count > start {
-            try pending.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[start...])) }
-        }
-        pending.removeAll(keepingCapacity: true)
-        start = 0
-        scanned = 0
-        hash = 0
-    }
-
-    /// The length of the chunk starting at `start` if its end is among the pending bytes; nil when
-    /// more bytes are needed. Resumes from `scanned`/`hash`.
-    private mutating func findCut() -> Int? {
-        let available = pending.count - start
-        let minimum = parameters.minimum, average = parameters.average, maximum = parameters.maximum
-        if scanned < minimum {
-            if available < minimum { return nil }
-            scanned = minimum
-        }
-        var h = hash
-        var i = scanned
-        let hard = maskHard, easy = maskEasy
-        let found: Int? = pending.withUnsafeBufferPointer { all -> Int? in
-            GearTable.values.withUnsafeBufferPointer { gear -> Int? in
-                let p = all.baseAddress! + start
-                let normalEnd = min(available, average)
-                while i < normalEnd {
-                    h = (h << 1) &+ gear[Int(p[i])]
-                    i &+= 1
-                    if h & hard == 0 { return i }
-                }
-                let end = min(available, maximum)
-                while i < end {
-                    h = (h << 1) &+ gear[Int(p[i])]
-                    i &+= 1
-                    if h & easy == 0 { return i }
-                }
-                return nil
-            }
-        }
-        if let found { return found }
-        if i >= maximum { return maximum }
-        scanned = i
-        hash = h
-        return nil
+        try cut(emit: emit)
     }
 }

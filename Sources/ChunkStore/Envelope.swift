@@ -31,20 +31,36 @@ enum Envelope {
 
     /// Seals `plaintext`, zstd-compressed first when `codec` is given and that makes it smaller.
     static func seal(_ plaintext: UnsafeRawBufferPointer, kind: Kind, key: SymmetricKey, codec: ZstdCodec?) throws -> [UInt8] {
-        var inner: [UInt8]
-        if let codec, plaintext.count > 0, case let compressed = try codec.compress(plaintext), compressed.count < plaintext.count {
-            inner = [1]
-            inner.reserveCapacity(compressed.count + 1)
-            inner += compressed
-        } else {
-            inner = [0]
-            inner.reserveCapacity(plaintext.count + 1)
-            inner += plaintext
+        var scratch: [UInt8] = []
+        return Array(try seal(plaintext, kind: kind, key: key, codec: codec, scratch: &scratch))
+    }
+
+    /// Seals `plaintext` (see ``seal(_:kind:key:codec:)``) into its combined form (nonce, ciphertext,
+    /// tag), assembling the flag and the body in `scratch`, which grows as needed: a caller sealing many
+    /// blobs keeps one scratch so that no blob costs an allocation or a copy before encryption.
+    static func seal(
+        _ plaintext: UnsafeRawBufferPointer, kind: Kind, key: SymmetricKey, codec: ZstdCodec?, scratch: inout [UInt8]
+    ) throws -> Data {
+        let room = 1 + (codec == nil ? plaintext.count : max(plaintext.count, ZstdCodec.bound(plaintext.count)))
+        if scratch.count < room { scratch = [UInt8](repeating: 0, count: room) }
+        let length = try scratch.withUnsafeMutableBytes { inner -> Int in
+            if let codec, plaintext.count > 0 {
+                let n = try codec.compress(plaintext, into: UnsafeMutableRawBufferPointer(rebasing: inner[1...]))
+                if n < plaintext.count {
+                    inner[0] = 1
+                    return 1 + n
+                }
+            }
+            inner[0] = 0
+            if plaintext.count > 0 { UnsafeMutableRawBufferPointer(rebasing: inner[1...]).copyMemory(from: plaintext) }
+            return 1 + plaintext.count
         }
         do {
-            let box = try AES.GCM.seal(inner, using: key, nonce: AES.GCM.Nonce(), authenticating: kind.associatedData)
+            let box = try scratch.withUnsafeBytes { inner in
+                try AES.GCM.seal(UnsafeRawBufferPointer(rebasing: inner[0..<length]), using: key, nonce: AES.GCM.Nonce(), authenticating: kind.associatedData)
+            }
             guard let combined = box.combined else { throw ChunkStoreError(.crypto, "AES-GCM gave no combined form (nonce size not 12?)") }
-            return Array(combined)
+            return combined
         } catch let e as ChunkStoreError {
             throw e
         } catch {

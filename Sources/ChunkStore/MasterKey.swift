@@ -37,4 +37,26 @@ public struct MasterKey: Sendable {
     public func blobID(of plaintext: [UInt8]) -> BlobID {
         plaintext.withUnsafeBytes { blobID(of: $0) }
     }
+
+    /// Authenticates artifact records: HKDF-SHA256 of the id key (no salt, info
+    /// `"automate-chunkstore artifact digest v1"`), so that no blob id can ever equal a record digest.
+    var digestKey: SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: idKey, info: Array("automate-chunkstore artifact digest v1".utf8), outputByteCount: 32)
+    }
+
+    /// An artifact record's digest: HMAC-SHA256(digest key, `"automate-chunkstore artifact v1"` ||
+    /// size (u64 LE) || blob count (u32 LE) || per blob: id (32 bytes) || plaintext size (u32 LE)).
+    /// It binds the blob list, in order, and the total size: a record changed by anyone without the key
+    /// (a blob dropped, swapped or added, a size changed) no longer matches.
+    public func artifactDigest(size: Int64, blobs: [ArtifactRecord.Blob]) -> BlobID {
+        var w = ByteWriter()
+        w.raw(Array("automate-chunkstore artifact v1".utf8))
+        w.u64(UInt64(bitPattern: size))
+        w.u32(UInt32(truncatingIfNeeded: blobs.count))
+        for b in blobs {
+            w.id(b.id)
+            w.u32(UInt32(truncatingIfNeeded: b.size))
+        }
+        return BlobID(bytes: HMAC<SHA256>.authenticationCode(for: w.bytes, using: digestKey))!
+    }
 }

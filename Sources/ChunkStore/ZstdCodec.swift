@@ -33,6 +33,17 @@ final class ZstdCodec {
         return out
     }
 
+    /// The most bytes a frame of `count` bytes of input can take.
+    static func bound(_ count: Int) -> Int { ZSTD_compressBound(count) }
+
+    /// Writes a zstd frame (content size recorded) of `input` into `output`, which must hold at least
+    /// ``bound(_:)`` bytes; returns the frame's length.
+    func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = ZSTD_compressCCtx(cctx, output.baseAddress, output.count, input.baseAddress, input.count, level)
+        if ZSTD_isError(n) != 0 { throw ChunkStoreError(.compression, "zstd compression failed: \(String(cString: ZSTD_getErrorName(n)))") }
+        return n
+    }
+
     /// Decompresses one frame; its content size must be at most `limit` (and exactly `expected` when given).
     func decompress(_ input: UnsafeRawBufferPointer, expected: Int? = nil, limit: Int = 256 << 20, what: @autoclosure () -> String) throws -> [UInt8] {
         let size = ZSTD_getFrameContentSize(input.baseAddress, input.count)

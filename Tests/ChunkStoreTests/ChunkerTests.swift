@@ -45,6 +45,61 @@ import Testing
         #expect(fraction >= 0.9)
     }
 
+    /// ``Chunker/nextCut(in:)`` (the writer's way, the caller keeping the bytes) cuts where feeding does.
+    @Test func scanningAgreesWithFeeding() {
+        let data = randomBytes(6 << 20, seed: 5)
+        let fed = chunkList(data, parameters: testChunker, pieces: [100_000])
+        var chunker = Chunker(parameters: testChunker)
+        var lengths: [Int] = []
+        var current = 0
+        let pieces = [1, 4095, 70_000, 1 << 20, 64 << 10]
+        data.withUnsafeBytes { raw in
+            var offset = 0, p = 0
+            while offset < raw.count {
+                let size = min(raw.count - offset, pieces[p % pieces.count])
+                var rest = UnsafeRawBufferPointer(rebasing: raw[offset..<offset + size])
+                offset += size
+                p += 1
+                while !rest.isEmpty {
+                    guard let n = chunker.nextCut(in: rest) else {
+                        current += rest.count
+                        #expect(chunker.chunkLength == current)
+                        break
+                    }
+                    lengths.append(current + n)
+                    current = 0
+                    rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+                }
+            }
+        }
+        if current > 0 { lengths.append(current) }
+        #expect(lengths == fed.map(\.count))
+    }
+
+    /// A forced cut emits what is pending, even below the minimum, and the chunker starts afresh.
+    @Test func forcedCut() {
+        let data = randomBytes(4 << 20, seed: 6)
+        var chunker = Chunker(parameters: testChunker)
+        var chunks: [[UInt8]] = []
+        chunker.feed(Array(data[..<10_000])) { chunks.append(Array($0)) }
+        #expect(chunks.isEmpty)
+        chunker.cut { chunks.append(Array($0)) }
+        #expect(chunks == [Array(data[..<10_000])])
+        chunker.cut { chunks.append(Array($0)) }  // nothing pending: no empty chunk
+        #expect(chunks.count == 1)
+        chunker.feed(Array(data[10_000...])) { chunks.append(Array($0)) }
+        chunker.finish { chunks.append(Array($0)) }
+        #expect(Array(chunks.dropFirst()) == chunkList(Array(data[10_000...]), parameters: testChunker, pieces: [1 << 20]))
+        // Scanning: startChunk() does the same.
+        var scanner = Chunker(parameters: testChunker)
+        data.withUnsafeBytes { raw in
+            #expect(scanner.nextCut(in: UnsafeRawBufferPointer(rebasing: raw[..<10_000])) == nil)
+            scanner.startChunk()
+            #expect(scanner.chunkLength == 0)
+            #expect(scanner.nextCut(in: UnsafeRawBufferPointer(rebasing: raw[10_000...])) == chunks[1].count)
+        }
+    }
+
     @Test func gearTableIsFixed() {
         // A format constant: these values must never change (see GearTable).
         #expect(GearTable.values.count == 256)

@@ -162,6 +162,40 @@ import Testing
         #expect(notRepo.code == .notARepository)
     }
 
+    /// A record changed after it was written (blobs swapped or dropped, digest edited) or taken to
+    /// another repository is refused before any byte is handed over.
+    @Test func recordsAreAuthenticated() throws {
+        let dir = makeTempDir("records")
+        defer { removeTempDir(dir) }
+        let repo = try makeRepository(dir)
+        let session = try ChunkedWriter(repository: repo, packSize: testPackSize)
+        let data = randomBytes(3 << 20, seed: 95)
+        let record = try writeArtifact(session, "r", data)
+        try session.commit()
+        #expect(record.blobs.count > 2)
+        #expect(record.digest == repo.masterKey.artifactDigest(size: record.size, blobs: record.blobs).hex)
+        let reader = try ChunkedReader(repository: repo)
+        #expect(try restore(reader, record) == data)
+
+        var swapped = record
+        swapped.blobs.swapAt(0, 1)
+        var dropped = record
+        dropped.size -= Int64(dropped.blobs.removeLast().size)
+        var edited = record
+        edited.digest = String(repeating: "0", count: 64)
+        for (label, bad) in [("swapped", swapped), ("dropped", dropped), ("edited", edited)] {
+            var received = 0
+            let error = try #require(throws: ChunkStoreError.self, "\(label)") { try reader.restore(bad) { received += $0.count } }
+            #expect(error.code == .damaged)
+            #expect(error.message.contains("does not match its digest"), "\(error.message)")
+            #expect(received == 0)
+        }
+        let otherDir = makeTempDir("records-other")
+        defer { removeTempDir(otherDir) }
+        let other = try makeRepository(otherDir)
+        #expect(other.masterKey.artifactDigest(size: record.size, blobs: record.blobs).hex != record.digest)
+    }
+
     @Test func sealedBlobsAreBoundToTheirIDs() throws {
         let key = MasterKey.random()
         let codec = try ZstdCodec()

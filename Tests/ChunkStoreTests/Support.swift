@@ -49,8 +49,15 @@ func makeRepository(_ dir: String, chunker: ChunkerParameters = testChunker, pas
 }
 
 /// Writes `bytes` as one artifact, fed in buffers of varying sizes.
-func writeArtifact(_ session: ChunkedWriter, _ name: String, _ bytes: [UInt8], step: Int = 100_003) throws -> ArtifactRecord {
-    let artifact = try session.artifact(name: name)
+func writeArtifact(_ session: ChunkedWriter, _ name: String, _ bytes: [UInt8], step: Int = 100_003, layout: ArtifactLayout = .stream) throws -> ArtifactRecord {
+    try writeArtifactKeepingWriter(session, name, bytes, step: step, layout: layout).record
+}
+
+/// ``writeArtifact(_:_:_:step:layout:)``, also returning the writer (for its layout counters).
+func writeArtifactKeepingWriter(
+    _ session: ChunkedWriter, _ name: String, _ bytes: [UInt8], step: Int = 100_003, layout: ArtifactLayout = .stream
+) throws -> (record: ArtifactRecord, writer: ArtifactWriter) {
+    let artifact = try session.artifact(name: name, layout: layout)
     var offset = 0
     var n = 0
     while offset < bytes.count {
@@ -59,7 +66,7 @@ func writeArtifact(_ session: ChunkedWriter, _ name: String, _ bytes: [UInt8], s
         offset += size
         n += 1
     }
-    return try artifact.finish()
+    return (try artifact.finish(), artifact)
 }
 
 /// Restores into memory.
