@@ -179,7 +179,7 @@ public final class ArtifactWriter {
 
     /// Names the chunk formed and hands it to the sealing thread.
     private func emit() throws {
-        if Self.namesOnCaller { current.id = masterKey.blobID(of: current.bytes) }
+        current.id = masterKey.blobID(of: current.bytes)
         let next = try sealing.enqueue(current)
         current = next ?? ChunkBuffer(capacity: chunker.parameters.maximum)
         let progress = sealing.progress
@@ -187,6 +187,4 @@ public final class ArtifactWriter {
         reusedBytes = progress.reusedBytes
         storedBytes = progress.storedBytes
     }
-
-    static let namesOnCaller = ProcessInfo.processInfo.environment["CHUNKSTORE_NAMES_ON_SEALER"] == nil
 }

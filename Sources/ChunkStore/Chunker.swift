@@ -59,17 +59,9 @@ public struct Chunker: Sendable {
         let cut: Int? = GearTable.values.withUnsafeBufferPointer { table -> Int? in
             let gear = table.baseAddress!
             let normalEnd = min(count, max(i, average - base))
-            while i < normalEnd {
-                h = (h << 1) &+ gear[Int(p[i])]
-                i &+= 1
-                if h & hard == 0 { return i }
-            }
+            if let found = Self.scan(p, gear, from: &i, to: normalEnd, hash: &h, mask: hard) { return found }
             let end = min(count, maximum - base)
-            while i < end {
-                h = (h << 1) &+ gear[Int(p[i])]
-                i &+= 1
-                if h & easy == 0 { return i }
-            }
+            if let found = Self.scan(p, gear, from: &i, to: end, hash: &h, mask: easy) { return found }
             return base + i >= maximum ? i : nil
         }
         if let cut {
@@ -78,6 +70,39 @@ public struct Chunker: Sendable {
         }
         chunkLength = base + count
         hash = h
+        return nil
+    }
+
+    /// Rolls the gear hash over `p[i..<end]`; returns the index just after the first byte where
+    /// `hash & mask == 0`, or nil with `i == end` and `hash` updated.
+    ///
+    /// Two bytes per step: the hash after both is `(h << 2) + (2 g0 + g1)`, one dependent add per two
+    /// bytes instead of two (the hash after the first is computed beside it, for its test).
+    @inline(__always)
+    private static func scan(
+        _ p: UnsafePointer<UInt8>, _ gear: UnsafePointer<UInt64>, from i: inout Int, to end: Int, hash h: inout UInt64, mask: UInt64
+    ) -> Int? {
+        var j = i, hash = h
+        defer {
+            i = j
+            h = hash
+        }
+        while j &+ 1 < end {
+            let g0 = gear[Int(p[j])], g1 = gear[Int(p[j &+ 1])]
+            let first = (hash << 1) &+ g0
+            hash = (hash << 2) &+ ((g0 << 1) &+ g1)
+            if first & mask == 0 {
+                j &+= 1
+                return j
+            }
+            j &+= 2
+            if hash & mask == 0 { return j }
+        }
+        if j < end {
+            hash = (hash << 1) &+ gear[Int(p[j])]
+            j &+= 1
+            if hash & mask == 0 { return j }
+        }
         return nil
     }
 

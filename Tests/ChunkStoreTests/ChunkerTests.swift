@@ -45,6 +45,44 @@ import Testing
         #expect(fraction >= 0.9)
     }
 
+    /// The cut points as docs/repository-format.md describes them, one byte at a time: the chunker (two
+    /// bytes per step) must cut exactly there, or nothing written before would dedup.
+    @Test func cutsWhereTheFormatSays() {
+        func reference(_ data: [UInt8], _ p: ChunkerParameters) -> [Int] {
+            let gear = GearTable.values
+            let bits = p.average.trailingZeroBitCount
+            let hard = ~UInt64(0) << UInt64(64 - (bits + 2)), easy = ~UInt64(0) << UInt64(64 - (bits - 2))
+            var lengths: [Int] = []
+            var start = 0
+            while start < data.count {
+                let remaining = data.count - start
+                var length = min(remaining, p.maximum)
+                var h: UInt64 = 0
+                var i = p.minimum
+                while i < min(remaining, p.maximum) {
+                    h = (h << 1) &+ gear[Int(data[start + i])]
+                    let mask = i < p.average ? hard : easy
+                    i += 1
+                    if h & mask == 0 {
+                        length = i
+                        break
+                    }
+                }
+                lengths.append(length)
+                start += length
+            }
+            return lengths
+        }
+        let data = randomBytes(5 << 20, seed: 7) + textBytes(2 << 20, seed: 8) + [UInt8](repeating: 0, count: 3 << 20) + randomBytes(777, seed: 9)
+        for parameters in [testChunker, .standard] {
+            let expected = reference(data, parameters)
+            #expect(expected.count >= 5)
+            for pieces in [[1 << 20], [1, 2, 3, 65_537]] {
+                #expect(chunkList(data, parameters: parameters, pieces: pieces).map(\.count) == expected, "\(parameters), pieces \(pieces)")
+            }
+        }
+    }
+
     /// ``Chunker/nextCut(in:)`` (the writer's way, the caller keeping the bytes) cuts where feeding does.
     @Test func scanningAgreesWithFeeding() {
         let data = randomBytes(6 << 20, seed: 5)
