@@ -4,11 +4,11 @@ import Foundation
 /// ``write(_:)-([UInt8])``, then ``finish()`` for its ``ArtifactRecord``.
 ///
 /// The caller's thread finds chunk boundaries, copies each chunk once into a reused buffer and names it
-/// (HMAC-SHA256); a sealing thread of the artifact's own dedups, compresses, encrypts and packs the
-/// chunks, in order, so the two halves run on two cores. With ``ArtifactLayout/tar`` the caller's thread
+/// (HMAC-SHA256); sealing threads of the artifact's own (``SealingQueue``) dedup, compress, encrypt and
+/// pack the chunks, so chunking and sealing run on two cores, and sealing on both while chunking waits. With ``ArtifactLayout/tar`` the caller's thread
 /// also follows the tar stream's headers (``TarStreamBoundaries``) to force cuts around large members.
 ///
-/// Use from one thread at a time. Memory: up to ``SealingQueue/limit`` + 2 chunk buffers of the
+/// Use from one thread at a time. Memory: up to ``SealingQueue/limit`` + 3 chunk buffers of the
 /// maximum chunk size, and with the tar layout up to ``holdLimit`` of header bytes.
 public final class ArtifactWriter {
     /// The artifact's name.

@@ -16,7 +16,7 @@ import Foundation
 /// Several artifacts may be written at once (each from one thread); they share the pack being filled and
 /// dedup against each other. A full pack is stored by a thread of the session's own while the next one
 /// fills. Memory: up to three pack buffers (``packSize`` plus one blob each: the one filling, one
-/// waiting, one being stored) for the session, up to six chunk buffers (the maximum chunk size each) per
+/// waiting, one being stored) for the session, up to seven chunk buffers (the maximum chunk size each) per
 /// open artifact, plus the index (~100 bytes per blob).
 ///
 /// - Important: Packs are written when full and on ``commit()``; the index object only on ``commit()``.

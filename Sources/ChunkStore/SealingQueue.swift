@@ -1,12 +1,16 @@
 import Foundation
 
-/// An artifact's chunks on their way to the session: a bounded FIFO and the one thread that stores them
-/// (``ChunkedWriter/store(chunk:id:codec:scratch:)``: name, dedup, compress, encrypt, pack), in order.
-/// Stored chunks' buffers come back to the writer for reuse. The first error stops it and is thrown to
-/// the writer at its next call.
+/// An artifact's chunks on their way to the session: a bounded FIFO and ``workers`` threads that store
+/// them (``ChunkedWriter/store(chunk:id:codec:scratch:)``: dedup, compress, encrypt, pack). Chunks may be
+/// sealed out of order (a pack's order does not matter) but are recorded in the artifact's order. So the
+/// caller's thread (chunking, naming) and sealing share the cores: when chunking waits for sealing, two
+/// chunks are sealed at once. Stored chunks' buffers come back to the writer for reuse. The first error
+/// stops it and is thrown to the writer at its next call.
 final class SealingQueue: @unchecked Sendable {
     /// Chunks that may wait; the writer blocks beyond this.
     static let limit = 4
+    /// Sealing threads per artifact: two where there are two cores or more.
+    static let workers = min(2, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     /// What was stored so far, in the artifact's order.
     struct Sealed {
@@ -18,46 +22,52 @@ final class SealingQueue: @unchecked Sendable {
 
     private let condition = NSCondition()
     // Guarded by `condition`.
-    private var waiting: [ChunkBuffer] = []
+    private var waiting: [(position: Int, chunk: ChunkBuffer)] = []
     private var spare: [ChunkBuffer] = []
-    private var busy = false
+    private var enqueued = 0
+    /// Chunks stored out of order, by position, until the ones before them are recorded.
+    private var early: [Int: (blob: ArtifactRecord.Blob, new: Bool, stored: Int)] = [:]
+    private var busy = 0
     private var closed = false
     private var failure: (any Error)?
     private var sealed = Sealed()
 
     init(session: ChunkedWriter, name: String) {
-        let thread = Thread { [self] in run(session: session) }
-        thread.name = "chunkstore seal \(name)"
-        thread.start()
+        for n in 0..<Self.workers {
+            let thread = Thread { [self] in run(session: session) }
+            thread.name = "chunkstore seal \(n) \(name)"
+            thread.start()
+        }
     }
 
     /// Totals so far (for progress).
     var progress: Sealed { condition.withLock { sealed } }
 
-    /// Hands over the next chunk, waiting while ``limit`` are queued; throws the sealing thread's error.
+    /// Hands over the next chunk, waiting while ``limit`` are queued; throws a sealing thread's error.
     /// Returns an emptied buffer of an earlier chunk to fill next, when there is one.
     func enqueue(_ chunk: ChunkBuffer) throws -> ChunkBuffer? {
         try condition.withLock {
             while waiting.count >= Self.limit && failure == nil { condition.wait() }
             if let failure { throw failure }
-            waiting.append(chunk)
+            waiting.append((enqueued, chunk))
+            enqueued += 1
             condition.broadcast()
             return spare.popLast()
         }
     }
 
-    /// Waits until every chunk is stored, stops the thread and returns what it stored (or its error).
+    /// Waits until every chunk is stored, stops the threads and returns what they stored (or an error).
     func drain() throws -> Sealed {
         try condition.withLock {
             closed = true
             condition.broadcast()
-            while (busy || !waiting.isEmpty) && failure == nil { condition.wait() }
+            while (busy > 0 || !waiting.isEmpty) && failure == nil { condition.wait() }
             if let failure { throw failure }
             return sealed
         }
     }
 
-    /// Stops the thread without waiting for what is queued (an artifact abandoned unfinished).
+    /// Stops the threads without waiting for what is queued (an artifact abandoned unfinished).
     func close() {
         condition.withLock {
             closed = true
@@ -79,33 +89,37 @@ final class SealingQueue: @unchecked Sendable {
         }
         var scratch: [UInt8] = []
         while true {
-            let chunk: ChunkBuffer? = condition.withLock {
-                while waiting.isEmpty && !closed { condition.wait() }
+            let next: (position: Int, chunk: ChunkBuffer)? = condition.withLock {
+                while waiting.isEmpty && !closed && failure == nil { condition.wait() }
                 guard failure == nil, !waiting.isEmpty else { return nil }
-                busy = true
+                busy += 1
                 return waiting.removeFirst()
             }
-            guard let chunk else { return }
+            guard let (position, chunk) = next else { return }
             do {
                 let r = try session.store(chunk: chunk.bytes, id: chunk.id, codec: codec, scratch: &scratch)
-                let size = chunk.count
+                let blob = ArtifactRecord.Blob(id: r.id, size: chunk.count)
                 chunk.reset()
                 condition.withLock {
-                    sealed.blobs.append(ArtifactRecord.Blob(id: r.id, size: size))
-                    if r.new {
-                        sealed.newBytes += Int64(size)
-                        sealed.storedBytes += Int64(r.stored)
-                    } else {
-                        sealed.reusedBytes += Int64(size)
+                    early[position] = (blob, r.new, r.stored)
+                    // Record every chunk whose predecessors are all recorded.
+                    while let done = early.removeValue(forKey: sealed.blobs.count) {
+                        sealed.blobs.append(done.blob)
+                        if done.new {
+                            sealed.newBytes += Int64(done.blob.size)
+                            sealed.storedBytes += Int64(done.stored)
+                        } else {
+                            sealed.reusedBytes += Int64(done.blob.size)
+                        }
                     }
                     if spare.count <= Self.limit { spare.append(chunk) }
-                    busy = false
+                    busy -= 1
                     condition.broadcast()
                 }
             } catch {
                 condition.withLock {
                     failure = error
-                    busy = false
+                    busy -= 1
                     waiting.removeAll()
                     condition.broadcast()
                 }
