@@ -112,7 +112,7 @@ public final class ArtifactSink {
                 throw ArtifactStorageError(.storage, "storing \(key) in the chunk store: \(e.message)")
             }
             return StoredArtifact(
-                key: key, size: UInt64(record.size), sha256: record.sha256, rawBytes: rawBytes, chunks: record,
+                key: key, size: UInt64(record.size), sha256: record.digest, rawBytes: rawBytes, chunks: record,
                 newBytes: UInt64(max(0, record.newBytes)), reusedBytes: UInt64(max(0, record.reusedBytes)))
         }
     }

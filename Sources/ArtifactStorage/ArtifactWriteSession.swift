@@ -35,10 +35,11 @@ public final class ArtifactWriteSession: @unchecked Sendable {
     /// Starts an artifact. Plain: a multipart upload to `key` (plus `plainSuffix`, e.g. `.zst`),
     /// compressed with zstd at `compressionLevel` when given. Chunked: the artifact is chunked as
     /// written (each chunk compressed at the session's level); nothing is stored under `key`, which
-    /// names it in records and messages. `layout` lets the chunker cut at the producer's own boundaries.
-    public func sink(key: String, plainSuffix: String = "", compressionLevel: Int32?, partSize: Int = 8 << 20) throws -> ArtifactSink {
+    /// names it in records and messages. `layout` `.tar` cuts a tar stream at its larger members' boundaries.
+    public func sink(key: String, plainSuffix: String = "", compressionLevel: Int32?, partSize: Int = 8 << 20,
+                     layout: ArtifactLayout = .stream) throws -> ArtifactSink {
         if let chunked {
-            let writer = try repository.wrapOpen { try chunked.artifact(name: key) }
+            let writer = try repository.wrapOpen { try chunked.artifact(name: key, layout: layout) }
             return ArtifactSink(chunked: writer, key: key)
         }
         return try ArtifactSink(

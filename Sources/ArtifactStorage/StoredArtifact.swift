@@ -11,7 +11,8 @@ public struct StoredArtifact: Sendable, Equatable {
     public var key: String
     /// Plain: bytes of the object (after compression). Chunked: bytes of the artifact itself.
     public var size: UInt64
-    /// SHA-256 (lowercase hex) of what ``size`` counts.
+    /// Plain: SHA-256 (lowercase hex) of what ``size`` counts. Chunked: the chunk record's keyed digest
+    /// (of its blob list; see docs/repository-format.md), which a restore checks before it reads.
     public var sha256: String
     /// Bytes the producer wrote (before compression).
     public var rawBytes: UInt64

@@ -82,8 +82,9 @@ public struct ArtifactRecord: Codable, Sendable, Equatable {
     public var format: String
     /// Rows, documents or entries it holds (checked after restore).
     public var items: UInt64?
-    /// In a chunked repository: the artifact's chunks (nothing is stored at ``path``; ``size`` and
-    /// ``sha256`` are the artifact's own, before compression). Nil for a plain artifact.
+    /// In a chunked repository: the artifact's chunks (nothing is stored at ``path``; ``size`` is the
+    /// artifact's own, before compression, and ``sha256`` holds the chunk record's keyed digest, which a
+    /// restore checks). Nil for a plain artifact.
     public var chunks: ChunkStore.ArtifactRecord?
 
     public init(path: String, size: UInt64, sha256: String, format: String, items: UInt64? = nil, chunks: ChunkStore.ArtifactRecord? = nil) {

@@ -147,6 +147,12 @@ public final class ChunkedWriter: @unchecked Sendable {
     /// Stores the partly filled pack and an index object naming every blob stored since the last
     /// commit. After it returns, every record finished so far can be restored. It may be called more
     /// than once (a long session can commit after each artifact); a commit with nothing new writes nothing.
+    /// Waits until every full pack queued so far is stored (without a commit: nothing names them yet).
+    /// For tests that need a crashed session's packs on disk.
+    func waitForQueuedPacks() throws {
+        try uploader.drain()
+    }
+
     /// Returns the index object's key, or nil when nothing was new.
     @discardableResult
     public func commit() throws -> String? {

@@ -52,7 +52,7 @@ extension PGSidecar {
             guard ["custom+zstd", "custom", "sql", "custom+chunks"].contains(a.format) else { throw RPCError(.invalidArgument, "artifact \(a.key): unknown format \"\(a.format)\"") }
             guard a.sha256.count == 64 else { throw RPCError(.invalidArgument, "artifact \(a.key) has no sha256; refusing to restore what cannot be checked") }
             if a.format == "custom+chunks" {
-                guard let c = chunks[a.key], c.sha256 == a.sha256.lowercased(), c.size == a.size else {
+                guard let c = chunks[a.key], c.digest == a.sha256.lowercased(), c.size == a.size else {
                     throw RPCError(.dataLoss, "artifact \(a.key) is chunked and its record in pg_data/metadata.json is missing or does not match (sha256 \(a.sha256.prefix(12))…, \(a.size) bytes); refusing to restore")
                 }
             }

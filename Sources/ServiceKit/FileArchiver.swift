@@ -58,7 +58,8 @@ public struct FileArchiver: Sendable {
             arguments: ["--create", "--file=-", "--directory=\(parent.isEmpty ? "/" : parent)", "--numeric-owner",
                         "--verbose", "--index-file=\(index)", "--"] + members,
             pipeStdout: true, pipeStdin: false)
-        let sink = try session.sink(key: key, plainSuffix: ".zst", compressionLevel: zstdLevel, partSize: partSize)
+        // Chunked: cut at the members' boundaries, so a changed file's chunks are its own.
+        let sink = try session.sink(key: key, plainSuffix: ".zst", compressionLevel: zstdLevel, partSize: partSize, layout: .tar)
         let stored: StoredArtifact
         do {
             try Self.whileCancellable(job, kill: tool) {

@@ -117,6 +117,7 @@ struct PruneFixture {
         // A session that stores full packs, then stops without its commit.
         let lost = try ChunkedWriter(repository: f.repo, packSize: 1 << 20)
         _ = try writeArtifact(lost, "lost", randomBytes(3 << 20, seed: 111))
+        try lost.waitForQueuedPacks()  // its full packs are stored by a thread of its own
         let orphans = try unindexedPacks(f.repo)
         #expect(orphans.count >= 2)
 
