@@ -10,6 +10,7 @@ import Foundation
 /// let artifact = try session.artifact(name: "pg/teams.dump")
 /// while let buffer = readFromPipe() { try artifact.write(buffer) }   // any buffer sizes
 /// let record = try artifact.finish()      // keep it: restores need it
+/// let files = try session.artifact(name: "files/app.tar", layout: .tar)   // a tar stream: large members chunked on their own
 /// try session.commit()                    // only now are the records' blobs durable and indexed
 /// ```
 ///
