@@ -29,6 +29,11 @@ public final class ChunkCheck: @unchecked Sendable {
         }
         let report = try repository.verify(records: records, readDataSubset: contents ? readDataSubset : 0, index: index)
         var out: [Int: [String]] = [:]
+        // Each record's keyed digest of its chunk list: a list edited (or copied from another repository)
+        // by anyone without the key is refused, as a restore would.
+        for (r, record) in records.enumerated() where repository.masterKey.artifactDigest(size: record.size, blobs: record.blobs).hex != record.digest {
+            out[r, default: []].append("its record's digest does not match its chunk list (edited, or from another repository)")
+        }
         for damaged in report.damaged { out[damaged.recordIndex, default: []] += damaged.problems }
         // A pack whose checksum or header is wrong while every blob still opens: the records that use it
         // restore today, but the pack is damaged and says so.
