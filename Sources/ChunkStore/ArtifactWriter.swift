@@ -112,6 +112,12 @@ public final class ArtifactWriter {
 
     // MARK: the tar layout
 
+    /// The tar layout cuts a member of at least this many bytes of data off from its neighbours (smaller
+    /// ones, and folders, are chunked together by content): 16 KiB, so that a file of any real size is
+    /// deduplicated on its own, as restic stores each file, while a tree of tiny files does not become a
+    /// chunk each.
+    public static let ownChunkMinimum = 16 << 10
+
     private func follow(_ event: TarStreamBoundaries.Event) throws {
         switch event {
         case .headerStart:
@@ -121,17 +127,19 @@ public final class ArtifactWriter {
             holding = true
         case .dataStart(let size):
             let large = size >= Int64(chunker.parameters.minimum)
-            // Its headers were held back: a large member's headers make a chunk of their own (a change of
-            // metadata alone, or pax's atime, leaves its data's chunks as they were), and its data starts
-            // the next chunk.
-            if large, holding {
+            let own = size >= Int64(Self.ownChunkMinimum)
+            // Its headers were held back. A member of at least ``ownChunkMinimum`` is cut off from its
+            // neighbours (a rewritten file costs its own bytes, not a chunk of the files around it); a
+            // large member's headers make a chunk of their own too (a change of metadata alone, or pax's
+            // atime, leaves its data's chunks as they were), and its data starts the next chunk.
+            if own, holding {
                 try forceCut()
                 try releaseHeld()
-                try forceCut()
+                if large { try forceCut() }
             } else {
                 try releaseHeld()
             }
-            largeMember = large
+            largeMember = own
         case .end:
             try releaseHeld()
             tarMembersSeen = tar?.members ?? tarMembersSeen
