@@ -54,7 +54,7 @@ struct Preflight {
             throw CLIError("backup \(chosen) failed its checks; nothing was changed:\n" + lines.joined(separator: "\n"), exitCode: 2)
         }
         let checked = report.findings.filter { $0.verdict == .ok }.count
-        say("  \(checked) files checked (\(skipVerify ? "sizes" : chunks == nil ? "sizes and sha256" : "sizes, sha256 and every chunk")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
+        say("  \(checked) files checked (\(skipVerify ? "sizes" : chunks == nil ? "sizes and sha256" : "sizes, sha256, and every chunk's pack")) in \(String(format: "%.1f", (ContinuousClock.now - started).seconds))s")
 
         // The services present at backup time must have manifests here.
         if let data = try? repository.store.read(chosen.rawValue + "/deployment-service/metadata.json"),

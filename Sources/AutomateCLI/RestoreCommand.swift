@@ -65,7 +65,7 @@ struct RestoreCommand: AsyncParsableCommand {
             let opened = try ChunkedRepositoryAccess(repo).openIfChunked(passphraseFile: passphraseFile, home: home)
             var preflight = Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
                                       quiet: noProgress || json)
-            preflight.chunks = opened.map { ChunkCheck(repository: $0.repository) }
+            preflight.chunks = opened.map { ChunkCheck(repository: $0.repository, packHashesOnly: true) }
             let backupID = try preflight.run()
             let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
 

@@ -115,7 +115,9 @@ public struct BackupVerifier: Sendable {
                     if let found = problems[n] {
                         findings[c.index] = Finding(file: c.relative, verdict: .corrupted, detail: found.joined(separator: "; "))
                     } else {
-                        let what = checkArtifacts && chunks.readDataSubset >= 1
+                        let what = checkArtifacts && chunks.packHashesOnly
+                            ? "\(record.blobs.count) chunks present, their packs' sha256 intact"
+                            : checkArtifacts && chunks.readDataSubset >= 1
                             ? "\(record.blobs.count) chunks authenticated"
                             : checkArtifacts ? "\(record.blobs.count) chunks present (a sample of packs read)" : "\(record.blobs.count) chunks present"
                         findings[c.index] = Finding(file: c.relative, verdict: .ok, detail: what)

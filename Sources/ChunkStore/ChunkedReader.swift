@@ -21,7 +21,7 @@ public final class ChunkedReader {
     /// The index used to locate blobs.
     public private(set) var index: RepositoryIndex
     private let codec: ZstdCodec
-    private var cached: (id: PackID, bytes: [UInt8], intact: Bool)?
+    private var cached: (id: PackID, bytes: [UInt8])?
     /// Packs fetched from the store so far (for tests and progress).
     public private(set) var packsFetched = 0
 
@@ -72,24 +72,28 @@ public final class ChunkedReader {
                 .damaged, "blob \(id.hex) (chunk \(position) of artifact \(artifact)) is in no index of \(repository.store.location): its pack was never committed or an index object is lost")
         }
         let pack = try fetch(loc.pack, blob: id, artifact: artifact)
-        let what = "blob \(id.hex) (chunk \(position) of artifact \(artifact)) in pack \(Pack.key(loc.pack))"
-            + (pack.intact ? "" : " (whose SHA-256 does not match its name: the pack is damaged)")
-        guard loc.offset + loc.length <= pack.bytes.count else {
-            throw ChunkStoreError(.damaged, "\(what): the index places it at \(loc.offset)+\(loc.length), beyond the pack's \(pack.bytes.count) bytes")
+        // Whether the whole pack still hashes to its name is only worth knowing (and computing) when a
+        // blob read from it fails: each blob is authenticated on its own.
+        func what() -> String {
+            "blob \(id.hex) (chunk \(position) of artifact \(artifact)) in pack \(Pack.key(loc.pack))"
+                + ((try? Pack.checkID(pack, id: loc.pack)) != nil ? "" : " (whose SHA-256 does not match its name: the pack is damaged)")
         }
-        let plain = try pack.bytes.withUnsafeBytes {
+        guard loc.offset + loc.length <= pack.count else {
+            throw ChunkStoreError(.damaged, "\(what()): the index places it at \(loc.offset)+\(loc.length), beyond the pack's \(pack.count) bytes")
+        }
+        let plain = try pack.withUnsafeBytes {
             try Envelope.open(
                 UnsafeRawBufferPointer(rebasing: $0[loc.offset..<loc.offset + loc.length]), kind: .blob(id), key: repository.masterKey.encryptionKey,
-                codec: codec, expected: loc.plaintextLength, what: what)
+                codec: codec, expected: loc.plaintextLength, what: what())
         }
         guard repository.masterKey.blobID(of: plain) == id else {
-            throw ChunkStoreError(.damaged, "\(what): its plaintext does not hash to its id (HMAC mismatch)")
+            throw ChunkStoreError(.damaged, "\(what()): its plaintext does not hash to its id (HMAC mismatch)")
         }
         return plain
     }
 
-    private func fetch(_ id: PackID, blob: BlobID, artifact: String) throws -> (bytes: [UInt8], intact: Bool) {
-        if let cached, cached.id == id { return (cached.bytes, cached.intact) }
+    private func fetch(_ id: PackID, blob: BlobID, artifact: String) throws -> [UInt8] {
+        if let cached, cached.id == id { return cached.bytes }
         cached = nil
         let bytes: [UInt8]
         do {
@@ -99,10 +103,7 @@ public final class ChunkedReader {
                 .objectMissing, "pack \(Pack.key(id)) holding blob \(blob.hex) of artifact \(artifact) is missing from \(repository.store.location)")
         }
         packsFetched += 1
-        // A pack whose hash is wrong may still hold intact blobs (each is authenticated on its own), so
-        // the mismatch is only reported when a blob read from it fails.
-        let intact = (try? Pack.checkID(bytes, id: id)) != nil
-        cached = (id, bytes, intact)
-        return (bytes, intact)
+        cached = (id, bytes)
+        return bytes
     }
 }
