@@ -157,7 +157,7 @@ extension PGSidecar {
                 let zstd = a.format == "custom+zstd" ? try ZstdDecompressor(output: feed) : nil
                 try reader.read(key: a.key, chunks: chunks) { chunk in
                     try job.checkCancellation()
-                    hasher.update(bufferPointer: chunk)
+                    if chunks == nil { hasher.update(bufferPointer: chunk) }  // chunks are checked as they are read
                     fetched += Int64(chunk.count)
                     if let zstd { try zstd.decompress(chunk) } else { try feed(chunk) }
                     if gate.passes(fetched) {

@@ -125,7 +125,7 @@ public struct FileArchiver: Sendable {
             var gate = ByteCountGate()
             try reader.read(key: key, chunks: expected.chunks) { chunk in
                 if job?.isCancelled == true { throw KitError(.cancelled, "restoring \(key) into \(path) was cancelled") }
-                hasher.update(bufferPointer: chunk)
+                if expected.chunks == nil { hasher.update(bufferPointer: chunk) }  // chunks are checked as they are read
                 size += UInt64(chunk.count)
                 if gate.passes(Int64(size)) { progress(size) }
                 if let zstd { try zstd.decompress(chunk) } else { try tool.writeStdin(chunk) }
