@@ -98,10 +98,13 @@ import Testing
         try s.commit()
 
         let index = try repo.loadIndex()
-        let pack = index.location(of: a.blobs[0].id)!.pack
+        let location = index.location(of: a.blobs[0].id)!
+        let pack = location.pack
         let path = dir + "/" + Pack.key(pack)
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        bytes[100] ^= 0x01
+        // Inside the first chunk's own sealed bytes (chunks are sealed on two threads: the pack's first
+        // blob need not be the artifact's first).
+        bytes[location.offset + 100] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))
 
         let reader = try ChunkedReader(repository: repo)
