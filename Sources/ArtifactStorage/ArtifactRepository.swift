@@ -72,8 +72,9 @@ public final class ArtifactRepository: @unchecked Sendable {
 
     /// Records `format` for a repository that has no record and holds nothing yet (no backup, no
     /// chunk store), making the chunk store and its first key when chunked; returns the format in force
-    /// afterwards (the existing one when the repository is not new). So new repositories get the default
-    /// format while every existing plain one stays plain until `automate backup repository upgrade`.
+    /// afterwards. So new repositories get the default format while every existing plain one stays plain
+    /// until `automate backup repository upgrade`: one that holds backups but no record (made before the
+    /// chunked format) is recorded plain here, so that it is listed once, not at every backup.
     @discardableResult
     public func initializeIfNew(_ format: RepositoryFormat.Kind, label: String = "stack key") throws -> RepositoryFormat.Kind {
         let current = try RepositoryFormat.read(from: top)
@@ -82,7 +83,10 @@ public final class ArtifactRepository: @unchecked Sendable {
         do { objects = try s3.listObjectsSync(bucket: bucket, prefix: prefix) } catch {
             throw ArtifactStorageError(.storage, "cannot list the backup repository s3://\(bucket)/\(prefix): \(error)")
         }
-        guard objects.isEmpty else { return .plain }
+        guard objects.isEmpty else {
+            try RepositoryFormat(format: .plain).write(to: top)
+            return .plain
+        }
         if format == .chunked {
             let passphrase = try passphrase()
             let made = try wrapOpen { try ChunkStore.Repository.initialize(store: chunkStore, passphrase: passphrase, label: label) }

@@ -9,7 +9,8 @@ import S3Client
 /// ``finish()`` or ``abort()``.
 public final class ArtifactSink {
     private enum Target {
-        case plain(MultipartWriter, ZstdCompressor?)
+        /// The upload, and what `write` feeds: the compressor, or the upload itself (hashed and counted).
+        case plain(MultipartWriter, ZstdCompressor?, upload: (UnsafeRawBufferPointer) throws -> Void)
         case chunked(ChunkStore.ArtifactWriter)
     }
 
@@ -34,20 +35,20 @@ public final class ArtifactSink {
         }
         let state = State()
         self.state = state
+        // What is stored is hashed and counted on its way to the upload.
+        let upload: (UnsafeRawBufferPointer) throws -> Void = { chunk in
+            state.hasher.update(bufferPointer: chunk)
+            state.stored += UInt64(chunk.count)
+            try writer.write(chunk)
+        }
         var compressor: ZstdCompressor? = nil
         if let compressionLevel {
-            do {
-                compressor = try ZstdCompressor(level: compressionLevel) { chunk in
-                    state.hasher.update(bufferPointer: chunk)
-                    state.stored += UInt64(chunk.count)
-                    try writer.write(chunk)
-                }
-            } catch {
+            do { compressor = try ZstdCompressor(level: compressionLevel, output: upload) } catch {
                 writer.abort()
                 throw error
             }
         }
-        target = .plain(writer, compressor)
+        target = .plain(writer, compressor, upload: upload)
     }
 
     init(chunked writer: ChunkStore.ArtifactWriter, key: String) {
@@ -76,14 +77,8 @@ public final class ArtifactSink {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         rawBytes += UInt64(bytes.count)
         switch target {
-        case .plain(let writer, let compressor):
-            if let compressor {
-                try compressor.compress(bytes)
-            } else {
-                state.hasher.update(bufferPointer: bytes)
-                state.stored += UInt64(bytes.count)
-                try writer.write(bytes)
-            }
+        case .plain(_, let compressor, let upload):
+            if let compressor { try compressor.compress(bytes) } else { try upload(bytes) }
         case .chunked(let writer):
             do { try writer.write(bytes) } catch let e as ChunkStoreError {
                 throw ArtifactStorageError(.storage, "storing \(key) in the chunk store: \(e.message)")
@@ -95,7 +90,7 @@ public final class ArtifactSink {
     /// durable once the session commits.
     public func finish() throws -> StoredArtifact {
         switch target {
-        case .plain(let writer, let compressor):
+        case .plain(let writer, let compressor, _):
             do {
                 try compressor?.finish()
                 _ = try writer.finish()
@@ -120,7 +115,7 @@ public final class ArtifactSink {
     /// Abandons the artifact: a plain upload is aborted (nothing appears under its key); chunks already
     /// stored stay unreferenced until `automate backup prune`.
     public func abort() {
-        if case .plain(let writer, _) = target { writer.abort() }
+        if case .plain(let writer, _, _) = target { writer.abort() }
     }
 
     static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {

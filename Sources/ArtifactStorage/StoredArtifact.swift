@@ -1,4 +1,5 @@
 import ChunkStore
+import Foundation
 
 /// An artifact's chunks, as its backup's records keep them (`"chunks"` in `metadata.json`): the blob ids in
 /// order, the size and SHA-256 of the whole, and what was new. See docs/repository-format.md.
@@ -31,5 +32,20 @@ public struct StoredArtifact: Sendable, Equatable {
         self.chunks = chunks
         self.newBytes = newBytes
         self.reusedBytes = reusedBytes
+    }
+}
+
+extension ChunkStore.ArtifactRecord {
+    /// The record as a JSON object (for records built with `JSONSerialization`, as a search export's
+    /// manifest is).
+    public var jsonObject: Any? {
+        (try? JSONEncoder().encode(self)).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+    }
+
+    /// A record from a JSON object as ``jsonObject`` makes it; nil when it is not one.
+    public init?(jsonObject: Any) {
+        guard let data = try? JSONSerialization.data(withJSONObject: jsonObject),
+              let record = try? JSONDecoder().decode(Self.self, from: data) else { return nil }
+        self = record
     }
 }

@@ -91,12 +91,13 @@ struct ChunkedRepositoryAccess {
         }
     }
 
-    /// Opens the chunk store, or says plainly why not (not chunked, wrong passphrase).
-    func open(passphrase: String) throws -> ChunkStore.Repository {
-        guard let format = try RepositoryFormat.read(from: top), format.format == .chunked else {
-            throw CLIError("\(top.location) is a plain repository: its backups have no keys (make a chunked one with `automate backup repository init --format chunked`)", exitCode: 2)
+    /// ``openIfChunked(passphraseFile:home:)`` for a command that needs a chunked repository: a plain
+    /// one is refused, saying so.
+    func openChunked(passphraseFile file: String?, home: AutomateHome) throws -> (repository: ChunkStore.Repository, passphrase: String) {
+        guard let opened = try openIfChunked(passphraseFile: file, home: home) else {
+            throw CLIError("\(top.location) is a plain repository: its backups have no keys (make a chunked one with `automate backup repository upgrade`)", exitCode: 2)
         }
-        return try ChunkStore.Repository.open(store: chunks, passphrase: passphrase)
+        return opened
     }
 }
 
@@ -107,6 +108,40 @@ struct RepositoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repository", abstract: "Make a backup repository and show its format (plain, or chunked: deduplicated and encrypted).",
         subcommands: [Init.self, Upgrade.self, Show.self])
+
+    /// What making a chunk store takes (`init --format chunked`, `upgrade`), and the making.
+    struct ChunkStoreOptions: ParsableArguments {
+        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's, made when missing).")
+        var passphraseFile: String?
+        @Option(help: "A label for the first key.")
+        var label = "first key"
+        @Option(help: "The average chunk size in KiB, a power of two (chunks are a quarter to four times it). Smaller finds more duplicates in small changes and costs more index.")
+        var averageChunkKib = 1024
+
+        /// The chunker's sizes from --average-chunk-kib.
+        func chunker() throws -> ChunkerParameters {
+            let average = averageChunkKib << 10
+            guard let sizes = try? ChunkerParameters(minimum: average / 4, average: average, maximum: average * 4) else {
+                throw CLIError("--average-chunk-kib \(averageChunkKib): give a power of two from 1 to 16384", exitCode: 2)
+            }
+            return sizes
+        }
+
+        /// Makes the chunk store of `access` (reusing one a stopped `upgrade` left, when the passphrase
+        /// opens it) and records the format chunked; returns it.
+        func make(_ access: ChunkedRepositoryAccess, home: AutomateHome) throws -> ChunkStore.Repository {
+            let sizes = try chunker()
+            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: home, create: true)
+            let made: ChunkStore.Repository
+            if try access.chunks.exists("config") {
+                made = try ChunkStore.Repository.open(store: access.chunks, passphrase: passphrase)
+            } else {
+                made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label, chunker: sizes)
+            }
+            try RepositoryFormat(format: .chunked).write(to: access.top)
+            return made
+        }
+    }
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -122,29 +157,17 @@ struct RepositoryCommand: AsyncParsableCommand {
         var path: String?
         @Option(help: "plain or chunked.")
         var format: RepositoryFormat.Kind = .chunked
-        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else one the secrets helper makes).")
-        var passphraseFile: String?
-        @Option(help: "A label for the first key.")
-        var label = "first key"
-        @Option(help: "Chunked: the average chunk size in KiB, a power of two (chunks are a quarter to four times it). Smaller finds more duplicates in small changes and costs more index.")
-        var averageChunkKib = 1024
+        @OptionGroup var chunkStore: ChunkStoreOptions
 
         func run() async throws {
             let repository = try options.resolved(path)
             let access = try ChunkedRepositoryAccess(repository)
-            let average = averageChunkKib << 10
-            let chunker: ChunkerParameters
-            do { chunker = try ChunkerParameters(minimum: average / 4, average: average, maximum: average * 4) } catch {
-                throw CLIError("--average-chunk-kib \(averageChunkKib): give a power of two from 1 to 16384", exitCode: 2)
-            }
             try CLIError.reporting {
                 if let existing = try RepositoryFormat.read(from: access.top) {
                     throw CLIError("\(repository.path) is already a \(existing.format.rawValue) repository; nothing changed", exitCode: 2)
                 }
                 if format == .chunked {
-                    let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved, create: true)
-                    let made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label, chunker: chunker)
-                    try RepositoryFormat(format: .chunked).write(to: access.top)
+                    let made = try chunkStore.make(access, home: options.homeOptions.resolved)
                     print("Made chunked repository \(repository.path) (id \(made.config.id.prefix(16)), key \(try made.listKeys().first?.id ?? "?")).")
                     print("Keep the passphrase: without it (or another key) its backups cannot be read.")
                 } else {
@@ -168,10 +191,7 @@ struct RepositoryCommand: AsyncParsableCommand {
         @OptionGroup var options: BackupCommand.RepositoryOptions
         @Argument(help: "The repository: a folder or s3://bucket/prefix (default: --repository, else the gateway's).")
         var path: String?
-        @Option(help: "A file whose first line is the passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
-        var passphraseFile: String?
-        @Option(help: "A label for the first key.")
-        var label = "first key"
+        @OptionGroup var chunkStore: ChunkStoreOptions
 
         func run() async throws {
             let repository = try options.resolved(path)
@@ -180,15 +200,7 @@ struct RepositoryCommand: AsyncParsableCommand {
                 if try access.format() == .chunked {
                     throw CLIError("\(repository.path) is already chunked; nothing changed", exitCode: 2)
                 }
-                let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: options.homeOptions.resolved, create: true)
-                // A chunk store left by an upgrade that stopped before the record is reused when it opens.
-                let made: ChunkStore.Repository
-                if try access.chunks.exists("config") {
-                    made = try ChunkStore.Repository.open(store: access.chunks, passphrase: passphrase)
-                } else {
-                    made = try ChunkStore.Repository.initialize(store: access.chunks, passphrase: passphrase, label: label)
-                }
-                try RepositoryFormat(format: .chunked).write(to: access.top)
+                let made = try chunkStore.make(access, home: options.homeOptions.resolved)
                 let backups = (try? repository.list().count) ?? 0
                 print("Upgraded \(repository.path) to chunked (id \(made.config.id.prefix(16))): the next backup goes into chunks; its \(backups) earlier backups stay plain and restore as they are.")
                 print("Keep the passphrase: without it (or another key) the new backups cannot be read.")
@@ -233,9 +245,8 @@ struct KeyCommand: AsyncParsableCommand {
 
         /// Opens the repository (`path`, else --repository, else the gateway's).
         func open(_ path: String? = nil) throws -> ChunkStore.Repository {
-            let access = try ChunkedRepositoryAccess(try repository.resolved(path))
-            let passphrase = try ChunkedRepositoryAccess.passphrase(file: passphraseFile, home: repository.homeOptions.resolved)
-            return try CLIError.reporting { try access.open(passphrase: passphrase) }
+            try ChunkedRepositoryAccess(try repository.resolved(path))
+                .openChunked(passphraseFile: passphraseFile, home: repository.homeOptions.resolved).repository
         }
 
         /// After a change: what the CLI wrote goes to the folder's owner (see ``ChunkedRepositoryAccess/giveToOwner(_:)``).

@@ -123,7 +123,7 @@ struct RestoreCommand: AsyncParsableCommand {
             if let previous, !own.isSame(as: restored), let ownRepository = try? own.open(),
                let access = try? ChunkedRepositoryAccess(ownRepository), (try? access.format()) == .chunked {
                 do {
-                    let opened = try access.open(passphrase: previous)
+                    let opened = try ChunkStore.Repository.open(store: access.chunks, passphrase: previous)
                     let id = try opened.addKey(passphrase: passphrase, label: "restored from \(restored.path)")
                     say("Added key \(id.prefix(12)) to \(ownRepository.path), so the restored repository's passphrase opens it too.")
                 } catch {

@@ -18,6 +18,9 @@ public final class ChunkCheck: @unchecked Sendable {
     public let packHashesOnly: Bool
     private let lock = NSLock()
     private var index: RepositoryIndex?
+    /// Whole reads so far: every backup checked by this check shares them, so a pack is read once however
+    /// many backups use it.
+    private var read = BlobCheck()
 
     public init(repository: ChunkStore.Repository, readDataSubset: Double = 1, packHashesOnly: Bool = false) {
         self.repository = repository
@@ -57,9 +60,27 @@ public final class ChunkCheck: @unchecked Sendable {
             self.index = loaded
             return loaded
         }
-        let report = try repository.verify(
-            records: records, readDataSubset: contents && !packHashesOnly ? readDataSubset : 0, index: index)
+        let blobs = Set(records.flatMap { $0.blobs.map(\.id) })
+        let check: BlobCheck
+        if contents && !packHashesOnly && readDataSubset >= 1 {
+            let known = lock.withLock { read }
+            let fresh = blobs.subtracting(known.read).subtracting(known.problems.keys)
+            if fresh.isEmpty {
+                check = known
+            } else {
+                let more = try repository.verify(blobs: fresh, readDataSubset: 1, index: index)
+                check = lock.withLock {
+                    read.read.formUnion(more.read)
+                    read.problems.merge(more.problems) { $1 }
+                    read.damagedPacks.merge(more.damagedPacks) { $1 }
+                    return read
+                }
+            }
+        } else {
+            check = try repository.verify(blobs: blobs, readDataSubset: contents && !packHashesOnly ? readDataSubset : 0, index: index)
+        }
         var out: [Int: [String]] = [:]
+        for damaged in DamagedArtifact.list(records, problems: check.problems) { out[damaged.recordIndex, default: []] += damaged.problems }
         if contents && packHashesOnly {
             var users: [PackID: Set<Int>] = [:]
             for (r, record) in records.enumerated() {
@@ -74,15 +95,14 @@ public final class ChunkCheck: @unchecked Sendable {
         for (r, record) in records.enumerated() where repository.masterKey.artifactDigest(size: record.size, blobs: record.blobs).hex != record.digest {
             out[r, default: []].append("its record's digest does not match its chunk list (edited, or from another repository)")
         }
-        for damaged in report.damaged { out[damaged.recordIndex, default: []] += damaged.problems }
         // A pack whose checksum or header is wrong while every blob still opens: the records that use it
         // restore today, but the pack is damaged and says so.
-        if !report.damagedPacks.isEmpty {
-            let broken = Set(report.damagedPacks.keys)
+        if !check.damagedPacks.isEmpty {
+            let broken = Set(check.damagedPacks.keys)
             for (r, record) in records.enumerated() {
                 let packs = Set(record.blobs.compactMap { index.location(of: $0.id).map { $0.pack.packKey } })
                 for pack in packs.intersection(broken).sorted() {
-                    out[r, default: []].append(report.damagedPacks[pack]!)
+                    out[r, default: []].append(check.damagedPacks[pack]!)
                 }
             }
         }

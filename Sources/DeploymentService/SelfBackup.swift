@@ -31,14 +31,11 @@ struct SelfBackup: Sendable {
         }
         defer { session.close() }
         let stored = try await runBlocking("deployment.self-backup") { _ -> StoredArtifact in
-            guard session.format == .chunked else {
-                try s3.putObjectSync(bucket: bucket, key: prefix + "state.sqlite", bytes: state, contentType: "application/vnd.sqlite3")
-                return StoredArtifact(
-                    key: prefix + "state.sqlite", size: UInt64(state.count), sha256: Checksum.sha256(state), rawBytes: UInt64(state.count),
-                    chunks: nil, newBytes: UInt64(state.count), reusedBytes: 0)
-            }
             let sink = try session.sink(key: prefix + "state.sqlite", compressionLevel: nil)
-            try state.withUnsafeBytes { try sink.write($0) }
+            do { try state.withUnsafeBytes { try sink.write($0) } } catch {
+                sink.abort()
+                throw error
+            }
             let stored = try sink.finish()
             try session.commit()
             return stored

@@ -25,9 +25,7 @@ public struct ExportedIndex: @unchecked Sendable {
 
     var json: [String: Any] {
         var out: [String: Any] = ["name": name, "key": key, "settings": settings, "mappings": mappings, "docs": docs, "size": size, "sha256": sha256]
-        if let chunks, let data = try? JSONEncoder().encode(chunks), let object = try? JSONSerialization.jsonObject(with: data) {
-            out["chunks"] = object
-        }
+        if let object = chunks?.jsonObject { out["chunks"] = object }
         return out
     }
 
@@ -41,8 +39,7 @@ public struct ExportedIndex: @unchecked Sendable {
         guard let name = json["name"] as? String, let key = json["key"] as? String, let sha = json["sha256"] as? String else { return nil }
         var chunks: ChunkRecord? = nil
         if let object = json["chunks"] {
-            guard let data = try? JSONSerialization.data(withJSONObject: object),
-                  let record = try? JSONDecoder().decode(ChunkRecord.self, from: data) else { return nil }
+            guard let record = ChunkRecord(jsonObject: object) else { return nil }
             chunks = record
         }
         self.init(

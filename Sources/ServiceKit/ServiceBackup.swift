@@ -59,12 +59,15 @@ public struct ServiceBackup: Sendable {
                     let bytes = try await config.s3.getObject(bucket: config.bucket, key: metaKey)
                     // A chunked dump's chunks are in the sidecar's metadata: copied here, so that this
                     // metadata.json alone names everything the backup needs.
-                    let sidecarMeta = try? JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes))
+                    let sidecarMeta: PGBackupMetadata
+                    do { sidecarMeta = try JSONDecoder().decode(PGBackupMetadata.self, from: Data(bytes)) } catch {
+                        throw KitError(.failed, "\(metaKey) does not parse: \(error)")
+                    }
                     var records: [ArtifactRecord] = try status.databases.map { db in
-                        let chunks = sidecarMeta?.databases.first { $0.key == db.key }?.chunks
-                        if !db.key.hasSuffix(".zst"), chunks == nil {
-                            throw KitError(.failed, "\(metaKey) does not list the chunks of \(db.key)")
+                        guard let dumped = sidecarMeta.databases.first(where: { $0.key == db.key }) else {
+                            throw KitError(.failed, "\(metaKey) does not list \(db.key)")
                         }
+                        let chunks = dumped.chunks
                         return ArtifactRecord(
                             path: String(db.key.dropFirst(prefix.count)), size: UInt64(db.size), sha256: db.sha256,
                             format: chunks == nil ? "pg_dump_custom_zstd" : "pg_dump_custom_chunked",
@@ -162,7 +165,7 @@ public struct ServiceBackup: Sendable {
         var out: [String: ChunkRecord] = [:]
         for index in object["indices"] as? [[String: Any]] ?? [] {
             guard let name = index["name"] as? String, let chunks = index["chunks"] else { continue }
-            guard let data = try? JSONSerialization.data(withJSONObject: chunks), let record = try? JSONDecoder().decode(ChunkRecord.self, from: data) else {
+            guard let record = ChunkRecord(jsonObject: chunks) else {
                 throw KitError(.failed, "\(key): the chunks of index \(name) do not decode")
             }
             out[name] = record

@@ -135,38 +135,13 @@ struct ChunkedRepositoryTests {
 
     @Test("a backup taken with the gateway in S3 mode (moto upstream) is chunks in the bucket and restores from S3")
     func s3Mode() async throws {
-        let prefix = ProcessInfo.processInfo.environment["AUTOMATE_PREFIX"]
-            ?? (geteuid() == 0 ? "/opt/automate" : NSHomeDirectory() + "/.local/opt/automate")
-        let motoPath = prefix + "/venv/bin/moto_server"
-        try #require(FileManager.default.isExecutableFile(atPath: motoPath), "\(motoPath) missing: run scripts/install.sh --deps")
-        let motoPort = TestStack.freePort()
-        var motoEnvironment = ProcessInfo.processInfo.environment
-        motoEnvironment["AWS_ACCESS_KEY_ID"] = "test"
-        motoEnvironment["AWS_SECRET_ACCESS_KEY"] = "test"
-        let motoProcess = try LiveCommand(executable: motoPath, ["-H", "127.0.0.1", "-p", "\(motoPort)"], environment: motoEnvironment)
-        defer { kill(motoProcess.pid, SIGKILL) }
-        let banner = await motoProcess.waitFor("Running on http://127.0.0.1:\(motoPort)")
-        try #require(banner.contains("Running on"), "moto_server did not start: \(banner)")
-        let endpoint = "http://127.0.0.1:\(motoPort)"
-        let upstream = S3Client(endpoint: endpoint, credentials: S3Credentials(accessKeyID: "test", secretAccessKey: "test"))
-        _ = try upstream.createBucketSync("automate-backups")
+        let moto = try await MotoUpstream()
+        defer { moto.stop() }
+        let upstream = moto.client, endpoint = moto.endpoint
         let stack = try TestStack(name: "chunked-s3")
         defer { Task { await stack.tearDown() } }
-        let credentials = stack.root + "/upstream.credentials"
-        try "test\ntest\n".write(toFile: credentials, atomically: true, encoding: .utf8)
-        chmod(credentials, 0o600)
-        _ = try await TestStack.shellCommand("[ $(id -u) -eq 0 ] && chown automate-backup-gateway '\(credentials)'; true")
         let ports = try stack.useFullStack(repositoryFormat: "chunked")
-        try stack.writeOverlay("backup-gateway", """
-            [config]
-            port = \(ports.gateway)
-            mode = "s3"
-            upstream_endpoint = "\(endpoint)"
-            upstream_bucket = "automate-backups"
-            upstream_prefix = "site-b/"
-            upstream_credentials_file = "\(credentials)"
-
-            """)
+        let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-b/")
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
