@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "teams-service", targets: ["teams-service"]),
         .executable(name: "compliance-service", targets: ["compliance-service"]),
         .executable(name: "chunkstore-bench", targets: ["chunkstore-bench"]),
+        .executable(name: "automate-wal", targets: ["automate-wal"]),
         .library(name: "AutomateRPC", targets: ["AutomateRPC"]),
         .library(name: "AutomateManifest", targets: ["AutomateManifest"]),
         .library(name: "AutomateSupervisor", targets: ["AutomateSupervisor"]),
@@ -85,7 +86,7 @@ let package = Package(
             name: "AutomateCLI",
             dependencies: [
                 "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
-                "BackupContract", "DomainAPI", "S3Client", "ChunkStore",
+                "BackupContract", "DomainAPI", "S3Client", "ChunkStore", "SidecarProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -163,7 +164,7 @@ let package = Package(
         .target(
             name: "PGSidecar",
             dependencies: [
-                "AutomateErrors", "ArtifactStorage", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
+                "AutomateErrors", "ArtifactStorage", "BackupRepository", "DataTools", "Operations", "S3Client", "ServiceSettings", "SidecarProto", "AutomateRPC",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -184,6 +185,12 @@ let package = Package(
         .executableTarget(
             name: "pg-sidecar-service",
             dependencies: ["PGSidecar", "Operations", "SidecarProto", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        /// The database server's archive_command and restore_command: WAL files to and from the pg-sidecar.
+        .executableTarget(
+            name: "automate-wal",
+            dependencies: ["SidecarProto", "AutomateRPC"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -34,14 +34,7 @@ bin="$(bench_binaries bench-backup automate automate-supervisor backup-gateway p
   deployment-service teams-service compliance-service)"
 automate="$bin/automate"
 
-work="$(mktemp -d /tmp/bench-backup.XXXXXX)"
-chmod 755 "$work"
-export AUTOMATE_HOME="$work/home"
-cleanup() {
-  "$automate" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_stack_home bench-backup "$automate"
 
 peak_rss_of() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
 service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
@@ -53,7 +46,12 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=open(
 sys.exit(r)' "$@"; }
 
 pg=$(free_port); search=$(free_port); gateway=$(free_port)
-write_overlays() { bench_stack_overlays "$AUTOMATE_HOME" "$pg" "$search" "$gateway"; }
+# WAL archiving off: this compares the services' backups with the same work by hand (pg_dump, tar) and
+# restic; a base backup of the cluster is other work, and scripts/bench-pitr.sh measures what archiving costs.
+write_overlays() {
+  bench_stack_overlays "$AUTOMATE_HOME" "$pg" "$search" "$gateway"
+  printf 'archive_mode = "off"\n' >> "$AUTOMATE_HOME/config/automate-postgresql.toml"
+}
 write_overlays
 "$automate" start --quiet
 # The runs below measure the plain format (every artifact a file); the chunked section after them measures

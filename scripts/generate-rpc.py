@@ -14,7 +14,8 @@ per service, a namespace enum holding one `RPCUnaryMethod<Request, Response>` or
 Names:
   - The enum is the service's name with "Service" appended unless it already ends with it
     (PGSidecar -> PGSidecarService, DeploymentService -> DeploymentService).
-  - A descriptor is the rpc's name with its first letter lowered (CreateBackup -> createBackup).
+  - A descriptor is the rpc's name with its first letter lowered (CreateBackup -> createBackup;
+    a leading acronym whole: WALArchiveStatus -> walArchiveStatus).
   - Message types follow protoc-gen-swift: the package's components in UpperCamelCase joined by "_",
     then "_" and the message name (automate.sidecar.pg + PGOperation -> Automate_Sidecar_Pg_PGOperation);
     a nested message is reached with "." (Automate_Foo_V1_Outer.Inner).
@@ -258,6 +259,11 @@ def resolve(name, proto, known, path, line):
 
 
 def lower_first(name):
+    # A leading acronym is lowered whole, as Swift names it: WALArchiveStatus -> walArchiveStatus.
+    run = len(name) - len(name.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    if run > 1:
+        cut = run if run == len(name) else run - 1
+        return name[:cut].lower() + name[cut:]
     return name[:1].lower() + name[1:]
 
 

@@ -132,10 +132,26 @@ struct BackupCommand: AsyncParsableCommand {
                 for problem in report.problems { print("  fault     \(problem)") }
                 if !report.isSound { faults += 1 }
             }
-            if faults > 0 {
-                throw CLIError("\(faults) of \(targets.count) backups have faults", exitCode: 1)
+            // The WAL archive (point-in-time recovery), when the whole repository is verified.
+            var walFaults = 0, walChecked = false
+            let wal = WALArchiveVerifier(repository: repository, chunks: chunks)
+            if ids.isEmpty, try CLIError.reporting({ try wal.exists() }) {
+                // From each kept base backup's first segment on: the chain a recovery from it replays.
+                let starts = try CLIError.reporting { try wal.baseBackupStarts(targets) }
+                let report = try CLIError.reporting { try wal.verify(starts: starts.flatMap { [$0.start, $0.stop] }, contents: true) }
+                print("WAL archive  \(report.files) files, \(report.bytes >> 20) MiB")
+                for r in report.ranges { print("  cluster \(r.cluster) timeline \(r.oldest.timeline): \(r.oldest.name) to \(r.newest.name)") }
+                for gap in report.gaps { print("  fault     \(gap.segment.name) (cluster \(gap.cluster)) is missing: no recovery can replay past it") }
+                for problem in report.problems { print("  fault     \(problem)") }
+                walFaults = report.gaps.count + report.problems.count
+                walChecked = true
             }
-            print("\(targets.count) backups verified, no faults.")
+            if faults > 0 || walFaults > 0 {
+                throw CLIError(
+                    faults > 0 ? "\(faults) of \(targets.count) backups have faults" + (walFaults > 0 ? "; the WAL archive has \(walFaults)" : "")
+                        : "the WAL archive has \(walFaults) faults", exitCode: 1)
+            }
+            print("\(targets.count) backups verified, no faults." + (walChecked ? " The WAL archive has no faults." : ""))
         }
     }
 }

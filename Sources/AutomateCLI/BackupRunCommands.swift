@@ -79,6 +79,8 @@ extension BackupCommand {
             let width = max(18, s.services.map(\.service.count).max() ?? 0)
             for service in s.services { print("  " + BackupProgressView.line(service, width: width, bar: false)) }
             if !s.error.isEmpty { print("error: \(s.error)") }
+            let archiver = await WALArchiverStatus.fetch(home: homeOptions.resolved)
+            print(archiver.status.map { WALArchiverStatus.line($0, now: Date()).text } ?? "WAL archive: unknown (\(archiver.reason))")
         }
 
         static func summary(_ s: StackBackup) -> ServiceBackupStatus {

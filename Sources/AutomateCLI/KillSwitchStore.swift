@@ -40,6 +40,7 @@ final class KillSwitchStore: ObjectStore {
     }
 
     func get(_ key: String) throws -> [UInt8] { try inner.get(key) }
+    func get(_ key: String, range: Range<Int>) throws -> [UInt8] { try inner.get(key, range: range) }
     func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
     func listWithSizes(prefix: String) throws -> [StoredObject] { try inner.listWithSizes(prefix: prefix) }
 

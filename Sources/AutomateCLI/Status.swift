@@ -29,6 +29,8 @@ struct Status: AsyncParsableCommand {
             print(StatusRendering.json(response))
         } else {
             print(StatusRendering.table(response, now: Date()), terminator: "")
+            // The WAL archiver, while the pg-sidecar runs: failing archiving is data at risk.
+            if let archiver = await WALArchiverStatus.fetch(home: home).status { print(WALArchiverStatus.line(archiver, now: Date()).text) }
         }
         if !response.services.allSatisfy({ $0.state == ServiceState.running.rawValue }) {
             throw ExitCode(1)

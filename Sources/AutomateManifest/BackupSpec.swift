@@ -14,6 +14,11 @@ public struct BackupSpec: Sendable, Equatable {
     public var paths: [String]
     /// Whether the service may use the backup gateway (and receives its keys). Default false.
     public var gateway: Bool
+    /// The stack's PostgreSQL server: every stack backup also takes a physical base backup of the
+    /// whole cluster (through the pg-sidecar), the start of a point-in-time recovery. Not restored by a
+    /// normal restore (the databases come back from their services' dumps), so not in ``ownsData``.
+    /// Default false.
+    public var cluster = false
 
     /// Creates a backup spec; the default declares nothing.
     public init(

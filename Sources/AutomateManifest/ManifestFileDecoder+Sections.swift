@@ -81,13 +81,14 @@ extension ManifestFileDecoder {
                     }
                 }
             }
-            if let names = stringArray(t, ["service", "shared_with"]) {
+            for (key, path) in [("shared_with", \ServiceManifest.sharedWith), ("callers", \ServiceManifest.callers)] {
+                guard let names = stringArray(t, ["service", key]) else { continue }
                 for (i, other) in names.enumerated() {
-                    let linePath = ["service", "shared_with", TOMLKeyLocator.element(i)]
-                    if other == manifest.name || manifest.sharedWith.contains(other) {
-                        error(["service", "shared_with"], "\(Self.quoted(other)) is \(other == manifest.name ? "this service itself" : "listed twice")", linePath: linePath)
+                    let linePath = ["service", key, TOMLKeyLocator.element(i)]
+                    if other == manifest.name || manifest[keyPath: path].contains(other) {
+                        error(["service", key], "\(Self.quoted(other)) is \(other == manifest.name ? "this service itself" : "listed twice")", linePath: linePath)
                     } else {
-                        manifest.sharedWith.append(other)
+                        manifest[keyPath: path].append(other)
                     }
                 }
             }
@@ -295,6 +296,7 @@ extension ManifestFileDecoder {
         checkKeys(t, section: "backup")
         if let b = bool(t, ["backup", "contract"]) { backup.contract = b }
         if let b = bool(t, ["backup", "gateway"]) { backup.gateway = b }
+        if let b = bool(t, ["backup", "cluster"]) { backup.cluster = b }
         for key in ["databases", "indices"] {
             let path = ["backup", key]
             guard let names = stringArray(t, path) else { continue }

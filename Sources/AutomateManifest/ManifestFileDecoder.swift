@@ -19,7 +19,7 @@ struct ManifestFileDecoder {
     static let sections: [String: [String]] = [
         "service": [
             "name", "description", "command", "user", "depends_on", "socket", "data_dir", "working_directory",
-            "kind", "shared_with",
+            "kind", "shared_with", "callers",
         ],
         "health": ["hook", "interval", "timeout", "grace", "watchdog"],
         "restart": ["policy", "backoff_base", "backoff_max", "crash_loop_limit", "crash_loop_window", "reset_after"],
@@ -27,7 +27,7 @@ struct ManifestFileDecoder {
         "hooks": ["init_timeout", "post_stop_timeout"],
         "environment": [],
         "config": [],
-        "backup": ["contract", "databases", "indices", "paths", "gateway"],
+        "backup": ["contract", "databases", "indices", "paths", "gateway", "cluster"],
     ]
     /// Table order in messages.
     static let sectionOrder = ["service", "health", "restart", "stop", "hooks", "environment", "config", "backup"]

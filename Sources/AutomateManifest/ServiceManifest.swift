@@ -20,6 +20,11 @@ public struct ServiceManifest: Sendable, Equatable {
     /// supervisor makes it group-shared with them when it runs as root). A name the stack does not
     /// run is allowed (a partial stack shares with nobody). Default none.
     public var sharedWith: [String] = []
+    /// `[service] callers`: services that call this one's socket without depending on it (the database
+    /// server's `archive_command` calls the pg-sidecar, which depends on the server). Like dependents,
+    /// they get its group when the supervisor runs as root and are clients of its RPC peer policy. A
+    /// name the stack does not run is allowed. Default none.
+    public var callers: [String] = []
     /// `[service] socket`: file name of its RPC socket inside the run dir. Default nil (no RPC socket).
     public var socket: String?
     /// `[service] data_dir`: folder name under `<home>/data`. Default: the service name.

@@ -91,6 +91,21 @@ public enum PathReach {
         return String(cString: entry.gr_name)
     }
 
+    /// The executable files an argument list names by absolute path, inside other text too
+    /// (`archive_command="/opt/automate/bin/automate-wal" archive %p %f`): what the service will run.
+    static func programsNamed(in arguments: some Sequence<String>) -> [String] {
+        var found: [String] = []
+        for argument in arguments {
+            for token in argument.split(whereSeparator: { $0 == "\"" || $0 == "'" || $0 == " " || $0 == "=" }) where token.hasPrefix("/") {
+                let path = String(token)
+                var info = stat()
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, (info.st_mode & 0o111) != 0, !found.contains(path) else { continue }
+                found.append(path)
+            }
+        }
+        return found
+    }
+
     /// For each service that runs as a user of its own: why that user cannot reach the home's data folder
     /// (`dataDirectory`), its program or one of its hooks, one line each (the first folder or file in the
     /// way), without repeats. `contexts` are the ones its runners start it with.
@@ -102,6 +117,10 @@ public enum PathReach {
             // The data folders are the supervisor's to make and hand over; the way to them must be open.
             var files: [(String, Need)] = [(dataDirectory, .enter)]
             if let program = context.manifest.command.first, program.hasPrefix("/") { files.append((program, .execute)) }
+            // Programs the service runs itself, named in its arguments (PostgreSQL's archive_command).
+            for program in programsNamed(in: context.manifest.command.dropFirst()) where !files.contains(where: { $0.0 == program }) {
+                files.append((program, .execute))
+            }
             let hooks = context.hooks.hooksDirectory + "/" + name
             for hook in ((try? FileManager.default.contentsOfDirectory(atPath: hooks)) ?? []).sorted() where !hook.hasPrefix(".") {
                 files.append((hooks + "/" + hook, .runScript))

@@ -43,11 +43,12 @@ public struct ServiceAccess: Sendable, Equatable {
     /// Derives every service's access from the manifests.
     ///
     /// - A service's user group reaches its socket (0660; PostgreSQL's too). It goes to the services that
-    ///   depend on it and to the orchestrator (the deployment-service), which calls every service.
+    ///   depend on it, to its `callers` and to the orchestrator (the deployment-service), which calls every
+    ///   service.
     /// - A shared data folder's group (``dataGroupName(_:)``) goes to the services named in
     ///   `shared_with`, and to the orchestrator when it backs up the folder's `[backup] paths`.
     /// - Its RPC methods may be called by the operators (root, the supervisor's user, the home's
-    ///   owner), by itself and by the orchestrator (trusted); its dependents are its clients, each
+    ///   owner), by itself and by the orchestrator (trusted); its dependents and callers are its clients, each
     ///   knowing its own databases (``ownedDatabases(_:)``), kept from its trusted-only methods.
     /// - Every service user is in `runGroup`, the group of the run folder (01770).
     /// - Parameters:
@@ -69,7 +70,7 @@ public struct ServiceAccess: Sendable, Equatable {
             // Its own shared folder holds files others wrote (a restore, a save) until its next start.
             if let own = dataGroups[manifest.name] { groups.insert(own) }
             for other in manifests.services where other.name != manifest.name {
-                if let otherUser = users[other.name], manifest.dependsOn.contains(other.name) || manifest.kind == .orchestrator {
+                if let otherUser = users[other.name], manifest.dependsOn.contains(other.name) || other.callers.contains(manifest.name) || manifest.kind == .orchestrator {
                     groups.insert(otherUser.gid)
                 }
                 if let data = dataGroups[other.name],
@@ -83,7 +84,7 @@ public struct ServiceAccess: Sendable, Equatable {
                 trusted.insert(UInt32(user.uid))
                 if let orchestratorUID { trusted.insert(orchestratorUID) }
                 var clients: [UInt32: RPCClientService] = [:]
-                for dependent in manifests.services where dependent.dependsOn.contains(manifest.name) {
+                for dependent in manifests.services where dependent.dependsOn.contains(manifest.name) || manifest.callers.contains(dependent.name) {
                     guard let uid = users[dependent.name]?.uid, !trusted.contains(UInt32(uid)) else { continue }
                     clients[UInt32(uid)] = RPCClientService(service: dependent.name, databases: ownedDatabases(dependent))
                 }

@@ -3,7 +3,8 @@ import Foundation
 
 /// Every chunk a repository's backups name: what `automate backup prune` must keep. Read from every
 /// record that can list chunks — each backup's `metadata.json` files (a service's, and the pg-sidecar's
-/// `pg_data/metadata.json`) and each search export's `manifest.json` — in every backup folder whatever
+/// `pg_data/metadata.json`), each search export's `manifest.json` and each archived WAL file's record —
+/// in every backup folder whatever
 /// its state (a failed or running backup's chunks go only once its folder is deleted).
 public enum ChunkReferences {
     /// The blob ids named, and how many records were read. A record that cannot be read or parsed stops
@@ -16,6 +17,8 @@ public enum ChunkReferences {
                 files += try store.files(under: name + "/").map(\.path).filter { $0.hasSuffix("/metadata.json") }
             } else if name == "automate-elasticsearch-data" {
                 files += try store.files(under: name + "/").map(\.path).filter { $0.hasSuffix("/manifest.json") }
+            } else if name == WALArchive.folder {
+                files += try store.files(under: name + "/").map(\.path).filter { WALArchive.parse(recordKey: $0) != nil }
             }
         }
         var blobs = Set<BlobID>()

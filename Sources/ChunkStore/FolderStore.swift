@@ -79,6 +79,23 @@ public struct FolderStore: ObjectStore {
     }
 
     public func get(_ key: String) throws -> [UInt8] {
+        try reading(key) { fd, p in
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw posixError("stat \(p)") }
+            let size = Int(st.st_size)
+            let out = try readAt(fd, p, from: 0, count: size)
+            guard out.count == size else {
+                throw ChunkStoreError(.storage, "\(p) shrank while being read (\(out.count) of \(size) bytes): is something else writing the repository?")
+            }
+            return out
+        }
+    }
+
+    public func get(_ key: String, range: Range<Int>) throws -> [UInt8] {
+        try reading(key) { fd, p in try readAt(fd, p, from: range.lowerBound, count: range.count) }
+    }
+
+    private func reading(_ key: String, _ body: (Int32, String) throws -> [UInt8]) throws -> [UInt8] {
         let p = try path(key)
         let fd = open(p, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -86,14 +103,16 @@ public struct FolderStore: ObjectStore {
             throw posixError("open \(p)")
         }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw posixError("stat \(p)") }
-        let size = Int(st.st_size)
-        var out = [UInt8](repeating: 0, count: size)
+        return try body(fd, p)
+    }
+
+    /// Up to `count` bytes from `offset` (fewer at the end of the file).
+    private func readAt(_ fd: Int32, _ p: String, from offset: Int, count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
         var off = 0
         try out.withUnsafeMutableBytes { raw in
-            while off < size {
-                let n = read(fd, raw.baseAddress! + off, size - off)
+            while off < count {
+                let n = pread(fd, raw.baseAddress! + off, count - off, off_t(offset + off))
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw posixError("read \(p)")
@@ -102,7 +121,7 @@ public struct FolderStore: ObjectStore {
                 off += n
             }
         }
-        guard off == size else { throw ChunkStoreError(.storage, "\(p) shrank while being read (\(off) of \(size) bytes): is something else writing the repository?") }
+        if off < count { out.removeLast(count - off) }
         return out
     }
 

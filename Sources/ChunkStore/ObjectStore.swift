@@ -11,6 +11,10 @@ public protocol ObjectStore: Sendable {
     func put(_ key: String, _ bytes: [UInt8]) throws
     /// The whole object. Throws ``ChunkStoreErrorCode/objectMissing`` when there is none.
     func get(_ key: String) throws -> [UInt8]
+    /// Bytes `range` of the object: fewer when the object ends first. Throws
+    /// ``ChunkStoreErrorCode/objectMissing`` when there is none. ``ChunkedReader`` reads the blobs it
+    /// needs with it, not whole packs.
+    func get(_ key: String, range: Range<Int>) throws -> [UInt8]
     /// Every key that starts with `prefix`, sorted.
     func list(prefix: String) throws -> [String]
     /// Every object whose key starts with `prefix`, with its size, sorted by key (one listing: no object
@@ -21,6 +25,15 @@ public protocol ObjectStore: Sendable {
     func delete(_ key: String) throws
     /// Whether `key` holds an object.
     func exists(_ key: String) throws -> Bool
+}
+
+extension ObjectStore {
+    /// The whole object, sliced: for stores that cannot read part of an object.
+    public func get(_ key: String, range: Range<Int>) throws -> [UInt8] {
+        let all = try get(key)
+        guard range.lowerBound < all.count else { return [] }
+        return Array(all[range.lowerBound..<min(range.upperBound, all.count)])
+    }
 }
 
 /// An object's key and size, as ``ObjectStore/listWithSizes(prefix:)`` lists them.

@@ -24,8 +24,16 @@ public struct S3ObjectStore: ObjectStore {
     }
 
     public func get(_ key: String) throws -> [UInt8] {
+        try reading(key) { try client.getObjectSync(bucket: bucket, key: prefix + key) }
+    }
+
+    public func get(_ key: String, range: Range<Int>) throws -> [UInt8] {
+        try reading(key) { try client.getObjectRangeSync(bucket: bucket, key: prefix + key, range: range) }
+    }
+
+    private func reading(_ key: String, _ body: () throws -> [UInt8]) throws -> [UInt8] {
         do {
-            return try client.getObjectSync(bucket: bucket, key: prefix + key)
+            return try body()
         } catch let e as S3Error where e.status == 404 || e.code == "NoSuchKey" {
             throw ChunkStoreError(.objectMissing, "\(key) is missing from \(location)")
         } catch {

@@ -48,7 +48,7 @@ public actor BackupOrchestrator {
             throw RPCError(.failedPrecondition, "cannot read the stack's manifests in \(config.servicesDirectory): \(error)")
         }
         let id = try await newID()
-        let participants = stack.services.filter(\.isBackedUp)
+        let participants = stack.services.filter(\.takesPartInBackups)
         let names = participants.map(\.manifest.name) + ["deployment-service"]
         var status = StackBackup()
         status.backupID = id
@@ -386,12 +386,13 @@ public actor BackupOrchestrator {
     }
 
     private func makeParticipants(_ stack: StackServices) -> [any BackupParticipant] {
-        stack.services.filter(\.isBackedUp).map { service -> any BackupParticipant in
+        stack.services.filter(\.takesPartInBackups).map { service -> any BackupParticipant in
             let m = service.manifest
             if m.backup.contract, let socket = service.socketPath {
                 return RemoteParticipant(name: m.name, socketPath: socket)
             }
-            let owned = OwnedData(databases: m.backup.databases, indices: m.backup.indices, paths: m.backup.paths)
+            var owned = OwnedData(databases: m.backup.databases, indices: m.backup.indices, paths: m.backup.paths)
+            owned.cluster = m.backup.cluster
             return LocalParticipant(name: m.name, kit: kits.kit(for: m.name, owned: owned, config: config.kit, logger: logger))
         }
     }

@@ -17,6 +17,9 @@ public struct StackServices: Sendable {
 
         /// Whether the deployment-service backs it up: it implements the contract or declares data.
         public var isBackedUp: Bool { manifest.kind != .orchestrator && manifest.backup.ownsData }
+        /// Whether a stack backup asks anything of it: the data it owns, or a base backup of its cluster
+        /// (`[backup] cluster`, which a normal restore leaves alone).
+        public var takesPartInBackups: Bool { isBackedUp || (manifest.kind != .orchestrator && manifest.backup.cluster) }
 
         public var record: DeployedServiceRecord {
             DeployedServiceRecord(

@@ -44,6 +44,9 @@ final class PGArchiveRestore: @unchecked Sendable {  // `lock` guards `tool`, `c
     private var toc: [UInt8] = []
     private var tableDumpIDs: Set<Int64> = []
     private var files: [String] = []
+    /// The tables' rows as COPY loaded them (each checked against the archive's count), once the parallel
+    /// load finished; nil when one pg_restore read the archive (its rows are counted in the database).
+    private(set) var loadedTables: [PGCustomArchiveCounter.TableCount]?
 
     private let lock = NSLock()
     private var tool: ToolProcess?
@@ -140,6 +143,8 @@ final class PGArchiveRestore: @unchecked Sendable {  // `lock` guards `tool`, `c
             for (t, rows) in zip(counted, copied) where t.rows != rows {
                 throw DataToolsError(.database, "COPY into \(t.schema).\(t.table) copied \(rows) rows; the archive holds \(t.rows)")
             }
+            // Large objects as the backup counted them (an archive with any is loaded by pg_restore, not here).
+            loadedTables = counted + [.largeObjects(counter.largeObjects)]
             let tocFile = files[0]
             // Everything but the table data, in the TOC's order: sequence values, then the post-data.
             let listing = try run(["-l", tocFile], output: true)

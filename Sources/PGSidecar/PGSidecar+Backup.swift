@@ -109,6 +109,32 @@ extension PGSidecar {
     /// `PGCustomArchiveCounter` reads pg_dump's archive as it goes by (pg_dump's own snapshot makes them
     /// match the dump exactly; no second scan of the tables). Cancelling `job` kills pg_dump's process
     /// group; the upload is aborted.
+    /// Streams `tool`'s stdout into `sink` (each chunk seen by `inspect` first), reporting the bytes on
+    /// `item`, until the tool exits 0; kills it on any failure. Returns the bytes.
+    func pump(_ tool: ToolProcess, into sink: ArtifactSink, item: String, context: OperationContext, job: BlockingJob,
+              inspect: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
+        var raw: Int64 = 0
+        var gate = ByteCountGate()
+        do {
+            try tool.readStdout { chunk in
+                try job.checkCancellation()
+                raw += Int64(chunk.count)
+                try inspect(chunk)
+                try sink.write(chunk)
+                if gate.passes(raw) {
+                    let r = raw, n = String(sink.newBytes), u = String(sink.reusedBytes)
+                    context.report(item: item) { $0.bytesDone = r; $0.details["new_bytes"] = n; $0.details["reused_bytes"] = u }
+                }
+            }
+        } catch {
+            tool.kill(SIGKILL)
+            try? tool.wait()
+            throw error
+        }
+        try tool.wait()
+        return raw
+    }
+
     func dumpDatabase(_ context: OperationContext, _ job: BlockingJob, _ session: ArtifactWriteSession, database: String, backupID: String,
                       service: String, major: Int, admin: PGConnection) throws
         -> PGBackupMetadata.Database
@@ -137,24 +163,8 @@ extension PGSidecar {
                 try tool.start()
                 let pid = tool.pid
                 context.report(item: database) { $0.phase = .transferring; $0.step = "dumping"; $0.pid = pid }
-                var gate = ByteCountGate()
-                do {
-                    try tool.readStdout { chunk in
-                        try job.checkCancellation()
-                        raw += Int64(chunk.count)
-                        try counter.consume(chunk)
-                        try sink.write(chunk)
-                        if gate.passes(raw) {
-                            let r = raw, n = String(sink.newBytes), u = String(sink.reusedBytes)
-                            context.report(item: database) { $0.bytesDone = r; $0.details["new_bytes"] = n; $0.details["reused_bytes"] = u }
-                        }
-                    }
-                } catch {
-                    tool.kill(SIGKILL)
-                    try? tool.wait()
-                    throw error
-                }
-                try tool.wait()  // a pg_dump that failed or was killed: its stderr, and no complete
+                // A pg_dump that failed or was killed throws (its stderr), and nothing is completed.
+                raw = try pump(tool, into: sink, item: database, context: context, job: job) { try counter.consume($0) }
                 // pg_dump exited 0: an archive that is cut or corrupt all the same is refused before the
                 // upload completes.
                 // Large objects as `PGConnection.tableRowCounts` counts them, so the restore compares like with like.

@@ -181,9 +181,14 @@ extension PGSidecar {
         }
         context.report(item: a.database) { $0.bytesDone = f; $0.pid = 0; $0.phase = .verifying; $0.step = "counting" }
         if !a.tables.isEmpty {
-            let conn = try PGConnection(config.server, database: temp)
             var got: [String: Int64] = [:]
-            for t in try conn.tableRowCounts() { got["\(t.schema).\(t.table)"] = t.rows }
+            if let loaded = sink.loadedTables {
+                // COPY's own counts (each already equal to the archive's): no scan of what was just loaded.
+                for t in loaded { got["\(t.schema).\(t.table)", default: 0] += t.rows }
+            } else {
+                let conn = try PGConnection(config.server, database: temp)
+                for t in try conn.tableRowCounts() { got["\(t.schema).\(t.table)"] = t.rows }
+            }
             for t in a.tables {
                 let name = "\(t.schema).\(t.table)"
                 if got[name] != t.rows {
@@ -215,6 +220,12 @@ private enum RestoreSink: Sendable {
     var isParallel: Bool {
         if case .archive(let r) = self { return r.isParallel }
         return false
+    }
+
+    /// The rows COPY loaded per table, when the archive was loaded in parallel (see PGArchiveRestore).
+    var loadedTables: [PGCustomArchiveCounter.TableCount]? {
+        if case .archive(let r) = self { return r.loadedTables }
+        return nil
     }
 
     func start() throws {

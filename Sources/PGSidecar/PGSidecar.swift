@@ -7,6 +7,7 @@ import Logging
 import Operations
 import S3Client
 import SidecarProto
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,6 +43,10 @@ public final class PGSidecar: Sendable {
     public let operations = OperationRegistry<PGOutcome>(owner: PGSidecar.name)
     /// The repository as backups write it (plain or chunked) and restores read it.
     public let artifacts: ArtifactRepository
+    /// The last WAL upload's failure (with its time), empty after a success: shown by WALArchiveStatus.
+    let walError = Mutex("")
+    /// WAL files acknowledged without being stored because the repository has had no backup yet.
+    let walSkipped = Mutex(0)
 
     public init(config: PGSidecarConfig, logger: Logger) {
         self.config = config
@@ -111,6 +116,24 @@ public final class PGSidecar: Sendable {
         }
         server.register(PGSidecarService.cancel) { [self] (req: Automate_Sidecar_Pg_PGStatusRequest, _) -> PGStatus in
             try await cancel(req.operationID)
+        }
+        server.register(PGSidecarService.createBaseBackup) { [self] (req: Automate_Sidecar_Pg_PGCreateBaseBackupRequest, context) -> Automate_Sidecar_Pg_PGOperation in
+            var r = Automate_Sidecar_Pg_PGOperation()
+            r.operationID = try await startBaseBackup(req, caller: context.caller)
+            return r
+        }
+        server.register(PGSidecarService.archiveWAL) { [self] (req: Automate_Sidecar_Pg_PGArchiveWALRequest, context) -> Automate_Sidecar_Pg_PGArchiveWALResponse in
+            try mayHandleWAL(context.caller, method: "ArchiveWAL")
+            return try await runBlocking("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content)) }
+        }
+        server.register(PGSidecarService.fetchWAL) { [self] (req: Automate_Sidecar_Pg_PGFetchWALRequest, context) -> Automate_Sidecar_Pg_PGFetchWALResponse in
+            try mayHandleWAL(context.caller, method: "FetchWAL")
+            var r = Automate_Sidecar_Pg_PGFetchWALResponse()
+            r.content = Data(try await runBlocking("pg.wal-fetch") { [self] _ in try fetchWAL(name: req.name, cluster: req.cluster) })
+            return r
+        }
+        server.register(PGSidecarService.walArchiveStatus) { [self] (_: Automate_Sidecar_Pg_PGWALArchiveStatusRequest, _) -> Automate_Sidecar_Pg_PGWALArchiveStatus in
+            try await runBlocking("pg.wal-status") { [self] _ in try walArchiveStatus() }
         }
     }
 

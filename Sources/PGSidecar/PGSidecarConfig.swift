@@ -19,6 +19,9 @@ public struct PGSidecarConfig: Sendable {
     /// Sessions that load a custom archive's table data at once (1: one pg_restore reads the archive);
     /// also pg_restore's `-j` for the indexes and constraints.
     public var restoreConnections = min(4, max(2, ProcessInfo.processInfo.activeProcessorCount))
+    /// The service whose user may archive and fetch WAL (the database server's `archive_command` and
+    /// `restore_command` run as it).
+    public var walSource = "automate-postgresql"
     /// The passphrase of a chunked repository (`AUTOMATE_BACKUP_PASSPHRASE_FILE`, written by the supervisor).
     public var passphrase: ArtifactRepository.PassphraseSource?
 
@@ -33,7 +36,8 @@ public struct PGSidecarConfig: Sendable {
     /// (`[config]` `s3_*` or the gateway) and the `[config]` keys `pg_host` (socket dir, default the run
     /// directory), `pg_port`, `pg_user`, `pg_bin_root`, `zstd_level` (1-19), `part_size_mib` (5-5120),
     /// `restore_maintenance_work_mem` (a PostgreSQL memory size: `256MB`, `1GB`), `restore_connections`
-    /// (1-16; default the number of cores between 2 and 4). A value that does not
+    /// (1-16; default the number of cores between 2 and 4), `wal_source` (the service whose user may
+    /// archive WAL). A value that does not
     /// parse is an error naming it.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PGSidecarConfig {
         let settings = ServiceSettings(env)
@@ -50,6 +54,7 @@ public struct PGSidecarConfig: Sendable {
             c.restoreMaintenanceWorkMem = m
         }
         if let n = try settings.int("restore_connections", in: 1...16) { c.restoreConnections = n }
+        if let source = settings.string("wal_source") { c.walSource = source }
         c.passphrase = ArtifactRepository.passphraseSource(environment: env)
         return c
     }

@@ -6,7 +6,7 @@ public typealias PGSidecarError = CodedError<PGSidecarErrorCode>
 
 /// What kind of failure a ``PGSidecarError`` is.
 public struct PGSidecarErrorCode: ErrorCode {
-    private enum Value: String { case configuration, integrity, missing }
+    private enum Value: String { case configuration, integrity, missing, server }
     private let value: Value
     private init(_ value: Value) { self.value = value }
     /// The environment does not configure the sidecar (socket, S3 endpoint).
@@ -15,5 +15,8 @@ public struct PGSidecarErrorCode: ErrorCode {
     public static let integrity = PGSidecarErrorCode(.integrity)
     /// An object the backup lists is not in the repository.
     public static let missing = PGSidecarErrorCode(.missing)
+    /// The server cannot do what was asked as it is set up (archiving off), or a tool said something
+    /// unexpected (pg_basebackup's WAL positions).
+    public static let server = PGSidecarErrorCode(.server)
     public var description: String { value.rawValue }
 }

@@ -134,6 +134,19 @@ public struct S3Client: Sendable {
         return r.body
     }
 
+    /// Bytes `range` of the object (HTTP `Range: bytes=a-b`). Shorter than the range when the object ends
+    /// first; empty when it ends before the range starts. A server that ignores ranges (200 with the whole
+    /// object) is sliced here.
+    public func getObjectRangeSync(bucket: String, key: String, range: Range<Int>) throws -> [UInt8] {
+        guard !range.isEmpty else { return [] }
+        let r = try performHTTP(request("GET", url(bucket: bucket, key: key), headers: [("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")]))
+        if r.status == 416 { return [] }
+        try check(r, "GetObject \(key) bytes \(range.lowerBound)-\(range.upperBound - 1)")
+        if r.status == 206 { return r.body }
+        guard range.lowerBound < r.body.count else { return [] }
+        return Array(r.body[range.lowerBound..<min(range.upperBound, r.body.count)])
+    }
+
     /// Streams the object into `sink`, chunk by chunk, on the calling thread. Returns the byte count.
     @discardableResult
     public func getObjectSync(bucket: String, key: String, into sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {

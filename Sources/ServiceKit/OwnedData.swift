@@ -8,6 +8,9 @@ public struct OwnedData: Sendable, Equatable {
     public var indices: [String]
     /// Absolute paths (folders or files), each archived to `files/<name>.tar.zst`.
     public var paths: [OwnedPath]
+    /// The whole PostgreSQL cluster, copied by the pg-sidecar to `pg_base/` (a base backup for
+    /// point-in-time recovery).
+    public var cluster = false
 
     public init(databases: [String] = [], indices: [String] = [], paths: [OwnedPath] = []) {
         self.databases = databases
@@ -31,7 +34,7 @@ public struct OwnedData: Sendable, Equatable {
     }
 
     /// True when there is nothing to back up.
-    public var isEmpty: Bool { databases.isEmpty && indices.isEmpty && paths.isEmpty }
+    public var isEmpty: Bool { databases.isEmpty && indices.isEmpty && paths.isEmpty && !cluster }
 }
 
 /// One declared folder or file, archived as `files/<name>.tar.zst`.

@@ -77,6 +77,39 @@ public struct ServiceBackup: Sendable {
                     return (records, ["postgresql": status.serverVersion])
                 }
             }
+            if owned.cluster {
+                group.addTask {
+                    context.report(item: "pg_base") { $0.phase = .transferring; $0.step = "copying the cluster" }
+                    let status = try await calls.pgOperation(start: { client in
+                        var req = Automate_Sidecar_Pg_PGCreateBaseBackupRequest()
+                        req.backupID = backupID; req.service = service
+                        return try await client.call(PGSidecarService.createBaseBackup, req, timeout: .seconds(120)).operationID
+                    }, update: { s in
+                        let done = s.bytesDone, total = s.bytesTotal, completed = s.phase == .completed
+                        context.report(item: "pg_base") { p in
+                            p.bytesDone = max(0, done); p.bytesTotal = max(0, total)
+                            if completed { p.phase = .done; p.step = "done" }
+                        }
+                    })
+                    if status.databases.contains(where: { $0.step.hasPrefix("skipped") }) {
+                        context.report(item: "pg_base") { $0.phase = .done; $0.step = "skipped: WAL archiving is off" }
+                        return ([], ["point_in_time_recovery": "off (archive_mode)"])
+                    }
+                    let metaKey = prefix + "pg_base/metadata.json"
+                    let bytes = try await config.s3.getObject(bucket: config.bucket, key: metaKey)
+                    let base: PGBaseBackupMetadata
+                    do { base = try JSONDecoder().decode(PGBaseBackupMetadata.self, from: Data(bytes)) } catch {
+                        throw KitError(.failed, "\(metaKey) does not parse: \(error)")
+                    }
+                    let records = [
+                        ArtifactRecord(
+                            path: String(base.key.dropFirst(prefix.count)), size: UInt64(base.size), sha256: base.sha256,
+                            format: base.chunks == nil ? "pg_basebackup_tar_zstd" : "pg_basebackup_tar_chunked", items: 0, chunks: base.chunks),
+                        ArtifactRecord(path: "pg_base/metadata.json", size: UInt64(bytes.count), sha256: Checksum.sha256(bytes), format: "pg_base_metadata"),
+                    ]
+                    return (records, ["postgresql": status.serverVersion, "postgresql_cluster": base.cluster, "wal_start": base.startWAL, "wal_stop": base.stopWAL])
+                }
+            }
             if !owned.indices.isEmpty {
                 group.addTask {
                     context.report(item: "es") { $0.phase = .transferring; $0.step = "exporting" }

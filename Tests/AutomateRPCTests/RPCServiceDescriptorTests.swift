@@ -93,7 +93,7 @@ import Testing
                 await client.close()
             }
         }
-        #expect(count == 54)
+        #expect(count == 58)
     }
 
     @Test func typedCallToAMethodTheServerLacksFailsUnimplemented() async throws {
@@ -116,7 +116,7 @@ import Testing
     @Test func wireNamesAreUnchanged() {
         #expect(PGSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "ListDatabases", "CreateBackup", "DeleteBackup", "Restore", "Status", "WatchStatus",
-            "Cancel",
+            "Cancel", "CreateBaseBackup", "ArchiveWAL", "FetchWAL", "WALArchiveStatus",
         ])
         #expect(ESSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot", "SnapshotStatus",

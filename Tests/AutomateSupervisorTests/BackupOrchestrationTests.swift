@@ -12,7 +12,7 @@ struct BackupOrchestrationTests {
     func backupOfEveryService() async throws {
         let stack = try TestStack(name: "backup-all")
         defer { Task { await stack.tearDown() } }
-        try stack.useFullStack()
+        try stack.useFullStack(archiving: true)  // the cluster's base backup too
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
@@ -26,7 +26,7 @@ struct BackupOrchestrationTests {
 
         // checksums.json lists every service's metadata.json with its real sha256.
         let checksums = try JSONDecoder().decode(Checksums.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/checksums.json")))
-        #expect(Set(checksums.files.keys) == Set(["teams-service", "compliance-service", "notifications-service", "deployment-service"].map { "\($0)/metadata.json" }))
+        #expect(Set(checksums.files.keys) == Set(["teams-service", "compliance-service", "notifications-service", "deployment-service", "automate-postgresql"].map { "\($0)/metadata.json" }))
         var formats: [String: Int] = [:]
         for (file, sha) in checksums.files {
             #expect(try BackupRepository.sha256(ofFile: folder + "/" + file) == sha, "\(file)")
@@ -49,6 +49,10 @@ struct BackupOrchestrationTests {
                     let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").count
                     #expect(UInt64(lines) == 2 * (artifact.items ?? 0))
                     #expect(artifact.items == 3)
+                case "pg_basebackup_tar_zstd":
+                    // The whole cluster, as pg_basebackup wrote it: a recovery starts from its backup_label.
+                    let list = try await stack.shell("zstd -dc '\(path)' | tar -tf -")
+                    #expect(list.succeeded && list.output.contains("backup_label") && list.output.contains("PG_VERSION"), "\(path): \(list.error)")
                 default: break
                 }
             }
@@ -65,13 +69,13 @@ struct BackupOrchestrationTests {
                 #expect(state.output.trimmingCharacters(in: .whitespacesAndNewlines) == "\(TestStack.fullStackServices.count)", "\(state.error)")
             }
         }
-        #expect(formats["pg_dump_custom_zstd"] == 3 && formats["tar_zstd"] == 2 && formats["ndjson_export"] == 1)
+        #expect(formats["pg_dump_custom_zstd"] == 3 && formats["tar_zstd"] == 2 && formats["ndjson_export"] == 1 && formats["pg_basebackup_tar_zstd"] == 1)
 
         // backup-result.json: every service completed, with sizes.
         let result = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/backup-result.json"))) as? [String: Any]
         #expect(result?["state"] as? String == "completed")
         let services = result?["services"] as? [[String: Any]] ?? []
-        #expect(services.count == 4 && services.allSatisfy { $0["state"] as? String == "completed" && (($0["bytes"] as? Int) ?? 0) > 0 })
+        #expect(services.count == 5 && services.allSatisfy { $0["state"] as? String == "completed" && (($0["bytes"] as? Int) ?? 0) > 0 })
 
         let verify = try await stack.automate(["backup", "verify"])
         #expect(verify.succeeded, "\(verify.output)\(verify.error)")

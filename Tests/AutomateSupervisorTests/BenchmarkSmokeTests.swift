@@ -16,6 +16,7 @@ struct BenchmarkSmokeTests {
         "bench-sidecars.sh": ["sidecar/floor = ", "pg-sidecar-service peak RSS", "es-sidecar-service peak RSS"],
         "bench-gateway.sh": ["gateway / nginx", "gateway / moto", "peak RSS"],
         "bench-chunks.sh": ["chunked / plain = ", "chunked added / first = ", "chunked / restic (second backup time) = ", "chunked / restic = "],
+        "bench-pitr.sh": ["TPS, archiving on (median)", "overhead", "WAL segments archived during the runs"],
     ]
 
     static var scripts: [String] {

@@ -140,7 +140,7 @@ struct ChunkedRepositoryTests {
         let upstream = moto.client, endpoint = moto.endpoint
         let stack = try TestStack(name: "chunked-s3")
         defer { Task { await stack.tearDown() } }
-        let ports = try stack.useFullStack(repositoryFormat: "chunked")
+        let ports = try stack.useFullStack(repositoryFormat: "chunked", archiving: true)
         let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-b/")
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
@@ -150,6 +150,10 @@ struct ChunkedRepositoryTests {
         let keys = try upstream.listObjectsSync(bucket: "automate-backups", prefix: "site-b/").map(\.key)
         #expect(keys.contains("site-b/repository.json") && keys.contains { $0.hasPrefix("site-b/chunks/data/") }, "\(keys)")
         #expect(!keys.contains { $0.hasSuffix(".zst") || $0.hasSuffix(".ndjson") }, "\(keys)")
+        // The base backup's last WAL segment is archived in the bucket too (a record naming its chunks).
+        let base = try upstream.getObjectSync(bucket: "automate-backups", key: "site-b/\(id)/automate-postgresql/pg_base/metadata.json")
+        let stopWAL = try #require((try JSONSerialization.jsonObject(with: Data(base)) as? [String: Any])?["stop_wal"] as? String)
+        #expect(keys.contains { $0.hasPrefix("site-b/automate-postgresql-wal/") && $0.hasSuffix("/\(stopWAL).json") }, "\(keys)")
         let passphrase = stack.root + "/passphrase"
         try #require(try await stack.automate(["backup", "key", "export", "--to", passphrase]).succeeded)
         try await stack.loseHome(ports)
@@ -207,6 +211,7 @@ struct ChunkedIncrementalTests {
     func incremental() async throws {
         let stack = try TestStack(name: "chunked-incr")
         defer { Task { await stack.tearDown() } }
+        // What the services' backups store: no WAL archive, no base backup (WALArchivingTests has those).
         let ports = try stack.useFullStack(repositoryFormat: "chunked")
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")

@@ -19,14 +19,20 @@ extension TestStack {
         /// The format a new repository gets (`[config] repository_format` of the deployment-service):
         /// plain for the tests that read its files with plain tools, chunked for the chunked format's.
         var repositoryFormat = "plain"
+        /// WAL archiving (and so base backups) of the stack's PostgreSQL, on as shipped: in the tests of
+        /// point-in-time recovery and of the backup and restore flows with it; off elsewhere (every segment
+        /// and base backup is chunked and encrypted by a debug build, which loads the machine that the
+        /// timing-sensitive suites share).
+        var archiving = false
     }
 
     /// Copies every repository service and writes overlays so that they find each other on free ports.
     @discardableResult
-    func useFullStack(repositoryFormat: String = "plain") throws -> Ports {
+    func useFullStack(repositoryFormat: String = "plain", archiving: Bool = false) throws -> Ports {
         for service in Self.fullStackServices { try useRepositoryService(service) }
         var ports = Ports()
         ports.repositoryFormat = repositoryFormat
+        ports.archiving = archiving
         try writeOverlays(ports)
         return ports
     }
@@ -34,7 +40,7 @@ extension TestStack {
     /// The operator's configuration of a full stack (`<home>/config/*.toml`).
     func writeOverlays(_ ports: Ports) throws {
         let pg = ports.postgres, search = ports.search
-        try writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n")
+        try writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n" + (ports.archiving ? "" : "archive_mode = \"off\"\n"))
         for service in ["pg-sidecar-service", "teams-service", "notifications-service"] {
             try writeOverlay(service, "[config]\npg_port = \(pg)\n")
         }

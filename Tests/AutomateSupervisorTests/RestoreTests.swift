@@ -45,7 +45,8 @@ struct RestoreTests {
     func roundTrip() async throws {
         let stack = try TestStack(name: "restore-trip")
         defer { Task { await stack.tearDown() } }
-        let ports = try stack.useFullStack()
+        // WAL archiving on, as shipped: the restored stack's new cluster archives beside the old one's.
+        let ports = try stack.useFullStack(archiving: true)
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()

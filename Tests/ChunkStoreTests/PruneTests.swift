@@ -244,7 +244,7 @@ struct PruneFixture {
                 let report = try run.prune(repo)
                 #expect(!crashing.didCrash)
                 print("prune kill test: completes with \(allowed) writes and deletes: \(report)")
-                #expect(report.packsRepacked >= 1 && report.packsDeleted >= 1 && report.orphanPacksDeleted >= 1 && report.indexObjectsBefore == 2)
+                #expect(report.packsRepacked >= 1 && report.packsDeleted >= 1 && report.orphanPacksDeleted >= 1 && report.indexObjectsBefore == 2, "\(report)")
                 try run.expectKeptReadable(plain)
                 break
             } catch let e as ChunkStoreError where e.message.contains("simulated crash") {

@@ -34,6 +34,20 @@ bench_binaries() {
   (cd "$bench_repo" && swift build -c release --show-bin-path)
 }
 
+# bench_stack_home NAME AUTOMATE: a fresh work folder ($work, readable by the service users) holding the
+# stack's home ($AUTOMATE_HOME); when the script exits the stack is stopped and the folder removed.
+bench_stack_home() {
+  work="$(mktemp -d "/tmp/$1.XXXXXX")"
+  chmod 755 "$work"
+  export AUTOMATE_HOME="$work/home"
+  bench_automate=$2
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  "$bench_automate" stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }

@@ -23,7 +23,21 @@
 ///                                                                  (process group) and aborts its upload;
 ///                                                                  answers once it ended (at most ~10 s)
 ///   ListDatabases(PGListDatabasesRequest) -> PGListDatabasesResponse
+///   CreateBaseBackup(PGCreateBaseBackupRequest) -> PGOperation    a physical base backup of the whole cluster
+///                                                                  (pg_basebackup, tar) to `<backup_id>/<service>/
+///                                                                  pg_base/`; trusted callers only
+///   ArchiveWAL(PGArchiveWALRequest) -> PGArchiveWALResponse       store one finished WAL file (the server's
+///                                                                  archive_command, `automate-wal archive`);
+///                                                                  answers once it is durable in the repository
+///   FetchWAL(PGFetchWALRequest) -> PGFetchWALResponse             one archived WAL file back (restore_command,
+///                                                                  `automate-wal fetch`); NOT_FOUND when none
+///   WALArchiveStatus(PGWALArchiveStatusRequest) -> PGWALArchiveStatus   the server's archiver (pg_stat_archiver)
+///                                                                  and this sidecar's last upload error
 ///
+/// WAL: `automate-postgresql-wal/<cluster>/<timeline>/<file>.json` (a record: size, sha256, chunks in a
+/// chunked repository) written after `<file>.zst` (plain repository) or the file's chunks; `<cluster>` is the
+/// server's system identifier. See docs/repository-format.md.
+/// Only the database server's user and trusted callers may call ArchiveWAL and FetchWAL.
 /// Objects: `<backup_id>/<service>/pg_data/<database>.fc.zst` (pg_dump -Fc -Z0, zstd-compressed on the way),
 /// and `<backup_id>/<service>/pg_data/metadata.json` (PGBackupMetadata as JSON: server version, per database
 /// key, size, sha256, tables with row counts, start/end times).
@@ -32,6 +46,11 @@
 /// WatchStatus and Cancel of an operation this process does not know (it may have restarted since) answer
 /// NOT_FOUND naming pg-sidecar-service.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -379,6 +398,140 @@ public nonisolated struct Automate_Sidecar_Pg_PGListDatabasesResponse: Sendable 
   public var databases: [String] = []
 
   public var serverVersion: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A base backup: `<backup_id>/<service>/pg_base/base.tar.zst` (or the tar's chunks) and
+/// `pg_base/metadata.json` (PGBaseBackupMetadata: the cluster's system identifier, timeline, start and stop
+/// WAL positions). Its status has one item, "cluster".
+public nonisolated struct Automate_Sidecar_Pg_PGCreateBaseBackupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// yyyyMMddHHmmss
+  public var backupID: String = String()
+
+  /// the folder under the backup id (automate-postgresql)
+  public var service: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One finished WAL segment, history or backup-label file, as PostgreSQL hands it to archive_command.
+public nonisolated struct Automate_Sidecar_Pg_PGArchiveWALRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// its file name (000000010000000000000003, 00000002.history, ...)
+  public var name: String = String()
+
+  /// the whole file (a segment is 16 MiB)
+  public var content: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGArchiveWALResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the same bytes were archived before (a retry): nothing written
+  public var alreadyArchived: Bool = false
+
+  /// bytes added to the repository
+  public var storedBytes: Int64 = 0
+
+  /// the archive it went to: the server's system identifier
+  public var cluster: String = String()
+
+  /// the repository has had no backup yet (no format recorded): not stored,
+  public var skipped: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGFetchWALRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// the archive to read (a base backup's cluster); empty: the running server's
+  public var cluster: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGFetchWALResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var content: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGWALArchiveStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGWALArchiveStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// archive_mode is on
+  public var enabled: Bool = false
+
+  public var lastArchivedWal: String = String()
+
+  /// 0: none yet
+  public var lastArchivedUnixMs: Int64 = 0
+
+  /// since the server's statistics were reset
+  public var archivedCount: Int64 = 0
+
+  public var failedCount: Int64 = 0
+
+  public var lastFailedWal: String = String()
+
+  public var lastFailedUnixMs: Int64 = 0
+
+  /// this sidecar's last failed upload, with the time; empty: none since start
+  public var lastError: String = String()
+
+  /// the server's setting
+  public var archiveTimeout: String = String()
+
+  /// the server's system identifier: its archive's folder
+  public var cluster: String = String()
+
+  /// files acknowledged unstored (no backup yet) since the sidecar started
+  public var skippedBeforeFirstBackup: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1057,6 +1210,285 @@ nonisolated extension Automate_Sidecar_Pg_PGListDatabasesResponse: SwiftProtobuf
   public static func ==(lhs: Automate_Sidecar_Pg_PGListDatabasesResponse, rhs: Automate_Sidecar_Pg_PGListDatabasesResponse) -> Bool {
     if lhs.databases != rhs.databases {return false}
     if lhs.serverVersion != rhs.serverVersion {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGCreateBaseBackupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGCreateBaseBackupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{1}service\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGCreateBaseBackupRequest, rhs: Automate_Sidecar_Pg_PGCreateBaseBackupRequest) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.service != rhs.service {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGArchiveWALRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.content.isEmpty {
+      try visitor.visitSingularBytesField(value: self.content, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGArchiveWALRequest, rhs: Automate_Sidecar_Pg_PGArchiveWALRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.content != rhs.content {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGArchiveWALResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGArchiveWALResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}already_archived\0\u{3}stored_bytes\0\u{1}cluster\0\u{1}skipped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.alreadyArchived) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.storedBytes) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.skipped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.alreadyArchived != false {
+      try visitor.visitSingularBoolField(value: self.alreadyArchived, fieldNumber: 1)
+    }
+    if self.storedBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.storedBytes, fieldNumber: 2)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 3)
+    }
+    if self.skipped != false {
+      try visitor.visitSingularBoolField(value: self.skipped, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGArchiveWALResponse, rhs: Automate_Sidecar_Pg_PGArchiveWALResponse) -> Bool {
+    if lhs.alreadyArchived != rhs.alreadyArchived {return false}
+    if lhs.storedBytes != rhs.storedBytes {return false}
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.skipped != rhs.skipped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGFetchWALRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGFetchWALRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}cluster\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGFetchWALRequest, rhs: Automate_Sidecar_Pg_PGFetchWALRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGFetchWALResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGFetchWALResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}content\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.content.isEmpty {
+      try visitor.visitSingularBytesField(value: self.content, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGFetchWALResponse, rhs: Automate_Sidecar_Pg_PGFetchWALResponse) -> Bool {
+    if lhs.content != rhs.content {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGWALArchiveStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGWALArchiveStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGWALArchiveStatusRequest, rhs: Automate_Sidecar_Pg_PGWALArchiveStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGWALArchiveStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGWALArchiveStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}last_archived_wal\0\u{3}last_archived_unix_ms\0\u{3}archived_count\0\u{3}failed_count\0\u{3}last_failed_wal\0\u{3}last_failed_unix_ms\0\u{3}last_error\0\u{3}archive_timeout\0\u{1}cluster\0\u{3}skipped_before_first_backup\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.lastArchivedWal) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.lastArchivedUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.archivedCount) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failedCount) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.lastFailedWal) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.lastFailedUnixMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.archiveTimeout) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.skippedBeforeFirstBackup) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if !self.lastArchivedWal.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastArchivedWal, fieldNumber: 2)
+    }
+    if self.lastArchivedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastArchivedUnixMs, fieldNumber: 3)
+    }
+    if self.archivedCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.archivedCount, fieldNumber: 4)
+    }
+    if self.failedCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.failedCount, fieldNumber: 5)
+    }
+    if !self.lastFailedWal.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastFailedWal, fieldNumber: 6)
+    }
+    if self.lastFailedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastFailedUnixMs, fieldNumber: 7)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 8)
+    }
+    if !self.archiveTimeout.isEmpty {
+      try visitor.visitSingularStringField(value: self.archiveTimeout, fieldNumber: 9)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 10)
+    }
+    if self.skippedBeforeFirstBackup != 0 {
+      try visitor.visitSingularInt64Field(value: self.skippedBeforeFirstBackup, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGWALArchiveStatus, rhs: Automate_Sidecar_Pg_PGWALArchiveStatus) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.lastArchivedWal != rhs.lastArchivedWal {return false}
+    if lhs.lastArchivedUnixMs != rhs.lastArchivedUnixMs {return false}
+    if lhs.archivedCount != rhs.archivedCount {return false}
+    if lhs.failedCount != rhs.failedCount {return false}
+    if lhs.lastFailedWal != rhs.lastFailedWal {return false}
+    if lhs.lastFailedUnixMs != rhs.lastFailedUnixMs {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.archiveTimeout != rhs.archiveTimeout {return false}
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.skippedBeforeFirstBackup != rhs.skippedBeforeFirstBackup {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

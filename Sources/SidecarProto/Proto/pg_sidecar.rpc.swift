@@ -24,7 +24,15 @@ public enum PGSidecarService {
     public static let watchStatus = RPCServerStreamMethod<Automate_Sidecar_Pg_PGStatusRequest, Automate_Sidecar_Pg_PGStatus>("WatchStatus")
     /// `Cancel(PGStatusRequest) -> PGStatus`, called `Cancel` on the wire.
     public static let cancel = RPCUnaryMethod<Automate_Sidecar_Pg_PGStatusRequest, Automate_Sidecar_Pg_PGStatus>("Cancel")
+    /// `CreateBaseBackup(PGCreateBaseBackupRequest) -> PGOperation`, called `CreateBaseBackup` on the wire.
+    public static let createBaseBackup = RPCUnaryMethod<Automate_Sidecar_Pg_PGCreateBaseBackupRequest, Automate_Sidecar_Pg_PGOperation>("CreateBaseBackup")
+    /// `ArchiveWAL(PGArchiveWALRequest) -> PGArchiveWALResponse`, called `ArchiveWAL` on the wire.
+    public static let archiveWAL = RPCUnaryMethod<Automate_Sidecar_Pg_PGArchiveWALRequest, Automate_Sidecar_Pg_PGArchiveWALResponse>("ArchiveWAL")
+    /// `FetchWAL(PGFetchWALRequest) -> PGFetchWALResponse`, called `FetchWAL` on the wire.
+    public static let fetchWAL = RPCUnaryMethod<Automate_Sidecar_Pg_PGFetchWALRequest, Automate_Sidecar_Pg_PGFetchWALResponse>("FetchWAL")
+    /// `WALArchiveStatus(PGWALArchiveStatusRequest) -> PGWALArchiveStatus`, called `WALArchiveStatus` on the wire.
+    public static let walArchiveStatus = RPCUnaryMethod<Automate_Sidecar_Pg_PGWALArchiveStatusRequest, Automate_Sidecar_Pg_PGWALArchiveStatus>("WALArchiveStatus")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus, cancel]
+    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus, cancel, createBaseBackup, archiveWAL, fetchWAL, walArchiveStatus]
 }

@@ -1,0 +1,95 @@
+// automate-wal: the stack's PostgreSQL hands each finished WAL file to the pg-sidecar with it, and gets
+// archived ones back during a recovery. The server runs it (services/automate-postgresql.toml):
+//
+//   automate-wal archive [--socket PATH] <path> <name>    archive_command = '... archive %p %f'
+//   automate-wal fetch   [--socket PATH] [--cluster ID] <name> <path>    restore_command = '... fetch %f %p'
+//
+// The socket defaults to $AUTOMATE_RUN_DIR/pg-sidecar-service.sock; --cluster names the archive to read
+// (a base backup's cluster: its system identifier), by default the running server's. Exit status, as PostgreSQL reads it:
+//   0    archived (durable in the repository), or fetched (checked against its record) into <path>
+//   1    archive: not archived (the sidecar or repository is down, ...): PostgreSQL keeps the file and
+//        retries; fetch: the file is not in the archive (the end of the archive, to a recovery)
+//   126  fetch: anything else (the sidecar or repository unreachable, a damaged file): PostgreSQL stops
+//        the recovery instead of ending it early at the wrong point
+//   2    a wrong command line
+import AutomateRPC
+import Foundation
+import SidecarProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func say(_ message: String) {
+    FileHandle.standardError.write(Data("automate-wal: \(message)\n".utf8))
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+/// The value of `--option VALUE`, removed from `arguments`.
+func option(_ name: String, in arguments: inout [String]) -> String? {
+    guard let i = arguments.firstIndex(of: name) else { return nil }
+    guard i + 1 < arguments.count else {
+        say("\(name) needs a value")
+        exit(2)
+    }
+    defer { arguments.removeSubrange(i...(i + 1)) }
+    return arguments[i + 1]
+}
+let socket = option("--socket", in: &arguments) ?? ProcessInfo.processInfo.environment["AUTOMATE_RUN_DIR"].map { $0 + "/pg-sidecar-service.sock" }
+let cluster = option("--cluster", in: &arguments) ?? ""
+guard arguments.count == 3, ["archive", "fetch"].contains(arguments[0]) else {
+    say("usage: automate-wal archive [--socket PATH] <path> <name> | fetch [--socket PATH] [--cluster ID] <name> <path>")
+    exit(2)
+}
+guard let socket else {
+    say("no socket: pass --socket PATH (the pg-sidecar's) or set AUTOMATE_RUN_DIR")
+    exit(2)
+}
+let fetching = arguments[0] == "fetch"
+
+/// Writes `bytes` to `path` whole: a temporary file beside it, fsynced, renamed over it.
+func writeWhole(_ bytes: Data, to path: String) throws {
+    let temp = path + ".automate-wal-\(getpid())"
+    guard FileManager.default.createFile(atPath: temp, contents: nil, attributes: [.posixPermissions: 0o600]),
+          let handle = FileHandle(forWritingAtPath: temp) else {
+        throw RPCError(.internal, "cannot create \(temp): \(String(cString: strerror(errno)))")
+    }
+    do {
+        try handle.write(contentsOf: bytes)
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temp, path) == 0 else { throw RPCError(.internal, "cannot rename \(temp) to \(path): \(String(cString: strerror(errno)))") }
+    } catch {
+        unlink(temp)
+        throw error
+    }
+}
+
+do {
+    let client = try await RPCClient.connect(socketPath: socket, maxFrameSize: (64 << 20) + (64 << 10))
+    defer { Task { await client.close() } }
+    if fetching {
+        let (name, path) = (arguments[1], arguments[2])
+        var request = Automate_Sidecar_Pg_PGFetchWALRequest()
+        request.name = name
+        request.cluster = cluster
+        let response = try await client.call(PGSidecarService.fetchWAL, request, timeout: .seconds(600))
+        try writeWhole(response.content, to: path)
+    } else {
+        let (path, name) = (arguments[1], arguments[2])
+        guard let content = FileManager.default.contents(atPath: path) else {
+            say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
+            exit(1)
+        }
+        var request = Automate_Sidecar_Pg_PGArchiveWALRequest()
+        request.name = name
+        request.content = content
+        let response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+        if response.alreadyArchived { say("\(name) was archived before with the same bytes") }
+    }
+    exit(0)
+} catch let e as RPCError where fetching && e.code == .notFound {
+    exit(1)  // not archived: the end of the archive
+} catch {
+    say("\(arguments[0]) \(fetching ? arguments[1] : arguments[2]) through \(socket): \(error)")
+    exit(fetching ? 126 : 1)
+}
