@@ -48,6 +48,8 @@ restart_with() {  # $1: archive_mode
   overlays "$1"
   "$automate" start --quiet
 }
+repository_bytes() { du -sb "$AUTOMATE_HOME/backups" | cut -f1; }
+stored_before=$(repository_bytes)
 on_runs=(); off_runs=(); waiting=0
 # The server's archiver statistics survive its restarts: what the runs archived is the difference.
 read -r archived_before failed_before < <(psql_ -F ' ' -c "SELECT archived_count, failed_count FROM pg_stat_archiver")
@@ -66,7 +68,7 @@ for i in $(seq 1 "$runs"); do
 done
 on=$(median "${on_runs[@]}"); off=$(median "${off_runs[@]}")
 overhead=$(python3 -c "import sys; on, off = float(sys.argv[1]), float(sys.argv[2]); print(f'{(off - on) * 100 / off:.1f}')" "$on" "$off")
-wal_bytes=$(du -sb "$AUTOMATE_HOME/backups/automate-postgresql-wal" 2>/dev/null | cut -f1)
+stored=$(( $(repository_bytes) - stored_before ))
 
 echo
 echo "== pgbench on the stack's PostgreSQL: scale $scale, $clients clients, ${seconds}s runs, $runs each way"
@@ -75,4 +77,4 @@ printf '%-52s runs: %s\n' "TPS, archiving off" "${off_runs[*]}"
 printf '%-52s %10s\n' "TPS, archiving on (median)" "$on"
 printf '%-52s %10s   overhead %s%% (target <= 5%%)\n' "TPS, archiving off (median)" "$off" "$overhead"
 printf '%-52s %10s   (%s MB in the repository; %s failed attempts; %s still waiting at the end of the runs)\n' \
-  "WAL segments archived during the runs" "$archived" "$(( ${wal_bytes:-0} >> 20 ))" "$failed" "$waiting"
+  "WAL segments archived during the runs" "$archived" "$(( stored >> 20 ))" "$failed" "$waiting"
