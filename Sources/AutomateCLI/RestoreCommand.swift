@@ -34,6 +34,12 @@ struct RestoreCommand: AsyncParsableCommand {
                 A repository other than the stack's own is read for this restore only: the gateway serves it \
                 until the restore has read everything (search indices included), then the stack's own again; \
                 --adopt-repository makes it the stack's repository instead.
+
+                Point-in-time recovery (--to-time, --to-lsn, --to-backup-end): the stack's PostgreSQL is rebuilt \
+                from the newest base backup that ended before the target (or <backup-id>'s) and replays the \
+                archived WAL up to it, then promotes; the services' other data (files, search) comes from that \
+                same backup, their databases stay as recovered. The preflight first checks that the WAL archive \
+                reaches the target with no missing segment.
                 """)
         @OptionGroup var homeOptions: HomeOptions
         @Argument(help: "The backup repository: a folder, or s3://bucket/prefix (with --s3-endpoint and --s3-credentials).")
@@ -55,6 +61,23 @@ struct RestoreCommand: AsyncParsableCommand {
         var adoptRepository = false
         @Option(help: "A chunked repository: a file whose first line is its passphrase (default: $AUTOMATE_BACKUP_PASSPHRASE, else the home's).")
         var passphraseFile: String?
+        @Option(help: "Point-in-time recovery: replay the archived WAL up to this moment ('2026-12-01 16:58:00Z'; no zone: UTC).")
+        var toTime: String?
+        @Option(help: "Point-in-time recovery: replay the archived WAL up to this WAL position (0/3000060).")
+        var toLsn: String?
+        @Flag(help: "Point-in-time recovery to the end of the base backup (of <backup-id>, default the newest): its earliest consistent point.")
+        var toBackupEnd = false
+
+        /// The point-in-time target the options name; nil: a normal restore.
+        private func recoveryTarget() throws -> RecoveryTarget? {
+            let given = [toTime != nil, toLsn != nil, toBackupEnd].filter { $0 }.count
+            guard given <= 1 else { throw CLIError("give one of --to-time, --to-lsn and --to-backup-end", exitCode: 2) }
+            return try CLIError.reporting(exitCode: 2) {
+                if let toTime { return try RecoveryTarget.time(parsing: toTime) }
+                if let toLsn { return try RecoveryTarget.lsn(parsing: toLsn) }
+                return toBackupEnd ? .backupEnd : nil
+            }
+        }
 
         func run() async throws {
             let home = homeOptions.resolved
@@ -63,11 +86,13 @@ struct RestoreCommand: AsyncParsableCommand {
             // A chunked repository opens with its passphrase before anything else is checked: a missing
             // or wrong one is refused here, with nothing touched.
             let opened = try ChunkedRepositoryAccess(repo).openIfChunked(passphraseFile: passphraseFile, home: home)
-            var preflight = Preflight(home: home, repository: repo, id: id, force: force, skipVerify: skipVerify, sha256: sha256,
-                                      quiet: noProgress || json)
+            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
+            // A point-in-time recovery picks its backup: the newest whose base backup ends before the target.
+            let plan = try recoveryTarget().map { target in try planRecovery(target, repository: repo, say: say) }
+            var preflight = Preflight(home: home, repository: repo, id: plan?.base.backup.rawValue ?? id, force: force, skipVerify: skipVerify,
+                                      sha256: sha256, quiet: noProgress || json)
             preflight.chunks = opened.map { ChunkCheck(repository: $0.repository, packHashesOnly: true) }
             let backupID = try preflight.run()
-            let say: (String) -> Void = { line in if !(noProgress || json) { print(line); StandardOutput.flush() } }
 
             // Touching starts here: stop the running stack (--force), point the gateway at the repository:
             // for this restore only (a lease), unless it is the stack's own or --adopt-repository says so.
@@ -76,6 +101,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 let stop = try Stop.parse(["--home", home.path])
                 try await stop.run()
             }
+            if let plan { try setClusterAside(plan, home: home, say: say) }
             if let opened { try adoptPassphrase(opened.passphrase, home: home, own: own, restored: repo, say: say) }
             var lease: RepositoryLease? = nil
             if !own.isSame(as: repo), let gateway = own.gateway {
@@ -99,7 +125,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 }
             }
             do {
-                try await restore(home: home, backupID: backupID, lease: lease, say: say)
+                try await restore(home: home, backupID: backupID, lease: lease, plan: plan, say: say)
             } catch {
                 if let lease {
                     do { try await lease.end() } catch { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
@@ -154,11 +180,42 @@ struct RestoreCommand: AsyncParsableCommand {
             if count > 0 { say("Gave \(path) (\(count) files) to \(user.name), the gateway's user, which reads it for the restore.") }
         }
 
+        /// Checks that the repository can recover to `target` and says from what, before anything changes.
+        private func planRecovery(_ target: RecoveryTarget, repository: BackupRepository, say: (String) -> Void) throws -> PointInTimePlanner.Plan {
+            let completed = try CLIError.reporting(exitCode: 2) { try repository.list().filter { $0.state == .completed }.map(\.id) }
+            var chosen: BackupID? = nil
+            if let id {
+                guard let parsed = BackupID(id) else { throw CLIError("\"\(id)\" is not a backup id (yyyyMMddHHmmss)", exitCode: 2) }
+                chosen = parsed
+            }
+            let plan = try CLIError.reporting(exitCode: 2) { try PointInTimePlanner(repository: repository).plan(target, backups: completed, chosen: chosen) }
+            say("Point-in-time recovery to \(target): from backup \(plan.base.backup)'s base backup (consistent from \(PointInTimePlanner.text(plan.base.finishedAt))), then WAL of cluster \(plan.base.cluster) from \(plan.base.start) on (archived up to \(plan.newestArchived), at \(PointInTimePlanner.text(plan.newestArchivedAt))).")
+            return plan
+        }
+
+        /// A point-in-time recovery rebuilds the cluster in an empty data folder: one that holds a cluster
+        /// (a restore over a home, --force) is moved aside, kept, and said so.
+        private func setClusterAside(_ plan: PointInTimePlanner.Plan, home: AutomateHome, say: (String) -> Void) throws {
+            let manifests = try StackLocation.discover().manifests(home: home, failure: "invalid manifests, nothing was changed")
+            guard let server = manifests.manifest(named: plan.base.service) else {
+                throw CLIError("the backup's base backup is of \(plan.base.service), which this stack has no manifest for; nothing was changed", exitCode: 2)
+            }
+            let folder = home.dataDirectory + "/" + server.dataDir
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            guard !contents.isEmpty else { return }
+            let aside = folder + ".before-restore-" + BackupID(date: Date()).rawValue
+            guard rename(folder, aside) == 0 else {
+                throw CLIError("cannot move \(folder) aside to \(aside) for the recovery: \(String(cString: strerror(errno)))", exitCode: 1)
+            }
+            say("Moved the cluster in \(folder) aside to \(aside) (kept; delete it once the restore is what you want).")
+        }
+
         /// Starts the supervisor with the gateway and the deployment-service only (every other service is
         /// held) and runs the restore, which brings the rest up as their data comes back; with a lease,
         /// follows it to its very end (the gateway serves the lent repository until the search indices
         /// are loaded from it).
-        private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, say: (String) -> Void) async throws {
+        private func restore(home: AutomateHome, backupID: BackupID, lease: RepositoryLease?, plan: PointInTimePlanner.Plan?,
+                             say: (String) -> Void) async throws {
             let location = try StackLocation.discover()
             let manifests = try location.manifests(home: home, failure: "invalid manifests, nothing was started")
             let first = manifests.startOrder.filter { name in
@@ -177,6 +234,11 @@ struct RestoreCommand: AsyncParsableCommand {
             var request = Automate_Deployment_V1_StackRestoreRequest()
             request.backupID = backupID.rawValue
             request.restoreID = "r" + BackupID(date: Date()).rawValue + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
+            if let plan {
+                request.pointInTime.kind = plan.target.wire.kind
+                request.pointInTime.value = plan.target.wire.value
+                request.pointInTime.cluster = plan.base.cluster
+            }
             let started: StackRestore
             do { started = try await client.call(DeploymentService.restore, request, timeout: .seconds(300)) } catch {
                 throw ServiceConnection.describe(error)
@@ -210,6 +272,11 @@ struct RestoreCommand: AsyncParsableCommand {
             let loading = last.longTerm.filter { $0.state == .running }.map(\.service)
             if !json {
                 print("Restored backup \(backupID) into \(home.path) (restore \(last.restoreID)).")
+                if last.hasRecovery, !last.recovery.reachedLsn.isEmpty {
+                    let r = last.recovery
+                    let transaction = r.lastTransactionAt.isEmpty ? "no transaction replayed" : "last transaction committed at \(r.lastTransactionAt)"
+                    print("\(r.service) recovered from backup \(r.baseBackupID)'s base backup to \(plan?.target.description ?? r.target.kind): reached WAL position \(r.reachedLsn), \(transaction); it now writes on timeline \(r.timeline).")
+                }
                 if !loading.isEmpty {
                     print("Still loading in the background: \(loading.joined(separator: ", ")); see `automate restore status \(last.restoreID)`.")
                 }

@@ -80,7 +80,8 @@ public enum ControlService {
         server.register(SupervisorService.startService) { request, _ in
             try await serviceCall {
                 try await supervisor.start(service: request.name, hold: RestoreHold(request.hasHold ? request.hold : nil),
-                                           manifest: request.manifest.isEmpty ? nil : request.manifest, manifestPath: request.manifestPath)
+                                           manifest: request.manifest.isEmpty ? nil : request.manifest, manifestPath: request.manifestPath,
+                                           withoutDependencies: request.withoutDependencies)
             }
         }
         server.register(SupervisorService.releaseHold) { request, _ in

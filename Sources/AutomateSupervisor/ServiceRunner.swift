@@ -34,6 +34,9 @@ public actor ServiceRunner {
     /// The restore this service is held down for: every spawn gets it in its environment until
     /// ``releaseHold()``, so a held service that crashes comes back held.
     private var hold: RestoreHold?
+    /// Started without waiting for its dependencies (``start(withoutDependencies:)``): holds for its
+    /// restarts too, until it is stopped.
+    private var ignoresDependencies = false
 
     /// - Parameters:
     ///   - emit: called on every change of state or health with the new status (and its state, typed).
@@ -59,10 +62,14 @@ public actor ServiceRunner {
         deliver(.start)
     }
 
-    /// Starts the service held down for `hold`'s restore: its process gets `AUTOMATE_RESTORE_ID` and
-    /// `AUTOMATE_RESTORE_BACKUP_ID` (see ``RestoreHold``) until ``releaseHold()``.
-    public func start(holdingFor hold: RestoreHold) {
-        self.hold = hold
+    /// Starts the service, held down for `hold`'s restore when given (its process gets
+    /// `AUTOMATE_RESTORE_ID` and `AUTOMATE_RESTORE_BACKUP_ID`, see ``RestoreHold``, until
+    /// ``releaseHold()``), and not waiting for its dependencies to be healthy (`withoutDependencies`;
+    /// until it is stopped, its restarts do not wait either): a point-in-time recovery starts the
+    /// pg-sidecar before the database server whose recovery reads WAL through it.
+    public func start(hold: RestoreHold?, withoutDependencies: Bool) {
+        if let hold { self.hold = hold }
+        if withoutDependencies { ignoresDependencies = true }
         deliver(.start)
     }
 
@@ -84,6 +91,7 @@ public actor ServiceRunner {
     /// Stops the service and returns once its process (or init hook) and post-stop hook are done. A stop
     /// that arrives while the process is being spawned signals the new process group as soon as it exists.
     public func stop() async {
+        ignoresDependencies = false
         let actions = machine.handle(.stop, at: .now, date: Date())
         perform(actions)
         if actions.contains(.stopCompleted) { return }
@@ -119,11 +127,11 @@ public actor ServiceRunner {
                 if isError { logger.error("\(name): \(line)") }
                 context.log.append(line, source: "supervisor", priority: isError ? .error : .info)
             case .awaitDependencies(let attempt):
-                let (wait, name) = (awaitDependencies, name)
-                report { .dependenciesResolved(await wait(name), attempt: attempt) }
+                let (wait, name, ignored) = (awaitDependencies, name, ignoresDependencies)
+                report { .dependenciesResolved(ignored ? .ready : await wait(name), attempt: attempt) }
             case .runInitHook(let attempt):
-                let context = context
-                initHook = report { .initFinished(attempt: attempt, error: await Self.initialize(context)) }
+                let (context, extra) = (context, hold?.environment ?? [:])
+                initHook = report { .initFinished(attempt: attempt, error: await Self.initialize(context, extraEnvironment: extra)) }
             case .killInitHook:
                 initHook?.cancel()
             case .spawn(let attempt):
@@ -235,21 +243,23 @@ public actor ServiceRunner {
     // MARK: hooks and checks (no state: they run in tasks and report back)
 
     /// Prepares the data folder and runs the init hook; returns why the start cannot go on (nil: it can).
-    private static func initialize(_ context: ServiceContext) async -> String? {
+    /// `extraEnvironment`: a restore hold's variables (a point-in-time recovery's target is the init
+    /// hook's to act on).
+    private static func initialize(_ context: ServiceContext, extraEnvironment: [String: String]) async -> String? {
         do {
             for note in try ServiceFiles.prepare(context) { context.log.append(note, source: "supervisor") }
-            try await runInitHook(context)
+            try await runInitHook(context, extraEnvironment: extraEnvironment)
             return nil
         } catch {
             return "\(error)"
         }
     }
 
-    private static func runInitHook(_ context: ServiceContext) async throws {
+    private static func runInitHook(_ context: ServiceContext, extraEnvironment: [String: String]) async throws {
         guard context.hooks.path(of: "init") != nil else { return }
         if Task.isCancelled { throw SupervisorError(.hookFailed, "init hook not run: the service is being stopped") }
         let result = try await context.hooks.run(
-            "init", timeout: context.manifest.hooks.initTimeout, environment: context.environment,
+            "init", timeout: context.manifest.hooks.initTimeout, environment: context.environment.merging(extraEnvironment) { _, extra in extra },
             user: context.user, workingDirectory: context.dataDirectory, log: context.log)
         if result.timedOut {
             throw SupervisorError(.hookFailed, "init hook timed out after \(context.manifest.hooks.initTimeout)")

@@ -134,15 +134,16 @@ public actor Supervisor {
     /// ones; what runs and as whom (command, user, kind) stay the stack's (see ``ManifestReplacement``). It
     /// must declare this service and depend on services of the stack; the service must be stopped or held.
     /// It stays in force until the service's file in the services folder changes and the stack reloads.
-    public func start(service: String, hold: RestoreHold? = nil, manifest text: String? = nil, manifestPath: String = "") async throws -> ServiceStatus {
+    public func start(service: String, hold: RestoreHold? = nil, manifest text: String? = nil, manifestPath: String = "",
+                      withoutDependencies: Bool = false) async throws -> ServiceStatus {
         if let text { try adopt(service: service, manifest: text, path: manifestPath.isEmpty ? "\(service).toml" : manifestPath) }
         let runner = try runner(named: service)
         if let hold {
-            logger.info("\(service): starting held down for restore \(hold.restoreID) of backup \(hold.backupID)")
-            await runner.start(holdingFor: hold)
-        } else {
-            await runner.start()
+            let recovery = hold.recoveryTarget.isEmpty ? "" : ", recovering to \(hold.recoveryTarget)"
+            logger.info("\(service): starting held down for restore \(hold.restoreID) of backup \(hold.backupID)\(recovery)")
         }
+        if withoutDependencies { logger.info("\(service): starting without waiting for its dependencies (a restore asked so)") }
+        await runner.start(hold: hold, withoutDependencies: withoutDependencies)
         return await runner.status()
     }
 

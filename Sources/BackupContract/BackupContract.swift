@@ -14,3 +14,6 @@ public typealias StackDeploymentService = DeploymentService
 
 public typealias StackBackup = Automate_Deployment_V1_StackBackup
 public typealias StackRestore = Automate_Deployment_V1_StackRestore
+/// Where a point-in-time recovery stops, and what it reached.
+public typealias PointInTimeTarget = Automate_Deployment_V1_PointInTimeTarget
+public typealias PointInTimeResult = Automate_Deployment_V1_PointInTimeResult

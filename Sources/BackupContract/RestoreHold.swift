@@ -17,22 +17,40 @@ public struct RestoreHold: Sendable, Equatable {
     /// The phase a held service reports before its restore begins.
     public static let heldPhase = "held"
 
+    /// The variable naming a point-in-time recovery's target (`time:<timestamp>`, `lsn:<lsn>`,
+    /// `backup_end`): the cluster server's init hook rebuilds its data folder from the backup's base
+    /// backup and recovers to it.
+    public static let recoveryTargetVariable = "AUTOMATE_RECOVERY_TARGET"
+    /// The variable naming the WAL archive (the cluster's system identifier) the recovery reads.
+    public static let recoveryClusterVariable = "AUTOMATE_RECOVERY_CLUSTER"
+
     public var restoreID: String
     public var backupID: String
+    /// Set for the cluster server of a point-in-time recovery: where it stops (see ``recoveryTargetVariable``).
+    public var recoveryTarget: String
+    public var recoveryCluster: String
 
-    public init(restoreID: String, backupID: String) {
+    public init(restoreID: String, backupID: String, recoveryTarget: String = "", recoveryCluster: String = "") {
         self.restoreID = restoreID
         self.backupID = backupID
+        self.recoveryTarget = recoveryTarget
+        self.recoveryCluster = recoveryCluster
     }
 
     /// The hold a process was started with, nil when its environment names none.
     public init?(environment: [String: String]) {
         guard let restoreID = environment[Self.restoreIDVariable], !restoreID.isEmpty else { return nil }
-        self.init(restoreID: restoreID, backupID: environment[Self.backupIDVariable] ?? "")
+        self.init(restoreID: restoreID, backupID: environment[Self.backupIDVariable] ?? "",
+                  recoveryTarget: environment[Self.recoveryTargetVariable] ?? "", recoveryCluster: environment[Self.recoveryClusterVariable] ?? "")
     }
 
-    /// The variables the held process gets.
+    /// The variables the held process (and its hooks) get.
     public var environment: [String: String] {
-        [Self.restoreIDVariable: restoreID, Self.backupIDVariable: backupID]
+        var variables = [Self.restoreIDVariable: restoreID, Self.backupIDVariable: backupID]
+        if !recoveryTarget.isEmpty {
+            variables[Self.recoveryTargetVariable] = recoveryTarget
+            variables[Self.recoveryClusterVariable] = recoveryCluster
+        }
+        return variables
     }
 }

@@ -83,7 +83,9 @@ public final class ZstdDecompressor {
                 full = outBuf.pos == outCount
                 if outBuf.pos > 0 { try output(UnsafeRawBufferPointer(start: o.baseAddress, count: outBuf.pos)) }
             }
-            if inBuf.pos == inBuf.size && !full { return }
+            // A frame that ended exactly as the output filled is done: calling again would start reading
+            // the next frame's header (and leave a hint that looks like a truncated frame).
+            if inBuf.pos == inBuf.size && (!full || lastHint == 0) { return }
         }
     }
 

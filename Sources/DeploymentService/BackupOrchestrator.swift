@@ -124,7 +124,8 @@ public actor BackupOrchestrator {
     }
 
     /// Deletes backups from the repository: `.status` first (so a half-deleted backup never looks
-    /// complete), then `checksums.json`, then everything under the id, and its search exports.
+    /// complete), then `checksums.json`, then everything under the id, and its search exports; then the
+    /// archived WAL no kept base backup needs (``pruneWALArchive()``).
     public func delete(_ ids: [String]) async throws -> (deleted: [String], objects: Int) {
         for id in ids {
             guard BackupID(id) != nil else { throw RPCError(.invalidArgument, "\"\(id)\" is not a backup id (yyyyMMddHHmmss)") }
@@ -161,6 +162,11 @@ public actor BackupOrchestrator {
             deleted.append(id)
             objects += max(0, n)
             logger.info("backup \(id): deleted (\(max(0, n)) objects)")
+        }
+        if !deleted.isEmpty {
+            do { objects += try await pruneWALArchive() } catch {
+                logger.error("WAL archive: retention not applied after deleting \(deleted.joined(separator: ", ")): \(error)")
+            }
         }
         return (deleted, objects)
     }

@@ -16,7 +16,7 @@ public struct DeploymentAPI: Sendable {
     public func register(on server: RPCServer) {
         let backups = self.backups, restores = self.restores
         server.register(StackDeploymentService.restore) { (req: Automate_Deployment_V1_StackRestoreRequest, _) -> StackRestore in
-            try await restores.restore(backupID: req.backupID, restoreID: req.restoreID)
+            try await restores.restore(backupID: req.backupID, restoreID: req.restoreID, pointInTime: req.hasPointInTime ? req.pointInTime : nil)
         }
         server.register(StackDeploymentService.restoreStatus) { (req: Automate_Deployment_V1_StackRestoreStatusRequest, _) -> StackRestore in
             try await restores.status(req.restoreID)

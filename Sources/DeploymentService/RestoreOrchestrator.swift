@@ -7,6 +7,7 @@ import Logging
 import Operations
 import S3Client
 import ServiceKit
+import SidecarProto
 
 /// Restores a backup by relaunching the stack from it, in the blueprint's order. The supervisor runs
 /// only the gateway and this service (the others are `held`); the restore reads and checks the backup's
@@ -52,7 +53,8 @@ public actor RestoreOrchestrator {
 
     // MARK: API
 
-    public func restore(backupID: String, restoreID: String) async throws -> StackRestore {
+    /// `pointInTime`: a point-in-time recovery (see ``recoverCluster(_:target:backupID:restoreID:supervisor:)``).
+    public func restore(backupID: String, restoreID: String, pointInTime: PointInTimeTarget? = nil) async throws -> StackRestore {
         guard BackupID(backupID) != nil else { throw RPCError(.invalidArgument, "\"\(backupID)\" is not a backup id (yyyyMMddHHmmss)") }
         guard !restoreID.isEmpty, restoreID.count <= 64, restoreID.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
             throw RPCError(.invalidArgument, "restore_id must be 1 to 64 letters, digits or '-'")
@@ -79,9 +81,12 @@ public actor RestoreOrchestrator {
             throw RPCError(.failedPrecondition, "backup \(backupID)'s manifests cannot be relaunched on this stack; nothing was changed:\n\(error)")
         }
         let targets = try Self.targets(stack: relaunched, present: bootstrap.present, backupID: backupID)
-        let plan = Self.plan(stack: relaunched, targets: targets, pgSidecar: Self.serviceName(socket: config.kit.pgSidecarSocket),
+        let pgSidecar = Self.serviceName(socket: config.kit.pgSidecarSocket)
+        var recovery: Recovery? = nil
+        if let pointInTime { recovery = try await checkedRecovery(pointInTime, stack: relaunched, backupID: backupID, pgSidecar: pgSidecar) }
+        let plan = Self.plan(stack: relaunched, targets: targets, pgSidecar: pgSidecar,
                              esSidecar: Self.serviceName(socket: config.kit.esSidecarSocket),
-                             manifests: bootstrap.manifests, source: Self.manifestSource(backupID))
+                             manifests: bootstrap.manifests, source: Self.manifestSource(backupID), recovery: recovery)
         _ = try await supervisor.status(plan.first?.name ?? "deployment-service")
         if let file = bootstrap.storeFile {
             try store.replace(with: file, restoredBackup: backupID)
@@ -93,9 +98,14 @@ public actor RestoreOrchestrator {
         status.shortTermState = .running
         status.longTermState = .running
         status.startedAtUnixMs = unixMillis()
-        for t in targets {
+        if let recovery {
+            status.recovery.service = recovery.service
+            status.recovery.baseBackupID = backupID
+            status.recovery.target = recovery.target
+        }
+        for t in (recovery.map { [$0.service] } ?? []) + targets.map({ $0.name }) {
             var s = ServiceRestoreStatus()
-            s.backupID = backupID; s.restoreID = restoreID; s.service = t.name; s.state = .running; s.progress.phase = "waiting"
+            s.backupID = backupID; s.restoreID = restoreID; s.service = t; s.state = .running; s.progress.phase = "waiting"
             s.startedAtUnixMs = status.startedAtUnixMs
             status.shortTerm.append(s)
             status.longTerm.append(s)
@@ -303,6 +313,19 @@ public actor RestoreOrchestrator {
         case restoreHeld(Target)
         /// Restored through the sidecars while it is down, then started.
         case restoreStopped(Target)
+        /// The cluster server of a point-in-time recovery: rebuilt from the backup's base backup, WAL
+        /// replayed to the target, promoted.
+        case recoverCluster(PointInTimeTarget)
+        /// Started at once, not waiting for its dependencies: the pg-sidecar of a point-in-time
+        /// recovery, which the recovering server reads its base backup and WAL through.
+        case startWithoutDependencies
+    }
+
+    /// A point-in-time recovery, checked: the cluster server it rebuilds and where it stops.
+    struct Recovery: Sendable {
+        var service: String
+        var target: PointInTimeTarget
+        var pgSidecar: String
     }
 
     /// One service of the relaunch.
@@ -319,14 +342,27 @@ public actor RestoreOrchestrator {
     /// `esSidecar` for indices), whether or not its manifest names them.
     /// `manifests` are the texts services start with (by name), found in `source` (`backup <id>:
     /// deployment-service/`).
+    /// With `recovery`, the cluster server is recovered (after the pg-sidecar, which starts first, not
+    /// waiting for it) and the restored services keep their databases as it left them.
     static func plan(stack: StackServices, targets: [Target], pgSidecar: String, esSidecar: String,
-                     manifests: [String: String] = [:], source: String = "") -> [Step] {
+                     manifests: [String: String] = [:], source: String = "", recovery: Recovery? = nil) -> [Step] {
         let byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         return stack.services.filter { $0.manifest.kind != .orchestrator }.map { s in
             var dependsOn = s.manifest.dependsOn
             let manifest = manifests[s.manifest.name].map { Launch(manifest: $0, path: source + "manifests/\(s.manifest.name).toml") }
+            if let recovery {
+                if s.manifest.name == recovery.service {
+                    return Step(name: s.manifest.name, dependsOn: dependsOn.filter { $0 != pgSidecar } + [pgSidecar],
+                                role: .recoverCluster(recovery.target), launch: manifest)
+                }
+                if s.manifest.name == pgSidecar {
+                    return Step(name: s.manifest.name, dependsOn: dependsOn.filter { $0 != recovery.service }, role: .startWithoutDependencies,
+                                launch: manifest)
+                }
+            }
             guard let t = byName[s.manifest.name] else { return Step(name: s.manifest.name, dependsOn: dependsOn, role: .start, launch: manifest) }
             if !t.owned.databases.isEmpty && !dependsOn.contains(pgSidecar) { dependsOn.append(pgSidecar) }
+            if let recovery, !t.owned.databases.isEmpty, !dependsOn.contains(recovery.service) { dependsOn.append(recovery.service) }
             if !t.owned.indices.isEmpty && !dependsOn.contains(esSidecar) { dependsOn.append(esSidecar) }
             return Step(name: t.name, dependsOn: dependsOn, role: t.contract && t.socketPath != nil ? .restoreHeld(t) : .restoreStopped(t),
                         launch: manifest)
@@ -355,6 +391,7 @@ public actor RestoreOrchestrator {
 
     private func perform(restoreID: String, backupID: String, plan: [Step], supervisor: SupervisorLink, context: Context) async -> StackRestore {
         self.context = context
+        let recovering = plan.contains { if case .recoverCluster = $0.role { true } else { false } }
         var failure: String?
         do {
             try await withThrowingTaskGroup(of: Void.self) { longTerms in
@@ -367,7 +404,9 @@ public actor RestoreOrchestrator {
                         for step in Self.ready(plan, started: started, done: done) where inFlight < config.maxParallel {
                             started.insert(step.name)
                             inFlight += 1
-                            group.addTask { (step.name, try await self.bringUp(step, backupID: backupID, restoreID: restoreID, supervisor: supervisor)) }
+                            group.addTask {
+                        (step.name, try await self.bringUp(step, backupID: backupID, restoreID: restoreID, supervisor: supervisor, keepDatabases: recovering))
+                    }
                         }
                         guard let (name, follow) = try await group.next() else {
                             let stuck = plan.map(\.name).filter { !done.contains($0) }
@@ -400,21 +439,34 @@ public actor RestoreOrchestrator {
     }
 
     /// Brings one service back; returns how to follow its long-term part, if it has one.
-    private func bringUp(_ step: Step, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm? {
+    private func bringUp(_ step: Step, backupID: String, restoreID: String, supervisor: SupervisorLink, keepDatabases: Bool) async throws -> LongTerm? {
         switch step.role {
-        case .start:
+        case .start, .startWithoutDependencies:
             if SupervisorLink.isDown(try await supervisor.status(step.name).state) {
-                try await supervisor.start(step.name, hold: nil, launch: step.launch)
+                let now: Bool = if case .startWithoutDependencies = step.role { true } else { false }
+                try await supervisor.start(step.name, hold: nil, launch: step.launch, withoutDependencies: now)
             }
             try await supervisor.waitUntilRunning(step.name, timeout: Self.startTimeout)
+            return nil
+        case .recoverCluster(let target):
+            do {
+                try await recoverCluster(step, target: target, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+            } catch {
+                let message = "\(step.name): \(error)"
+                fail(restoreID, step.name, longTerm: false, message)
+                fail(restoreID, step.name, longTerm: true, message)
+                throw ParticipantError(message)
+            }
             return nil
         case .restoreHeld(let t), .restoreStopped(let t):
             do {
                 try await stopIfRunning(t.name, supervisor: supervisor)
                 if case .restoreHeld = step.role, let socket = t.socketPath {
-                    return try await restoreHeld(t, socket: socket, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                    return try await restoreHeld(t, socket: socket, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor,
+                                                 keepDatabases: keepDatabases)
                 }
-                return try await restoreStopped(t, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor)
+                return try await restoreStopped(t, launch: step.launch, backupID: backupID, restoreID: restoreID, supervisor: supervisor,
+                                                keepDatabases: keepDatabases)
             } catch {
                 let message = "\(t.name): \(error)"
                 update(restoreID, t.name, short: { s in
@@ -438,7 +490,7 @@ public actor RestoreOrchestrator {
 
     /// A service whose data is about to be replaced must be down: it is stopped (and must stop) when
     /// it runs (a restore asked of a running stack).
-    private func stopIfRunning(_ name: String, supervisor: SupervisorLink) async throws {
+    func stopIfRunning(_ name: String, supervisor: SupervisorLink) async throws {
         let state = try await supervisor.status(name).state
         guard !SupervisorLink.isDown(state) else { return }
         logger.notice("\(name) is \(state): stopping it before its data is replaced")
@@ -447,7 +499,8 @@ public actor RestoreOrchestrator {
 
     /// A contract service: started held down, checked to be held, restored over its contract; its hold
     /// is released once the short-term part is done.
-    private func restoreHeld(_ t: Target, socket: String, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreHeld(_ t: Target, socket: String, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink,
+                             keepDatabases: Bool) async throws -> LongTerm {
         update(restoreID, t.name, short: { $0.progress.phase = "starting" }, long: nil)
         try await supervisor.start(t.name, hold: RestoreHold(restoreID: restoreID, backupID: backupID), launch: launch)
         try await supervisor.waitUntilRunning(t.name, timeout: Self.startTimeout)
@@ -470,6 +523,7 @@ public actor RestoreOrchestrator {
             var request = Automate_Backup_V1_RestoreRequest()
             request.backupID = backupID
             request.restoreID = restoreID
+            request.keepDatabases = keepDatabases
             _ = try await client.call(BackupService.restore, request, timeout: .seconds(60))
             try await follow(client, BackupService.watchRestoreShortTerm, statusRequest, service: t.name, restoreID: restoreID, longTerm: false)
             try await supervisor.releaseHold(t.name)
@@ -512,9 +566,10 @@ public actor RestoreOrchestrator {
 
     /// A service without the contract: restored in process through the sidecars while it is down, then
     /// started.
-    private func restoreStopped(_ t: Target, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink) async throws -> LongTerm {
+    private func restoreStopped(_ t: Target, launch: Launch?, backupID: String, restoreID: String, supervisor: SupervisorLink,
+                                keepDatabases: Bool) async throws -> LongTerm {
         let kit = kits.kit(for: t.name, owned: t.owned, config: config.kit, logger: logger)
-        _ = try await kit.restore(backupID: backupID, restoreID: restoreID)
+        _ = try await kit.restore(backupID: backupID, restoreID: restoreID, keepDatabases: keepDatabases)
         var short = try await kit.restoreStatus(restoreID, longTerm: false)
         for await s in try await kit.watchRestore(restoreID, longTerm: false) {
             short = s
@@ -538,7 +593,7 @@ public actor RestoreOrchestrator {
     }
 
     /// Marks one part of a service's restore failed (when it still runs).
-    private func fail(_ restoreID: String, _ service: String, longTerm: Bool, _ message: String) {
+    func fail(_ restoreID: String, _ service: String, longTerm: Bool, _ message: String) {
         let mark: @Sendable (inout ServiceRestoreStatus) -> Void = { s in
             if s.state == .running { s.state = .failed; s.error = message; s.finishedAtUnixMs = unixMillis() }
         }
@@ -547,7 +602,7 @@ public actor RestoreOrchestrator {
 
     // MARK: status
 
-    private func update(_ id: String, _ service: String, short: (@Sendable (inout ServiceRestoreStatus) -> Void)?,
+    func update(_ id: String, _ service: String, short: (@Sendable (inout ServiceRestoreStatus) -> Void)?,
                         long: (@Sendable (inout ServiceRestoreStatus) -> Void)?) {
         guard let context, running == id else { return }
         let (store, logger) = (self.store, self.logger)
@@ -575,6 +630,16 @@ public actor RestoreOrchestrator {
         }
         // The journal follows every change of state (not every byte of progress).
         if s.shortTerm.map(\.state) + s.longTerm.map(\.state) + [s.shortTermState] != before { journal(store, logger, s) }
+    }
+
+    /// A change to the running restore's whole status (journaled).
+    func report(_ id: String, _ change: @escaping @Sendable (inout StackRestore) -> Void) {
+        guard let context, running == id else { return }
+        let (store, logger) = (self.store, self.logger)
+        context.report { s in
+            change(&s)
+            Self.journal(store, logger, s)
+        }
     }
 
     /// Every service is back up (the short-term part of each restored one is done, the others run).

@@ -47,13 +47,16 @@ actor SupervisorLink {
 
     private func serviceCall(
         _ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>, _ name: String,
-        hold: RestoreHold? = nil, launch: RestoreOrchestrator.Launch? = nil
+        hold: RestoreHold? = nil, launch: RestoreOrchestrator.Launch? = nil, withoutDependencies: Bool = false
     ) async throws -> ServiceStatus {
         var request = ControlService.ServiceRequest()
         request.name = name
+        request.withoutDependencies = withoutDependencies
         if let hold {
             request.hold.restoreID = hold.restoreID
             request.hold.backupID = hold.backupID
+            request.hold.recoveryTarget = hold.recoveryTarget
+            request.hold.recoveryCluster = hold.recoveryCluster
         }
         if let launch {
             request.manifest = launch.manifest
@@ -91,9 +94,9 @@ actor SupervisorLink {
     }
 
     /// Starts the service, held down for `hold`'s restore when given, with `launch`'s manifest (a backup's)
-    /// instead of its own when given.
-    func start(_ name: String, hold: RestoreHold?, launch: RestoreOrchestrator.Launch? = nil) async throws {
-        _ = try await serviceCall(SupervisorService.startService, name, hold: hold, launch: launch)
+    /// instead of its own when given; `withoutDependencies`: now, not once its dependencies are healthy.
+    func start(_ name: String, hold: RestoreHold?, launch: RestoreOrchestrator.Launch? = nil, withoutDependencies: Bool = false) async throws {
+        _ = try await serviceCall(SupervisorService.startService, name, hold: hold, launch: launch, withoutDependencies: withoutDependencies)
     }
 
     /// Lets the service's next start be a normal one (its short-term restore is done).

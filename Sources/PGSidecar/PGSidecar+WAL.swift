@@ -159,7 +159,7 @@ extension PGSidecar {
     }
 
     /// The object under `key` in the repository, or nil when there is none.
-    private func readObject(_ key: String) throws -> [UInt8]? {
+    func readObject(_ key: String) throws -> [UInt8]? {
         do {
             return try artifacts.s3.getObjectSync(bucket: artifacts.bucket, key: artifacts.prefix + key)
         } catch let e as S3Error where e.isNotFound {
@@ -167,7 +167,7 @@ extension PGSidecar {
         }
     }
 
-    private static func walRPCError(_ error: any Error, doing what: String) -> RPCError {
+    static func walRPCError(_ error: any Error, doing what: String) -> RPCError {
         switch error {
         case let e as RPCError: return e
         case let e as ArtifactStorageError where e.code == .integrity: return RPCError(.dataLoss, "\(what): \(e.message)")

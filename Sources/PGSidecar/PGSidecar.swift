@@ -135,6 +135,29 @@ public final class PGSidecar: Sendable {
         server.register(PGSidecarService.walArchiveStatus) { [self] (_: Automate_Sidecar_Pg_PGWALArchiveStatusRequest, _) -> Automate_Sidecar_Pg_PGWALArchiveStatus in
             try await runBlocking("pg.wal-status") { [self] _ in try walArchiveStatus() }
         }
+        server.register(PGSidecarService.readBaseBackup) { [self] (req: Automate_Sidecar_Pg_PGReadBaseBackupRequest, writer: RPCResponseWriter<Automate_Sidecar_Pg_PGBaseBackupBytes>, context) in
+            try mayHandleWAL(context.caller, method: "ReadBaseBackup")
+            let relay = ByteRelay(capacity: 4)
+            defer { relay.close() }
+            let reading = Task { [self] in
+                do {
+                    try await runBlocking("pg.base-read") { [self] _ in try readBaseBackup(backupID: req.backupID, service: req.service, into: relay) }
+                    relay.finish()
+                } catch {
+                    relay.finish(throwing: error)
+                }
+            }
+            defer { reading.cancel() }
+            for try await piece in relay.pieces {
+                var message = Automate_Sidecar_Pg_PGBaseBackupBytes()
+                message.data = Data(piece)
+                try await writer.send(message)
+                relay.consumed()
+            }
+        }
+        server.register(PGSidecarService.clusterRecovery) { [self] (_: Automate_Sidecar_Pg_PGClusterRecoveryRequest, _) -> Automate_Sidecar_Pg_PGClusterRecovery in
+            try await runBlocking("pg.recovery-status") { [self] _ in try clusterRecovery() }
+        }
     }
 
     /// The status of an operation; NOT_FOUND (naming this sidecar) when it is unknown here.

@@ -159,8 +159,9 @@ public final class BackupKit: Sendable {
     }
 
     /// Starts restoring `backupID` under `restoreID`; returns the short-term RUNNING status at once. A
-    /// service started held down for a restore accepts only that restore.
-    public func restore(backupID: String, restoreID: String) async throws -> ServiceRestoreStatus {
+    /// service started held down for a restore accepts only that restore. `keepDatabases`: leave the
+    /// databases as a point-in-time recovery left them (see ``ServiceRestore/run(backupID:restoreID:context:keepDatabases:)``).
+    public func restore(backupID: String, restoreID: String, keepDatabases: Bool = false) async throws -> ServiceRestoreStatus {
         guard BackupID(backupID) != nil, !restoreID.isEmpty else {
             throw RPCError(.invalidArgument, "backup_id must be yyyyMMddHHmmss and restore_id non-empty")
         }
@@ -180,7 +181,7 @@ public final class BackupKit: Sendable {
             ) { context in
                 logger.info("restore \(restoreID) of backup \(backupID): started")
                 do {
-                    try await engine.run(backupID: backupID, restoreID: restoreID, context: context)
+                    try await engine.run(backupID: backupID, restoreID: restoreID, context: context, keepDatabases: keepDatabases)
                     logger.info("restore \(restoreID): completed")
                 } catch {
                     logger.error("restore \(restoreID): failed: \(error)")
@@ -248,7 +249,7 @@ public final class BackupKit: Sendable {
             return Automate_Backup_V1_DeleteBackupResponse()
         }
         server.register(BackupService.restore) { [self] (req: Automate_Backup_V1_RestoreRequest, _) -> ServiceRestoreStatus in
-            try await restore(backupID: req.backupID, restoreID: req.restoreID)
+            try await restore(backupID: req.backupID, restoreID: req.restoreID, keepDatabases: req.keepDatabases)
         }
         server.register(BackupService.restoreStatusShortTerm) { [self] (req: Automate_Backup_V1_RestoreStatusRequest, _) -> ServiceRestoreStatus in
             try await restoreStatus(req.restoreID, longTerm: false)

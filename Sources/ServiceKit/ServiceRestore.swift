@@ -87,12 +87,18 @@ public struct ServiceRestore: Sendable {
     /// Runs the restore, reporting to `context` one item per part (`pg` and `files/<name>` short-term,
     /// ``longTermItem`` long-term); its phase becomes `loading` once the short-term part is done. Returns
     /// when both parts are done. Cancelling the calling task cancels the sidecars' work and kills tar.
-    public func run(backupID: String, restoreID: String, context: OperationContext) async throws {
+    /// `keepDatabases`: a point-in-time recovery already brought the databases to the operator's point;
+    /// they are left as they are (item `pg` says so) and only the rest comes from the backup.
+    public func run(backupID: String, restoreID: String, context: OperationContext, keepDatabases: Bool = false) async throws {
         let metadata = try await metadata(backupID: backupID)
         let prefix = "\(backupID)/\(service)/"
         let calls = SidecarCalls(config: config)
         let service = self.service, config = self.config, owned = self.owned
-        let dumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql", "pg_dump_custom_chunked"].contains($0.format) }
+        let allDumps = metadata.artifacts.filter { ["pg_dump_custom_zstd", "pg_dump_custom", "pg_plain_sql", "pg_dump_custom_chunked"].contains($0.format) }
+        let dumps = keepDatabases ? [] : allDumps
+        if keepDatabases && !allDumps.isEmpty {
+            context.report(item: "pg") { $0.phase = .done; $0.step = "kept: recovered to the point in time" }
+        }
         let archives = metadata.artifacts.filter { ["tar_zstd", "tar_gzip", "tar_chunked"].contains($0.format) }
         let exports = metadata.artifacts.filter { $0.format == "ndjson_export" }
         var missing: [String] = []

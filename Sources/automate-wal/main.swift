@@ -3,6 +3,10 @@
 //
 //   automate-wal archive [--socket PATH] <path> <name>    archive_command = '... archive %p %f'
 //   automate-wal fetch   [--socket PATH] [--cluster ID] <name> <path>    restore_command = '... fetch %f %p'
+//   automate-wal base-backup [--socket PATH] <backup-id> <service>   a base backup's tar, on stdout
+//
+// base-backup is the cluster server's init hook's, for a point-in-time recovery: it pipes the tar into
+// `tar -x` in an empty data folder (exit 0 once every byte was written and checked, 1 otherwise).
 //
 // The socket defaults to $AUTOMATE_RUN_DIR/pg-sidecar-service.sock; --cluster names the archive to read
 // (a base backup's cluster: its system identifier), by default the running server's. Exit status, as PostgreSQL reads it:
@@ -36,8 +40,8 @@ func option(_ name: String, in arguments: inout [String]) -> String? {
 }
 let socket = option("--socket", in: &arguments) ?? ProcessInfo.processInfo.environment["AUTOMATE_RUN_DIR"].map { $0 + "/pg-sidecar-service.sock" }
 let cluster = option("--cluster", in: &arguments) ?? ""
-guard arguments.count == 3, ["archive", "fetch"].contains(arguments[0]) else {
-    say("usage: automate-wal archive [--socket PATH] <path> <name> | fetch [--socket PATH] [--cluster ID] <name> <path>")
+guard arguments.count == 3, ["archive", "fetch", "base-backup"].contains(arguments[0]) else {
+    say("usage: automate-wal archive [--socket PATH] <path> <name> | fetch [--socket PATH] [--cluster ID] <name> <path> | base-backup [--socket PATH] <backup-id> <service>")
     exit(2)
 }
 guard let socket else {
@@ -45,6 +49,28 @@ guard let socket else {
     exit(2)
 }
 let fetching = arguments[0] == "fetch"
+
+if arguments[0] == "base-backup" {
+    let (backupID, service) = (arguments[1], arguments[2])
+    do {
+        let client = try await RPCClient.connect(socketPath: socket)
+        defer { Task { await client.close() } }
+        var request = Automate_Sidecar_Pg_PGReadBaseBackupRequest()
+        request.backupID = backupID
+        request.service = service
+        let out = FileHandle.standardOutput
+        var total = 0
+        for try await piece in client.stream(PGSidecarService.readBaseBackup, request, timeout: .seconds(24 * 3600)) {
+            try out.write(contentsOf: piece.data)
+            total += piece.data.count
+        }
+        say("base backup of \(service) in \(backupID): \(total) bytes of tar written")
+        exit(0)
+    } catch {
+        say("base-backup \(backupID) \(service) through \(socket): \(error)")
+        exit(1)
+    }
+}
 
 /// Writes `bytes` to `path` whole: a temporary file beside it, fsynced, renamed over it.
 func writeWhole(_ bytes: Data, to path: String) throws {

@@ -60,7 +60,9 @@ let sidecar = PGSidecar(config: config, logger: logger)
 var serverConfiguration = RPCServer.Configuration(socketPath: config.socketPath)
 // Clients (the services that depend on this sidecar) back up and restore their own databases; whole
 // repository prefixes are the deployment-service's.
-serverConfiguration.trustedOnlyMethods = [PGSidecarService.createRepo.name, PGSidecarService.deleteRepo.name, PGSidecarService.createBaseBackup.name]
+serverConfiguration.trustedOnlyMethods = [
+    PGSidecarService.createRepo.name, PGSidecarService.deleteRepo.name, PGSidecarService.createBaseBackup.name, PGSidecarService.clusterRecovery.name,
+]
 // ArchiveWAL carries a whole WAL segment (16 MiB) and its framing.
 serverConfiguration.maxFrameSize = PGSidecar.maxWALFrame
 let server = RPCServer(configuration: serverConfiguration, logger: logger)

@@ -93,7 +93,7 @@ import Testing
                 await client.close()
             }
         }
-        #expect(count == 58)
+        #expect(count == 60)
     }
 
     @Test func typedCallToAMethodTheServerLacksFailsUnimplemented() async throws {
@@ -116,7 +116,7 @@ import Testing
     @Test func wireNamesAreUnchanged() {
         #expect(PGSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "ListDatabases", "CreateBackup", "DeleteBackup", "Restore", "Status", "WatchStatus",
-            "Cancel", "CreateBaseBackup", "ArchiveWAL", "FetchWAL", "WALArchiveStatus",
+            "Cancel", "CreateBaseBackup", "ArchiveWAL", "FetchWAL", "WALArchiveStatus", "ReadBaseBackup", "ClusterRecovery",
         ])
         #expect(ESSidecarService.methods.map(\.name) == [
             "CreateRepo", "DeleteRepo", "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot", "SnapshotStatus",

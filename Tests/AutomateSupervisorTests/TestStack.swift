@@ -63,7 +63,7 @@ final class TestStack: @unchecked Sendable {
                     let deadline = ContinuousClock.now + .seconds(60)
                     while SupervisorLock.holder(path: lock) != nil && ContinuousClock.now < deadline { usleep(50_000) }
                 }
-                try? FileManager.default.removeItem(atPath: root)
+                if ProcessInfo.processInfo.environment["AUTOMATE_TEST_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) }
             }
         }
     }()
@@ -165,7 +165,8 @@ final class TestStack: @unchecked Sendable {
         if SupervisorLock.holder(path: home.lockFilePath) != nil {
             _ = try? await automate(["stop"])
         }
-        try? FileManager.default.removeItem(atPath: root)
+        // AUTOMATE_TEST_KEEP=1 keeps every stack's folder (logs, data, repository) for a look afterwards.
+        if ProcessInfo.processInfo.environment["AUTOMATE_TEST_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) }
         _ = Self.live.withLock { $0.remove(root) }
     }
 

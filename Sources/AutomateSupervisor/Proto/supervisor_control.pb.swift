@@ -135,6 +135,11 @@ public nonisolated struct Automate_Supervisor_V1_ServiceRequest: Sendable {
   /// Names `manifest` in errors ("backup 20261202103000: manifests/teams-service.toml").
   public var manifestPath: String = String()
 
+  /// StartService only: start now, without waiting for its dependencies to be healthy (a point-in-time
+  /// recovery starts the pg-sidecar before the database server, whose recovery reads WAL through it).
+  /// Holds for this start and its restarts, until the service is stopped.
+  public var withoutDependencies: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -151,6 +156,13 @@ public nonisolated struct Automate_Supervisor_V1_RestoreHold: Sendable {
   public var restoreID: String = String()
 
   public var backupID: String = String()
+
+  /// A point-in-time recovery of the cluster server: AUTOMATE_RECOVERY_TARGET ("time:<timestamp>",
+  /// "lsn:<lsn>", "backup_end") and AUTOMATE_RECOVERY_CLUSTER (the archive's system identifier) for
+  /// its hooks and process.
+  public var recoveryTarget: String = String()
+
+  public var recoveryCluster: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -468,7 +480,7 @@ nonisolated extension Automate_Supervisor_V1_StatusResponse: SwiftProtobuf.Messa
 
 nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}hold\0\u{1}manifest\0\u{3}manifest_path\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}hold\0\u{1}manifest\0\u{3}manifest_path\0\u{3}without_dependencies\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -480,6 +492,7 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularMessageField(value: &self._hold) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.manifest) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.manifestPath) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.withoutDependencies) }()
       default: break
       }
     }
@@ -502,6 +515,9 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
     if !self.manifestPath.isEmpty {
       try visitor.visitSingularStringField(value: self.manifestPath, fieldNumber: 4)
     }
+    if self.withoutDependencies != false {
+      try visitor.visitSingularBoolField(value: self.withoutDependencies, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -510,6 +526,7 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
     if lhs._hold != rhs._hold {return false}
     if lhs.manifest != rhs.manifest {return false}
     if lhs.manifestPath != rhs.manifestPath {return false}
+    if lhs.withoutDependencies != rhs.withoutDependencies {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -517,7 +534,7 @@ nonisolated extension Automate_Supervisor_V1_ServiceRequest: SwiftProtobuf.Messa
 
 nonisolated extension Automate_Supervisor_V1_RestoreHold: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RestoreHold"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}restore_id\0\u{3}backup_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}restore_id\0\u{3}backup_id\0\u{3}recovery_target\0\u{3}recovery_cluster\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -527,6 +544,8 @@ nonisolated extension Automate_Supervisor_V1_RestoreHold: SwiftProtobuf.Message,
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.restoreID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.recoveryTarget) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.recoveryCluster) }()
       default: break
       }
     }
@@ -539,12 +558,20 @@ nonisolated extension Automate_Supervisor_V1_RestoreHold: SwiftProtobuf.Message,
     if !self.backupID.isEmpty {
       try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 2)
     }
+    if !self.recoveryTarget.isEmpty {
+      try visitor.visitSingularStringField(value: self.recoveryTarget, fieldNumber: 3)
+    }
+    if !self.recoveryCluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.recoveryCluster, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Supervisor_V1_RestoreHold, rhs: Automate_Supervisor_V1_RestoreHold) -> Bool {
     if lhs.restoreID != rhs.restoreID {return false}
     if lhs.backupID != rhs.backupID {return false}
+    if lhs.recoveryTarget != rhs.recoveryTarget {return false}
+    if lhs.recoveryCluster != rhs.recoveryCluster {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -251,6 +251,10 @@ public nonisolated struct Automate_Backup_V1_RestoreRequest: Sendable {
 
   public var restoreID: String = String()
 
+  /// A point-in-time recovery already brought the databases to the operator's point: restore everything
+  /// else the service owns from backup_id, and leave its databases as they are.
+  public var keepDatabases: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -657,7 +661,7 @@ nonisolated extension Automate_Backup_V1_DeleteBackupResponse: SwiftProtobuf.Mes
 
 nonisolated extension Automate_Backup_V1_RestoreRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RestoreRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0\u{3}keep_databases\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -667,6 +671,7 @@ nonisolated extension Automate_Backup_V1_RestoreRequest: SwiftProtobuf.Message, 
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.restoreID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.keepDatabases) }()
       default: break
       }
     }
@@ -679,12 +684,16 @@ nonisolated extension Automate_Backup_V1_RestoreRequest: SwiftProtobuf.Message, 
     if !self.restoreID.isEmpty {
       try visitor.visitSingularStringField(value: self.restoreID, fieldNumber: 2)
     }
+    if self.keepDatabases != false {
+      try visitor.visitSingularBoolField(value: self.keepDatabases, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Backup_V1_RestoreRequest, rhs: Automate_Backup_V1_RestoreRequest) -> Bool {
     if lhs.backupID != rhs.backupID {return false}
     if lhs.restoreID != rhs.restoreID {return false}
+    if lhs.keepDatabases != rhs.keepDatabases {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -152,9 +152,79 @@ public nonisolated struct Automate_Deployment_V1_StackRestoreRequest: Sendable {
 
   public var restoreID: String = String()
 
+  /// Set: a point-in-time recovery. The cluster's server (the manifest with [backup] cluster) is rebuilt
+  /// from backup_id's base backup and replays archived WAL up to the target; the services' databases are
+  /// then left as recovered (only their other data comes from backup_id).
+  public var pointInTime: Automate_Deployment_V1_PointInTimeTarget {
+    get {_pointInTime ?? Automate_Deployment_V1_PointInTimeTarget()}
+    set {_pointInTime = newValue}
+  }
+  /// Returns true if `pointInTime` has been explicitly set.
+  public var hasPointInTime: Bool {self._pointInTime != nil}
+  /// Clears the value of `pointInTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPointInTime() {self._pointInTime = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _pointInTime: Automate_Deployment_V1_PointInTimeTarget? = nil
+}
+
+/// Where a point-in-time recovery stops.
+public nonisolated struct Automate_Deployment_V1_PointInTimeTarget: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "time" (value: a timestamp PostgreSQL reads, "2026-12-01 16:58:00+00"), "lsn" (value: "0/3000060")
+  /// or "backup_end" (the base backup's end: the earliest consistent point).
+  public var kind: String = String()
+
+  public var value: String = String()
+
+  /// The base backup's cluster (system identifier): the WAL archive recovery reads.
+  public var cluster: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a point-in-time recovery reached, once the server is promoted.
+public nonisolated struct Automate_Deployment_V1_PointInTimeResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the cluster's server (automate-postgresql)
+  public var service: String = String()
+
+  public var baseBackupID: String = String()
+
+  public var target: Automate_Deployment_V1_PointInTimeTarget {
+    get {_target ?? Automate_Deployment_V1_PointInTimeTarget()}
+    set {_target = newValue}
+  }
+  /// Returns true if `target` has been explicitly set.
+  public var hasTarget: Bool {self._target != nil}
+  /// Clears the value of `target`. Subsequent reads from it will return its default value.
+  public mutating func clearTarget() {self._target = nil}
+
+  /// the last WAL record replayed
+  public var reachedLsn: String = String()
+
+  /// the commit time of the last transaction replayed; empty: none
+  public var lastTransactionAt: String = String()
+
+  /// the timeline the promoted server writes on
+  public var timeline: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _target: Automate_Deployment_V1_PointInTimeTarget? = nil
 }
 
 public nonisolated struct Automate_Deployment_V1_StackRestoreStatusRequest: Sendable {
@@ -169,33 +239,72 @@ public nonisolated struct Automate_Deployment_V1_StackRestoreStatusRequest: Send
   public init() {}
 }
 
-public nonisolated struct Automate_Deployment_V1_StackRestore: Sendable {
+public nonisolated struct Automate_Deployment_V1_StackRestore: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var backupID: String = String()
+  public var backupID: String {
+    get {_storage._backupID}
+    set {_uniqueStorage()._backupID = newValue}
+  }
 
-  public var restoreID: String = String()
+  public var restoreID: String {
+    get {_storage._restoreID}
+    set {_uniqueStorage()._restoreID = newValue}
+  }
 
   /// Short-term: every service restored enough to run. Long-term: bulk data (search) loaded too.
-  public var shortTermState: Automate_Backup_V1_OperationState = .unspecified
+  public var shortTermState: Automate_Backup_V1_OperationState {
+    get {_storage._shortTermState}
+    set {_uniqueStorage()._shortTermState = newValue}
+  }
 
-  public var longTermState: Automate_Backup_V1_OperationState = .unspecified
+  public var longTermState: Automate_Backup_V1_OperationState {
+    get {_storage._longTermState}
+    set {_uniqueStorage()._longTermState = newValue}
+  }
 
-  public var shortTerm: [Automate_Backup_V1_RestoreStatus] = []
+  public var shortTerm: [Automate_Backup_V1_RestoreStatus] {
+    get {_storage._shortTerm}
+    set {_uniqueStorage()._shortTerm = newValue}
+  }
 
-  public var longTerm: [Automate_Backup_V1_RestoreStatus] = []
+  public var longTerm: [Automate_Backup_V1_RestoreStatus] {
+    get {_storage._longTerm}
+    set {_uniqueStorage()._longTerm = newValue}
+  }
 
-  public var error: String = String()
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
 
-  public var startedAtUnixMs: Int64 = 0
+  public var startedAtUnixMs: Int64 {
+    get {_storage._startedAtUnixMs}
+    set {_uniqueStorage()._startedAtUnixMs = newValue}
+  }
 
-  public var finishedAtUnixMs: Int64 = 0
+  public var finishedAtUnixMs: Int64 {
+    get {_storage._finishedAtUnixMs}
+    set {_uniqueStorage()._finishedAtUnixMs = newValue}
+  }
+
+  /// A point-in-time recovery's outcome (set once the server is promoted).
+  public var recovery: Automate_Deployment_V1_PointInTimeResult {
+    get {_storage._recovery ?? Automate_Deployment_V1_PointInTimeResult()}
+    set {_uniqueStorage()._recovery = newValue}
+  }
+  /// Returns true if `recovery` has been explicitly set.
+  public var hasRecovery: Bool {_storage._recovery != nil}
+  /// Clears the value of `recovery`. Subsequent reads from it will return its default value.
+  public mutating func clearRecovery() {_uniqueStorage()._recovery = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -453,7 +562,7 @@ nonisolated extension Automate_Deployment_V1_DeleteStackBackupsResponse: SwiftPr
 
 nonisolated extension Automate_Deployment_V1_StackRestoreRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StackRestoreRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0\u{3}point_in_time\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -463,24 +572,132 @@ nonisolated extension Automate_Deployment_V1_StackRestoreRequest: SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.restoreID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._pointInTime) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.backupID.isEmpty {
       try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
     }
     if !self.restoreID.isEmpty {
       try visitor.visitSingularStringField(value: self.restoreID, fieldNumber: 2)
     }
+    try { if let v = self._pointInTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Deployment_V1_StackRestoreRequest, rhs: Automate_Deployment_V1_StackRestoreRequest) -> Bool {
     if lhs.backupID != rhs.backupID {return false}
     if lhs.restoreID != rhs.restoreID {return false}
+    if lhs._pointInTime != rhs._pointInTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Deployment_V1_PointInTimeTarget: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PointInTimeTarget"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}value\0\u{1}cluster\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Deployment_V1_PointInTimeTarget, rhs: Automate_Deployment_V1_PointInTimeTarget) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Deployment_V1_PointInTimeResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PointInTimeResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}base_backup_id\0\u{1}target\0\u{3}reached_lsn\0\u{3}last_transaction_at\0\u{1}timeline\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.baseBackupID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._target) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reachedLsn) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.lastTransactionAt) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.timeline) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
+    }
+    if !self.baseBackupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseBackupID, fieldNumber: 2)
+    }
+    try { if let v = self._target {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.reachedLsn.isEmpty {
+      try visitor.visitSingularStringField(value: self.reachedLsn, fieldNumber: 4)
+    }
+    if !self.lastTransactionAt.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastTransactionAt, fieldNumber: 5)
+    }
+    if self.timeline != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeline, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Deployment_V1_PointInTimeResult, rhs: Automate_Deployment_V1_PointInTimeResult) -> Bool {
+    if lhs.service != rhs.service {return false}
+    if lhs.baseBackupID != rhs.baseBackupID {return false}
+    if lhs._target != rhs._target {return false}
+    if lhs.reachedLsn != rhs.reachedLsn {return false}
+    if lhs.lastTransactionAt != rhs.lastTransactionAt {return false}
+    if lhs.timeline != rhs.timeline {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -518,69 +735,132 @@ nonisolated extension Automate_Deployment_V1_StackRestoreStatusRequest: SwiftPro
 
 nonisolated extension Automate_Deployment_V1_StackRestore: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StackRestore"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0\u{3}short_term_state\0\u{3}long_term_state\0\u{3}short_term\0\u{3}long_term\0\u{1}error\0\u{3}started_at_unix_ms\0\u{3}finished_at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}restore_id\0\u{3}short_term_state\0\u{3}long_term_state\0\u{3}short_term\0\u{3}long_term\0\u{1}error\0\u{3}started_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{1}recovery\0")
+
+  fileprivate class _StorageClass {
+    var _backupID: String = String()
+    var _restoreID: String = String()
+    var _shortTermState: Automate_Backup_V1_OperationState = .unspecified
+    var _longTermState: Automate_Backup_V1_OperationState = .unspecified
+    var _shortTerm: [Automate_Backup_V1_RestoreStatus] = []
+    var _longTerm: [Automate_Backup_V1_RestoreStatus] = []
+    var _error: String = String()
+    var _startedAtUnixMs: Int64 = 0
+    var _finishedAtUnixMs: Int64 = 0
+    var _recovery: Automate_Deployment_V1_PointInTimeResult? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _backupID = source._backupID
+      _restoreID = source._restoreID
+      _shortTermState = source._shortTermState
+      _longTermState = source._longTermState
+      _shortTerm = source._shortTerm
+      _longTerm = source._longTerm
+      _error = source._error
+      _startedAtUnixMs = source._startedAtUnixMs
+      _finishedAtUnixMs = source._finishedAtUnixMs
+      _recovery = source._recovery
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.restoreID) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.shortTermState) }()
-      case 4: try { try decoder.decodeSingularEnumField(value: &self.longTermState) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.shortTerm) }()
-      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.longTerm) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.error) }()
-      case 8: try { try decoder.decodeSingularInt64Field(value: &self.startedAtUnixMs) }()
-      case 9: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._backupID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._restoreID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._shortTermState) }()
+        case 4: try { try decoder.decodeSingularEnumField(value: &_storage._longTermState) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._shortTerm) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._longTerm) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._startedAtUnixMs) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMs) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._recovery) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.backupID.isEmpty {
-      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
-    }
-    if !self.restoreID.isEmpty {
-      try visitor.visitSingularStringField(value: self.restoreID, fieldNumber: 2)
-    }
-    if self.shortTermState != .unspecified {
-      try visitor.visitSingularEnumField(value: self.shortTermState, fieldNumber: 3)
-    }
-    if self.longTermState != .unspecified {
-      try visitor.visitSingularEnumField(value: self.longTermState, fieldNumber: 4)
-    }
-    if !self.shortTerm.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.shortTerm, fieldNumber: 5)
-    }
-    if !self.longTerm.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.longTerm, fieldNumber: 6)
-    }
-    if !self.error.isEmpty {
-      try visitor.visitSingularStringField(value: self.error, fieldNumber: 7)
-    }
-    if self.startedAtUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.startedAtUnixMs, fieldNumber: 8)
-    }
-    if self.finishedAtUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.finishedAtUnixMs, fieldNumber: 9)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._backupID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._backupID, fieldNumber: 1)
+      }
+      if !_storage._restoreID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._restoreID, fieldNumber: 2)
+      }
+      if _storage._shortTermState != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._shortTermState, fieldNumber: 3)
+      }
+      if _storage._longTermState != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._longTermState, fieldNumber: 4)
+      }
+      if !_storage._shortTerm.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._shortTerm, fieldNumber: 5)
+      }
+      if !_storage._longTerm.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._longTerm, fieldNumber: 6)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 7)
+      }
+      if _storage._startedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startedAtUnixMs, fieldNumber: 8)
+      }
+      if _storage._finishedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._finishedAtUnixMs, fieldNumber: 9)
+      }
+      try { if let v = _storage._recovery {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Deployment_V1_StackRestore, rhs: Automate_Deployment_V1_StackRestore) -> Bool {
-    if lhs.backupID != rhs.backupID {return false}
-    if lhs.restoreID != rhs.restoreID {return false}
-    if lhs.shortTermState != rhs.shortTermState {return false}
-    if lhs.longTermState != rhs.longTermState {return false}
-    if lhs.shortTerm != rhs.shortTerm {return false}
-    if lhs.longTerm != rhs.longTerm {return false}
-    if lhs.error != rhs.error {return false}
-    if lhs.startedAtUnixMs != rhs.startedAtUnixMs {return false}
-    if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._backupID != rhs_storage._backupID {return false}
+        if _storage._restoreID != rhs_storage._restoreID {return false}
+        if _storage._shortTermState != rhs_storage._shortTermState {return false}
+        if _storage._longTermState != rhs_storage._longTermState {return false}
+        if _storage._shortTerm != rhs_storage._shortTerm {return false}
+        if _storage._longTerm != rhs_storage._longTerm {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._startedAtUnixMs != rhs_storage._startedAtUnixMs {return false}
+        if _storage._finishedAtUnixMs != rhs_storage._finishedAtUnixMs {return false}
+        if _storage._recovery != rhs_storage._recovery {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -538,6 +538,70 @@ public nonisolated struct Automate_Sidecar_Pg_PGWALArchiveStatus: Sendable {
   public init() {}
 }
 
+/// A base backup's tar, read back for a point-in-time recovery (the cluster server's init hook extracts
+/// it into an empty data folder): the bytes in order, checked against the base backup's record at the end.
+public nonisolated struct Automate_Sidecar_Pg_PGReadBaseBackupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var backupID: String = String()
+
+  /// the folder under the backup id (automate-postgresql)
+  public var service: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGBaseBackupBytes: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The server's recovery: whether it still replays WAL, and how far it got.
+public nonisolated struct Automate_Sidecar_Pg_PGClusterRecoveryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Automate_Sidecar_Pg_PGClusterRecovery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inRecovery: Bool = false
+
+  /// the last WAL record replayed (empty: the server never recovered)
+  public var replayLsn: String = String()
+
+  /// commit time of the last transaction replayed; empty: none
+  public var lastTransactionAt: String = String()
+
+  /// the timeline it is on (after promotion: the new one)
+  public var timeline: UInt32 = 0
+
+  /// its system identifier
+  public var cluster: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "automate.sidecar.pg"
@@ -1489,6 +1553,140 @@ nonisolated extension Automate_Sidecar_Pg_PGWALArchiveStatus: SwiftProtobuf.Mess
     if lhs.archiveTimeout != rhs.archiveTimeout {return false}
     if lhs.cluster != rhs.cluster {return false}
     if lhs.skippedBeforeFirstBackup != rhs.skippedBeforeFirstBackup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGReadBaseBackupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGReadBaseBackupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{1}service\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGReadBaseBackupRequest, rhs: Automate_Sidecar_Pg_PGReadBaseBackupRequest) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.service != rhs.service {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGBaseBackupBytes: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGBaseBackupBytes"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGBaseBackupBytes, rhs: Automate_Sidecar_Pg_PGBaseBackupBytes) -> Bool {
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGClusterRecoveryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGClusterRecoveryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGClusterRecoveryRequest, rhs: Automate_Sidecar_Pg_PGClusterRecoveryRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Automate_Sidecar_Pg_PGClusterRecovery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PGClusterRecovery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}in_recovery\0\u{3}replay_lsn\0\u{3}last_transaction_at\0\u{1}timeline\0\u{1}cluster\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.inRecovery) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.replayLsn) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.lastTransactionAt) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.timeline) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.inRecovery != false {
+      try visitor.visitSingularBoolField(value: self.inRecovery, fieldNumber: 1)
+    }
+    if !self.replayLsn.isEmpty {
+      try visitor.visitSingularStringField(value: self.replayLsn, fieldNumber: 2)
+    }
+    if !self.lastTransactionAt.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastTransactionAt, fieldNumber: 3)
+    }
+    if self.timeline != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeline, fieldNumber: 4)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Automate_Sidecar_Pg_PGClusterRecovery, rhs: Automate_Sidecar_Pg_PGClusterRecovery) -> Bool {
+    if lhs.inRecovery != rhs.inRecovery {return false}
+    if lhs.replayLsn != rhs.replayLsn {return false}
+    if lhs.lastTransactionAt != rhs.lastTransactionAt {return false}
+    if lhs.timeline != rhs.timeline {return false}
+    if lhs.cluster != rhs.cluster {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

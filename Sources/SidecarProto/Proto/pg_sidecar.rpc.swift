@@ -32,7 +32,11 @@ public enum PGSidecarService {
     public static let fetchWAL = RPCUnaryMethod<Automate_Sidecar_Pg_PGFetchWALRequest, Automate_Sidecar_Pg_PGFetchWALResponse>("FetchWAL")
     /// `WALArchiveStatus(PGWALArchiveStatusRequest) -> PGWALArchiveStatus`, called `WALArchiveStatus` on the wire.
     public static let walArchiveStatus = RPCUnaryMethod<Automate_Sidecar_Pg_PGWALArchiveStatusRequest, Automate_Sidecar_Pg_PGWALArchiveStatus>("WALArchiveStatus")
+    /// `ReadBaseBackup(PGReadBaseBackupRequest) -> stream PGBaseBackupBytes`, called `ReadBaseBackup` on the wire.
+    public static let readBaseBackup = RPCServerStreamMethod<Automate_Sidecar_Pg_PGReadBaseBackupRequest, Automate_Sidecar_Pg_PGBaseBackupBytes>("ReadBaseBackup")
+    /// `ClusterRecovery(PGClusterRecoveryRequest) -> PGClusterRecovery`, called `ClusterRecovery` on the wire.
+    public static let clusterRecovery = RPCUnaryMethod<Automate_Sidecar_Pg_PGClusterRecoveryRequest, Automate_Sidecar_Pg_PGClusterRecovery>("ClusterRecovery")
 
     /// Every method of the service, in declaration order.
-    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus, cancel, createBaseBackup, archiveWAL, fetchWAL, walArchiveStatus]
+    public static let methods: [any RPCMethod] = [createRepo, deleteRepo, listDatabases, createBackup, deleteBackup, restore, status, watchStatus, cancel, createBaseBackup, archiveWAL, fetchWAL, walArchiveStatus, readBaseBackup, clusterRecovery]
 }
