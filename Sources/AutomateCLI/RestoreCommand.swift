@@ -189,7 +189,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 chosen = parsed
             }
             let plan = try CLIError.reporting(exitCode: 2) { try PointInTimePlanner(repository: repository).plan(target, backups: completed, chosen: chosen) }
-            say("Point-in-time recovery to \(target): from backup \(plan.base.backup)'s base backup (consistent from \(PointInTimePlanner.text(plan.base.finishedAt))), then WAL of cluster \(plan.base.cluster) from \(plan.base.start) on (archived up to \(plan.newestArchived), at \(PointInTimePlanner.text(plan.newestArchivedAt))).")
+            say("Point-in-time recovery to \(target): from backup \(plan.base.backup)'s base backup (consistent from \(PointInTimePlanner.text(plan.base.finishedAt))), then WAL of cluster \(plan.base.cluster) from \(plan.base.start) on (archived up to \(plan.newestArchived), written until \(PointInTimePlanner.text(plan.newestWrittenAt))).")
             return plan
         }
 

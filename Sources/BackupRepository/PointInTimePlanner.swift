@@ -3,7 +3,8 @@ import Foundation
 /// Chooses the base backup a point-in-time recovery starts from and checks, before anything is touched,
 /// that the WAL archive can carry it to the target: the newest completed backup whose base backup ended
 /// before the target, and every WAL segment from its start on, with no gap, up to the target (a time
-/// target: up to a segment archived at or after it).
+/// target: up to a segment PostgreSQL finished writing at or after it: the records of that moment are in
+/// it or before it).
 public struct PointInTimePlanner {
     /// One base backup, as its `pg_base/metadata.json` records it.
     public struct BaseBackup: Sendable, Equatable {
@@ -22,11 +23,12 @@ public struct PointInTimePlanner {
     public struct Plan: Sendable, Equatable {
         public var base: BaseBackup
         public var target: RecoveryTarget
-        /// The last WAL segment the recovery is known to need (a time target: the first archived at or
-        /// after it), and the newest archived segment of the base backup's timeline.
+        /// The last WAL segment the recovery is known to need (a time target: the first written at or
+        /// after it), and the newest archived segment of the base backup's timeline, and when it was
+        /// written (archived, for records that do not say).
         public var lastNeeded: WALSegment
         public var newestArchived: WALSegment
-        public var newestArchivedAt: Date
+        public var newestWrittenAt: Date
     }
 
     public let repository: BackupRepository
@@ -87,7 +89,8 @@ public struct PointInTimePlanner {
         var archived: [WALSegment: Date] = [:]
         for (name, record) in records {
             guard let segment = WALSegment(name: name), segment.timeline == base.timeline else { continue }
-            archived[segment] = Self.date(record.archivedAt) ?? .distantPast
+            // When it was written (else archived): every record in it is from before then.
+            archived[segment] = record.writtenAt.flatMap(Self.date) ?? Self.date(record.archivedAt) ?? .distantPast
         }
         guard let newest = archived.keys.max() else {
             throw failure("the WAL archive of cluster \(base.cluster) has no segment of timeline \(base.timeline): backup \(base.backup)'s base backup cannot be recovered; nothing was changed")
@@ -98,13 +101,13 @@ public struct PointInTimePlanner {
         while true {
             guard let at = archived[segment] else {
                 if segment > newest || archived.keys.allSatisfy({ $0 < segment }) {
-                    throw failure("\(target) is past the end of the archived WAL: its newest segment, \(newest), was archived at \(Self.text(newestAt)); nothing was changed")
+                    throw failure("\(target) is past the end of the archived WAL: its newest segment, \(newest), was written at \(Self.text(newestAt)); nothing was changed")
                 }
                 let before = archived.keys.filter { $0 < segment }.max()
-                throw failure("WAL segment \(segment) is missing from the archive of cluster \(base.cluster)\(before.map { " (the one before it was archived at \(Self.text(archived[$0]!)))" } ?? ""): a recovery from backup \(base.backup) cannot pass it; recover to a point before it, or from a later base backup; nothing was changed")
+                throw failure("WAL segment \(segment) is missing from the archive of cluster \(base.cluster)\(before.map { " (the one before it was written at \(Self.text(archived[$0]!)))" } ?? ""): a recovery from backup \(base.backup) cannot pass it; recover to a point before it, or from a later base backup; nothing was changed")
             }
-            if reached(target, base: base, segment: segment, archivedAt: at) {
-                return Plan(base: base, target: target, lastNeeded: segment, newestArchived: newest, newestArchivedAt: newestAt)
+            if reached(target, base: base, segment: segment, writtenAt: at) {
+                return Plan(base: base, target: target, lastNeeded: segment, newestArchived: newest, newestWrittenAt: newestAt)
             }
             segment = segment.next
         }
@@ -125,10 +128,10 @@ public struct PointInTimePlanner {
         }
     }
 
-    /// Whether WAL up to `segment` (archived at `archivedAt`) carries the recovery to the target.
-    private func reached(_ target: RecoveryTarget, base: BaseBackup, segment: WALSegment, archivedAt: Date) -> Bool {
+    /// Whether WAL up to `segment` (written until `writtenAt`) carries the recovery to the target.
+    private func reached(_ target: RecoveryTarget, base: BaseBackup, segment: WALSegment, writtenAt: Date) -> Bool {
         switch target {
-        case .time(let date): segment >= base.stop && archivedAt >= date
+        case .time(let date): segment >= base.stop && writtenAt >= date
         case .lsn(let value): segment >= base.stop && segment >= WALSegment(timeline: base.timeline, number: value / WALSegment.size)
         case .backupEnd: segment >= base.stop
         }

@@ -129,6 +129,10 @@ public struct WALFileRecord: Codable, Sendable, Equatable {
     public var sha256: String
     /// When it was archived (RFC 3339).
     public var archivedAt: String
+    /// When PostgreSQL last wrote it (the file's modification time, RFC 3339): every record in it is
+    /// from before then, and a recovery to a later time needs a later file. Nil in records from before
+    /// it was kept (the archiving time, later still, stands in).
+    public var writtenAt: String?
     /// Plain repositories: the key of the zstd-compressed object, relative to the repository.
     public var object: String?
     /// Plain repositories: SHA-256 of that object (checked by `automate backup verify` without
@@ -140,10 +144,13 @@ public struct WALFileRecord: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, size, sha256, object, chunks
         case archivedAt = "archived_at"
+        case writtenAt = "written_at"
         case objectSHA256 = "object_sha256"
     }
 
-    public init(name: String, size: Int64, sha256: String, archivedAt: String, object: String?, objectSHA256: String?, chunks: ChunkStore.ArtifactRecord?) {
+    public init(name: String, size: Int64, sha256: String, archivedAt: String, writtenAt: String? = nil, object: String?, objectSHA256: String?,
+                chunks: ChunkStore.ArtifactRecord?) {
+        self.writtenAt = writtenAt
         self.name = name
         self.size = size
         self.sha256 = sha256

@@ -29,7 +29,8 @@ extension PGSidecar {
     /// Stores one WAL file and its record. A retry of a file archived before with the same bytes is a
     /// success that writes nothing; other bytes under an archived name are refused (PostgreSQL then keeps
     /// the file and retries, and the operator hears of it), never overwritten.
-    func archiveWAL(name: String, content: [UInt8]) throws -> Automate_Sidecar_Pg_PGArchiveWALResponse {
+    /// `writtenAt`: when PostgreSQL finished writing the file (nil: unknown), kept in its record.
+    func archiveWAL(name: String, content: [UInt8], writtenAt: Date? = nil) throws -> Automate_Sidecar_Pg_PGArchiveWALResponse {
         guard WALArchive.isArchivable(name) else {
             throw RPCError(.invalidArgument, "\"\(name)\" is not a WAL file name (a segment, .history, .backup or .partial file)")
         }
@@ -74,7 +75,7 @@ extension PGSidecar {
             }
             try session.commit()
             let record = WALFileRecord(
-                name: name, size: Int64(content.count), sha256: digest, archivedAt: rfc3339(),
+                name: name, size: Int64(content.count), sha256: digest, archivedAt: rfc3339(), writtenAt: writtenAt.map { rfc3339($0) },
                 object: stored.chunks == nil ? dataKey + ".zst" : nil, objectSHA256: stored.chunks == nil ? stored.sha256 : nil, chunks: stored.chunks)
             try artifacts.s3.putObjectSync(bucket: artifacts.bucket, key: artifacts.prefix + recordKey, bytes: try record.encoded(), contentType: "application/json")
             response.storedBytes = Int64(stored.chunks?.storedBytes ?? Int64(stored.size))

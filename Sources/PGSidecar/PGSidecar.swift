@@ -124,7 +124,8 @@ public final class PGSidecar: Sendable {
         }
         server.register(PGSidecarService.archiveWAL) { [self] (req: Automate_Sidecar_Pg_PGArchiveWALRequest, context) -> Automate_Sidecar_Pg_PGArchiveWALResponse in
             try mayHandleWAL(context.caller, method: "ArchiveWAL")
-            return try await runBlocking("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content)) }
+            let written = req.writtenUnixMs > 0 ? Date(timeIntervalSince1970: Double(req.writtenUnixMs) / 1000) : nil
+            return try await runBlocking("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content), writtenAt: written) }
         }
         server.register(PGSidecarService.fetchWAL) { [self] (req: Automate_Sidecar_Pg_PGFetchWALRequest, context) -> Automate_Sidecar_Pg_PGFetchWALResponse in
             try mayHandleWAL(context.caller, method: "FetchWAL")

@@ -109,6 +109,11 @@ do {
         var request = Automate_Sidecar_Pg_PGArchiveWALRequest()
         request.name = name
         request.content = content
+        // When PostgreSQL finished writing it: a point-in-time recovery to a later moment needs a later file.
+        var info = stat()
+        if stat(path, &info) == 0 {
+            request.writtenUnixMs = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+        }
         let response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
         if response.alreadyArchived { say("\(name) was archived before with the same bytes") }
     }

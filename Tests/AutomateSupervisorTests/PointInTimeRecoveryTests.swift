@@ -1,3 +1,4 @@
+import AutomateRPC
 import AutomateSupervisor
 import BackupRepository
 import Foundation
@@ -20,7 +21,17 @@ struct PointInTimeRecoveryTests {
         try await WALArchivingTests.query(stack, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || 'Z'")
     }
 
-    @Test("--to-time between t2 and t3 into a fresh home brings back exactly the rows up to t2; unreachable targets and a missing segment are refused before anything is touched")
+    /// Starts or stops one service through the supervisor (a connection per call).
+    static func supervise(_ stack: TestStack, _ name: String,
+                          _ method: RPCUnaryMethod<ControlService.ServiceRequest, ControlService.ServiceResponse>) async throws {
+        let supervisor = try await stack.client()
+        defer { Task { await supervisor.close() } }
+        var request = ControlService.ServiceRequest()
+        request.name = name
+        _ = try await supervisor.call(method, request)
+    }
+
+    @Test("--to-time between t2 and t3 (inside a gateway outage) into a fresh home brings back exactly the rows up to t2; unreachable targets and a missing segment are refused before anything is touched")
     func restoreToTime() async throws {
         let stack = try TestStack(name: "pitr")
         defer { Task { await stack.tearDown() } }
@@ -31,10 +42,20 @@ struct PointInTimeRecoveryTests {
         let id = try await stack.createBackup()
 
         _ = try await Self.insertAndSwitch(stack, 1)
+        // t2, the target and t3 fall inside a gateway outage: archiving fails (PostgreSQL keeps the
+        // segments) until the gateway is back, and nothing is lost.
+        try await Self.supervise(stack, "backup-gateway", SupervisorService.stopService)
+        let failedBefore = Int(try await WALArchivingTests.query(stack, "SELECT failed_count FROM pg_stat_archiver")) ?? 0
         let second = try await Self.insertAndSwitch(stack, 2)
         let target = try await Self.now(stack)
         let third = try await Self.insertAndSwitch(stack, 3)
-        try await WALArchivingTests.waitArchived(stack, third)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, (Int(try await WALArchivingTests.query(stack, "SELECT failed_count FROM pg_stat_archiver")) ?? 0) < failedBefore + 2 {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect((Int(try await WALArchivingTests.query(stack, "SELECT failed_count FROM pg_stat_archiver")) ?? 0) >= failedBefore + 2)
+        try await Self.supervise(stack, "backup-gateway", SupervisorService.startService)
+        try await WALArchivingTests.waitArchived(stack, third, within: 120)
         let cluster = try await WALArchivingTests.cluster(stack)
         #expect(try await WALArchivingTests.query(stack, "SELECT count(*) FROM pitr_probe") == "3")
 
@@ -115,5 +136,36 @@ struct PointInTimeRecoveryTests {
         let repository = BackupRepository(path: stack.home.backupsDirectory)
         let plan = try PointInTimePlanner(repository: repository).plan(.backupEnd, backups: [BackupID(second)!], chosen: BackupID(second)!)
         #expect(plan.base.start == keptStart)
+    }
+
+    @Test("through the gateway's S3 mode (moto upstream), chunked and encrypted: --to-time recovers the rows up to t2")
+    func restoreToTimeFromS3() async throws {
+        let moto = try await MotoUpstream()
+        defer { moto.stop() }
+        let stack = try TestStack(name: "pitr-s3")
+        defer { Task { await stack.tearDown() } }
+        let ports = try stack.useFullStack(repositoryFormat: "chunked", archiving: true)
+        let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-c/")
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try await stack.loadSampleData()
+        let id = try await stack.createBackup()
+        _ = try await Self.insertAndSwitch(stack, 1)
+        _ = try await Self.insertAndSwitch(stack, 2)
+        let target = try await Self.now(stack)
+        let third = try await Self.insertAndSwitch(stack, 3)
+        try await WALArchivingTests.waitArchived(stack, third)
+        // No WAL lies in clear in the bucket: records name chunks, there is no data object beside them.
+        let keys = try moto.client.listObjectsSync(bucket: "automate-backups", prefix: "site-c/automate-postgresql-wal/").map(\.key)
+        #expect(!keys.isEmpty && keys.allSatisfy { $0.hasSuffix(".json") }, "\(keys)")
+        let passphrase = stack.root + "/passphrase"
+        try #require(try await stack.automate(["backup", "key", "export", "--to", passphrase]).succeeded)
+        try await stack.loseHome(ports)
+
+        let s3 = ["--s3-endpoint", moto.endpoint, "--s3-credentials", credentials, "--passphrase-file", passphrase]
+        let restore = try await stack.automate(["restore", "s3://automate-backups/site-c", "--to-time", target] + s3)
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        #expect(restore.output.contains("recovered from backup \(id)'s base backup"), "\(restore.output)")
+        #expect(try await WALArchivingTests.query(stack, "SELECT string_agg(n::text, ',' ORDER BY n) FROM pitr_probe") == "1,2")
     }
 }

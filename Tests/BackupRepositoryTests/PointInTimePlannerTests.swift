@@ -10,8 +10,8 @@ struct PointInTimePlannerTests {
     static let second = BackupID("20261201120000")!
 
     /// Base backups: the first covers segments 3-3 and ends at 10:00:05, the second 8-8 and ends at
-    /// 12:00:05. Segments 3...`last` are archived one minute apart, 3-7 from 10:00:10, 8 on from
-    /// 12:00:10; `missing` left out.
+    /// 12:00:05. Segments 3...`last` are written one minute apart, 3-7 from 10:00:10, 8 on from
+    /// 12:00:10, and archived an hour later (the written time decides); `missing` left out.
     static func repository(last: UInt64 = 12, missing: Set<UInt64> = []) throws -> BackupRepository {
         let root = FileManager.default.temporaryDirectory.path + "/automate-pitr-\(UUID().uuidString)"
         func write(_ path: String, _ object: [String: Any]) throws {
@@ -31,7 +31,7 @@ struct PointInTimePlannerTests {
             let segment = WALSegment(timeline: 1, number: number)
             let at = number < 8 ? morning.addingTimeInterval(Double(number - 3) * 60) : noon.addingTimeInterval(Double(number - 8) * 60)
             let record = WALFileRecord(name: segment.name, size: 16 << 20, sha256: String(repeating: "0", count: 64),
-                                       archivedAt: ISO8601DateFormatter().string(from: at), object: nil, objectSHA256: nil, chunks: nil)
+                                       archivedAt: ISO8601DateFormatter().string(from: at.addingTimeInterval(3600)), writtenAt: ISO8601DateFormatter().string(from: at), object: nil, objectSHA256: nil, chunks: nil)
             let path = root + "/" + WALArchive.recordKey(segment.name, cluster: cluster)
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try Data(try record.encoded()).write(to: URL(fileURLWithPath: path))
@@ -60,7 +60,7 @@ struct PointInTimePlannerTests {
     @Test func theNewestBaseBackupBeforeTheTargetAndTheSegmentThatCoversIt() throws {
         let planner = PointInTimePlanner(repository: try Self.repository())
         let backups = [Self.first, Self.second]
-        // 10:02:30 is after the first base backup only; segment 6 is the first archived after it (10:03:10).
+        // 10:02:30 is after the first base backup only; segment 6 is the first written after it (10:03:10).
         let early = try planner.plan(.time(Self.date("2026-12-01 10:02:30Z")), backups: backups)
         #expect(early.base.backup == Self.first && early.lastNeeded == WALSegment(timeline: 1, number: 6))
         let late = try planner.plan(.time(Self.date("2026-12-01 12:00:06Z")), backups: backups)

@@ -435,6 +435,9 @@ public nonisolated struct Automate_Sidecar_Pg_PGArchiveWALRequest: Sendable {
   /// the whole file (a segment is 16 MiB)
   public var content: Data = Data()
 
+  /// its modification time: when PostgreSQL finished writing it (0: unknown)
+  public var writtenUnixMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1316,7 +1319,7 @@ nonisolated extension Automate_Sidecar_Pg_PGCreateBaseBackupRequest: SwiftProtob
 
 nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PGArchiveWALRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0\u{3}written_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1326,6 +1329,7 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.writtenUnixMs) }()
       default: break
       }
     }
@@ -1338,12 +1342,16 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Mes
     if !self.content.isEmpty {
       try visitor.visitSingularBytesField(value: self.content, fieldNumber: 2)
     }
+    if self.writtenUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.writtenUnixMs, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Sidecar_Pg_PGArchiveWALRequest, rhs: Automate_Sidecar_Pg_PGArchiveWALRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.content != rhs.content {return false}
+    if lhs.writtenUnixMs != rhs.writtenUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
