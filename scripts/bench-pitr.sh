@@ -5,19 +5,24 @@
 # runs interleaved (on, off, on, off, ...), target: the overhead at most 5%. Also what was archived and
 # whether the archive kept up (segments still waiting when the run ended).
 #
-# Not yet measured here: the time to restore to a point 10 minutes of pgbench after a base backup (point-
-# in-time restore is not built yet).
+# Then a point-in-time restore: a backup (its base backup), pgbench for BENCH_PITR_SECONDS more (600 by
+# default: the point is "10 minutes of pgbench after the base backup"), then `automate restore --to-time`
+# to the end of that run, over the same home (--force), against the same recovery by hand from the same
+# repository: the base backup's tar through zstd into an empty folder, and PostgreSQL replaying the
+# archived segments with restore_command = 'zstd -dc <archive>/%f.zst > %p', to the same time. The
+# repository is plain here, so that the hand-made recovery reads the same files.
 #
-#   scripts/bench-pitr.sh           scale 50 (~750 MB), 4 clients, 3 runs of 60 s each way
-#   scripts/bench-pitr.sh --smoke   scale 1, 2 clients, 1 run of 3 s each way, debug build
+#   scripts/bench-pitr.sh           scale 50 (~750 MB), 4 clients, 3 runs of 60 s each way; 600 s before the point
+#   scripts/bench-pitr.sh --smoke   scale 1, 2 clients, 1 run of 3 s each way, 3 s before the point; debug build
 #
-# BENCH_SCALE, BENCH_CLIENTS, BENCH_SECONDS and BENCH_RUNS override the sizes. Needs
+# BENCH_SCALE, BENCH_CLIENTS, BENCH_SECONDS, BENCH_RUNS and BENCH_PITR_SECONDS override the sizes. Needs
 # scripts/install.sh --deps (pgbench comes with postgresql-15). Runs as root or as a normal user.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
 cd "$bench_repo"
 scale="${BENCH_SCALE:-50}"; clients="${BENCH_CLIENTS:-4}"; seconds="${BENCH_SECONDS:-60}"; runs="${BENCH_RUNS:-3}"
-if [[ $bench_smoke -eq 1 ]]; then scale=1; clients=2; seconds=3; runs=1; fi
+pitr_seconds="${BENCH_PITR_SECONDS:-600}"
+if [[ $bench_smoke -eq 1 ]]; then scale=1; clients=2; seconds=3; runs=1; pitr_seconds=3; fi
 command -v pgbench >/dev/null || { echo "bench-pitr: pgbench is missing: apt-get install postgresql-15 (or scripts/install.sh --deps)" >&2; exit 1; }
 
 bin="$(bench_binaries bench-pitr automate automate-supervisor automate-wal backup-gateway pg-sidecar-service es-sidecar-service \
@@ -29,6 +34,7 @@ pg=$(free_port); search=$(free_port); gateway=$(free_port)
 overlays() {  # $1: archive_mode
   bench_stack_overlays "$AUTOMATE_HOME" "$pg" "$search" "$gateway"
   printf 'archive_mode = "%s"\n' "$1" >> "$AUTOMATE_HOME/config/automate-postgresql.toml"
+  printf '[config]\nrepository_format = "plain"\n' > "$AUTOMATE_HOME/config/deployment-service.toml"
 }
 overlays on
 "$automate" start --quiet
@@ -39,8 +45,8 @@ pgbench -i -q -s "$scale" -h "$run" -p "$pg" -U automate teams_service >/dev/nul
 # A first backup: the repository's format, and a base backup the archive continues from.
 "$automate" backup create --no-progress >/dev/null
 
-tps() {  # one pgbench run; prints its TPS
-  pgbench -n -T "$seconds" -c "$clients" -j "$clients" -h "$run" -p "$pg" -U automate teams_service 2>/dev/null \
+tps() {  # one pgbench run ($1 seconds, default the runs'); prints its TPS
+  pgbench -n -T "${1:-$seconds}" -c "$clients" -j "$clients" -h "$run" -p "$pg" -U automate teams_service 2>/dev/null \
     | awk '/^tps = / {print $3; exit}'
 }
 restart_with() {  # $1: archive_mode
@@ -78,3 +84,75 @@ printf '%-52s %10s\n' "TPS, archiving on (median)" "$on"
 printf '%-52s %10s   overhead %s%% (target <= 5%%)\n' "TPS, archiving off (median)" "$off" "$overhead"
 printf '%-52s %10s   (%s MB in the repository; %s failed attempts; %s still waiting at the end of the runs)\n' \
   "WAL segments archived during the runs" "$archived" "$(( stored >> 20 ))" "$failed" "$waiting"
+
+# == Point-in-time restore: 10 minutes (BENCH_PITR_SECONDS) of pgbench after a base backup.
+restart_with on
+id=$("$automate" backup create --no-progress | awk '/^Created backup / {print $3}')
+echo "bench-pitr: backup $id taken; pgbench for ${pitr_seconds}s before the point" >&2
+pitr_tps=$(tps "$pitr_seconds")
+target=$(psql_ -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || 'Z'")
+rows=$(psql_ -c "SELECT sum(delta) || ':' || count(*) FROM pgbench_history")
+# Recovery to a time stops at the first commit after it: one more transaction marks the point.
+psql_ -c "SELECT txid_current()" >/dev/null
+last=$(psql_ -c "SELECT pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 1 600); do
+  [[ "$(psql_ -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")" > "$last" || \
+     "$(psql_ -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")" == "$last" ]] && break
+  sleep 0.2
+done
+cluster=$(psql_ -c "SELECT system_identifier FROM pg_control_system()")
+segments=$(find "$AUTOMATE_HOME/backups/automate-postgresql-wal/$cluster" -name '0*.zst' | wc -l)
+wal_bytes=$(find "$AUTOMATE_HOME/backups/automate-postgresql-wal/$cluster" -name '0*.zst' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+dbuser=$(stat -c %U "$AUTOMATE_HOME/data/postgresql")
+
+echo "bench-pitr: automate restore --to-time $target --force" >&2
+t0=$(now)
+"$automate" restore "$AUTOMATE_HOME/backups" --to-time "$target" --force --skip-verify --json > "$work/restore.json"
+t1=$(now)
+automate_total=$(elapsed "$t0" "$t1")
+automate_cluster=$(python3 -c "
+import json, sys
+s = json.load(open(sys.argv[1]))
+part = next(p for p in s['shortTerm'] if p['service'] == 'automate-postgresql')
+print(f\"{(int(part['finishedAtUnixMs']) - int(part['startedAtUnixMs'])) / 1000:.2f}\")" "$work/restore.json")
+restored=$(psql_ -c "SELECT sum(delta) || ':' || count(*) FROM pgbench_history")
+[[ "$restored" == "$rows" ]] || { echo "bench-pitr: the restored pgbench_history is $restored, not $rows as at the point" >&2; exit 1; }
+"$automate" stop >/dev/null
+
+# By hand, from the same repository: the base backup's tar into an empty folder, WAL through zstd.
+hand="$work/by-hand"; mkdir -p "$hand"; chmod 700 "$hand"
+archive="$AUTOMATE_HOME/backups/automate-postgresql-wal/$cluster/00000001"
+as_db() { if [[ $(id -u) -eq 0 ]]; then runuser -u "$dbuser" -- "$@"; else "$@"; fi; }
+if [[ $(id -u) -eq 0 ]]; then
+  # The archive is the gateway's; the hand-made server's restore_command reads it as the database's user.
+  chown "$dbuser" "$hand"
+  touch "$hand.log"; chown "$dbuser" "$hand.log"
+  chmod a+rx "$AUTOMATE_HOME" "$AUTOMATE_HOME/backups"
+  chmod -R a+rX "$AUTOMATE_HOME/backups/automate-postgresql-wal"
+fi
+hand_port=$(free_port)
+echo "bench-pitr: the same recovery by hand" >&2
+t0=$(now)
+zstd -dcq "$AUTOMATE_HOME/backups/$id/automate-postgresql/pg_base/base.tar.zst" | as_db tar -x -C "$hand" -f -
+as_db touch "$hand/recovery.signal"
+as_db sh -c "cat >> '$hand/postgresql.auto.conf'" <<CONF
+restore_command = 'zstd -dcq $archive/%f.zst > %p'
+recovery_target_time = '${target%Z}+00'
+recovery_target_action = 'promote'
+archive_mode = off
+CONF
+as_db /usr/lib/postgresql/15/bin/pg_ctl -D "$hand" -w -t 3600 -l "$hand.log" \
+  -o "-c port=$hand_port -c listen_addresses='' -c unix_socket_directories='$hand'" start >/dev/null
+until [[ "$(psql -h "$hand" -p "$hand_port" -U automate -X -At -d teams_service -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" == "f" ]]; do sleep 0.1; done
+t1=$(now)
+hand_total=$(elapsed "$t0" "$t1")
+by_hand=$(psql -h "$hand" -p "$hand_port" -U automate -X -At -d teams_service -c "SELECT sum(delta) || ':' || count(*) FROM pgbench_history")
+as_db /usr/lib/postgresql/15/bin/pg_ctl -D "$hand" -m fast stop >/dev/null
+[[ "$by_hand" == "$rows" ]] || { echo "bench-pitr: the hand-made recovery has pgbench_history $by_hand, not $rows" >&2; exit 1; }
+
+echo
+echo "== point-in-time restore to ${pitr_seconds}s of pgbench ($pitr_tps TPS) after base backup $id: $segments WAL segments ($(( wal_bytes >> 20 )) MB compressed)"
+printf '%-52s %10s s\n' "by hand (tar from zstd, zstd restore_command)" "$hand_total"
+printf '%-52s %10s s   %sx by hand\n' "automate restore --to-time: the cluster's recovery" "$automate_cluster" "$(ratio "$automate_cluster" "$hand_total")"
+printf '%-52s %10s s   (the whole stack relaunched, every check included)\n' "automate restore --to-time: all of it" "$automate_total"
+echo "(both reached pgbench_history = $rows, as at the point)"

@@ -98,7 +98,7 @@ struct RestoreCommand: AsyncParsableCommand {
             // for this restore only (a lease), unless it is the stack's own or --adopt-repository says so.
             if SupervisorLock.holder(path: home.lockFilePath) != nil {
                 say("Stopping the running stack (--force)...")
-                let stop = try Stop.parse(["--home", home.path])
+                let stop = try Stop.parse(["--home", home.path] + (noProgress || json ? ["--quiet"] : []))
                 try await stop.run()
             }
             if let plan { try setClusterAside(plan, home: home, say: say) }

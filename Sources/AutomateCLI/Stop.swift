@@ -13,17 +13,20 @@ struct Stop: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the supervisor to exit.")
     var timeout: Int = 600
 
+    @Flag(help: "Print nothing unless it fails.")
+    var quiet = false
+
     func run() async throws {
         let home = homeOptions.resolved
         guard let holder = SupervisorLock.holder(path: home.lockFilePath) else {
-            print("The supervisor is not running for \(home.path).")
+            if !quiet { print("The supervisor is not running for \(home.path).") }
             return
         }
         // Opened before asking it to stop: the descriptor turns readable when the supervisor exits.
         let pidfd = automate_pidfd_open(holder)
         let client = try await SupervisorClient.connect(home: home)
         let started = ContinuousClock.now
-        let printer = ProgressPrinter(names: [], quiet: false)
+        let printer = ProgressPrinter(names: [], quiet: quiet)
         let events = Task {
             var seen: [String: String] = [:]
             for try await event in client.watch(includeCurrent: false) where event.hasStatus {
@@ -40,7 +43,7 @@ struct Stop: AsyncParsableCommand {
         } catch {
             throw explain(error)
         }
-        print("Stopping the stack (supervisor pid \(pid))...")
+        if !quiet { print("Stopping the stack (supervisor pid \(pid))...") }
         defer { events.cancel() }
         if pidfd >= 0 {
             defer { close(pidfd) }
@@ -50,6 +53,6 @@ struct Stop: AsyncParsableCommand {
             }
         }
         let seconds = String(format: "%.2f", (ContinuousClock.now - started).seconds)
-        print("Stopped (\(seconds)s).")
+        if !quiet { print("Stopped (\(seconds)s).") }
     }
 }

@@ -45,7 +45,8 @@ bench_stack_home() {
 }
 bench_cleanup() {
   "$bench_automate" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
+  # BENCH_KEEP=1 keeps the folder (logs, repository) for a look afterwards.
+  if [[ -n "${BENCH_KEEP:-}" ]]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
