@@ -169,12 +169,15 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            let waiters = writabilityWaiters
-            writabilityWaiters.removeAll()
-            for waiter in waiters { waiter.succeed() }
-        }
+        if context.channel.isWritable { wakeWritabilityWaiters() }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Resumes every handler waiting for room to write.
+    private func wakeWritabilityWaiters() {
+        let waiters = writabilityWaiters
+        writabilityWaiters.removeAll()
+        for waiter in waiters { waiter.succeed() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -310,10 +313,14 @@ final class RPCServerConnectionHandler: ChannelInboundHandler {
         if context.channel.isWritable {
             return context.eventLoop.makeSucceededVoidFuture()
         }
-        context.flush()
-        flushScheduled = false
+        // The waiter goes in before the flush: a flush the socket takes whole makes the channel writable
+        // again at once, and the writability change it fires must find the waiter (else the handler
+        // waits for a change that already happened, and the stream stalls with nothing in flight).
         let promise = context.eventLoop.makePromise(of: Void.self)
         writabilityWaiters.append(promise)
+        context.flush()
+        flushScheduled = false
+        if context.channel.isWritable { wakeWritabilityWaiters() }
         return promise.futureResult
     }
 

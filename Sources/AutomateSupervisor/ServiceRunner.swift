@@ -34,7 +34,7 @@ public actor ServiceRunner {
     /// The restore this service is held down for: every spawn gets it in its environment until
     /// ``releaseHold()``, so a held service that crashes comes back held.
     private var hold: RestoreHold?
-    /// Started without waiting for its dependencies (``start(withoutDependencies:)``): holds for its
+    /// Started without waiting for its dependencies (``start(hold:withoutDependencies:)``): holds for its
     /// restarts too, until it is stopped.
     private var ignoresDependencies = false
 

@@ -427,7 +427,10 @@ public actor RestoreOrchestrator {
         if let failure {
             // A known state: every service the restore was bringing back is stopped again.
             for step in plan.reversed() {
-                if case .start = step.role { continue }
+                switch step.role {
+                case .start, .startWithoutDependencies: continue
+                case .restoreHeld, .restoreStopped, .recoverCluster: break
+                }
                 do { try await supervisor.stop(step.name) } catch { logger.error("restore \(restoreID): \(error)") }
             }
             logger.error("restore \(restoreID): failed: \(failure); the restored services are stopped")

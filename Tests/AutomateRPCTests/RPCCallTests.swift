@@ -68,6 +68,31 @@ struct Boom: Error, CustomStringConvertible {
         }
     }
 
+    /// Frames larger than the channel's high-water mark (a base backup's 1 MiB pieces): each write
+    /// leaves the channel unwritable until flushed. A socket that takes a flush whole makes it writable
+    /// again inside the flush; the handler must not then wait for a change that already happened.
+    @Test(arguments: [false, true])
+    func largeFramesStreamToTheEnd(onEventLoop: Bool) async throws {
+        try await withServer(onEventLoop: onEventLoop, { server in
+            server.registerServerStream("test/Big") { (request: Msg, writer: RPCResponseWriter<Msg>, _: RPCCallContext) in
+                for i in 0..<request.callID {
+                    var message = Msg.text("piece", number: i)
+                    message.payload = Data(repeating: UInt8(i % 256), count: 1 << 20)
+                    try await writer.send(message)
+                }
+            }
+        }) { _, path in
+            let client = try await RPCClient.connect(socketPath: path)
+            var received: [UInt64] = []
+            for try await message in client.serverStream("test/Big", Msg.text("", number: 300), as: Msg.self, timeout: .seconds(60)) {
+                #expect(message.payload.count == 1 << 20)
+                received.append(message.callID)
+            }
+            #expect(received == Array(0..<300))
+            await client.close()
+        }
+    }
+
     @Test func handlerErrorsMapToStatuses() async throws {
         try await withServer({ server in
             server.registerUnary("test/Fail") { (request: Msg, _: RPCCallContext) -> Msg in
