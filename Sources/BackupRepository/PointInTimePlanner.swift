@@ -17,6 +17,30 @@ public struct PointInTimePlanner {
         public var stopLSN: UInt64
         /// When it ended: from then on it is consistent.
         public var finishedAt: Date
+
+        /// A base backup's `<id>/<service>/pg_base/metadata.json` (`key`), as the pg-sidecar wrote it;
+        /// throws naming `key` when it does not record its cluster, timeline, WAL positions and end.
+        public init(parsing data: Data, key: String) throws {
+            let parts = key.split(separator: "/")
+            guard parts.count >= 4, let backup = BackupID(String(parts[parts.count - 4])),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let cluster = object["cluster"] as? String, WALArchive.isCluster(cluster),
+                  let timeline = object["timeline"] as? Int,
+                  let start = (object["start_wal"] as? String).flatMap(WALSegment.init(name:)),
+                  let stop = (object["stop_wal"] as? String).flatMap(WALSegment.init(name:)),
+                  let stopLSN = (object["stop_lsn"] as? String).flatMap(WALSegment.parseLSN),
+                  let finished = (object["finished_at"] as? String).flatMap(PointInTimePlanner.date) else {
+                throw BackupRepository.Failure(kind: .invalid, message: "\(key) does not record its cluster, timeline, WAL positions and end: the base backup is damaged")
+            }
+            self.init(backup: backup, service: String(parts[parts.count - 3]), cluster: cluster, timeline: UInt32(timeline), start: start,
+                      stop: stop, stopLSN: stopLSN, finishedAt: finished)
+        }
+
+        public init(backup: BackupID, service: String, cluster: String, timeline: UInt32, start: WALSegment, stop: WALSegment,
+                    stopLSN: UInt64, finishedAt: Date) {
+            self.backup = backup; self.service = service; self.cluster = cluster; self.timeline = timeline
+            self.start = start; self.stop = stop; self.stopLSN = stopLSN; self.finishedAt = finishedAt
+        }
     }
 
     /// The recovery to run.
@@ -42,19 +66,8 @@ public struct PointInTimePlanner {
         var out: [BaseBackup] = []
         for id in backups.sorted() {
             for file in try repository.store.files(under: id.rawValue + "/") where file.path.hasSuffix("/pg_base/metadata.json") {
-                let parts = file.path.split(separator: "/")
-                guard parts.count == 4, let data = try repository.store.read(file.path),
-                      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                      let cluster = object["cluster"] as? String, WALArchive.isCluster(cluster),
-                      let timeline = object["timeline"] as? Int,
-                      let start = (object["start_wal"] as? String).flatMap(WALSegment.init(name:)),
-                      let stop = (object["stop_wal"] as? String).flatMap(WALSegment.init(name:)),
-                      let stopLSN = (object["stop_lsn"] as? String).flatMap(WALSegment.parseLSN),
-                      let finished = (object["finished_at"] as? String).flatMap(Self.date) else {
-                    throw BackupRepository.Failure(kind: .invalid, message: "\(file.path) does not record its cluster, timeline, WAL positions and end: the base backup is damaged")
-                }
-                out.append(BaseBackup(backup: id, service: String(parts[1]), cluster: cluster, timeline: UInt32(timeline), start: start, stop: stop,
-                                      stopLSN: stopLSN, finishedAt: finished))
+                guard let data = try repository.store.read(file.path) else { continue }
+                out.append(try BaseBackup(parsing: data, key: file.path))
             }
         }
         return out

@@ -53,19 +53,9 @@ public struct WALArchiveVerifier {
     /// `*/pg_base/metadata.json`: `cluster`, `start_wal`, `stop_wal`), with the backup; backups without a
     /// base backup are left out.
     public func baseBackupStarts(_ backups: [BackupID]) throws -> [(backup: BackupID, start: Report.Position, stop: Report.Position)] {
-        var out: [(BackupID, Report.Position, Report.Position)] = []
-        for id in backups {
-            for file in try repository.store.files(under: id.rawValue + "/") where file.path.hasSuffix("/pg_base/metadata.json") {
-                guard let data = try repository.store.read(file.path),
-                      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                      let cluster = object["cluster"] as? String, let name = object["start_wal"] as? String, let stopName = object["stop_wal"] as? String,
-                      let segment = WALSegment(name: name), let stop = WALSegment(name: stopName), WALArchive.isCluster(cluster) else {
-                    throw BackupRepository.Failure(kind: .invalid, message: "\(file.path) does not name its cluster and first WAL segment; the base backup is damaged")
-                }
-                out.append((id, Report.Position(cluster: cluster, segment: segment), Report.Position(cluster: cluster, segment: stop)))
-            }
+        try PointInTimePlanner(repository: repository).baseBackups(of: backups).map { base in
+            (base.backup, Report.Position(cluster: base.cluster, segment: base.start), Report.Position(cluster: base.cluster, segment: base.stop))
         }
-        return out
     }
 
     /// Every record of the archive, by cluster and file name; a record that does not parse is a problem.

@@ -22,13 +22,9 @@ extension BackupOrchestrator {
                 guard parts.count == 4, BackupID(String(parts[0])) != nil, keys.contains("\(parts[0])/checksums.json"),
                       let status = try? s3.getObjectSync(bucket: bucket, key: "\(parts[0])/.status"),
                       String(decoding: status, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "completed" else { continue }
-                let bytes = try s3.getObjectSync(bucket: bucket, key: object.key)
-                guard let record = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                      let cluster = record["cluster"] as? String, WALArchive.isCluster(cluster),
-                      let start = (record["start_wal"] as? String).flatMap(WALSegment.init(name:)) else {
-                    // A base backup whose start is unknown: keep the whole archive rather than guess.
-                    throw ParticipantError("\(object.key) does not name its cluster and first WAL segment: the WAL archive was left as it is")
-                }
+                // A base backup whose start is unknown throws: the whole archive is kept rather than guessed at.
+                let base = try PointInTimePlanner.BaseBackup(parsing: Data(try s3.getObjectSync(bucket: bucket, key: object.key)), key: object.key)
+                let (cluster, start) = (base.cluster, base.start)
                 if let current = oldest[cluster], current.number <= start.number { continue }
                 oldest[cluster] = start
             }

@@ -63,7 +63,7 @@ extension PGSidecar {
                     try zstd.decompress(stored)
                 }
                 try zstd.finish()
-                let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+                let digest = hex(hash.finalize())
                 guard digest == metadata.sha256 else {
                     throw RPCError(.dataLoss, "\(metadata.key) has sha256 \(digest); its metadata.json says \(metadata.sha256): the base backup is damaged")
                 }
