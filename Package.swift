@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "compliance-service", targets: ["compliance-service"]),
         .executable(name: "chunkstore-bench", targets: ["chunkstore-bench"]),
         .executable(name: "automate-wal", targets: ["automate-wal"]),
+        .executable(name: "automate-external", targets: ["automate-external"]),
         .library(name: "AutomateRPC", targets: ["AutomateRPC"]),
         .library(name: "AutomateManifest", targets: ["AutomateManifest"]),
         .library(name: "AutomateSupervisor", targets: ["AutomateSupervisor"]),
@@ -86,7 +87,7 @@ let package = Package(
             name: "AutomateCLI",
             dependencies: [
                 "AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository",
-                "BackupContract", "DomainAPI", "S3Client", "ChunkStore", "SidecarProto",
+                "BackupContract", "DomainAPI", "S3Client", "ChunkStore", "SidecarProto", "DataTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -111,6 +112,7 @@ let package = Package(
             dependencies: [
                 "CAutomateShims", "S3Client",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -193,6 +195,10 @@ let package = Package(
             dependencies: ["SidecarProto", "AutomateRPC"],
             swiftSettings: swiftSettings
         ),
+        /// Checks of external PostgreSQL and search clusters (`config/external.toml`), as services see them.
+        .target(name: "ExternalServers", dependencies: ["DataTools", "ESSidecar", "S3Client"], swiftSettings: swiftSettings),
+        /// The watcher that stands in for a service whose server is external, and its health check.
+        .executableTarget(name: "automate-external", dependencies: ["ExternalServers", "ESSidecar"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "es-sidecar-service",
             dependencies: ["ESSidecar", "Operations", "S3Client", "AutomateRPC", .product(name: "Logging", package: "swift-log")],
@@ -209,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ESSidecarTests",
-            dependencies: ["ESSidecar", "SidecarProto", "AutomateRPC", "Operations", "S3Client", "SidecarTestSupport"],
+            dependencies: ["ESSidecar", "ExternalServers", "SidecarProto", "AutomateRPC", "Operations", "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
 
@@ -295,10 +301,10 @@ let package = Package(
         .testTarget(
             name: "AutomateSupervisorTests",
             dependencies: ["AutomateSupervisor", "AutomateRPC", "AutomateManifest", "CAutomateShims", "BackupRepository", "BackupContract", "DomainAPI",
-                           "S3Client"],
+                           "S3Client", "SidecarTestSupport"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway", "S3Client"], swiftSettings: swiftSettings),
+        .testTarget(name: "S3GatewayTests", dependencies: ["S3Gateway", "S3Client", "SidecarTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ChunkStoreTests",
             dependencies: [

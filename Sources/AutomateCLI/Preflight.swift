@@ -71,6 +71,15 @@ struct Preflight {
         if !data.isEmpty && !force {
             throw CLIError("\(home.dataDirectory) holds data (\(data.sorted().joined(separator: ", "))): restore into an empty home, or pass --force to stop its stack and restore over it; nothing was changed", exitCode: 2)
         }
+        // An external PostgreSQL: the backup's databases there must be absent or empty, or --force.
+        if let external = try CLIError.reporting(exitCode: 2, { try ManifestLoader.externalSettings(home: home)?.postgresql }) {
+            let check = ExternalDatabaseCheck(settings: external, repository: repository)
+            let occupied = try check.occupied(check.databases(of: chosen, entry: entry))
+            if !occupied.isEmpty && !force {
+                throw CLIError("the external PostgreSQL at \(external.host):\(external.port) already holds data in \(occupied.joined(separator: ", ")): pass --force to replace these databases with the backup's; nothing was changed", exitCode: 2)
+            }
+            if !occupied.isEmpty { say("  --force: replacing \(occupied.joined(separator: ", ")) on \(external.host):\(external.port)") }
+        }
         if SupervisorLock.holder(path: home.lockFilePath) != nil && !force {
             throw CLIError("a stack is running for \(home.path): pass --force to stop it and restore over it; nothing was changed", exitCode: 2)
         }

@@ -156,7 +156,7 @@ struct Start: AsyncParsableCommand {
             let pending = try await client.status().services.filter { names.contains($0.name) && $0.state != ServiceState.running.rawValue }
             throw CLIError(
                 "not every service was healthy after \(timeout)s: "
-                    + pending.map { "\($0.name) (\($0.state): \($0.message))" }.joined(separator: ", ")
+                    + pending.map { "\($0.name) (\($0.state): \($0.explanation))" }.joined(separator: ", ")
                     + "; the supervisor keeps trying, see `automate status`")
         }
         try outcome.get()
@@ -167,9 +167,15 @@ struct Start: AsyncParsableCommand {
     }
 }
 
-/// Replaces this process with another program (for `--foreground`, `logs`, `psql`).
-func execute(_ path: String, _ arguments: [String]) throws -> Never {
+/// Replaces this process with another program (for `--foreground`, `logs`, `psql`), with `environment`
+/// when given (else this one's).
+func execute(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Never {
     let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    execv(path, argv)
+    if let environment {
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        execve(path, argv, envp)
+    } else {
+        execv(path, argv)
+    }
     throw CLIError("cannot run \(path): \(String(cString: strerror(errno)))")
 }

@@ -38,6 +38,16 @@ struct Status: AsyncParsableCommand {
     }
 }
 
+extension ServiceStatus {
+    /// What to show beside the state: the health check's last word while the process runs (an external
+    /// server's watcher says there why the server cannot be used), else the supervisor's message.
+    var explanation: String {
+        let running = [ServiceState.running, .starting, .unhealthy].map(\.rawValue).contains(state)
+        if state == ServiceState.running.rawValue || running && !healthMessage.isEmpty { return healthMessage }
+        return message
+    }
+}
+
 /// How `automate status` shows the stack.
 enum StatusRendering {
     static func table(_ response: ControlService.StatusResponse, now: Date) -> String {
@@ -46,8 +56,7 @@ enum StatusRendering {
         for s in response.services {
             let uptime = s.startedAtUnixMs > 0 && s.pid > 0
                 ? formatDuration(now.timeIntervalSince1970 - Double(s.startedAtUnixMs) / 1000) : "-"
-            let message = s.state == ServiceState.running.rawValue ? s.healthMessage : s.message
-            rows.append([s.name, s.state, s.health, s.pid > 0 ? String(s.pid) : "-", uptime, String(s.restarts), message])
+            rows.append([s.name, s.state, s.health, s.pid > 0 ? String(s.pid) : "-", uptime, String(s.restarts), s.explanation])
         }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() where i < 6 { widths[i] = max(widths[i], cell.count) } }

@@ -92,6 +92,13 @@ extension ManifestFileDecoder {
                     }
                 }
             }
+            if let s = string(t, ["service", "external"]) {
+                if let kind = ExternalSettings.Kind(rawValue: s) {
+                    manifest.external = kind
+                } else {
+                    enumError(["service", "external"], s, ExternalSettings.Kind.allCases.map(\.rawValue))
+                }
+            }
             if let s = string(t, ["service", "socket"]) {
                 if NameRules.isPlainFileName(s) {
                     manifest.socket = s

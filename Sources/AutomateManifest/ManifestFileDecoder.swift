@@ -19,7 +19,7 @@ struct ManifestFileDecoder {
     static let sections: [String: [String]] = [
         "service": [
             "name", "description", "command", "user", "depends_on", "socket", "data_dir", "working_directory",
-            "kind", "shared_with", "callers",
+            "kind", "shared_with", "callers", "external",
         ],
         "health": ["hook", "interval", "timeout", "grace", "watchdog"],
         "restart": ["policy", "backoff_base", "backoff_max", "crash_loop_limit", "crash_loop_window", "reset_after"],
@@ -54,18 +54,11 @@ struct ManifestFileDecoder {
         let fallbackName = baseName(of: file)
         let placeholder = ServiceManifest(name: fallbackName, command: [], sourcePath: file)
         let root: TOMLTable
-        do {
-            root = try TOMLTable(string: contents)
-        } catch let error as TOMLParseError {
-            let d = ManifestDiagnostic(
-                file: file, line: error.source.begin.line, field: nil,
-                message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
-            return ManifestFileResult(
-                manifest: placeholder, diagnostics: [d], dependencyLines: [:], nameLine: nil, usable: false)
-        } catch {
-            let d = ManifestDiagnostic(file: file, line: nil, field: nil, message: "TOML syntax error: \(error)")
-            return ManifestFileResult(
-                manifest: placeholder, diagnostics: [d], dependencyLines: [:], nameLine: nil, usable: false)
+        switch TOMLSource.parse(path: file, contents: contents) {
+        case .success(let table):
+            root = table
+        case .failure(let d):
+            return ManifestFileResult(manifest: placeholder, diagnostics: [d], dependencyLines: [:], nameLine: nil, usable: false)
         }
         var decoder = ManifestFileDecoder(file: file, locator: TOMLKeyLocator(text: contents))
         return decoder.decodeRoot(root, fallbackName: fallbackName)

@@ -8,20 +8,7 @@ extension ServiceManifest {
     /// changes nothing.
     /// - Throws: ``ManifestErrors`` naming the overlay file, line and key of every problem.
     public func applyingConfigOverlay(path: String, contents: String) throws(ManifestErrors) -> ServiceManifest {
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: contents)
-        } catch let error as TOMLParseError {
-            throw ManifestErrors(diagnostics: [
-                ManifestDiagnostic(
-                    file: path, line: error.source.begin.line, field: nil,
-                    message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
-            ])
-        } catch {
-            throw ManifestErrors(diagnostics: [
-                ManifestDiagnostic(file: path, line: nil, field: nil, message: "TOML syntax error: \(error)")
-            ])
-        }
+        let root = try TOMLSource.table(path: path, contents: contents)
         let locator = TOMLKeyLocator(text: contents)
         var diagnostics: [ManifestDiagnostic] = []
         func report(_ keyPath: [String], _ message: String) {

@@ -25,6 +25,13 @@ public struct ServiceManifest: Sendable, Equatable {
     /// they get its group when the supervisor runs as root and are clients of its RPC peer policy. A
     /// name the stack does not run is allowed. Default none.
     public var callers: [String] = []
+    /// `[service] external`: which server of `<home>/config/external.toml` stands in for this service
+    /// (`postgresql` or `search`, see ``ExternalSettings``): when that table is set the service is not
+    /// launched, a watcher of the external server takes its place. Default nil.
+    public var external: ExternalSettings.Kind?
+    /// Files the supervisor copies for this service before each start, readable by its user only (an
+    /// external server's password and CA, set by ``ExternalSettings``; never read from a manifest file).
+    public var secretFiles: [SecretFileCopy] = []
     /// `[service] socket`: file name of its RPC socket inside the run dir. Default nil (no RPC socket).
     public var socket: String?
     /// `[service] data_dir`: folder name under `<home>/data`. Default: the service name.

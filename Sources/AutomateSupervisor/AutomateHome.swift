@@ -55,6 +55,8 @@ public struct AutomateHome: Sendable, Equatable {
     public func logPath(service: String) -> String { logDirectory + "/\(service).log" }
     /// The config overlay of one service.
     public func configOverlayPath(service: String) -> String { configDirectory + "/\(service).toml" }
+    /// `<home>/config/external.toml`: external PostgreSQL and search clusters (``ExternalSettings``).
+    public var externalSettingsPath: String { configDirectory + "/external.toml" }
 
     static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }

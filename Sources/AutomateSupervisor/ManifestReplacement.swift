@@ -2,7 +2,7 @@ import AutomateManifest
 
 /// How a manifest recorded elsewhere (in a backup) takes the place of the stack's own when a service is
 /// started with it: its settings (environment, config, dependencies, health, restart, the data it owns)
-/// are the recorded ones, with the home's config overlay applied; what runs and as whom (command, user,
+/// are the recorded ones, with the home's config overlay and external servers applied; what runs and as whom (command, user,
 /// kind) stay the stack's own, so a backup never chooses a program or an identity. The supervisor (to
 /// start the service) and the deployment-service (to plan a restore) both replace manifests this way.
 public enum ManifestReplacement {
@@ -15,7 +15,8 @@ public enum ManifestReplacement {
         _ service: String, in set: ManifestSet, path: String, contents: String, home: AutomateHome
     ) throws(ManifestErrors) -> (set: ManifestSet, manifest: ServiceManifest) {
         let replaced = try set.replacing(service: service, path: path, contents: contents)
-        var next = try ManifestLoader.applyingOverlay(to: replaced.manifest, home: home)
+        var next = try ManifestLoader.applyingExternalSettings(
+            to: ManifestLoader.applyingOverlay(to: replaced.manifest, home: home), in: set, home: home)
         if let current = set.manifest(named: service) {
             next.command = current.command
             next.user = current.user

@@ -121,7 +121,7 @@ public enum PathReach {
             for program in programsNamed(in: context.manifest.command.dropFirst()) where !files.contains(where: { $0.0 == program }) {
                 files.append((program, .execute))
             }
-            let hooks = context.hooks.hooksDirectory + "/" + name
+            let hooks = context.hooks.hooksDirectory + "/" + (context.manifest.hooks.folder ?? name)
             for hook in ((try? FileManager.default.contentsOfDirectory(atPath: hooks)) ?? []).sorted() where !hook.hasPrefix(".") {
                 files.append((hooks + "/" + hook, .runScript))
             }

@@ -163,7 +163,7 @@ public struct ServiceContext: Sendable {
             gatewayKey: gatewayKey, passphraseFile: passphraseFile, dataDirectory: variables["AUTOMATE_SERVICE_DATA"]!,
             log: layout.logTarget == .journal
                 ? JournalLog(identifier: manifest.name) : LogFile(path: home.logPath(service: manifest.name)),
-            hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.name),
+            hooks: HookRunner(hooksDirectory: layout.hooksDirectory, service: manifest.hooks.folder ?? manifest.name),
             socketPath: socketPath, notifySocketPath: notifySocketPath)
     }
 }

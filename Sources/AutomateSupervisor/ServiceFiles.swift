@@ -1,8 +1,8 @@
 import Foundation
 
 /// Puts a service's own files in order before each start: its data folder (made, owned by its user,
-/// 0700, or 02770 with its data group when shared: new files and folders in it take that group) and its copy of the gateway
-/// key pair. A folder owned by someone else (a home made when every service ran as one user) is handed
+/// 0700, or 02770 with its data group when shared: new files and folders in it take that group) and its copies of the gateway
+/// key pair and of an external server's password and CA. A folder owned by someone else (a home made when every service ran as one user) is handed
 /// over to the service's user and group, every file in it, and the move is reported. Modes of the
 /// files inside are the service's own business and never changed (a restore puts back the exact ones).
 enum ServiceFiles {
@@ -41,6 +41,9 @@ enum ServiceFiles {
         }
         if let file = context.passphraseFile {
             try AtomicFile.write(file.passphrase + "\n", to: file.path, mode: 0o400, owner: geteuid() == 0 ? context.user : nil)
+        }
+        for copy in context.manifest.secretFiles {
+            try SecretFileWriter.write(copy, owner: geteuid() == 0 ? context.user : nil)
         }
         return notes
     }

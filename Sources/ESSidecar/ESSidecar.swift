@@ -37,9 +37,9 @@ public final class ESSidecar: Sendable {
     public init(config: ESSidecarConfig, logger: Logger, transport: (any RESTTransport)? = nil) {
         self.config = config
         self.logger = logger
-        self.engine = SearchEngine(url: config.searchURL)
+        self.engine = SearchEngine(url: config.searchURL, access: config.searchAccess)
         self.artifacts = ArtifactRepository(s3: config.s3, bucket: config.bucket, passphrase: config.passphrase)
-        self.snapshots = SnapshotMode(transport: transport ?? SearchEngine(url: config.searchURL), bucket: config.bucket, clientName: config.s3ClientName)
+        self.snapshots = SnapshotMode(transport: transport ?? SearchEngine(url: config.searchURL, access: config.searchAccess), bucket: config.bucket, clientName: config.s3ClientName)
     }
 
     public static func exportPrefix(service: String, snapshot: String) -> String {

@@ -34,6 +34,9 @@ public struct ESSidecarConfig: Sendable {
     /// (`[config]` `s3_*` or the gateway) and the `[config]` keys `search_url`, `mode` (export | snapshot;
     /// default export, snapshot when `external` is true), `s3_client_name`, `part_size_mib` (5-5120). A
     /// value that does not parse is an error naming it.
+    /// The CA and credentials of a cluster outside the stack (`config/external.toml`).
+    public var searchAccess = SearchEngine.Access()
+
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ESSidecarConfig {
         let settings = ServiceSettings(env)
         let socket = try settings.required("AUTOMATE_SERVICE_SOCKET")
@@ -47,6 +50,7 @@ public struct ESSidecarConfig: Sendable {
         if let n = settings.string("s3_client_name") { c.s3ClientName = n }
         if let p = try settings.int("part_size_mib", in: 5...5120) { c.partSize = p << 20 }
         c.passphrase = ArtifactRepository.passphraseSource(environment: env)
+        c.searchAccess = try SearchEngine.Access(environment: env)
         return c
     }
 }

@@ -16,11 +16,40 @@ public struct SearchError: Error, CustomStringConvertible, Sendable {
 /// thread of your own.
 public struct SearchEngine: Sendable {
     public var url: String
+    /// How a cluster outside the stack is reached: the CA of its https certificate and the
+    /// `Authorization` header value (basic or API key). Both nil for the stack's own engine.
+    public struct Access: Sendable, Equatable {
+        public var caFile: String?
+        public var authorization: String?
 
-    public init(url: String) {
+        public init(caFile: String? = nil, authorization: String? = nil) {
+            self.caFile = caFile
+            self.authorization = authorization
+        }
+
+        /// From `AUTOMATE_SEARCH_CA_FILE` and `AUTOMATE_SEARCH_AUTHORIZATION_FILE` (a file holding the
+        /// header's value, written by the supervisor from `config/external.toml`); throws naming a file
+        /// that cannot be read.
+        public init(environment env: [String: String]) throws {
+            func value(_ key: String) -> String? { env[key].flatMap { $0.isEmpty ? nil : $0 } }
+            caFile = value("AUTOMATE_SEARCH_CA_FILE")
+            if let file = value("AUTOMATE_SEARCH_AUTHORIZATION_FILE") {
+                do {
+                    let text = try String(contentsOfFile: file, encoding: .utf8)
+                    authorization = text.split(whereSeparator: \.isNewline).first.map(String.init)
+                } catch {
+                    throw SearchError(status: 0, message: "cannot read the search cluster's credentials \(file) (AUTOMATE_SEARCH_AUTHORIZATION_FILE): \(error.localizedDescription)")
+                }
+            }
+        }
+    }
+    public var access: Access
+
+    public init(url: String, access: Access = Access()) {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         self.url = u
+        self.access = access
     }
 
     /// One JSON request; returns the decoded answer (a dictionary or array), throws on non-2xx.
@@ -37,7 +66,9 @@ public struct SearchEngine: Sendable {
     public func raw(_ method: String, _ path: String, body: [UInt8]?, contentType: String) throws -> (Int, [UInt8]) {
         var headers: [(String, String)] = [("Accept", "application/json")]
         if body != nil { headers.append(("Content-Type", contentType)) }
-        let req = HTTPRequest(method: method, url: url + path, headers: headers, body: body.map { .bytes($0) } ?? .none, timeoutSeconds: 300)
+        if let authorization = access.authorization { headers.append(("Authorization", authorization)) }
+        var req = HTTPRequest(method: method, url: url + path, headers: headers, body: body.map { .bytes($0) } ?? .none, timeoutSeconds: 300)
+        req.caFile = access.caFile
         do {
             let r = try performHTTP(req)
             return (r.status, r.body)

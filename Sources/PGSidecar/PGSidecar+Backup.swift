@@ -85,7 +85,7 @@ extension PGSidecar {
             try session.commit()
             let meta = PGBackupMetadata(
                 backupID: req.backupID, service: req.service, serverVersion: version,
-                dumpTool: toolPath("pg_dump", major: major) + " -Fc -Z0"
+                dumpTool: try toolPath("pg_dump", major: major) + " -Fc -Z0"
                     + (session.format == .chunked ? " (chunked, zstd -\(config.zstdLevel) per chunk)" : " | zstd -\(config.zstdLevel)"),
                 startedAt: started, finishedAt: rfc3339(), databases: artifacts)
             let enc = JSONEncoder()
@@ -150,7 +150,7 @@ extension PGSidecar {
         var counter = PGCustomArchiveCounter()
 
         let tool = ToolProcess(
-            path: toolPath("pg_dump", major: major),
+            path: try toolPath("pg_dump", major: major),
             arguments: ["-Fc", "-Z0"] + toolArgs(database: database),
             pipeStdout: true, pipeStdin: false)
         let sink = try session.sink(key: base, plainSuffix: ".zst", compressionLevel: config.zstdLevel, partSize: config.partSize)

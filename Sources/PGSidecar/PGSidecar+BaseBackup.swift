@@ -70,7 +70,7 @@ extension PGSidecar {
         context.report(item: "cluster") { $0.phase = .preparing; $0.step = "starting pg_basebackup"; $0.location = key; $0.bytesTotal = total }
         // -X none: the WAL comes from the archive; -c fast: an immediate checkpoint; -v: the WAL positions.
         let tool = ToolProcess(
-            path: toolPath("pg_basebackup", major: major),
+            path: try toolPath("pg_basebackup", major: major),
             arguments: ["-D", "-", "-Ft", "-X", "none", "-c", "fast", "-v", "--no-password", "-h", config.server.host, "-p", String(config.server.port), "-U", config.server.user],
             pipeStdout: true, pipeStdin: false)
         let sink = try session.sink(key: prefix + "base.tar", plainSuffix: ".zst", compressionLevel: config.zstdLevel, partSize: config.partSize, layout: .tar)

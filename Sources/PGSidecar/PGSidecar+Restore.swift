@@ -132,14 +132,14 @@ extension PGSidecar {
         let major = admin.majorVersion
         let sink: RestoreSink
         if a.format == "sql" {
-            sink = .psql(ToolProcess(path: toolPath("psql", major: major),
+            sink = .psql(ToolProcess(path: try toolPath("psql", major: major),
                                      arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"] + toolArgs(database: temp) + ["-f", "-"],
                                      pipeStdout: false, pipeStdin: true))
         } else {
             // Its sessions build the indexes, with the configured maintenance_work_mem.
             var env = ProcessInfo.processInfo.environment
             env["PGOPTIONS"] = "-c maintenance_work_mem=\(config.restoreMaintenanceWorkMem)"
-            let tools = PGArchiveRestore.Tools(pgRestore: toolPath("pg_restore", major: major), target: toolArgs(database: temp), environment: env)
+            let tools = PGArchiveRestore.Tools(pgRestore: try toolPath("pg_restore", major: major), target: toolArgs(database: temp), environment: env)
             sink = .archive(PGArchiveRestore(tools: tools, server: config.server, database: temp, connections: config.restoreConnections) { pid in
                 context.report(item: a.database) { $0.pid = pid }
             })

@@ -202,7 +202,11 @@ public final class PGSidecar: Sendable {
         return open.count
     }
 
-    func toolPath(_ tool: String, major: Int) -> String { "\(config.pgBinRoot)/\(major)/bin/\(tool)" }
+    /// `tool` of the installed client tools that work with a server of `major` (its own major's, else
+    /// the oldest newer one); throws naming both versions when they are all older than the server.
+    func toolPath(_ tool: String, major: Int) throws -> String {
+        try PGClientTools.binDirectory(forServer: major, serverVersion: String(major), root: config.pgBinRoot) + "/" + tool
+    }
 
     func toolArgs(database: String) -> [String] {
         ["-h", config.server.host, "-p", String(config.server.port), "-U", config.server.user, "--no-password", "-d", database]

@@ -27,6 +27,8 @@ public struct HTTPRequest: Sendable {
     public var lowSpeedSeconds: Int
     /// How long connecting may take.
     public var connectTimeoutSeconds: Int
+    /// The CA bundle that must vouch for an https server (`CURLOPT_CAINFO`); nil: the system's.
+    public var caFile: String?
 
     public init(
         method: String, url: String, headers: [(String, String)] = [], body: Body = .none,
@@ -201,6 +203,7 @@ public func performHTTP(
     automate_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT, request.connectTimeoutSeconds)
     automate_curl_setopt_long(curl, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
     if request.timeoutSeconds > 0 { automate_curl_setopt_long(curl, CURLOPT_TIMEOUT, request.timeoutSeconds) }
+    if let caFile = request.caFile { automate_curl_setopt_string(curl, CURLOPT_CAINFO, caFile) }
     if request.lowSpeedSeconds > 0 {
         automate_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
         automate_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, request.lowSpeedSeconds)

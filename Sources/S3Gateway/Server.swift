@@ -1,6 +1,7 @@
 import CAutomateShims
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import NIOCore
 #if canImport(Glibc)
@@ -72,11 +73,50 @@ public struct GatewayConfig: Sendable {
     public var region: String
     /// fs mode: where object metadata is kept (extended attributes, else a hidden side folder).
     public var metadataStorage: MetadataStorage
+    /// A second listener, with TLS, for clients on other machines (a search cluster writing snapshots);
+    /// nil: none. The same buckets, key pair and signature checks as the plain one.
+    public var tls: TLSListener?
 
     public init(host: String = "127.0.0.1", port: Int = 0, mode: Mode, credentials: Credentials, region: String = "us-east-1",
-                metadataStorage: MetadataStorage = .automatic) {
+                metadataStorage: MetadataStorage = .automatic, tls: TLSListener? = nil) {
         self.host = host; self.port = port; self.mode = mode
         self.credentials = credentials; self.region = region; self.metadataStorage = metadataStorage
+        self.tls = tls
+    }
+}
+
+/// Where and with which certificate the gateway also listens over TLS.
+public struct TLSListener: Sendable {
+    public var host: String
+    public var port: Int
+    /// PEM: the server's certificate, then any intermediates.
+    public var certificateFile: String
+    /// PEM: its private key (readable by the gateway's user).
+    public var keyFile: String
+
+    public init(host: String, port: Int, certificateFile: String, keyFile: String) {
+        self.host = host; self.port = port; self.certificateFile = certificateFile; self.keyFile = keyFile
+    }
+
+    /// The server side of TLS 1.2 and later with the listener's certificate and key; throws naming the
+    /// file that cannot be read or parsed.
+    func configuration() throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw CredentialsFileError(description: "TLS certificate \(certificateFile): \(error) (a PEM file the gateway's user can read)")
+        }
+        guard !chain.isEmpty else { throw CredentialsFileError(description: "TLS certificate \(certificateFile) holds no PEM certificate") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw CredentialsFileError(description: "TLS key \(keyFile): \(error) (a PEM private key the gateway's user can read)")
+        }
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        return tls
     }
 }
 
@@ -85,10 +125,8 @@ public func tuneMemoryForGateway() {
     automate_malloc_tune()
 }
 
-/// Builds the Hummingbird application for a configuration. `onRunning` gets the bound port.
-public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
-    throws -> some ApplicationProtocol
-{
+/// The gateway's request handling for a configuration: one per process, shared by its listeners.
+public func makeGatewayResponder(_ config: GatewayConfig, logger: Logger) throws -> GatewayResponder {
     let backend: any S3Backend
     switch config.mode {
     case .filesystem(let root, let buckets):
@@ -100,14 +138,61 @@ public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRu
     case .s3(let up):
         backend = try ProxyBackend(upstream: up, region: config.region, logger: logger)
     }
-    let responder = GatewayResponder(verifier: SigV4Verifier(credentials: config.credentials, region: config.region), backend: backend, logger: logger)
-    return Application(
+    return GatewayResponder(verifier: SigV4Verifier(credentials: config.credentials, region: config.region), backend: backend, logger: logger)
+}
+
+/// Builds the Hummingbird application of the plain listener for a configuration. `onRunning` gets the
+/// bound port.
+public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+    throws -> some ApplicationProtocol
+{
+    makeGatewayApplication(responder: try makeGatewayResponder(config, logger: logger), host: config.host, port: config.port,
+                           logger: logger, onRunning: onRunning)
+}
+
+func makeGatewayApplication(responder: GatewayResponder, host: String, port: Int, logger: Logger,
+                            onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+    Application(
         responder: responder,
+        // HTTP/1.1 with `Expect: 100-continue` answered and bounded receive buffers (the TLS listener's too).
         server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))),
-        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "automate-backup-gateway"),
+        configuration: .init(address: .hostname(host, port: port), serverName: "automate-backup-gateway"),
         onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
         logger: logger
     )
+}
+
+/// The TLS listener's application, answering with the same responder.
+func makeGatewayTLSApplication(responder: GatewayResponder, listener: TLSListener, logger: Logger,
+                               onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
+    Application(
+        responder: responder,
+        server: try .tls(
+            .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))),
+            tlsConfiguration: listener.configuration()),
+        configuration: .init(address: .hostname(listener.host, port: listener.port), serverName: "automate-backup-gateway"),
+        onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+        logger: logger
+    )
+}
+
+/// Runs the gateway until SIGTERM or SIGINT: the plain listener and, when configured, the TLS one, over
+/// one responder (so a multipart upload may go through either). `onRunning` gets each listener's name
+/// (`plain`, `tls`) and bound port. Either listener failing stops both.
+public func runGateway(_ config: GatewayConfig, logger: Logger, onRunning: @escaping @Sendable (String, Int) async -> Void) async throws {
+    let responder = try makeGatewayResponder(config, logger: logger)
+    let plain = makeGatewayApplication(responder: responder, host: config.host, port: config.port, logger: logger) { await onRunning("plain", $0) }
+    guard let listener = config.tls else {
+        try await plain.runService()
+        return
+    }
+    let tls = try makeGatewayTLSApplication(responder: responder, listener: listener, logger: logger) { await onRunning("tls", $0) }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await plain.runService() }
+        group.addTask { try await tls.runService() }
+        try await group.next()
+        group.cancelAll()
+    }
 }
 
 /// A gateway running inside this process (tests, embedding). `stop()` shuts it down.

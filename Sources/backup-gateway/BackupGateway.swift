@@ -39,6 +39,12 @@ struct BackupGateway: AsyncParsableCommand {
     enum MetadataMode: String, ExpressibleByArgument { case auto, sideFolder = "side-folder" }
     @Option(help: "fs mode: where object metadata is kept: auto (extended attributes where the file system has them, else a hidden side folder) or side-folder.")
     var metadataStorage: MetadataMode = .auto
+    @Option(help: "Also listen over TLS on HOST:PORT (for clients on other machines); needs --tls-certificate and --tls-key.")
+    var tlsListen: String?
+    @Option(help: "The TLS listener's certificate (PEM, with any intermediates).")
+    var tlsCertificate: String?
+    @Option(help: "The TLS listener's private key (PEM).")
+    var tlsKey: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: String = "info"
 
@@ -48,10 +54,17 @@ struct BackupGateway: AsyncParsableCommand {
         var logger = Logger(label: "backup-gateway")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen must be HOST:PORT")
+        guard let (host, port) = Self.hostAndPort(listen) else { throw ValidationError("--listen must be HOST:PORT") }
+        var tls: TLSListener? = nil
+        switch (tlsListen, tlsCertificate, tlsKey) {
+        case (nil, nil, nil):
+            break
+        case (let address?, let certificate?, let key?):
+            guard let (tlsHost, tlsPort) = Self.hostAndPort(address) else { throw ValidationError("--tls-listen must be HOST:PORT") }
+            tls = TLSListener(host: tlsHost, port: tlsPort, certificateFile: certificate, keyFile: key)
+        default:
+            throw ValidationError("--tls-listen, --tls-certificate and --tls-key go together")
         }
-        let host = String(listen[..<colon])
         let creds = try loadCredentials(path: credentialsFile)
         let gatewayMode: GatewayConfig.Mode
         switch mode {
@@ -81,12 +94,18 @@ struct BackupGateway: AsyncParsableCommand {
                                              pathStyle: upstreamPathStyle, credentials: upCreds))
         }
         let config = GatewayConfig(host: host, port: port, mode: gatewayMode, credentials: creds, region: region,
-                                   metadataStorage: metadataStorage == .auto ? .automatic : .sideFolder)
-        let log = logger
-        let app = try makeGatewayApplication(config, logger: logger) { port in
-            log.notice("listening on \(host):\(port)")
-        }
+                                   metadataStorage: metadataStorage == .auto ? .automatic : .sideFolder, tls: tls)
+        let log = logger, tlsHost = tls?.host ?? ""
         // SIGTERM / SIGINT: stop accepting, finish, exit 0.
-        try await app.runService()
+        try await runGateway(config, logger: logger) { listener, port in
+            log.notice(listener == "tls" ? "listening with TLS on \(tlsHost):\(port)" : "listening on \(host):\(port)")
+        }
+    }
+
+    /// `HOST:PORT` (the last colon splits, so `[::1]:9000`-less IPv6 is not supported), port 0-65535.
+    static func hostAndPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
+              colon > text.startIndex else { return nil }
+        return (String(text[..<colon]), port)
     }
 }

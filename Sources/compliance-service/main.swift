@@ -23,7 +23,9 @@ do {
           summary text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now())
         """,
     ])
-    let search = SearchEngine(url: env["AUTOMATE_CFG_SEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:10144")
+    let search = SearchEngine(
+        url: env["AUTOMATE_CFG_SEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:10144",
+        access: try SearchEngine.Access(environment: env))
     let server = RPCServer(configuration: .init(socketPath: try ServiceRuntime.socketPath()), logger: logger)
     let kit = BackupKit(
         service: "compliance-service",

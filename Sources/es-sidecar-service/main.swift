@@ -50,7 +50,7 @@ let env = ProcessInfo.processInfo.environment
 // engine is empty, save periodically and on stop. Off unless `save_dir` is configured.
 let saveDir = env["AUTOMATE_CFG_SAVE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
 let saveInterval = Double(env["AUTOMATE_CFG_SAVE_INTERVAL_SECONDS"] ?? "") ?? 300
-let local = saveDir.map { LocalSearchSave(engine: SearchEngine(url: config.searchURL), directory: $0) }
+let local = saveDir.map { LocalSearchSave(engine: SearchEngine(url: config.searchURL, access: config.searchAccess), directory: $0) }
 
 let sidecar = ESSidecar(config: config, logger: logger)
 let server = RPCServer(configuration: .init(socketPath: config.socketPath), logger: logger)

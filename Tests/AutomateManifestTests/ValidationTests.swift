@@ -118,7 +118,7 @@ import Testing
             backof_base = "1s"
             """) == [
                 #"services/svc.toml:3: service.comand: unknown key "comand" in [service] (did you mean "command"?)"#,
-                #"services/svc.toml:5: service.frobnicate: unknown key "frobnicate" in [service]; known keys: name, description, command, user, depends_on, socket, data_dir, working_directory, kind, shared_with, callers"#,
+                #"services/svc.toml:5: service.frobnicate: unknown key "frobnicate" in [service]; known keys: name, description, command, user, depends_on, socket, data_dir, working_directory, kind, shared_with, callers, external"#,
                 "services/svc.toml:7: helth: unknown table [helth] (did you mean [health]?)",
                 #"services/svc.toml:11: restart.backof_base: unknown key "backof_base" in [restart] (did you mean "backoff_base"?)"#,
             ])

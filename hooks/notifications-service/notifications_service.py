@@ -6,7 +6,7 @@ A reference service written without the backup contract: it owns a PostgreSQL da
 manifest's [backup] table, so the deployment-service backs them up on its behalf.
 
 Delivery here appends each message, formatted by the rules, to `<data>/deliveries.log` and marks it
-delivered. It talks to PostgreSQL through `psql` on the stack's Unix socket.
+delivered. It talks to PostgreSQL through `psql` (the stack's Unix socket, or an external server).
 """
 import json
 import os
@@ -18,6 +18,9 @@ import time
 env = os.environ
 data = env["AUTOMATE_SERVICE_DATA"]
 run_dir = env["AUTOMATE_RUN_DIR"]
+# The stack's server on its socket, or an external one (config/external.toml: the supervisor sets pg_host
+# and libpq's PGSSLMODE, PGSSLROOTCERT and PGPASSFILE, which psql reads).
+host = env.get("AUTOMATE_CFG_PG_HOST") or run_dir
 port = env.get("AUTOMATE_CFG_PG_PORT", "10145")
 user = env.get("AUTOMATE_CFG_PG_USER", "automate")
 poll = float(env.get("AUTOMATE_CFG_POLL_SECONDS", "2"))
@@ -27,7 +30,7 @@ stopping = False
 
 def psql(db, sql):
     out = subprocess.run(
-        ["psql", "-h", run_dir, "-p", port, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-AtX", "-c", sql],
+        ["psql", "-h", host, "-p", port, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-AtX", "-c", sql],
         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"psql ({db}): {out.stderr.strip()}")
