@@ -131,7 +131,7 @@ let package = Package(
         .target(name: "DataTools", dependencies: ["AutomateErrors", "CAutomateShims", "CLibPQ", "CZstd"], swiftSettings: swiftSettings),
         /// Long-running operations: a registry (start, watch every change in order, cancel, list), one
         /// progress type, and a bounded pool for blocking work whose cancellation kills what it started.
-        .target(name: "Operations", dependencies: ["AutomateErrors"], swiftSettings: swiftSettings),
+        .target(name: "Operations", dependencies: ["AutomateErrors", "CAutomateShims"], swiftSettings: swiftSettings),
         /// The chunked repository: FastCDC chunks stored once, zstd-compressed, AES-256-GCM sealed, in packs
         /// with an index, on a folder or an S3 bucket (docs/repository-format.md).
         .target(

@@ -1,3 +1,4 @@
+import CAutomateShims
 import Foundation
 
 /// A bounded set of threads for blocking work (child tools, zstd, libpq, libcurl transfers), so that it
@@ -19,15 +20,20 @@ public final class BlockingPool: @unchecked Sendable {  // state behind `conditi
 
     public let name: String
     public let maxThreads: Int
+    /// The nice value of the pool's threads (0: the process's own; higher: less CPU under contention).
+    public let niceness: Int32
     private let condition = NSCondition()
     private var queue: [Work] = []
     private var head = 0
     private var threads = 0
     private var idle = 0
 
-    public init(name: String, maxThreads: Int) {
+    /// - Parameter niceness: raises the nice value of each of the pool's threads by this much (Linux
+    ///   sets it per thread); a thread cannot take it back, so give such work a pool of its own.
+    public init(name: String, maxThreads: Int, niceness: Int32 = 0) {
         self.name = name
         self.maxThreads = max(1, maxThreads)
+        self.niceness = max(0, niceness)
     }
 
     /// Runs `body` on one of the pool's threads and returns its result.
@@ -96,6 +102,8 @@ public final class BlockingPool: @unchecked Sendable {  // state behind `conditi
     }
 
     private func serve() {
+        // This thread only: the process's other threads keep their priority. Best effort.
+        if niceness > 0 { _ = automate_thread_renice(niceness) }
         while true {
             condition.lock()
             idle += 1

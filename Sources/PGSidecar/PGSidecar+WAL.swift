@@ -150,13 +150,27 @@ extension PGSidecar {
         return s
     }
 
-    /// The running server's system identifier: the folder of its archive.
+    /// The running server's system identifier: the folder of its archive. Asked on a kept connection; one
+    /// that was lost (the server restarted, or was replaced by a restore) is made again and asked again, so
+    /// the answer is always the server running now.
     func clusterIdentifier() throws -> String {
-        let c = try Self.connect(config.server)
-        guard let id = try c.query("SELECT system_identifier::text FROM pg_control_system()").first?.first ?? nil, WALArchive.isCluster(id) else {
-            throw RPCError(.internal, "the server did not give its system identifier")
+        try walConnection.withLock { connection in
+            for attempt in 0..<2 {
+                do {
+                    let c = try connection ?? Self.connect(config.server)
+                    connection = c
+                    guard let id = try c.query("SELECT system_identifier::text FROM pg_control_system()").first?.first ?? nil,
+                          WALArchive.isCluster(id) else {
+                        throw RPCError(.internal, "the server did not give its system identifier")
+                    }
+                    return id
+                } catch let e as DataToolsError where e.code == .database {
+                    connection = nil
+                    if attempt == 1 { throw RPCError(.failedPrecondition, e.message) }
+                }
+            }
+            throw RPCError(.internal, "no connection to the server")
         }
-        return id
     }
 
     /// The object under `key` in the repository, or nil when there is none.

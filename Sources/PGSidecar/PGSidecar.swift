@@ -47,6 +47,15 @@ public final class PGSidecar: Sendable {
     let walError = Mutex("")
     /// WAL files acknowledged without being stored because the repository has had no backup yet.
     let walSkipped = Mutex(0)
+    /// The connection archiving asks for the server's system identifier on, kept between WAL files (a
+    /// connection per file is a server process started and ended every few seconds of heavy writing).
+    let walConnection = Mutex<PGConnection?>(nil)
+    /// Threads for archiving WAL, at a lower CPU priority (nice 10) than the database's own work: under
+    /// load, compressing and hashing a finished segment waits for the transactions that made it, and
+    /// catches up when they pause (PostgreSQL keeps the segment until then).
+    let walArchivePool = BlockingPool(name: "pg.wal-archive", maxThreads: 2, niceness: 10)
+    /// Reads ahead of a recovery's restore_command (``WALPrefetch``).
+    let walPrefetch = WALPrefetch()
 
     public init(config: PGSidecarConfig, logger: Logger) {
         self.config = config
@@ -125,12 +134,17 @@ public final class PGSidecar: Sendable {
         server.register(PGSidecarService.archiveWAL) { [self] (req: Automate_Sidecar_Pg_PGArchiveWALRequest, context) -> Automate_Sidecar_Pg_PGArchiveWALResponse in
             try mayHandleWAL(context.caller, method: "ArchiveWAL")
             let written = req.writtenUnixMs > 0 ? Date(timeIntervalSince1970: Double(req.writtenUnixMs) / 1000) : nil
-            return try await runBlocking("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content), writtenAt: written) }
+            return try await walArchivePool.run("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content), writtenAt: written) }
         }
         server.register(PGSidecarService.fetchWAL) { [self] (req: Automate_Sidecar_Pg_PGFetchWALRequest, context) -> Automate_Sidecar_Pg_PGFetchWALResponse in
             try mayHandleWAL(context.caller, method: "FetchWAL")
             var r = Automate_Sidecar_Pg_PGFetchWALResponse()
-            r.content = Data(try await runBlocking("pg.wal-fetch") { [self] _ in try fetchWAL(name: req.name, cluster: req.cluster) })
+            // A recovery names its cluster and asks for one segment after another: read ahead for it.
+            r.content = Data(try await runBlocking("pg.wal-fetch") { [self] _ in
+                req.cluster.isEmpty
+                    ? try fetchWAL(name: req.name, cluster: req.cluster)
+                    : try walPrefetch.get(name: req.name, cluster: req.cluster) { [self] in try fetchWAL(name: $0, cluster: $1) }
+            })
             return r
         }
         server.register(PGSidecarService.walArchiveStatus) { [self] (_: Automate_Sidecar_Pg_PGWALArchiveStatusRequest, _) -> Automate_Sidecar_Pg_PGWALArchiveStatus in

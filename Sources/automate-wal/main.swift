@@ -72,7 +72,9 @@ if arguments[0] == "base-backup" {
     }
 }
 
-/// Writes `bytes` to `path` whole: a temporary file beside it, fsynced, renamed over it.
+/// Writes `bytes` to `path` whole: a temporary file beside it, renamed over it, so PostgreSQL never reads
+/// half a file. Not fsynced: a restored file is a copy of what the archive keeps, which a recovery
+/// interrupted by a crash fetches again (PostgreSQL's own example restore_command is a plain `cp`).
 func writeWhole(_ bytes: Data, to path: String) throws {
     let temp = path + ".automate-wal-\(getpid())"
     guard FileManager.default.createFile(atPath: temp, contents: nil, attributes: [.posixPermissions: 0o600]),
@@ -81,7 +83,6 @@ func writeWhole(_ bytes: Data, to path: String) throws {
     }
     do {
         try handle.write(contentsOf: bytes)
-        try handle.synchronize()
         try handle.close()
         guard rename(temp, path) == 0 else { throw RPCError(.internal, "cannot rename \(temp) to \(path): \(String(cString: strerror(errno)))") }
     } catch {

@@ -98,15 +98,18 @@ struct BackupOrchestrationTests {
         try await stack.loadSampleData()
         try await stack.loadBulkData()
 
+        let pid = try await stack.pid(of: victim)
         let id = try await stack.startBackup()
-        // Wait until the victim is in the middle of it: the dump (pg-sidecar) or the archive (others) moving.
+        // The victim is killed from inside the watch, the moment the dump (pg-sidecar) or the archive
+        // (others) has moved its first bytes, so the backup cannot finish in between.
         let watched = victim == "pg-sidecar-service" ? "teams-service" : "compliance-service"
         let mid = try await stack.watchBackup(id) { s in
-            s.services.contains { $0.service == watched && $0.state == .running && $0.progress.bytesDone > 0 }
+            let caught = s.state == .running
+                && s.services.contains { $0.service == watched && $0.state == .running && $0.progress.bytesDone > 0 }
+            if caught { kill(pid, SIGKILL) }
+            return caught || s.state != .running
         }
         try #require(mid.state == .running, "the backup ended before the kill: \(mid)")
-        let pid = try await stack.pid(of: victim)
-        kill(pid, SIGKILL)
         let final = try await stack.watchBackup(id)
         #expect(final.state == .failed)
         // The first service to notice names itself and the cause: a pg-sidecar user for the sidecar.

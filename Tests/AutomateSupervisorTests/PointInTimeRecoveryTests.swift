@@ -98,6 +98,8 @@ struct PointInTimeRecoveryTests {
         // The recovery's settings went with it: the next start of the server is a normal one.
         let restarted = try await stack.automate(["restart", "automate-postgresql"])
         #expect(restarted.succeeded, "\(restarted.output)\(restarted.error)")
+        // `automate restart` returns once the start is under way, not once the server is up again.
+        try await stack.waitFor("automate-postgresql", within: .seconds(60)) { $0.state == "running" }
         #expect(try await WALArchivingTests.query(stack, "SELECT count(*) FROM pitr_probe") == "2")
         #expect(!FileManager.default.fileExists(atPath: postgresData + "/automate-recovery.conf"))
     }

@@ -70,4 +70,16 @@ static inline void automate_malloc_tune(void) {
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 }
+/* Raises the calling thread's nice value by `increment` (Linux keeps one per thread): work that should
+ * yield the CPU to others under contention. Returns 0, or -1 with errno. */
+#include <sys/resource.h>
+#include <errno.h>
+static inline int automate_thread_renice(int increment) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    errno = 0;
+    int current = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (current == -1 && errno != 0) return -1;
+    return setpriority(PRIO_PROCESS, (id_t)tid, current + increment);
+}
+
 #endif

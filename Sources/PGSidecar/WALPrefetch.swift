@@ -1,0 +1,89 @@
+import BackupRepository
+import Foundation
+import Operations
+
+/// Reads ahead of a recovery's `restore_command`: PostgreSQL asks for one WAL segment at a time and
+/// replays it before it asks for the next, so while it replays segment N the next ``depth`` segments of
+/// the same timeline are already being read from the repository (fetched, decompressed, checked), and
+/// the next request is answered from memory. At most ``depth`` segments are held (16 MiB each); what the
+/// recovery no longer asks for (it stopped at its target, or moved to another timeline) is dropped at the
+/// next request or a minute after the last one.
+///
+/// A segment read ahead is checked exactly as one read on request (the fetch is the same); a read-ahead
+/// that failed (past the end of the archive, a damaged file) is not remembered as an answer: that
+/// request reads again and reports its own outcome.
+final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
+    /// Segments read ahead of the one asked for.
+    static let depth = 3
+    /// How long read-ahead bytes nobody asked for are kept.
+    static let expiry: Duration = .seconds(60)
+
+    private final class Entry: @unchecked Sendable {  // `result` behind the prefetcher's lock, set before `ready` is signalled
+        let ready = DispatchSemaphore(value: 0)
+        var result: Result<[UInt8], Error>?
+        let started = ContinuousClock.now
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+
+    init() {}
+
+    /// The file `name` of `cluster`: from what was read ahead, else read now (blocking); a segment's
+    /// request starts reading the following ones. `fetch` reads and checks one file (blocking; read-aheads
+    /// call it on the blocking pool).
+    func get(name: String, cluster: String, fetch: @escaping @Sendable (_ name: String, _ cluster: String) throws -> [UInt8]) throws -> [UInt8] {
+        guard let segment = WALSegment(name: name) else { return try fetch(name, cluster) }
+        let following = (1...Self.depth).map { WALSegment(timeline: segment.timeline, number: segment.number + UInt64($0)).name }
+        let keep = Set(following.map { Self.key($0, cluster) })
+        lock.lock()
+        let entry = entries.removeValue(forKey: Self.key(name, cluster))
+        entries = entries.filter { keep.contains($0.key) }
+        var starting: [(String, Entry)] = []
+        for next in following where entries[Self.key(next, cluster)] == nil {
+            let e = Entry()
+            entries[Self.key(next, cluster)] = e
+            starting.append((next, e))
+        }
+        lock.unlock()
+        for (next, e) in starting { readAhead(next, cluster: cluster, into: e, fetch: fetch) }
+        scheduleExpiry()
+        if let entry {
+            entry.ready.wait()
+            if case .success(let bytes)? = lock.withLock({ entry.result }) { return bytes }
+        }
+        return try fetch(name, cluster)
+    }
+
+    /// How many segments are held or being read (for tests).
+    var held: Int { lock.withLock { entries.count } }
+
+    private static func key(_ name: String, _ cluster: String) -> String { cluster + "/" + name }
+
+    private func readAhead(_ name: String, cluster: String, into entry: Entry,
+                           fetch: @escaping @Sendable (String, String) throws -> [UInt8]) {
+        let lock = self.lock
+        Task.detached {
+            let result: Result<[UInt8], Error>
+            do {
+                result = .success(try await runBlocking("pg.wal-prefetch") { _ in try fetch(name, cluster) })
+            } catch {
+                result = .failure(error)
+            }
+            lock.withLock { entry.result = result }
+            entry.ready.signal()
+        }
+    }
+
+    /// Drops, a while after this request, what was read and never asked for since.
+    private func scheduleExpiry() {
+        Task.detached { [weak self] in
+            try? await Task.sleep(for: Self.expiry)
+            guard let self else { return }
+            let now = ContinuousClock.now
+            self.lock.withLock {
+                self.entries = self.entries.filter { $0.value.result == nil || now - $0.value.started < Self.expiry }
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+@testable import PGSidecar
+
+/// The recovery read-ahead: a segment's request reads the next three; those requests are answered from
+/// them; a read-ahead that failed is not an answer; names that are not segments, and other clusters, are
+/// read as asked.
+final class WALPrefetchTests: XCTestCase {
+    final class Calls: @unchecked Sendable {
+        private let lock = NSLock()
+        private var names: [String] = []
+        func add(_ name: String) { lock.withLock { names.append(name) } }
+        var all: [String] { lock.withLock { names } }
+        func count(_ name: String) -> Int { all.filter { $0 == name }.count }
+    }
+
+    func testReadsAheadAndAnswersFromIt() throws {
+        let prefetch = WALPrefetch()
+        let calls = Calls()
+        // The archive ends at ...0105: later names are not found.
+        let fetch: @Sendable (String, String) throws -> [UInt8] = { name, cluster in
+            calls.add(cluster + "/" + name)
+            guard name <= "000000010000000100000005" || !name.hasPrefix("00000001") else { throw NSError(domain: "not found", code: 404) }
+            return Array("\(cluster)/\(name)".utf8)
+        }
+        XCTAssertEqual(try prefetch.get(name: "0000000100000000000000FF", cluster: "7", fetch: fetch), Array("7/0000000100000000000000FF".utf8))
+        // The next three, across the log boundary (...00FF is followed by ...0100000000).
+        for next in ["000000010000000100000000", "000000010000000100000001", "000000010000000100000002"] {
+            XCTAssertEqual(try prefetch.get(name: next, cluster: "7", fetch: fetch), Array("7/\(next)".utf8))
+            XCTAssertEqual(calls.count("7/" + next), 1, "\(next) read once, ahead: \(calls.all)")
+        }
+        XCTAssertLessThanOrEqual(prefetch.held, WALPrefetch.depth)
+        // Past the end: the read-ahead failed, the request reads again and gets its own failure.
+        XCTAssertEqual(try prefetch.get(name: "000000010000000100000005", cluster: "7", fetch: fetch).count, "7/000000010000000100000005".utf8.count)
+        XCTAssertThrowsError(try prefetch.get(name: "000000010000000100000006", cluster: "7", fetch: fetch))
+        XCTAssertEqual(calls.count("7/000000010000000100000006"), 2, "read ahead, then again on request: \(calls.all)")
+        // A history file is read as asked, with no read-ahead; another cluster's segment is its own.
+        let before = calls.all.count
+        XCTAssertEqual(try prefetch.get(name: "00000002.history", cluster: "7", fetch: fetch), Array("7/00000002.history".utf8))
+        XCTAssertEqual(calls.all.count, before + 1)
+        XCTAssertEqual(try prefetch.get(name: "000000010000000100000001", cluster: "8", fetch: fetch), Array("8/000000010000000100000001".utf8))
+        XCTAssertEqual(calls.count("8/000000010000000100000001"), 1)
+    }
+}
