@@ -59,6 +59,20 @@ restart_with() {  # $1: archive_mode
   "$automate" start --quiet
 }
 repository_bytes() { du -sb "$AUTOMATE_HOME/backups" | cut -f1; }
+# What archiving itself costs in CPU, steadier than TPS on a shared machine: the CPU time of the
+# pg-sidecar and the gateway (nothing else uses them during the runs) and of the archiver's children
+# (automate-wal: the archiver process's cutime and cstime), in clock ticks.
+service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
+archiving_ticks() {
+  local archiver total=0 pid
+  archiver=$(psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")
+  for pid in $(service_pid pg-sidecar-service) $(service_pid backup-gateway); do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  [[ -n "$archiver" ]] && total=$(( total + $(awk '{print $16 + $17}' "/proc/$archiver/stat") ))
+  echo "$total"
+}
+archiving_cpu_ticks=0
 stored_before=$(repository_bytes)
 on_runs=(); off_runs=(); waiting=0
 # The server's archiver statistics survive its restarts: what the runs archived is the difference.
@@ -67,7 +81,9 @@ archived=0; failed=0
 for i in $(seq 1 "$runs"); do
   [[ $i -gt 1 ]] && restart_with on
   echo "bench-pitr: run $i of $runs, archiving on" >&2
+  ticks_before=$(archiving_ticks)
   on_runs+=("$(tps)")
+  archiving_cpu_ticks=$(( archiving_cpu_ticks + $(archiving_ticks) - ticks_before ))
   # What this run archived, and what was still waiting for the archiver when it ended.
   read -r a f < <(psql_ -F ' ' -c "SELECT archived_count, failed_count FROM pg_stat_archiver")
   archived=$(( a - archived_before )); failed=$(( f - failed_before ))
@@ -88,6 +104,14 @@ printf '%-52s %10s\n' "TPS, archiving on (median)" "$on"
 printf '%-52s %10s   overhead %s%% (target <= 5%%)\n' "TPS, archiving off (median)" "$off" "$overhead"
 printf '%-52s %10s   (%s MB in the repository; %s failed attempts; %s still waiting at the end of the runs)\n' \
   "WAL segments archived during the runs" "$archived" "$(( stored >> 20 ))" "$failed" "$waiting"
+python3 - "$archiving_cpu_ticks" "$(getconf CLK_TCK)" "$archived" "$runs" "$seconds" "$(nproc)" <<'PY'
+import sys
+ticks, hz, segments, runs, seconds, cores = (float(a) for a in sys.argv[1:])
+cpu = ticks / hz
+share = cpu * 100 / (runs * seconds * cores)
+per = cpu * 1000 / segments if segments else 0
+print(f"{'CPU spent archiving (sidecar, gateway, automate-wal)':<52} {cpu:10.1f} s   {per:.0f} ms per segment; {share:.1f}% of the machine's {cores:.0f} cores during the on runs")
+PY
 
 # == Point-in-time restore: 10 minutes (BENCH_PITR_SECONDS) of pgbench after a base backup.
 restart_with on

@@ -17,8 +17,10 @@ final class ExternalPostgres: @unchecked Sendable {
 
     var data: String { folder + "/data" }
 
-    /// Makes the cluster in `folder` (initdb, TLS settings, pg_hba) and starts it.
-    init(folder: String, authority: TestCertificateAuthority, password: String) async throws {
+    /// Makes the cluster in `folder` (initdb, TLS settings, pg_hba) and starts it. `clientCertificates`:
+    /// TCP clients authenticate with a certificate from `authority` (PostgreSQL's `cert` method) instead of
+    /// a password.
+    init(folder: String, authority: TestCertificateAuthority, password: String, clientCertificates: Bool = false) async throws {
         self.folder = folder
         self.authority = authority
         self.password = password
@@ -36,6 +38,7 @@ final class ExternalPostgres: @unchecked Sendable {
             ssl_cert_file = '\(tls.certificate)'
             ssl_key_file = '\(tls.key)'
             password_encryption = 'scram-sha-256'
+            ssl_ca_file = '\(authority.certificate)'
             fsync = off
             full_page_writes = off
             synchronous_commit = off
@@ -44,7 +47,7 @@ final class ExternalPostgres: @unchecked Sendable {
         // TLS and SCRAM only: no trust, no peer, no plain TCP.
         let hba = """
             local all all scram-sha-256
-            hostssl all all 127.0.0.1/32 scram-sha-256
+            hostssl all all 127.0.0.1/32 \(clientCertificates ? "cert" : "scram-sha-256")
             hostnossl all all 0.0.0.0/0 reject
             """
         try await run("printf '%s\\n' '\(hba.replacingOccurrences(of: "\n", with: "' '"))' > '\(data)/pg_hba.conf'")
@@ -104,11 +107,12 @@ final class ExternalPostgres: @unchecked Sendable {
         if let p = process, p.isRunning { kill(p.processIdentifier, SIGHUP) }
     }
 
-    /// psql over TLS, checking the certificate as the stack does; returns its output, trimmed.
+    /// psql as the superuser on the server's own socket (the password), whatever TCP clients must show;
+    /// returns its output, trimmed.
     @discardableResult
     func psql(_ database: String, _ sql: String) async throws -> String {
-        let script = "PGPASSWORD=\(Self.quote(password)) PGSSLMODE=verify-full PGSSLROOTCERT='\(authority.certificate)' "
-            + "'\(Self.bindir)/psql' -X -q -At -v ON_ERROR_STOP=1 -h localhost -p \(port) -U \(user) -d \(database) -c \(Self.quote(sql))"
+        let script = "PGPASSWORD=\(Self.quote(password)) "
+            + "'\(Self.bindir)/psql' -X -q -At -v ON_ERROR_STOP=1 -h '\(folder)' -p \(port) -U \(user) -d \(database) -c \(Self.quote(sql))"
         let r = try await TestStack.shellCommand(script)
         guard r.succeeded else { throw TestFailure("psql \(database) -c \(sql): \(r.output)\(r.error)") }
         return r.output.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -173,4 +173,38 @@ struct ExternalServersTests {
         #expect(teams.succeeded, "\(teams.output)\(teams.error)")
         #expect(try await server.psql("teams_service", "SELECT count(*) FROM teams") == "1")
     }
+
+    @Test("a client certificate instead of a password: the services, the watcher and automate psql all connect with it")
+    func clientCertificate() async throws {
+        let stack = try TestStack(name: "external-cert")
+        let ca = try TestCertificateAuthority(folder: stack.root + "/ca", name: "automate-test-ca")
+        let server = try await ExternalPostgres(folder: stack.root + "/pg", authority: ca, password: "the server's own", clientCertificates: true)
+        defer { Task { await stack.tearDown(); server.stop() } }
+        try Self.fullStack(stack)
+        let secrets = stack.root + "/operator-secrets"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let client = try ca.issueClientCertificate(folder: secrets, prefix: "pg-client", commonName: server.user)
+        try FileManager.default.createDirectory(atPath: stack.home.configDirectory, withIntermediateDirectories: true)
+        try """
+            [postgresql]
+            host = "localhost"
+            port = \(server.port)
+            user = "\(server.user)"
+            cert_file = "\(client.certificate)"
+            key_file = "\(client.key)"
+            ca_file = "\(ca.certificate)"
+            """.write(toFile: stack.home.externalSettingsPath, atomically: true, encoding: .utf8)
+        let start = try await stack.automate(["start"])
+        try #require(start.succeeded, "\(start.output)\(start.error)")
+        let pg = try #require(try await stack.status().first { $0.name == "automate-postgresql" })
+        #expect(pg.healthMessage.contains("verified (verify-full)"), "\(pg.healthMessage)")
+        // Each service's copy of the key is its own, 0400 (libpq refuses a key others may read).
+        var info = stat()
+        #expect(stat(stack.home.secretsDirectory + "/teams-service.pg-client.key", &info) == 0 && info.st_mode & 0o777 == 0o400)
+        let added = try await stack.automate(["teams", "add", "certified"])
+        #expect(added.succeeded, "\(added.output)\(added.error)")
+        #expect(try await server.psql("teams_service", "SELECT name FROM teams") == "certified")
+        let psql = try await stack.automate(["psql", "teams_service", "--", "-AtXq", "-c", "SELECT count(*) FROM teams"])
+        #expect(psql.succeeded && psql.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(psql.output)\(psql.error)")
+    }
 }

@@ -31,6 +31,17 @@ public struct TestCertificateAuthority: Sendable {
         return (cert, serverKey)
     }
 
+    /// A client certificate for `commonName` (PostgreSQL's `cert` authentication takes the user from it)
+    /// and its key (0600), signed by this CA, as `<folder>/<prefix>.crt` and `.key`.
+    public func issueClientCertificate(folder: String, prefix: String, commonName: String) throws -> (certificate: String, key: String) {
+        let cert = folder + "/\(prefix).crt", clientKey = folder + "/\(prefix).key", request = folder + "/\(prefix).csr"
+        try Self.openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=\(commonName)",
+                          "-keyout", clientKey, "-out", request])
+        try Self.openssl(["x509", "-req", "-in", request, "-CA", certificate, "-CAkey", key, "-CAcreateserial", "-days", "2", "-out", cert])
+        chmod(clientKey, 0o600)
+        return (cert, clientKey)
+    }
+
     static func openssl(_ arguments: [String]) throws {
         try Fixture.run("/usr/bin/openssl", arguments)
     }
