@@ -42,8 +42,8 @@ extension ServiceStatus {
     /// What to show beside the state: the health check's last word while the process runs (an external
     /// server's watcher says there why the server cannot be used), else the supervisor's message.
     var explanation: String {
-        let running = [ServiceState.running, .starting, .unhealthy].map(\.rawValue).contains(state)
-        if state == ServiceState.running.rawValue || running && !healthMessage.isEmpty { return healthMessage }
+        let checked = [ServiceState.running, .starting, .unhealthy].map(\.rawValue).contains(state)
+        if state == ServiceState.running.rawValue || checked && !healthMessage.isEmpty { return healthMessage }
         return message
     }
 }

@@ -9,8 +9,9 @@ public struct HookSpec: Sendable, Equatable {
     public var initTimeout: Duration
     /// Time limit of the `post-stop` hook. Default 30s.
     public var postStopTimeout: Duration
-    /// The folder under `hooks/` the hooks come from. Default nil: the service's name (an external
-    /// server's watcher uses `external`, whatever service it stands in for).
+    /// The folder under `hooks/` the hooks come from. Default nil: the service's name. Not a manifest
+    /// key: an external server's watcher (``ExternalSettings``) uses `external`, whatever service it
+    /// stands in for.
     public var folder: String?
 
     /// Creates a hook spec; every argument defaults to the documented default.

@@ -145,6 +145,10 @@ public final class PGSidecar: Sendable {
                     ? try fetchWAL(name: req.name, cluster: req.cluster)
                     : try walPrefetch.get(name: req.name, cluster: req.cluster) { [self] in try fetchWAL(name: $0, cluster: $1) }
             })
+            let (requests, ahead) = walPrefetch.counts
+            if !req.cluster.isEmpty && requests % 100 == 0 {
+                logger.info("recovery: \(requests) WAL files fetched, \(ahead) of them read ahead")
+            }
             return r
         }
         server.register(PGSidecarService.walArchiveStatus) { [self] (_: Automate_Sidecar_Pg_PGWALArchiveStatusRequest, _) -> Automate_Sidecar_Pg_PGWALArchiveStatus in

@@ -26,6 +26,9 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
 
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
+    /// Segment requests, and those answered from a read-ahead (for the log and tests).
+    private(set) var requests = 0
+    private(set) var answeredAhead = 0
 
     init() {}
 
@@ -48,15 +51,22 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         lock.unlock()
         for (next, e) in starting { readAhead(next, cluster: cluster, into: e, fetch: fetch) }
         scheduleExpiry()
+        lock.withLock { requests += 1 }
         if let entry {
             entry.ready.wait()
-            if case .success(let bytes)? = lock.withLock({ entry.result }) { return bytes }
+            if case .success(let bytes)? = lock.withLock({ entry.result }) {
+                lock.withLock { answeredAhead += 1 }
+                return bytes
+            }
         }
         return try fetch(name, cluster)
     }
 
     /// How many segments are held or being read (for tests).
     var held: Int { lock.withLock { entries.count } }
+
+    /// Segment requests so far and how many a read-ahead answered.
+    var counts: (requests: Int, answeredAhead: Int) { lock.withLock { (requests, answeredAhead) } }
 
     private static func key(_ name: String, _ cluster: String) -> String { cluster + "/" + name }
 

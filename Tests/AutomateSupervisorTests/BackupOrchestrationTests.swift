@@ -96,7 +96,7 @@ struct BackupOrchestrationTests {
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
-        try await stack.loadBulkData()
+        try await stack.loadBulkData(fileMiB: 512)
 
         let pid = try await stack.pid(of: victim)
         let id = try await stack.startBackup()

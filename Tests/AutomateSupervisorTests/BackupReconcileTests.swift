@@ -18,7 +18,7 @@ struct BackupReconcileTests {
         let start = try await stack.automate(["start"])
         try #require(start.succeeded, "\(start.output)\(start.error)")
         try await stack.loadSampleData()
-        try await stack.loadBulkData()
+        try await stack.loadBulkData(fileMiB: 512)
         let pid = try await victim(stack)
         let id = try await stack.startBackup()
         let mid = try await stack.watchBackup(id) { s in

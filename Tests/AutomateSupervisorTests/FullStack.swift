@@ -151,13 +151,15 @@ extension TestStack {
         guard r.succeeded else { throw TestFailure("upload-profile: \(r.error)") }
     }
 
-    /// Enough data that a backup takes a few seconds: a ~100 MB table and a 192 MiB file.
-    func loadBulkData() async throws {
+    /// Enough data that a backup takes a few seconds: a ~100 MB table and a file of `fileMiB` MiB (random:
+    /// the archive moves every byte). Tests that kill a service while its archive moves want the archive
+    /// to outlast the status stream's reports by a margin: give them more.
+    func loadBulkData(fileMiB: Int = 192) async throws {
         let r = try await automate(["psql", "teams_service", "--", "-c",
             "CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS pad FROM generate_series(1, 1200000) g"])
         guard r.succeeded else { throw TestFailure("bulk table: \(r.error)") }
         let profiles = home.dataDirectory + "/compliance-service/profiles"
-        let f = try await shell("head -c 192M /dev/urandom > '\(profiles)/bulk.bin' && chmod 644 '\(profiles)/bulk.bin'")
+        let f = try await shell("head -c \(fileMiB)M /dev/urandom > '\(profiles)/bulk.bin' && chmod 644 '\(profiles)/bulk.bin'")
         guard f.succeeded else { throw TestFailure("bulk file: \(f.error)") }
     }
 }

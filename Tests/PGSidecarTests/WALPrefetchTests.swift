@@ -30,6 +30,7 @@ final class WALPrefetchTests: XCTestCase {
             XCTAssertEqual(calls.count("7/" + next), 1, "\(next) read once, ahead: \(calls.all)")
         }
         XCTAssertLessThanOrEqual(prefetch.held, WALPrefetch.depth)
+        XCTAssertTrue(prefetch.counts == (4, 3), "\(prefetch.counts)")
         // Past the end: the read-ahead failed, the request reads again and gets its own failure.
         XCTAssertEqual(try prefetch.get(name: "000000010000000100000005", cluster: "7", fetch: fetch).count, "7/000000010000000100000005".utf8.count)
         XCTAssertThrowsError(try prefetch.get(name: "000000010000000100000006", cluster: "7", fetch: fetch))
