@@ -37,7 +37,6 @@ automate="$bin/automate"
 bench_stack_home bench-backup "$automate"
 
 peak_rss_of() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
-service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
 # Runs a command, prints its peak RSS in MB (children included) on fd 3.
 with_rss() { python3 -c '
 import resource, subprocess, sys

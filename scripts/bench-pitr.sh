@@ -62,7 +62,6 @@ repository_bytes() { du -sb "$AUTOMATE_HOME/backups" | cut -f1; }
 # What archiving itself costs in CPU, steadier than TPS on a shared machine: the CPU time of the
 # pg-sidecar and the gateway (nothing else uses them during the runs) and of the archiver's children
 # (automate-wal: the archiver process's cutime and cstime), in clock ticks.
-service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
 archiving_ticks() {
   local archiver total=0 pid
   archiver=$(psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")

@@ -1,6 +1,5 @@
 import AutomateManifest
 import AutomateSupervisor
-import BackupRepository
 import DataTools
 import Foundation
 
@@ -9,19 +8,6 @@ import Foundation
 /// of the home is looked at here; the server is reached as the stack's services reach it.
 struct ExternalDatabaseCheck {
     let settings: ExternalSettings.PostgreSQL
-    let repository: BackupRepository
-
-    /// The databases of backup `id` (every service's `pg_data/metadata.json`).
-    func databases(of id: BackupID, entry: BackupRepository.Entry) -> [String] {
-        var names: [String] = []
-        for service in entry.services {
-            guard let data = try? repository.store.read("\(id)/\(service)/pg_data/metadata.json"),
-                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let databases = json["databases"] as? [[String: Any]] else { continue }
-            names += databases.compactMap { $0["name"] as? String }
-        }
-        return Array(Set(names)).sorted()
-    }
 
     /// `database (N tables)` for each of `names` that exists on the server with tables of its own.
     /// - Throws: ``CLIError`` (exit 2) when the server cannot be reached or refuses, naming why.

@@ -71,10 +71,11 @@ struct Preflight {
         if !data.isEmpty && !force {
             throw CLIError("\(home.dataDirectory) holds data (\(data.sorted().joined(separator: ", "))): restore into an empty home, or pass --force to stop its stack and restore over it; nothing was changed", exitCode: 2)
         }
+        // The pg-sidecar's records of the backup's databases, read once for the two checks below.
+        let dumps = Self.dumpedDatabases(repository: repository, id: chosen, entry: entry)
         // An external PostgreSQL: the backup's databases there must be absent or empty, or --force.
         if let external = try CLIError.reporting(exitCode: 2, { try ManifestLoader.externalSettings(home: home)?.postgresql }) {
-            let check = ExternalDatabaseCheck(settings: external, repository: repository)
-            let occupied = try check.occupied(check.databases(of: chosen, entry: entry))
+            let occupied = try ExternalDatabaseCheck(settings: external).occupied(Array(Set(dumps.compactMap(\.name))).sorted())
             if !occupied.isEmpty && !force {
                 throw CLIError("the external PostgreSQL at \(external.host):\(external.port) already holds data in \(occupied.joined(separator: ", ")): pass --force to replace these databases with the backup's; nothing was changed", exitCode: 2)
             }
@@ -85,7 +86,7 @@ struct Preflight {
         }
 
         // Room on disk: the restored databases (uncompressed) and files take several times the backup.
-        let needed = Self.estimatedBytes(repository: repository, id: chosen, entry: entry)
+        let needed = Self.estimatedBytes(repository: repository, id: chosen, entry: entry, dumps: dumps)
         var existing = home.path
         while !FileManager.default.fileExists(atPath: existing) && existing != "/" { existing = (existing as NSString).deletingLastPathComponent }
         var fs = statvfs()
@@ -98,19 +99,31 @@ struct Preflight {
         return chosen
     }
 
-    /// Uncompressed database sizes from the pg-sidecar's metadata, plus 4× every other artifact.
-    static func estimatedBytes(repository: BackupRepository, id: BackupID, entry: BackupRepository.Entry) -> UInt64 {
-        var total: UInt64 = 0
-        var counted = Set<String>()
-        for service in entry.services {
+    /// One database dump of a backup as the pg-sidecar's `pg_data/metadata.json` records it (read
+    /// leniently: a phase-one record may lack fields).
+    struct DumpedDatabase {
+        var name: String?
+        var key: String?
+        var uncompressedSize: UInt64
+    }
+
+    /// Every service's dumped databases in backup `id`.
+    static func dumpedDatabases(repository: BackupRepository, id: BackupID, entry: BackupRepository.Entry) -> [DumpedDatabase] {
+        entry.services.flatMap { service -> [DumpedDatabase] in
             guard let data = try? repository.store.read("\(id)/\(service)/pg_data/metadata.json"),
                   let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let databases = json["databases"] as? [[String: Any]] else { continue }
-            for db in databases {
-                total += (db["uncompressed_size"] as? NSNumber)?.uint64Value ?? 0
-                if let key = db["key"] as? String { counted.insert(key) }
+                  let databases = json["databases"] as? [[String: Any]] else { return [] }
+            return databases.map {
+                DumpedDatabase(name: $0["name"] as? String, key: $0["key"] as? String,
+                               uncompressedSize: ($0["uncompressed_size"] as? NSNumber)?.uint64Value ?? 0)
             }
         }
+    }
+
+    /// Uncompressed database sizes (`dumps`), plus 4× every other artifact.
+    static func estimatedBytes(repository: BackupRepository, id: BackupID, entry: BackupRepository.Entry, dumps: [DumpedDatabase]) -> UInt64 {
+        var total = dumps.reduce(UInt64(0)) { $0 + $1.uncompressedSize }
+        let counted = Set(dumps.compactMap(\.key))
         for file in (try? repository.store.files(under: "\(id)/")) ?? [] where !counted.contains(file.path) {
             total += 4 * file.size
         }

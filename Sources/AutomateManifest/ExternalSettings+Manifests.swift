@@ -54,7 +54,7 @@ extension ExternalSettings {
         w.callers = manifest.callers
         // `automate psql` runs the stack's own client tools.
         if let bindir = manifest.config["bindir"] { w.config["bindir"] = bindir }
-        w.environment = ["AUTOMATE_EXTERNAL_SETTINGS": path, "AUTOMATE_EXTERNAL_KIND": kind.rawValue]
+        w.environment = ["AUTOMATE_EXTERNAL_KIND": kind.rawValue]
         w = pointing(w, at: kind, secretsDirectory: secretsDirectory)
         return w
     }

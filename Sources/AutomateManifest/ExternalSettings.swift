@@ -49,7 +49,7 @@ public struct ExternalSettings: Sendable, Equatable {
 
         /// libpq's variables for the operator's own connection (`automate psql`, a restore's checks): the
         /// operator's files as named, the password read from `password_file` into `PGPASSWORD`.
-        /// - Throws: an error naming `password_file` when it cannot be read.
+        /// - Throws: ``SecretFileCopy/ReadError`` naming `password_file` when it cannot be read or is empty.
         public func operatorEnvironment() throws -> [String: String] {
             var env = ["PGSSLMODE": sslMode, "PGCONNECT_TIMEOUT": String(connectTimeout)]
             if let caFile { env["PGSSLROOTCERT"] = caFile }
@@ -57,16 +57,7 @@ public struct ExternalSettings: Sendable, Equatable {
                 env["PGSSLCERT"] = certFile
                 env["PGSSLKEY"] = keyFile
             }
-            if let passwordFile {
-                let text: String
-                do {
-                    text = try String(contentsOfFile: passwordFile, encoding: .utf8)
-                } catch {
-                    throw ManifestErrors(diagnostics: [ManifestDiagnostic(
-                        file: passwordFile, line: nil, field: nil, message: "cannot read password_file (config/external.toml): \(error.localizedDescription)")])
-                }
-                env["PGPASSWORD"] = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-            }
+            if let passwordFile { env["PGPASSWORD"] = try SecretFileCopy.secret(inFile: passwordFile) }
             return env
         }
     }
@@ -97,9 +88,6 @@ public struct ExternalSettings: Sendable, Equatable {
         self.search = search
         self.path = path
     }
-
-    /// True when the settings name no external server.
-    public var isEmpty: Bool { postgresql == nil && search == nil }
 
     /// True when the settings name the external server of `kind`.
     public func isSet(_ kind: Kind) -> Bool {

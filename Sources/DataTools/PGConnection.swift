@@ -13,6 +13,15 @@ public struct PGServer: Sendable, Codable {
         self.user = user
     }
 
+    /// The server a service of the stack is given: `AUTOMATE_CFG_PG_HOST` (default the run directory,
+    /// where the stack's own server has its socket), `AUTOMATE_CFG_PG_PORT` (default 10145),
+    /// `AUTOMATE_CFG_PG_USER` (default automate); an external server sets all three (`config/external.toml`).
+    public init(environment env: [String: String]) {
+        func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
+        self.init(host: cfg("PG_HOST") ?? env["AUTOMATE_RUN_DIR"] ?? "/tmp", port: Int(cfg("PG_PORT") ?? "") ?? 10145,
+                  user: cfg("PG_USER") ?? "automate")
+    }
+
     public func conninfo(database: String) -> String {
         func q(_ s: String) -> String { "'" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'" }
         return "host=\(q(host)) port=\(port) user=\(q(user)) dbname=\(q(database)) connect_timeout=10 application_name='pg-sidecar-service'"

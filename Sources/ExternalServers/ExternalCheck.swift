@@ -22,14 +22,12 @@ public struct ExternalCheck: Sendable, Equatable {
         self.line = line
     }
 
-    /// The PostgreSQL server of `environment`; blocks up to its connect timeout.
-    /// `clientToolsRoot`: where `<major>/bin/pg_dump` live, to warn when the server is newer than them.
+    /// The PostgreSQL server of `environment` (``PGServer/init(environment:)``, as the services find it);
+    /// blocks up to its connect timeout. `clientToolsRoot`: where `<major>/bin/pg_dump` live, to warn when
+    /// the server is newer than them.
     public static func postgresql(environment env: [String: String], clientToolsRoot: String = "/usr/lib/postgresql") -> ExternalCheck {
-        func cfg(_ key: String) -> String? { env["AUTOMATE_CFG_" + key].flatMap { $0.isEmpty ? nil : $0 } }
-        let host = cfg("PG_HOST") ?? cfg("HOST") ?? "localhost"
-        let port = Int(cfg("PG_PORT") ?? cfg("PORT") ?? "") ?? 5432
-        let user = cfg("PG_USER") ?? cfg("USER") ?? "automate"
-        let server = PGServer(host: host, port: port, user: user)
+        let server = PGServer(environment: env)
+        let (host, port, user) = (server.host, server.port, server.user)
         let mode = env["PGSSLMODE"] ?? "prefer"
         let at = "PostgreSQL at \(host):\(port)"
         let connection: PGConnection

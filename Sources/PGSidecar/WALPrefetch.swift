@@ -21,14 +21,16 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
     private final class Entry: @unchecked Sendable {  // `result` behind the prefetcher's lock, set before `ready` is signalled
         let ready = DispatchSemaphore(value: 0)
         var result: Result<[UInt8], Error>?
-        let started = ContinuousClock.now
     }
 
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
     /// Segment requests, and those answered from a read-ahead (for the log and tests).
-    private(set) var requests = 0
-    private(set) var answeredAhead = 0
+    private var requests = 0
+    private var answeredAhead = 0
+    /// When the last request came, and whether a task is waiting to drop what nobody asked for since.
+    private var lastRequest = ContinuousClock.now
+    private var expiryScheduled = false
 
     init() {}
 
@@ -40,6 +42,10 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         let following = (1...Self.depth).map { WALSegment(timeline: segment.timeline, number: segment.number + UInt64($0)).name }
         let keep = Set(following.map { Self.key($0, cluster) })
         lock.lock()
+        requests += 1
+        lastRequest = .now
+        let scheduleExpiry = !expiryScheduled
+        expiryScheduled = true
         let entry = entries.removeValue(forKey: Self.key(name, cluster))
         entries = entries.filter { keep.contains($0.key) }
         var starting: [(String, Entry)] = []
@@ -50,8 +56,7 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         }
         lock.unlock()
         for (next, e) in starting { readAhead(next, cluster: cluster, into: e, fetch: fetch) }
-        scheduleExpiry()
-        lock.withLock { requests += 1 }
+        if scheduleExpiry { expireWhenIdle() }
         if let entry {
             entry.ready.wait()
             if case .success(let bytes)? = lock.withLock({ entry.result }) {
@@ -85,14 +90,21 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         }
     }
 
-    /// Drops, a while after this request, what was read and never asked for since.
-    private func scheduleExpiry() {
-        Task.detached { [weak self] in
-            try? await Task.sleep(for: Self.expiry)
-            guard let self else { return }
-            let now = ContinuousClock.now
-            self.lock.withLock {
-                self.entries = self.entries.filter { $0.value.result == nil || now - $0.value.started < Self.expiry }
+    /// One task for the whole recovery: once no request has come for ``expiry``, drops what was read
+    /// ahead and never asked for; reads still running are looked at again an ``expiry`` later.
+    private func expireWhenIdle() {
+        Task.detached { [self] in
+            var deadline = lock.withLock { lastRequest + Self.expiry }
+            while true {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                let next: ContinuousClock.Instant? = lock.withLock {
+                    if ContinuousClock.now < lastRequest + Self.expiry { return lastRequest + Self.expiry }
+                    entries = entries.filter { $0.value.result == nil }
+                    if entries.isEmpty { expiryScheduled = false; return nil }
+                    return .now + Self.expiry
+                }
+                guard let next else { return }
+                deadline = next
             }
         }
     }

@@ -1,6 +1,7 @@
 import CAutomateShims
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -146,31 +147,19 @@ public func makeGatewayResponder(_ config: GatewayConfig, logger: Logger) throws
 public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in })
     throws -> some ApplicationProtocol
 {
-    makeGatewayApplication(responder: try makeGatewayResponder(config, logger: logger), host: config.host, port: config.port,
-                           logger: logger, onRunning: onRunning)
+    try makeGatewayApplication(responder: try makeGatewayResponder(config, logger: logger), host: config.host, port: config.port,
+                               tls: nil, logger: logger, onRunning: onRunning)
 }
 
-func makeGatewayApplication(responder: GatewayResponder, host: String, port: Int, logger: Logger,
-                            onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
-    Application(
+/// One listener's application over `responder`: HTTP/1.1 with `Expect: 100-continue` answered and bounded
+/// receive buffers, inside TLS when `tls` is given (its certificate and key are read now).
+func makeGatewayApplication(responder: GatewayResponder, host: String, port: Int, tls: TLSListener?, logger: Logger,
+                            onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
+    let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300)))
+    return Application(
         responder: responder,
-        // HTTP/1.1 with `Expect: 100-continue` answered and bounded receive buffers (the TLS listener's too).
-        server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))),
+        server: try tls.map { try .tls(http1, tlsConfiguration: $0.configuration()) } ?? http1,
         configuration: .init(address: .hostname(host, port: port), serverName: "automate-backup-gateway"),
-        onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
-        logger: logger
-    )
-}
-
-/// The TLS listener's application, answering with the same responder.
-func makeGatewayTLSApplication(responder: GatewayResponder, listener: TLSListener, logger: Logger,
-                               onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-    Application(
-        responder: responder,
-        server: try .tls(
-            .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))),
-            tlsConfiguration: listener.configuration()),
-        configuration: .init(address: .hostname(listener.host, port: listener.port), serverName: "automate-backup-gateway"),
         onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
         logger: logger
     )
@@ -181,12 +170,16 @@ func makeGatewayTLSApplication(responder: GatewayResponder, listener: TLSListene
 /// (`plain`, `tls`) and bound port. Either listener failing stops both.
 public func runGateway(_ config: GatewayConfig, logger: Logger, onRunning: @escaping @Sendable (String, Int) async -> Void) async throws {
     let responder = try makeGatewayResponder(config, logger: logger)
-    let plain = makeGatewayApplication(responder: responder, host: config.host, port: config.port, logger: logger) { await onRunning("plain", $0) }
+    let plain = try makeGatewayApplication(responder: responder, host: config.host, port: config.port, tls: nil, logger: logger) {
+        await onRunning("plain", $0)
+    }
     guard let listener = config.tls else {
         try await plain.runService()
         return
     }
-    let tls = try makeGatewayTLSApplication(responder: responder, listener: listener, logger: logger) { await onRunning("tls", $0) }
+    let tls = try makeGatewayApplication(responder: responder, host: listener.host, port: listener.port, tls: listener, logger: logger) {
+        await onRunning("tls", $0)
+    }
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await plain.runService() }
         group.addTask { try await tls.runService() }

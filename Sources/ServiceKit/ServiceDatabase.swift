@@ -16,13 +16,9 @@ public final class ServiceDatabase: @unchecked Sendable {
         self.name = name
     }
 
-    /// The stack's server from the environment: `AUTOMATE_CFG_PG_HOST` (default the run directory),
-    /// `AUTOMATE_CFG_PG_PORT` (default 10145), `AUTOMATE_CFG_PG_USER` (default automate).
+    /// The stack's server from the environment (``PGServer/init(environment:)``).
     public static func server(from env: [String: String] = ProcessInfo.processInfo.environment) -> PGServer {
-        func cfg(_ k: String) -> String? { env["AUTOMATE_CFG_" + k].flatMap { $0.isEmpty ? nil : $0 } }
-        return PGServer(
-            host: cfg("PG_HOST") ?? env["AUTOMATE_RUN_DIR"] ?? "/tmp", port: Int(cfg("PG_PORT") ?? "") ?? 10145,
-            user: cfg("PG_USER") ?? "automate")
+        PGServer(environment: env)
     }
 
     /// Creates the database when it is missing, then runs `schema` (idempotent statements) in it.

@@ -3,8 +3,8 @@
 //
 //   automate-external check postgresql|search   one look: prints one line, exits 0 ok, 1 warning, 2 critical
 //                                               (Habitat's health-check codes; hooks/external/health-check)
-//   automate-external watch postgresql|search   the watcher's process: looks every 30 s and logs each change
-//                                               until SIGTERM
+//   automate-external watch postgresql|search   the watcher's process: holds the service's place until
+//                                               SIGTERM (the health check above does the looking)
 import ESSidecar
 import ExternalServers
 import Foundation
@@ -36,21 +36,10 @@ if arguments[1] == "check" {
     exit(result.outcome.rawValue)
 }
 
-// watch: SIGTERM ends the wait at once; the look itself is bounded by the connect timeout.
+// watch: the process that holds the service's place in the supervisor; the health check (every 10 s,
+// each line in the service's log) does the looking, so this one only waits for SIGTERM.
 signal(SIGTERM, SIG_IGN)
-let stop = DispatchSource.makeSignalSource(signal: SIGTERM, queue: DispatchQueue(label: "automate-external.signals"))
+let stop = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .main)
 stop.setEventHandler { exit(0) }
 stop.resume()
-var last: ExternalCheck? = nil
-let timer = DispatchSource.makeTimerSource(queue: .main)
-timer.schedule(deadline: .now(), repeating: .seconds(30))
-timer.setEventHandler { MainActor.assumeIsolated {
-    let result = look()
-    if result != last {
-        let word = ["ok", "warning", "critical"][Int(result.outcome.rawValue)]
-        FileHandle.standardOutput.write(Data("\(word): \(result.line)\n".utf8))
-        last = result
-    }
-} }
-timer.resume()
 dispatchMain()

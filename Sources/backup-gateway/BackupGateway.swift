@@ -102,7 +102,7 @@ struct BackupGateway: AsyncParsableCommand {
         }
     }
 
-    /// `HOST:PORT` (the last colon splits, so `[::1]:9000`-less IPv6 is not supported), port 0-65535.
+    /// `HOST:PORT`, split at the last colon (an IPv6 address in brackets is not understood), port 0-65535.
     static func hostAndPort(_ text: String) -> (String, Int)? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
               colon > text.startIndex else { return nil }

@@ -27,12 +27,7 @@ final class GatewayTLSTests: XCTestCase {
         XCTAssertNotEqual(badKey.status, 0)
         XCTAssertTrue(badKey.stderr.contains("TLS key \(authority.certificate)"), badKey.stderr)
 
-        var tlsPort = 0
-        for _ in 0..<20 {
-            tlsPort = Int.random(in: 20000...60000)
-            let probe = try await runProcess("/bin/sh", ["-c", "! (exec 3<>/dev/tcp/127.0.0.1/\(tlsPort)) 2>/dev/null"])
-            if probe.status == 0 { break }
-        }
+        let tlsPort = Fixture.freePort()
         let gateway = try await GatewayProcess.start(root: root, credentialsFile: creds,
                                                      extra: ["--tls-listen", "127.0.0.1:\(tlsPort)", "--tls-certificate", tls.certificate, "--tls-key", tls.key])
         defer { gateway.kill9() }

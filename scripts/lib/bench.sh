@@ -34,6 +34,9 @@ bench_binaries() {
   (cd "$bench_repo" && swift build -c release --show-bin-path)
 }
 
+# service_pid NAME: the pid of a running service of the bench's stack (through `$automate status --json`).
+service_pid() { "$automate" status --json | python3 -c "import json,sys; print(next(s['pid'] for s in json.load(sys.stdin)['services'] if s['name']=='$1'))"; }
+
 # bench_stack_home NAME AUTOMATE: a fresh work folder ($work, readable by the service users) holding the
 # stack's home ($AUTOMATE_HOME); when the script exits the stack is stopped and the folder removed.
 bench_stack_home() {
