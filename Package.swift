@@ -193,7 +193,7 @@ let package = Package(
         /// The database server's archive_command and restore_command: WAL files to and from the pg-sidecar.
         .executableTarget(
             name: "automate-wal",
-            dependencies: ["SidecarProto", "AutomateRPC"],
+            dependencies: ["SidecarProto", "AutomateRPC", "CAutomateShims"],
             swiftSettings: swiftSettings
         ),
         /// Checks of external PostgreSQL and search clusters (`config/external.toml`), as services see them.

@@ -90,7 +90,22 @@ extension PGSidecar {
 
     /// One archived WAL file's bytes, checked against its record's size and SHA-256. `NOT_FOUND` when the
     /// file was never archived (the end of the archive, to a restore).
-    func fetchWAL(name: String, cluster requested: String) throws -> [UInt8] {
+    func fetchWAL(name: String, cluster: String) throws -> [UInt8] {
+        var content: [UInt8] = []
+        try fetchWAL(name: name, cluster: cluster) { content.append(contentsOf: $0) }
+        return content
+    }
+
+    /// One archived WAL file, into the hand-off folder when there is one (`handoff`), else as bytes.
+    func fetchWAL(name: String, cluster: String, handoff: WALHandoff?) throws -> FetchedWAL {
+        guard let handoff else { return .bytes(try fetchWAL(name: name, cluster: cluster)) }
+        return try handoff.write(name: name, cluster: cluster) { write in try fetchWAL(name: name, cluster: cluster, into: write) }
+    }
+
+    /// Streams one archived WAL file into `consume` and checks it against its record's size and SHA-256
+    /// once it is all there: `DATA_LOSS` (and what `consume` got must be dropped) when it differs.
+    /// `NOT_FOUND` when the file was never archived (the end of the archive, to a restore).
+    func fetchWAL(name: String, cluster requested: String, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard WALArchive.isArchivable(name) else {
             throw RPCError(.invalidArgument, "\"\(name)\" is not a WAL file name (a segment, .history, .backup or .partial file)")
         }
@@ -102,24 +117,30 @@ extension PGSidecar {
             let recordKey = WALArchive.recordKey(name, cluster: cluster)
             guard let bytes = try readObject(recordKey) else { throw RPCError(.notFound, "\(name) is not in the WAL archive (\(recordKey))") }
             let record = try WALFileRecord.decode(bytes, key: recordKey)
-            var content: [UInt8] = []
-            content.reserveCapacity(Int(record.size))
-            let reader = artifacts.reader()
-            if let chunks = record.chunks {
-                try reader.read(key: WALArchive.dataKey(name, cluster: cluster), chunks: chunks) { content.append(contentsOf: $0) }
-            } else {
-                let object = record.object ?? WALArchive.dataKey(name, cluster: cluster) + ".zst"
-                let zstd = try ZstdDecompressor { content.append(contentsOf: $0) }
-                try reader.read(key: object, chunks: nil) { try zstd.decompress($0) }
-                try zstd.finish()
+            var hasher = SHA256()
+            var size = 0
+            try withoutActuallyEscaping(consume) { consume in
+                let take: (UnsafeRawBufferPointer) throws -> Void = { piece in
+                    hasher.update(bufferPointer: piece)
+                    size += piece.count
+                    try consume(piece)
+                }
+                let reader = artifacts.reader()
+                if let chunks = record.chunks {
+                    _ = try reader.read(key: WALArchive.dataKey(name, cluster: cluster), chunks: chunks, into: take)
+                } else {
+                    let object = record.object ?? WALArchive.dataKey(name, cluster: cluster) + ".zst"
+                    let zstd = try ZstdDecompressor(output: take)
+                    _ = try reader.read(key: object, chunks: nil) { try zstd.decompress($0) }
+                    try zstd.finish()
+                }
             }
-            let digest = hex(SHA256.hash(data: content))
-            guard content.count == record.size, digest == record.sha256 else {
+            let digest = hex(hasher.finalize())
+            guard size == record.size, digest == record.sha256 else {
                 throw RPCError(
                     .dataLoss,
-                    "\(name) read back as \(content.count) bytes with sha256 \(digest); its record says \(record.size) bytes, sha256 \(record.sha256): the archive is damaged there")
+                    "\(name) read back as \(size) bytes with sha256 \(digest); its record says \(record.size) bytes, sha256 \(record.sha256): the archive is damaged there")
             }
-            return content
         } catch {
             throw Self.walRPCError(error, doing: "fetching \(name)")
         }

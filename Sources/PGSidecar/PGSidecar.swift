@@ -56,10 +56,22 @@ public final class PGSidecar: Sendable {
     let walArchivePool = BlockingPool(name: "pg.wal-archive", maxThreads: 2, niceness: 10)
     /// Reads ahead of a recovery's restore_command (``WALPrefetch``).
     let walPrefetch = WALPrefetch()
+    /// Where a recovery's WAL files are handed to `automate-wal fetch` (``WALHandoff``); nil: through the socket.
+    let walHandoff: WALHandoff?
 
     public init(config: PGSidecarConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        if let folder = config.walHandoffFolder {
+            do {
+                walHandoff = try WALHandoff(folder: folder)
+            } catch {
+                logger.warning("\(error); a recovery's WAL files go through the socket instead")
+                walHandoff = nil
+            }
+        } else {
+            walHandoff = nil
+        }
         artifacts = ArtifactRepository(s3: config.s3, bucket: config.bucket, passphrase: config.passphrase)
         signal(SIGPIPE, SIG_IGN)  // a pg_restore that ends early must be an EPIPE, not our death
     }
@@ -139,12 +151,20 @@ public final class PGSidecar: Sendable {
         server.register(PGSidecarService.fetchWAL) { [self] (req: Automate_Sidecar_Pg_PGFetchWALRequest, context) -> Automate_Sidecar_Pg_PGFetchWALResponse in
             try mayHandleWAL(context.caller, method: "FetchWAL")
             var r = Automate_Sidecar_Pg_PGFetchWALResponse()
+            let handoff = req.acceptHandoff ? walHandoff : nil
             // A recovery names its cluster and asks for one segment after another: read ahead for it.
-            r.content = Data(try await runBlocking("pg.wal-fetch") { [self] _ in
+            let fetched = try await runBlocking("pg.wal-fetch") { [self] _ in
                 req.cluster.isEmpty
-                    ? try fetchWAL(name: req.name, cluster: req.cluster)
-                    : try walPrefetch.get(name: req.name, cluster: req.cluster) { [self] in try fetchWAL(name: $0, cluster: $1) }
-            })
+                    ? try fetchWAL(name: req.name, cluster: req.cluster, handoff: handoff)
+                    : try walPrefetch.get(name: req.name, cluster: req.cluster) { [self] in try fetchWAL(name: $0, cluster: $1, handoff: handoff) }
+            }
+            r.size = Int64(fetched.size)
+            if case .handoff(let path, _) = fetched, req.acceptHandoff {
+                r.handoffPath = path
+            } else {
+                // Read ahead into the folder for a caller that takes bytes (an older automate-wal).
+                r.content = Data(try fetched.takeBytes())
+            }
             let (requests, ahead) = walPrefetch.counts
             if !req.cluster.isEmpty && requests % 100 == 0 {
                 logger.info("recovery: \(requests) WAL files fetched, \(ahead) of them read ahead")

@@ -24,6 +24,10 @@ public struct PGSidecarConfig: Sendable {
     public var walSource = "automate-postgresql"
     /// The passphrase of a chunked repository (`AUTOMATE_BACKUP_PASSPHRASE_FILE`, written by the supervisor).
     public var passphrase: ArtifactRepository.PassphraseSource?
+    /// The folder a recovery's WAL files are handed to `automate-wal fetch` through (``WALHandoff``):
+    /// `wal-handoff/` in the service's data folder (`AUTOMATE_SERVICE_DATA`, which its manifest shares with
+    /// the database server's user). nil: they go through the socket.
+    public var walHandoffFolder: String?
 
     public init(socketPath: String, s3: S3Client, bucket: String, server: PGServer) {
         self.socketPath = socketPath
@@ -37,7 +41,7 @@ public struct PGSidecarConfig: Sendable {
     /// directory), `pg_port`, `pg_user`, `pg_bin_root`, `zstd_level` (1-19), `part_size_mib` (5-5120),
     /// `restore_maintenance_work_mem` (a PostgreSQL memory size: `256MB`, `1GB`), `restore_connections`
     /// (1-16; default the number of cores between 2 and 4), `wal_source` (the service whose user may
-    /// archive WAL). A value that does not
+    /// archive WAL), and `AUTOMATE_SERVICE_DATA` for the WAL hand-off folder. A value that does not
     /// parse is an error naming it.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> PGSidecarConfig {
         let settings = ServiceSettings(env)
@@ -56,6 +60,7 @@ public struct PGSidecarConfig: Sendable {
         if let n = try settings.int("restore_connections", in: 1...16) { c.restoreConnections = n }
         if let source = settings.string("wal_source") { c.walSource = source }
         c.passphrase = ArtifactRepository.passphraseSource(environment: env)
+        if let data = settings.variable("AUTOMATE_SERVICE_DATA"), !data.isEmpty { c.walHandoffFolder = data + "/wal-handoff" }
         return c
     }
 }

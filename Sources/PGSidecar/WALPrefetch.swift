@@ -5,9 +5,10 @@ import Operations
 /// Reads ahead of a recovery's `restore_command`: PostgreSQL asks for one WAL segment at a time and
 /// replays it before it asks for the next, so while it replays segment N the next ``depth`` segments of
 /// the same timeline are already being read from the repository (fetched, decompressed, checked), and
-/// the next request is answered from memory. At most ``depth`` segments are held (16 MiB each); what the
-/// recovery no longer asks for (it stopped at its target, or moved to another timeline) is dropped at the
-/// next request or a minute after the last one.
+/// the next request is answered from what was read (bytes in memory, or files of the hand-off folder:
+/// ``FetchedWAL``). At most ``depth`` segments are held (16 MiB each); what the recovery no longer asks
+/// for (it stopped at its target, or moved to another timeline) is dropped (hand-off files removed) at
+/// the next request or a minute after the last one.
 ///
 /// A segment read ahead is checked exactly as one read on request (the fetch is the same); a read-ahead
 /// that failed (past the end of the archive, a damaged file) is not remembered as an answer: that
@@ -20,7 +21,9 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
 
     private final class Entry: @unchecked Sendable {  // `result` behind the prefetcher's lock, set before `ready` is signalled
         let ready = DispatchSemaphore(value: 0)
-        var result: Result<[UInt8], Error>?
+        var result: Result<FetchedWAL, Error>?
+        /// Dropped before its read finished: the read discards what it got.
+        var dropped = false
     }
 
     private let lock = NSLock()
@@ -37,7 +40,7 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
     /// The file `name` of `cluster`: from what was read ahead, else read now (blocking); a segment's
     /// request starts reading the following ones. `fetch` reads and checks one file (blocking; read-aheads
     /// call it on the blocking pool).
-    func get(name: String, cluster: String, fetch: @escaping @Sendable (_ name: String, _ cluster: String) throws -> [UInt8]) throws -> [UInt8] {
+    func get(name: String, cluster: String, fetch: @escaping @Sendable (_ name: String, _ cluster: String) throws -> FetchedWAL) throws -> FetchedWAL {
         guard let segment = WALSegment(name: name) else { return try fetch(name, cluster) }
         let following = (1...Self.depth).map { WALSegment(timeline: segment.timeline, number: segment.number + UInt64($0)).name }
         let keep = Set(following.map { Self.key($0, cluster) })
@@ -47,6 +50,7 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         let scheduleExpiry = !expiryScheduled
         expiryScheduled = true
         let entry = entries.removeValue(forKey: Self.key(name, cluster))
+        for (key, dropped) in entries where !keep.contains(key) { drop(dropped) }
         entries = entries.filter { keep.contains($0.key) }
         var starting: [(String, Entry)] = []
         for next in following where entries[Self.key(next, cluster)] == nil {
@@ -59,9 +63,9 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
         if scheduleExpiry { expireWhenIdle() }
         if let entry {
             entry.ready.wait()
-            if case .success(let bytes)? = lock.withLock({ entry.result }) {
+            if case .success(let fetched)? = lock.withLock({ entry.result }) {
                 lock.withLock { answeredAhead += 1 }
-                return bytes
+                return fetched
             }
         }
         return try fetch(name, cluster)
@@ -75,17 +79,27 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
 
     private static func key(_ name: String, _ cluster: String) -> String { cluster + "/" + name }
 
+    /// Drops an entry taken out of `entries` (under `lock`): what it read is discarded, now or when its
+    /// read ends.
+    private func drop(_ entry: Entry) {
+        if case .success(let fetched)? = entry.result { fetched.discard() } else { entry.dropped = true }
+    }
+
     private func readAhead(_ name: String, cluster: String, into entry: Entry,
-                           fetch: @escaping @Sendable (String, String) throws -> [UInt8]) {
+                           fetch: @escaping @Sendable (String, String) throws -> FetchedWAL) {
         let lock = self.lock
         Task.detached {
-            let result: Result<[UInt8], Error>
+            let result: Result<FetchedWAL, Error>
             do {
                 result = .success(try await runBlocking("pg.wal-prefetch") { _ in try fetch(name, cluster) })
             } catch {
                 result = .failure(error)
             }
-            lock.withLock { entry.result = result }
+            let dropped = lock.withLock {
+                entry.result = result
+                return entry.dropped
+            }
+            if dropped, case .success(let fetched) = result { fetched.discard() }
             entry.ready.signal()
         }
     }
@@ -99,6 +113,7 @@ final class WALPrefetch: @unchecked Sendable {  // `entries` behind `lock`
                 try? await Task.sleep(until: deadline, clock: .continuous)
                 let next: ContinuousClock.Instant? = lock.withLock {
                     if ContinuousClock.now < lastRequest + Self.expiry { return lastRequest + Self.expiry }
+                    for entry in entries.values where entry.result != nil { drop(entry) }
                     entries = entries.filter { $0.value.result == nil }
                     if entries.isEmpty { expiryScheduled = false; return nil }
                     return .now + Self.expiry

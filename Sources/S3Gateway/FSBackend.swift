@@ -197,10 +197,37 @@ struct FSBackend: S3Backend {
         return false
     }
 
-    func getObject(_ req: S3Request, path: String, head: Bool, log: RequestLog) throws -> Response {
-        guard let info = statPath(path), info.isFile else { throw S3Error.noSuchKey }
-        let etag = etagFor(path: path, info: info)
-        let meta = store.metadata.load(path: path, info: info)
+    /// An object's file, open, with its ETag and metadata. A write or delete of a neighbour key may move
+    /// it into or out of its folder (`a` ↔ `a/.automate-object`) at any moment: when it is not found where
+    /// it was resolved, or moved while its ETag and metadata were read, it is looked up again while no move
+    /// of it can run (the key's `CommitLock`).
+    struct OpenObject {
+        let path: String
+        let file: OpenFile
+        let info: FileInfo
+        let etag: String
+        let meta: ObjectMetadata
+    }
+
+    func openObject(_ resolved: String) -> OpenObject? {
+        func attempt(_ path: String) -> OpenObject? {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            let file = OpenFile(fd)
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return nil }
+            let info = FileInfo(st)
+            guard info.isFile else { return nil }
+            let object = OpenObject(path: path, file: file, info: info, etag: etagFor(path: path, info: info), meta: store.metadata.load(path: path, info: info))
+            guard statPath(path)?.ino == info.ino else { return nil }
+            return object
+        }
+        return attempt(resolved) ?? CommitLock.withLock(KeyLayout.lockName(resolved)) { attempt(KeyLayout.relocated(resolved)) }
+    }
+
+    func getObject(_ req: S3Request, path resolved: String, head: Bool, log: RequestLog) throws -> Response {
+        guard let object = openObject(resolved) else { throw S3Error.noSuchKey }
+        let (path, info, etag, meta) = (object.path, object.info, object.etag, object.meta)
         let size = info.size
         let h = req.headers
         let lastModified = XML.httpDate(info.mtime)
@@ -252,11 +279,9 @@ struct FSBackend: S3Backend {
         if head || length == 0 {
             return Response(status: .init(code: status), headers: Reply.fields(headers), body: ResponseBody())
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw S3Error.noSuchKey }
+        let file = object.file
         // The whole range is read once, in order: the kernel may read ahead as far as it likes.
-        _ = posix_fadvise(fd, off_t(start), off_t(length), Int32(POSIX_FADV_SEQUENTIAL))
-        let file = OpenFile(fd)
+        _ = posix_fadvise(file.fd, off_t(start), off_t(length), Int32(POSIX_FADV_SEQUENTIAL))
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
         let body = ResponseBody(contentLength: rLength) { writer in
@@ -396,12 +421,15 @@ struct FSBackend: S3Backend {
         }
     }
 
-    func deleteObject(bucket: String, key: String, path: String) throws {
-        guard let info = statPath(path), info.isFile else { return } // S3: deleting a missing key succeeds
-        let removed = CommitLock.withLock(path) {
+    func deleteObject(bucket: String, key: String, path resolved: String) throws {
+        // Under the key's lock, so a concurrent delete of a neighbour cannot move the object away between
+        // finding it and unlinking it (the delete would succeed and leave the object in place).
+        let (path, removed): (String, Int32) = CommitLock.withLock(KeyLayout.lockName(resolved)) {
+            let path = KeyLayout.relocated(resolved)
+            guard let info = statPath(path), info.isFile else { return (path, ENOENT) } // S3: deleting a missing key succeeds
             let r = unlink(path)
             if r == 0 { store.metadata.removeSideFile(objectPath: path) }
-            return r == 0 ? 0 : errno
+            return (path, r == 0 ? 0 : errno)
         }
         if removed == 0 {
             FSStore.pruneFolders(bucket: bucket, from: parentPath(path))

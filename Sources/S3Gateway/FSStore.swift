@@ -131,28 +131,9 @@ func appendFile(from src: String, offset: Int, length: Int, to fd: Int32) throws
     guard s >= 0 else { throw S3Error("InternalError", 500, "open \(src): \(errnoText())") }
     defer { close(s) }
     guard lseek(s, off_t(offset), SEEK_SET) == off_t(offset) else { throw S3Error("InternalError", 500, "seek \(src): \(errnoText())") }
-    var remaining = length
-    while remaining > 0 {
-        let n = automate_copy_file_range(s, fd, remaining)
-        if n > 0 { remaining -= n; continue }
-        if n == 0 { throw S3Error("InternalError", 500, "\(src) ended \(remaining) bytes early") }
-        if errno == EINTR { continue }
-        break
-    }
-    // Fallback
-    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-    defer { buf.deallocate() }
-    while remaining > 0 {
-        let n = read(s, buf.baseAddress, min(buf.count, remaining))
-        if n < 0 { if errno == EINTR { continue }; throw S3Error("InternalError", 500, "read \(src): \(errnoText())") }
-        if n == 0 { throw S3Error("InternalError", 500, "\(src) ended \(remaining) bytes early") }
-        var off = 0
-        while off < n {
-            let w = write(fd, buf.baseAddress! + off, n - off)
-            if w < 0 { if errno == EINTR { continue }; throw S3Error("InternalError", 500, "write: \(errnoText())") }
-            off += w
-        }
-        remaining -= n
+    guard automate_copy_fd(s, fd, length) == 0 else {
+        if errno == ENODATA { throw S3Error("InternalError", 500, "\(src) ended before \(length) bytes at \(offset)") }
+        throw S3Error("InternalError", 500, "copy from \(src): \(errnoText())")
     }
 }
 

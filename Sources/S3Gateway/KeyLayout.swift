@@ -26,13 +26,32 @@ enum KeyLayout {
         let p = bucket + "/" + key
         if let i = statPath(p) {
             guard i.isDir else { return p }
-            // A folder without its own object may be a move into or out of it that a crash interrupted.
             let inner = p + "/" + selfObject
-            if statPath(inner) == nil { recoverMove(p) }
-            return inner
+            if statPath(inner) != nil { return inner }
+            // A folder without its own object: a move into or out of it that is running (recoverMove waits
+            // for it) or that a crash interrupted (recoverMove completes it).
+            recoverMove(p)
+            return relocated(inner)
         }
         recoverMove(p)
         return statPath(p)?.isDir == true ? p + "/" + selfObject : p
+    }
+
+    /// The name `CommitLock` takes for changes to the object at `file`. A key's object moves between `a` and
+    /// `a/.automate-object`, so both lock `a`; the moves themselves (`moveIntoFolder`, `moveOutOfFolder`,
+    /// `recoverMove`) hold the same lock, so a write or delete under it sees the object where it is.
+    static func lockName(_ file: String) -> String {
+        file.hasSuffix("/" + selfObject) ? String(file.dropLast(selfObject.utf8.count + 1)) : file
+    }
+
+    /// Where the object that `file` named when it was resolved is now, after a move into or out of its
+    /// folder that ran meanwhile. Stable while `lockName(file)` is held.
+    static func relocated(_ file: String) -> String {
+        if file.hasSuffix("/" + selfObject) {
+            let base = lockName(file)
+            return statPath(base)?.isFile == true ? base : file
+        }
+        return statPath(file)?.isDir == true ? file + "/" + selfObject : file
     }
 
     /// Makes the folders a write of `key` needs (moving plain files in the way into their folder) and

@@ -266,7 +266,9 @@ final class PendingFile {
         storeETag(fd: fd, etag: etag, info: info)
         let attachment = try store?.attach(meta, fd: fd, info: info) ?? .notNeeded
         guard fsync(fd) == 0 else { throw S3Error("InternalError", 500, "fsync failed: \(errnoText())") }
-        try CommitLock.withLock(finalPath) {
+        try CommitLock.withLock(KeyLayout.lockName(finalPath)) {
+            // A concurrent write or delete of another key may have moved this one into or out of its folder.
+            let finalPath = KeyLayout.relocated(finalPath)
             try condition.check(path: finalPath)
             if case .sideFile(let ino, let record) = attachment, let store {
                 try store.writeSideFile(ino: ino, record: record, finalPath: finalPath)

@@ -8,6 +8,10 @@
 // base-backup is the cluster server's init hook's, for a point-in-time recovery: it pipes the tar into
 // `tar -x` in an empty data folder (exit 0 once every byte was written and checked, 1 otherwise).
 //
+// fetch takes a file the pg-sidecar wrote into its hand-off folder (its data folder, which the manifests
+// share with the server's user) with one copy in the kernel, where it has one; else the bytes come in the
+// answer.
+//
 // The socket defaults to $AUTOMATE_RUN_DIR/pg-sidecar-service.sock; --cluster names the archive to read
 // (a base backup's cluster: its system identifier), by default the running server's. Exit status, as PostgreSQL reads it:
 //   0    archived (durable in the repository), or fetched (checked against its record) into <path>
@@ -17,6 +21,7 @@
 //        the recovery instead of ending it early at the wrong point
 //   2    a wrong command line
 import AutomateRPC
+import CAutomateShims
 import Foundation
 import SidecarProto
 #if canImport(Glibc)
@@ -91,6 +96,28 @@ func writeWhole(_ bytes: Data, to path: String) throws {
     }
 }
 
+/// Takes a file the pg-sidecar put in its hand-off folder: copies it (in the kernel: copy_file_range) into
+/// a temporary file beside `path`, renamed over it once whole, and removes it from the folder.
+func takeHandoff(_ source: String, size: Int64, to path: String) throws {
+    defer { unlink(source) }
+    let input = open(source, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { throw RPCError(.internal, "cannot open \(source) (the pg-sidecar's hand-off file): \(String(cString: strerror(errno)))") }
+    defer { close(input) }
+    let temp = path + ".automate-wal-\(getpid())"
+    let output = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard output >= 0 else { throw RPCError(.internal, "cannot create \(temp): \(String(cString: strerror(errno)))") }
+    var failure: String?
+    if automate_copy_fd(input, output, Int(size)) != 0 {
+        failure = errno == ENODATA ? "\(source) holds fewer than \(size) bytes" : "copying \(source) to \(temp): \(String(cString: strerror(errno)))"
+    }
+    if close(output) != 0 && failure == nil { failure = "writing \(temp): \(String(cString: strerror(errno)))" }
+    if failure == nil && rename(temp, path) != 0 { failure = "cannot rename \(temp) to \(path): \(String(cString: strerror(errno)))" }
+    if let failure {
+        unlink(temp)
+        throw RPCError(.internal, failure)
+    }
+}
+
 do {
     let client = try await RPCClient.connect(socketPath: socket, maxFrameSize: (64 << 20) + (64 << 10))
     defer { Task { await client.close() } }
@@ -99,8 +126,13 @@ do {
         var request = Automate_Sidecar_Pg_PGFetchWALRequest()
         request.name = name
         request.cluster = cluster
+        request.acceptHandoff = true
         let response = try await client.call(PGSidecarService.fetchWAL, request, timeout: .seconds(600))
-        try writeWhole(response.content, to: path)
+        if response.handoffPath.isEmpty {
+            try writeWhole(response.content, to: path)
+        } else {
+            try takeHandoff(response.handoffPath, size: response.size, to: path)
+        }
     } else {
         let (path, name) = (arguments[1], arguments[2])
         guard let content = FileManager.default.contents(atPath: path) else {

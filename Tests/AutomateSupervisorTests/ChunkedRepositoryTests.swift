@@ -86,7 +86,7 @@ struct ChunkedRepositoryTests {
         let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        #expect(after == before)
+        #expect(after == before, "\(after.differences(from: before))")
         // The home took the restored repository's passphrase: the services back up into it again.
         let again = try await stack.automate(["backup", "create", "--no-progress"])
         #expect(again.succeeded, "\(again.output)\(again.error)")
@@ -164,7 +164,7 @@ struct ChunkedRepositoryTests {
         let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        #expect(after == before)
+        #expect(after == before, "\(after.differences(from: before))")
     }
 }
 

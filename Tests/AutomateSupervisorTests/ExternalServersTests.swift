@@ -113,7 +113,7 @@ struct ExternalServersTests {
         let final = try await RestoreTests.waitForLongTerm(stack, restoreID)
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(secondEngine.port)")
-        #expect(after == before)
+        #expect(after == before, "\(after.differences(from: before))")
         #expect(try await secondServer.psql("teams_service", "SELECT count(*) FROM teams") == "2")
         #expect(try await secondServer.psql("teams_service", "SELECT count(*) FROM pg_class WHERE relname = 'leftover'") == "0")
     }

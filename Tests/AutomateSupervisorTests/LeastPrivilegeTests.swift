@@ -246,7 +246,8 @@ struct LeastPrivilegeTests {
         #expect(repositoryOwners.output == "automate-backup-gateway\n", "\(repositoryOwners.output)")
         let pgLog = try String(contentsOfFile: home.logPath(service: "automate-postgresql"), encoding: .utf8)
         #expect(pgLog.contains("moved \(home.dataDirectory)/postgresql") && pgLog.contains("from automate to automate-postgresql"), "\(pgLog.suffix(2000))")
-        #expect(try await StackSnapshot.take(stack, searchPort: "\(ports.search)") == before)
+        let afterUpgrade = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        #expect(afterUpgrade == before, "\(afterUpgrade.differences(from: before))")
 
         // The backup taken before the upgrade restores into a new home after it, from a copy owned by
         // root (as one brought from another machine would be): the restore gives it to the gateway.
@@ -259,6 +260,7 @@ struct LeastPrivilegeTests {
         let restoreID = try #require(RestoreTests.restoreID(in: restore.output))
         let final = try await RestoreTests.waitForLongTerm(stack, restoreID)
         #expect(final.longTermState == .completed, "\(final)")
-        #expect(try await StackSnapshot.take(stack, searchPort: "\(ports.search)") == before)
+        let afterRestore = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
+        #expect(afterRestore == before, "\(afterRestore.differences(from: before))")
     }
 }

@@ -67,7 +67,7 @@ struct RestoreTests {
         #expect(final.longTermState == .completed, "\(final)")
 
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        #expect(after == before)
+        #expect(after == before, "\(after.differences(from: before))")
         let teams = try await stack.automate(["teams", "list"])
         #expect(teams.output.contains("core\talice,bob\tthe core team") && teams.output.contains("infra\tcarol"), "\(teams.output)\(teams.error)")
         let search = try await stack.automate(["compliance", "search", "kernel"])
@@ -303,6 +303,6 @@ struct RestoreTests {
         let final = try await Self.waitForLongTerm(stack, try #require(Self.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
-        #expect(after == before)
+        #expect(after == before, "\(after.differences(from: before))")
     }
 }

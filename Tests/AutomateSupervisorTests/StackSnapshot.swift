@@ -8,7 +8,25 @@ struct StackSnapshot: Equatable, CustomStringConvertible {
     var documents: [String] = []
     var files: [String: String] = [:]
 
-    var description: String { "tables \(tables)\ndocuments \(documents.count)\nfiles \(files)" }
+    var description: String { "tables \(tables)\ndocuments \(documents.count)\nfiles \(files.count)" }
+
+    /// What differs from `expected`, one line per table, document or file (a failure message that names the
+    /// difference instead of two long dumps).
+    func differences(from expected: StackSnapshot) -> String {
+        var lines: [String] = []
+        func compare(_ kind: String, _ mine: [String: String], _ theirs: [String: String]) {
+            for key in Set(mine.keys).union(theirs.keys).sorted() where mine[key] != theirs[key] {
+                lines.append("\(kind) \(key): expected \(theirs[key] ?? "nothing"), found \(mine[key] ?? "nothing")")
+            }
+        }
+        compare("table", tables, expected.tables)
+        compare("file", files, expected.files)
+        let (mine, theirs) = (Set(documents), Set(expected.documents))
+        for d in theirs.subtracting(mine).sorted() { lines.append("document missing: \(d.prefix(200))") }
+        for d in mine.subtracting(theirs).sorted() { lines.append("document unexpected: \(d.prefix(200))") }
+        if documents.count != expected.documents.count { lines.append("documents: expected \(expected.documents.count), found \(documents.count)") }
+        return lines.isEmpty ? "no differences" : lines.prefix(40).joined(separator: "\n")
+    }
 
     static let databases = ["teams_service": ["teams", "members"], "compliance_service": ["reports"], "notifications_service": ["outbox"]]
 

@@ -63,6 +63,42 @@ final class FSModeKeyLayoutTests: XCTestCase {
 
     func testFileAndFolderKeysWithXattrs() async throws { try await runFileAndFolder(.automatic) }
 
+    /// Deletes (and reads) of a key's neighbours run at once, as `aws s3 rm --recursive` sends them: the
+    /// move of `a/.automate-object` back to the file `a` that one delete makes must not hide `a` from
+    /// another delete or a read running beside it (the delete answered 204 and `a` stayed).
+    func testConcurrentDeletesOfFileAndFolderKeys() async throws {
+        let fx = try await FSFixture.start(metadataStorage: .sideFolder)
+        defer { Task { await fx.stop() } }
+        try await runBoto3("""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        B = 'repo'
+        bucket_dir = sys.argv[3]
+        pool = ThreadPoolExecutor(8)
+        keys = ['cd/a', 'cd/a!', 'cd/d', 'cd/d/', 'cd/d/e', 'cd/d/f/', 'cd/x/y', 'cd/x']
+        for round in range(40):
+            for k in keys:
+                s3.put_object(Bucket=B, Key=k, Body=k.encode(), Metadata={'k': k.replace('/', '_')})
+            # Reads of 'cd/d' and 'cd/x' while their folders' other keys go (they move back to plain files).
+            def step(job):
+                kind, k = job
+                if kind == 'get':
+                    assert s3.get_object(Bucket=B, Key=k)['Body'].read() == k.encode(), k
+                else:
+                    s3.delete_object(Bucket=B, Key=k)
+            others = [('delete', k) for k in keys if k not in ('cd/d', 'cd/x')]
+            list(pool.map(step, [('get', 'cd/d'), ('get', 'cd/x')] * 3 + (others[::-1] if round % 2 else others)))
+            assert sorted(o['Key'] for o in s3.list_objects_v2(Bucket=B, Prefix='cd/')['Contents']) == ['cd/d', 'cd/x']
+            # Then every key at once.
+            for k in keys:
+                s3.put_object(Bucket=B, Key=k, Body=k.encode(), Metadata={'k': k.replace('/', '_')})
+            list(pool.map(lambda k: s3.delete_object(Bucket=B, Key=k), reversed(keys) if round % 2 else keys))
+            left = [o['Key'] for o in s3.list_objects_v2(Bucket=B, Prefix='cd/').get('Contents', [])]
+            assert left == [] and not os.path.exists(bucket_dir + '/cd'), (round, left, os.listdir(bucket_dir + '/cd'))
+        """, endpoint: fx.endpoint, args: [fx.bucketDir])
+        fx.assertNoLeftovers()
+    }
+
     func testFileAndFolderKeysWithSideFolder() async throws { try await runFileAndFolder(.sideFolder) }
 
     func testListingsDelimitersAndEncoding() async throws {

@@ -56,8 +56,31 @@ static inline uint32_t automate_crc32c(uint32_t crc, const void *data, size_t n)
 #include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-static inline long automate_copy_file_range(int in_fd, int out_fd, size_t len) {
-    return syscall(SYS_copy_file_range, in_fd, (void *)0, out_fd, (void *)0, len, 0u);
+#include <errno.h>
+/* Copies `len` bytes from in_fd's position to out_fd's (both advance): copy_file_range, in the kernel,
+ * falling back to read/write where the file systems refuse it. Returns 0, or -1 with errno (ENODATA: the
+ * source ended first). The backup-gateway's copies and automate-wal's WAL hand-off use it. */
+static inline int automate_copy_fd(int in_fd, int out_fd, size_t len) {
+    int fallback = 0;
+    char buf[1 << 16];
+    while (len > 0) {
+        long n;
+        if (!fallback) {
+            n = syscall(SYS_copy_file_range, in_fd, (void *)0, out_fd, (void *)0, len, 0u);
+            if (n < 0 && errno != EINTR) { fallback = 1; continue; }
+        } else {
+            n = read(in_fd, buf, len < sizeof buf ? len : sizeof buf);
+            for (long off = 0; n > 0 && off < n;) {
+                long w = write(out_fd, buf + off, (size_t)(n - off));
+                if (w < 0) { if (errno == EINTR) continue; return -1; }
+                off += w;
+            }
+        }
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        if (n == 0) { errno = ENODATA; return -1; }
+        len -= (size_t)n;
+    }
+    return 0;
 }
 static inline int automate_sync_file_range_write(int fd, long long offset, long long nbytes) {
     return (int)syscall(SYS_sync_file_range, fd, offset, nbytes, 2u /* SYNC_FILE_RANGE_WRITE */);

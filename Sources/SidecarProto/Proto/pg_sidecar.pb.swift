@@ -475,6 +475,9 @@ public nonisolated struct Automate_Sidecar_Pg_PGFetchWALRequest: Sendable {
   /// the archive to read (a base backup's cluster); empty: the running server's
   public var cluster: String = String()
 
+  /// the caller can take the file from the sidecar's hand-off folder
+  public var acceptHandoff: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -486,6 +489,12 @@ public nonisolated struct Automate_Sidecar_Pg_PGFetchWALResponse: Sendable {
   // methods supported on all messages.
 
   public var content: Data = Data()
+
+  /// a file of the pg-sidecar's hand-off folder (its data folder, shared
+  public var handoffPath: String = String()
+
+  /// the file's size (either way)
+  public var size: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1404,7 +1413,7 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALResponse: SwiftProtobuf.Me
 
 nonisolated extension Automate_Sidecar_Pg_PGFetchWALRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PGFetchWALRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}cluster\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}cluster\0\u{3}accept_handoff\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1414,6 +1423,7 @@ nonisolated extension Automate_Sidecar_Pg_PGFetchWALRequest: SwiftProtobuf.Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.acceptHandoff) }()
       default: break
       }
     }
@@ -1426,12 +1436,16 @@ nonisolated extension Automate_Sidecar_Pg_PGFetchWALRequest: SwiftProtobuf.Messa
     if !self.cluster.isEmpty {
       try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 2)
     }
+    if self.acceptHandoff != false {
+      try visitor.visitSingularBoolField(value: self.acceptHandoff, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Sidecar_Pg_PGFetchWALRequest, rhs: Automate_Sidecar_Pg_PGFetchWALRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.cluster != rhs.cluster {return false}
+    if lhs.acceptHandoff != rhs.acceptHandoff {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1439,7 +1453,7 @@ nonisolated extension Automate_Sidecar_Pg_PGFetchWALRequest: SwiftProtobuf.Messa
 
 nonisolated extension Automate_Sidecar_Pg_PGFetchWALResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PGFetchWALResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}content\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}content\0\u{3}handoff_path\0\u{1}size\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1448,6 +1462,8 @@ nonisolated extension Automate_Sidecar_Pg_PGFetchWALResponse: SwiftProtobuf.Mess
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.handoffPath) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.size) }()
       default: break
       }
     }
@@ -1457,11 +1473,19 @@ nonisolated extension Automate_Sidecar_Pg_PGFetchWALResponse: SwiftProtobuf.Mess
     if !self.content.isEmpty {
       try visitor.visitSingularBytesField(value: self.content, fieldNumber: 1)
     }
+    if !self.handoffPath.isEmpty {
+      try visitor.visitSingularStringField(value: self.handoffPath, fieldNumber: 2)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularInt64Field(value: self.size, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Automate_Sidecar_Pg_PGFetchWALResponse, rhs: Automate_Sidecar_Pg_PGFetchWALResponse) -> Bool {
     if lhs.content != rhs.content {return false}
+    if lhs.handoffPath != rhs.handoffPath {return false}
+    if lhs.size != rhs.size {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
