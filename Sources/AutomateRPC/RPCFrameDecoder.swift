@@ -23,6 +23,7 @@ struct RPCFrameDecoder: ByteToMessageDecoder {
                 holdingPartialFrame = true
                 context.fireUserInboundEventTriggered(RPCFramingEvent.partialFrameStarted)
             }
+            Self.makeRoom(in: &buffer)
             return .needMoreData
         }
         if holdingPartialFrame {
@@ -38,6 +39,17 @@ struct RPCFrameDecoder: ByteToMessageDecoder {
     ) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
+    }
+
+    /// Frames from this size on get their whole length reserved when they start to arrive.
+    static let reserveFrom = 1 << 20
+
+    /// Reserves room for the whole of a large frame once its length is known: grown by doubling as 64 KiB
+    /// reads arrive, the buffer of a 16 MiB frame (a WAL segment) would be copied and faulted in about
+    /// four times over. The length has passed the `maxFrameSize` check (`readFrame`).
+    static func makeRoom(in buffer: inout ByteBuffer) {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self), Int(length) >= reserveFrom else { return }
+        buffer.reserveCapacity(minimumWritableBytes: 4 + Int(length) - buffer.readableBytes)
     }
 
     /// Takes one whole frame (without its length prefix) off the front of `buffer`, or returns nil

@@ -30,7 +30,7 @@ extension PGSidecar {
     /// success that writes nothing; other bytes under an archived name are refused (PostgreSQL then keeps
     /// the file and retries, and the operator hears of it), never overwritten.
     /// `writtenAt`: when PostgreSQL finished writing the file (nil: unknown), kept in its record.
-    func archiveWAL(name: String, content: [UInt8], writtenAt: Date? = nil) throws -> Automate_Sidecar_Pg_PGArchiveWALResponse {
+    func archiveWAL(name: String, content: Data, writtenAt: Date? = nil) throws -> Automate_Sidecar_Pg_PGArchiveWALResponse {
         guard WALArchive.isArchivable(name) else {
             throw RPCError(.invalidArgument, "\"\(name)\" is not a WAL file name (a segment, .history, .backup or .partial file)")
         }

@@ -146,7 +146,18 @@ public final class PGSidecar: Sendable {
         server.register(PGSidecarService.archiveWAL) { [self] (req: Automate_Sidecar_Pg_PGArchiveWALRequest, context) -> Automate_Sidecar_Pg_PGArchiveWALResponse in
             try mayHandleWAL(context.caller, method: "ArchiveWAL")
             let written = req.writtenUnixMs > 0 ? Date(timeIntervalSince1970: Double(req.writtenUnixMs) / 1000) : nil
-            return try await walArchivePool.run("pg.wal-archive") { [self] _ in try archiveWAL(name: req.name, content: Array(req.content), writtenAt: written) }
+            // A client hands over only files of its own; trusted callers (operators, tests) any.
+            let owner: UInt32? = context.caller == .trusted ? nil : (context.peer?.uid ?? UInt32.max)
+            return try await walArchivePool.run("pg.wal-archive") { [self] _ in
+                var content = req.content
+                if !req.handoffName.isEmpty {
+                    guard let walHandoff else {
+                        throw RPCError(.failedPrecondition, "this pg-sidecar has no WAL hand-off folder (no data folder): send the file's content")
+                    }
+                    content = try walHandoff.takeArchiveCopy(named: req.handoffName, owner: owner)
+                }
+                return try archiveWAL(name: req.name, content: content, writtenAt: written)
+            }
         }
         server.register(PGSidecarService.fetchWAL) { [self] (req: Automate_Sidecar_Pg_PGFetchWALRequest, context) -> Automate_Sidecar_Pg_PGFetchWALResponse in
             try mayHandleWAL(context.caller, method: "FetchWAL")

@@ -1,16 +1,18 @@
 // automate-wal: the stack's PostgreSQL hands each finished WAL file to the pg-sidecar with it, and gets
 // archived ones back during a recovery. The server runs it (services/automate-postgresql.toml):
 //
-//   automate-wal archive [--socket PATH] <path> <name>    archive_command = '... archive %p %f'
+//   automate-wal archive [--socket PATH] [--handoff FOLDER] <path> <name>    archive_command = '... archive %p %f'
 //   automate-wal fetch   [--socket PATH] [--cluster ID] <name> <path>    restore_command = '... fetch %f %p'
 //   automate-wal base-backup [--socket PATH] <backup-id> <service>   a base backup's tar, on stdout
 //
 // base-backup is the cluster server's init hook's, for a point-in-time recovery: it pipes the tar into
 // `tar -x` in an empty data folder (exit 0 once every byte was written and checked, 1 otherwise).
 //
-// fetch takes a file the pg-sidecar wrote into its hand-off folder (its data folder, which the manifests
-// share with the server's user) with one copy in the kernel, where it has one; else the bytes come in the
-// answer.
+// The pg-sidecar's hand-off folder (`wal-handoff/` in its data folder, which the manifests share with the
+// server's user) spares a 16 MiB segment the trip through the socket: fetch takes the file the sidecar
+// wrote there, and archive (given --handoff FOLDER) puts a copy there for the sidecar to read; each with
+// one copy in the kernel (copy_file_range). Without it, or when it cannot be used, the bytes go through
+// the socket.
 //
 // The socket defaults to $AUTOMATE_RUN_DIR/pg-sidecar-service.sock; --cluster names the archive to read
 // (a base backup's cluster: its system identifier), by default the running server's. Exit status, as PostgreSQL reads it:
@@ -45,8 +47,9 @@ func option(_ name: String, in arguments: inout [String]) -> String? {
 }
 let socket = option("--socket", in: &arguments) ?? ProcessInfo.processInfo.environment["AUTOMATE_RUN_DIR"].map { $0 + "/pg-sidecar-service.sock" }
 let cluster = option("--cluster", in: &arguments) ?? ""
+let handoffFolder = option("--handoff", in: &arguments)
 guard arguments.count == 3, ["archive", "fetch", "base-backup"].contains(arguments[0]) else {
-    say("usage: automate-wal archive [--socket PATH] <path> <name> | fetch [--socket PATH] [--cluster ID] <name> <path> | base-backup [--socket PATH] <backup-id> <service>")
+    say("usage: automate-wal archive [--socket PATH] [--handoff FOLDER] <path> <name> | fetch [--socket PATH] [--cluster ID] <name> <path> | base-backup [--socket PATH] <backup-id> <service>")
     exit(2)
 }
 guard let socket else {
@@ -96,6 +99,31 @@ func writeWhole(_ bytes: Data, to path: String) throws {
     }
 }
 
+/// Copies the file to archive into the pg-sidecar's hand-off folder (copy_file_range) as
+/// `.archive-<name>-<pid>`, readable by the folder's group; nil (and a message) when that fails, and the
+/// bytes then go through the socket.
+func placeCopy(of path: String, name: String, in folder: String) -> String? {
+    let copy = folder + "/.archive-\(name)-\(getpid())"
+    let input = open(path, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { return nil }  // reading it through the socket path reports why
+    defer { close(input) }
+    var info = stat()
+    let output = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+    guard output >= 0 else {
+        say("cannot hand \(name) over through \(folder) (\(String(cString: strerror(errno)))): sending it through the socket")
+        return nil
+    }
+    var failure: String?
+    if fstat(input, &info) != 0 || automate_copy_fd(input, output, Int(info.st_size)) != 0 { failure = String(cString: strerror(errno)) }
+    if fchmod(output, 0o640) != 0 || close(output) != 0, failure == nil { failure = String(cString: strerror(errno)) }
+    if let failure {
+        unlink(copy)
+        say("cannot hand \(name) over through \(folder) (\(failure)): sending it through the socket")
+        return nil
+    }
+    return copy
+}
+
 /// Takes a file the pg-sidecar put in its hand-off folder: copies it (in the kernel: copy_file_range) into
 /// a temporary file beside `path`, renamed over it once whole, and removes it from the folder.
 func takeHandoff(_ source: String, size: Int64, to path: String) throws {
@@ -118,6 +146,10 @@ func takeHandoff(_ source: String, size: Int64, to path: String) throws {
     }
 }
 
+// Archiving is background work for the server: under load its reading and sending of 16 MiB yields the CPU
+// to the transactions (nice 10, as the pg-sidecar's archiving threads). A recovery's fetch does not.
+if !fetching { _ = nice(10) }
+
 do {
     let client = try await RPCClient.connect(socketPath: socket, maxFrameSize: (64 << 20) + (64 << 10))
     defer { Task { await client.close() } }
@@ -135,19 +167,39 @@ do {
         }
     } else {
         let (path, name) = (arguments[1], arguments[2])
-        guard let content = FileManager.default.contents(atPath: path) else {
-            say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
-            exit(1)
-        }
         var request = Automate_Sidecar_Pg_PGArchiveWALRequest()
         request.name = name
-        request.content = content
+        let copy = handoffFolder.flatMap { placeCopy(of: path, name: name, in: $0) }
+        if let copy {
+            request.handoffName = String(copy.split(separator: "/").last!)
+        } else {
+            guard let content = FileManager.default.contents(atPath: path) else {
+                say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
+                exit(1)
+            }
+            request.content = content
+        }
+        // The sidecar removes the copy once read; this covers a call that never reached it.
+        defer { if let copy { unlink(copy) } }
         // When PostgreSQL finished writing it: a point-in-time recovery to a later moment needs a later file.
         var info = stat()
         if stat(path, &info) == 0 {
             request.writtenUnixMs = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
         }
-        let response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+        var response: Automate_Sidecar_Pg_PGArchiveWALResponse
+        do {
+            response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+        } catch let e as RPCError where copy != nil && [.failedPrecondition, .permissionDenied, .invalidArgument].contains(e.code) {
+            // The sidecar could not take the copy (no hand-off folder of its own, ...): the bytes, then.
+            say("the pg-sidecar did not take \(name) from the hand-off folder (\(e.message)): sending it through the socket")
+            guard let content = FileManager.default.contents(atPath: path) else {
+                say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
+                exit(1)
+            }
+            request.handoffName = ""
+            request.content = content
+            response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+        }
         if response.alreadyArchived { say("\(name) was archived before with the same bytes") }
     }
     exit(0)

@@ -79,9 +79,11 @@ struct WALArchivingTests {
         #expect(fetch.succeeded, "\(fetch.error)")
         let bytes = try #require(FileManager.default.contents(atPath: fetched))
         #expect(bytes.count == 16 << 20 && bytes.range(of: Data("wal-marker-one-".utf8)) != nil)
-        // It came through the sidecar's hand-off folder, which the fetch emptied.
+        // Both ways through the sidecar's hand-off folder (nothing went through the socket), which they left empty.
         let handoff = stack.home.dataDirectory + "/pg-sidecar-service/wal-handoff"
         #expect(try FileManager.default.contentsOfDirectory(atPath: handoff) == [], "left in \(handoff)")
+        let serverLog = try String(contentsOfFile: stack.home.logPath(service: "automate-postgresql"), encoding: .utf8)
+        #expect(!serverLog.contains("through the socket"), "\(serverLog.suffix(2000))")
         let absent = try await stack.shell("automate-wal fetch \(socket) 00000001000000FF000000FF '\(stack.root)/none'; echo \"exit $?\"")
         #expect(absent.output.contains("exit 1"), "a file never archived is the end of the archive: \(absent.output)")
         let status = try await stack.automate(["backup", "status"])

@@ -438,6 +438,11 @@ public nonisolated struct Automate_Sidecar_Pg_PGArchiveWALRequest: Sendable {
   /// its modification time: when PostgreSQL finished writing it (0: unknown)
   public var writtenUnixMs: Int64 = 0
 
+  /// Instead of `content`: the name of a copy of the file the caller put in the pg-sidecar's hand-off folder
+  /// (`.archive-<name>-<anything>`, a regular file of the caller's own with one link), which the sidecar
+  /// reads and removes.
+  public var handoffName: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -483,6 +488,9 @@ public nonisolated struct Automate_Sidecar_Pg_PGFetchWALRequest: Sendable {
   public init() {}
 }
 
+/// The file, checked against its record's size and sha256: in `content`, or (when the request accepted a
+/// hand-off and the sidecar has a hand-off folder) in the file `handoff_path`, which the caller copies and
+/// then removes.
 public nonisolated struct Automate_Sidecar_Pg_PGFetchWALResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -490,7 +498,7 @@ public nonisolated struct Automate_Sidecar_Pg_PGFetchWALResponse: Sendable {
 
   public var content: Data = Data()
 
-  /// a file of the pg-sidecar's hand-off folder (its data folder, shared
+  /// A file of the pg-sidecar's hand-off folder (its data folder, shared with the database server's user).
   public var handoffPath: String = String()
 
   /// the file's size (either way)
@@ -1328,7 +1336,7 @@ nonisolated extension Automate_Sidecar_Pg_PGCreateBaseBackupRequest: SwiftProtob
 
 nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PGArchiveWALRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0\u{3}written_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0\u{3}written_unix_ms\0\u{3}handoff_name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1339,6 +1347,7 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Mes
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.content) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.writtenUnixMs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.handoffName) }()
       default: break
       }
     }
@@ -1354,6 +1363,9 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Mes
     if self.writtenUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.writtenUnixMs, fieldNumber: 3)
     }
+    if !self.handoffName.isEmpty {
+      try visitor.visitSingularStringField(value: self.handoffName, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1361,6 +1373,7 @@ nonisolated extension Automate_Sidecar_Pg_PGArchiveWALRequest: SwiftProtobuf.Mes
     if lhs.name != rhs.name {return false}
     if lhs.content != rhs.content {return false}
     if lhs.writtenUnixMs != rhs.writtenUnixMs {return false}
+    if lhs.handoffName != rhs.handoffName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
