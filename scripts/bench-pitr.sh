@@ -77,19 +77,24 @@ on_runs=(); off_runs=(); waiting=0
 # The server's archiver statistics survive its restarts: what the runs archived is the difference.
 read -r archived_before failed_before < <(psql_ -F ' ' -c "SELECT archived_count, failed_count FROM pg_stat_archiver")
 archived=0; failed=0
+# Every run starts alike: the stack restarted with the mode (cold shared buffers both ways) and a
+# checkpoint first (no dirty pages of the run before, or of the initialisation, to write during it); the
+# order alternates (on, off, off, on, ...) so that a drift of the machine falls on both.
 for i in $(seq 1 "$runs"); do
-  [[ $i -gt 1 ]] && restart_with on
-  echo "bench-pitr: run $i of $runs, archiving on" >&2
-  ticks_before=$(archiving_ticks)
-  on_runs+=("$(tps)")
-  archiving_cpu_ticks=$(( archiving_cpu_ticks + $(archiving_ticks) - ticks_before ))
-  # What this run archived, and what was still waiting for the archiver when it ended.
-  read -r a f < <(psql_ -F ' ' -c "SELECT archived_count, failed_count FROM pg_stat_archiver")
-  archived=$(( a - archived_before )); failed=$(( f - failed_before ))
-  waiting=$(( waiting + $(find "$AUTOMATE_HOME/data/postgresql/pg_wal/archive_status" -name '*.ready' 2>/dev/null | wc -l) ))
-  restart_with off
-  echo "bench-pitr: run $i of $runs, archiving off" >&2
-  off_runs+=("$(tps)")
+  if (( i % 2 )); then order=(on off); else order=(off on); fi
+  for mode in "${order[@]}"; do
+    restart_with "$mode"
+    psql_ -c "CHECKPOINT"
+    echo "bench-pitr: run $i of $runs, archiving $mode" >&2
+    if [[ $mode == off ]]; then off_runs+=("$(tps)"); continue; fi
+    ticks_before=$(archiving_ticks)
+    on_runs+=("$(tps)")
+    archiving_cpu_ticks=$(( archiving_cpu_ticks + $(archiving_ticks) - ticks_before ))
+    # What this run archived, and what was still waiting for the archiver when it ended.
+    read -r a f < <(psql_ -F ' ' -c "SELECT archived_count, failed_count FROM pg_stat_archiver")
+    archived=$(( a - archived_before )); failed=$(( f - failed_before ))
+    waiting=$(( waiting + $(find "$AUTOMATE_HOME/data/postgresql/pg_wal/archive_status" -name '*.ready' 2>/dev/null | wc -l) ))
+  done
 done
 on=$(median "${on_runs[@]}"); off=$(median "${off_runs[@]}")
 overhead=$(python3 -c "import sys; on, off = float(sys.argv[1]), float(sys.argv[2]); print(f'{(off - on) * 100 / off:.1f}')" "$on" "$off")
