@@ -49,7 +49,16 @@ struct SystemdTests {
         try await Task.sleep(for: .milliseconds(300))
         #expect(!listener.messages.contains { $0.text.contains("READY=1") }, "READY=1 before every service was healthy")
         try "".write(toFile: marker, atomically: true, encoding: .utf8)
-        let ready = try await listener.waitFor(within: .seconds(30)) { $0.contains("READY=1") }
+        let ready: String
+        do {
+            ready = try await listener.waitFor(within: .seconds(30)) { $0.contains("READY=1") }
+        } catch {
+            // Say why `slow` did not become healthy: its log (health lines) and the supervisor's output.
+            let slowLog = (try? String(contentsOfFile: stack.home.logPath(service: "slow"), encoding: .utf8)) ?? "(no log)"
+            let out = (try? String(contentsOfFile: stack.root + "/supervisor.out", encoding: .utf8)) ?? "(no output)"
+            let marked = FileManager.default.fileExists(atPath: marker)
+            throw TestFailure("\(error)\nmarker exists: \(marked)\nslow's log:\n\(slowLog.suffix(3000))\nsupervisor:\n\(out.suffix(3000))")
+        }
         #expect(ready.contains("STATUS=2/2 services healthy"))
         #expect(ready.contains("MAINPID=\(supervisor.pid)"))
 
