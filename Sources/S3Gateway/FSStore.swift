@@ -275,8 +275,13 @@ public final class FSStore: Sendable {
     static func pruneFolders(bucket: String, from dir: String) {
         var d = dir
         while d.count > bucket.count && d.hasPrefix(bucket + "/") {
-            rmdir(d + "/" + MetadataStore.sideFolder)
-            if rmdir(d) != 0 {
+            // Under the folder's lock: a move of the folder's own object into or out of it (which empties the
+            // folder for a moment) holds the same lock, so the folder is never removed in the middle of one.
+            let removed = CommitLock.withLock(d) { () -> Bool in
+                rmdir(d + "/" + MetadataStore.sideFolder)
+                return rmdir(d) == 0
+            }
+            if !removed {
                 // Other keys remain. Only a folder with its own object can need a move out, and only that
                 // check lists the folder (so deleting n keys of one folder stays O(n), not O(n²)).
                 if statPath(d + "/" + KeyLayout.selfObject)?.isFile == true { KeyLayout.moveOutOfFolder(d) }

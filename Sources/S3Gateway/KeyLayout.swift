@@ -123,13 +123,15 @@ enum KeyLayout {
             guard rename(dir + "/" + selfObject, moving) == 0 else { return false }
             let sideFile = dir + "/" + MetadataStore.sideFolder + "/" + selfObject
             moveSideFile(from: sideFile, to: dir)
-            guard rmdir(dir) == 0 else {
+            if rmdir(dir) != 0, statPath(dir)?.isDir == true {
                 // Something arrived meanwhile: put the object (and its metadata) back.
                 moveSideFile(from: MetadataStore.sidePath(dir).file, to: dir + "/" + selfObject)
-                rename(moving, dir + "/" + selfObject)
+                if rename(moving, dir + "/" + selfObject) != 0 { recoverMove(dir, locked: true) }
                 return false
             }
-            rename(moving, dir)
+            // The folder is gone (removed here, or pruned while empty): the object takes its place. A folder
+            // made there in between (a write of `dir/x`) takes the object in instead.
+            if rename(moving, dir) != 0 { recoverMove(dir, locked: true) }
             fsyncDir(parentPath(dir))
             return true
         }
@@ -139,22 +141,34 @@ enum KeyLayout {
     static func moveSideFile(from oldSide: String, to objectPath: String) {
         guard statPath(oldSide) != nil else { return }
         let (dir, side) = MetadataStore.sidePath(objectPath)
-        mkdir(dir, 0o755)
-        if rename(oldSide, side) == 0 { rmdir(parentPath(oldSide)) }
+        // The side folder may be removed (it was empty) between its mkdir and the rename: make it again.
+        for _ in 0..<5 {
+            mkdir(dir, 0o755)
+            if rename(oldSide, side) == 0 {
+                rmdir(parentPath(oldSide))
+                return
+            }
+            guard errno == ENOENT, statPath(oldSide) != nil else { return }
+        }
     }
 
     /// Completes a move a crash interrupted: `.automate-moving-<name>` beside `path` goes to `path` (no
     /// folder there) or into the folder `path`.
-    static func recoverMove(_ path: String) {
+    /// `locked`: the caller holds `CommitLock` for `path` already.
+    static func recoverMove(_ path: String, locked: Bool = false) {
         let moving = movingPath(path)
         guard statPath(moving)?.isFile == true else { return }
-        CommitLock.withLock(path) {
+        func complete() {
             guard statPath(moving)?.isFile == true else { return }
             if let i = statPath(path), i.isDir {
-                if statPath(path + "/" + selfObject) == nil { rename(moving, path + "/" + selfObject) }
+                if statPath(path + "/" + selfObject) == nil {
+                    moveSideFile(from: MetadataStore.sidePath(path).file, to: path + "/" + selfObject)
+                    rename(moving, path + "/" + selfObject)
+                }
             } else if statPath(path) == nil {
                 rename(moving, path)
             }
         }
+        if locked { complete() } else { CommitLock.withLock(path) { complete() } }
     }
 }

@@ -72,7 +72,12 @@ struct MetadataStore: Sendable {
         entries[String(ino)] = record
         let data = (try? JSONEncoder().encode(entries)) ?? Data()
         let tmp = dir + "/" + reservedPrefix + "tmp-" + UUID().uuidString.lowercased()
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        var fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        // A delete of the folder's last other object may remove the (then empty) side folder meanwhile.
+        for _ in 0..<5 where fd < 0 && errno == ENOENT {
+            try makeDirs(dir)
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else { throw S3Error("InternalError", 500, "cannot create \(tmp): \(errnoText())") }
         let ok = data.withUnsafeBytes { p in Glibc.write(fd, p.baseAddress, p.count) == p.count } && fsync(fd) == 0
         close(fd)
