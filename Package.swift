@@ -194,7 +194,11 @@ let package = Package(
         .executableTarget(
             name: "automate-wal",
             dependencies: ["SidecarProto", "AutomateRPC", "CAutomateShims"],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // PostgreSQL starts it once per WAL segment: with the Swift runtime and Foundation linked in, a
+            // start spends no time loading and binding some 50 shared libraries (scripts/bench-pitr.sh).
+            // lld, the toolchain's linker, because it resolves the static libraries in any order.
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(configuration: .release))]
         ),
         /// Checks of external PostgreSQL and search clusters (`config/external.toml`), as services see them.
         .target(name: "ExternalServers", dependencies: ["DataTools", "ESSidecar", "S3Client"], swiftSettings: swiftSettings),

@@ -151,15 +151,15 @@ func takeHandoff(_ source: String, size: Int64, to path: String) throws {
 if !fetching { _ = nice(10) }
 
 do {
-    let client = try await RPCClient.connect(socketPath: socket, maxFrameSize: (64 << 20) + (64 << 10))
-    defer { Task { await client.close() } }
+    // One call, then exit: a blocking connection, without the event loop threads RPCClient starts.
+    let client = try RPCBlockingClient(socketPath: socket, maxFrameSize: (64 << 20) + (64 << 10))
     if fetching {
         let (name, path) = (arguments[1], arguments[2])
         var request = Automate_Sidecar_Pg_PGFetchWALRequest()
         request.name = name
         request.cluster = cluster
         request.acceptHandoff = true
-        let response = try await client.call(PGSidecarService.fetchWAL, request, timeout: .seconds(600))
+        let response = try client.call(PGSidecarService.fetchWAL, request, timeout: .seconds(600))
         if response.handoffPath.isEmpty {
             try writeWhole(response.content, to: path)
         } else {
@@ -188,7 +188,7 @@ do {
         }
         var response: Automate_Sidecar_Pg_PGArchiveWALResponse
         do {
-            response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+            response = try client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
         } catch let e as RPCError where copy != nil && [.failedPrecondition, .permissionDenied, .invalidArgument].contains(e.code) {
             // The sidecar could not take the copy (no hand-off folder of its own, ...): the bytes, then.
             say("the pg-sidecar did not take \(name) from the hand-off folder (\(e.message)): sending it through the socket")
@@ -198,7 +198,7 @@ do {
             }
             request.handoffName = ""
             request.content = content
-            response = try await client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
+            response = try client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
         }
         if response.alreadyArchived { say("\(name) was archived before with the same bytes") }
     }
