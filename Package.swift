@@ -159,8 +159,15 @@ let package = Package(
         /// The sidecars' RPC contract (pg_sidecar.proto, es_sidecar.proto), generated code, and how operations answer on it.
         .target(
             name: "SidecarProto",
-            dependencies: ["AutomateRPC", "Operations", "ChunkStore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            exclude: ["Proto/pg_sidecar.proto", "Proto/es_sidecar.proto"],
+            dependencies: ["PGSidecarProto", "AutomateRPC", "Operations", "ChunkStore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/es_sidecar.proto"],
+            swiftSettings: swiftSettings
+        ),
+        /// The pg-sidecar's contract alone (pg_sidecar.proto, generated): what `automate-wal` needs of it.
+        .target(
+            name: "PGSidecarProto",
+            dependencies: ["AutomateRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/pg_sidecar.proto"],
             swiftSettings: swiftSettings
         ),
         /// pg_dump/pg_restore through zstd to S3, with libpq for catalog queries.
@@ -193,12 +200,16 @@ let package = Package(
         /// The database server's archive_command and restore_command: WAL files to and from the pg-sidecar.
         .executableTarget(
             name: "automate-wal",
-            dependencies: ["SidecarProto", "AutomateRPC", "CAutomateShims"],
+            dependencies: ["PGSidecarProto", "AutomateRPC", "CAutomateShims"],
             swiftSettings: swiftSettings,
             // PostgreSQL starts it once per WAL segment: with the Swift runtime and Foundation linked in, a
             // start spends no time loading and binding some 50 shared libraries (scripts/bench-pitr.sh).
             // lld, the toolchain's linker, because it resolves the static libraries in any order.
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(configuration: .release))]
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"] + [
+                "Foundation", "CoreFoundation", "FoundationEssentials", "FoundationInternationalization",
+                "_FoundationICU", "_FoundationCollections", "_FoundationCShims", "swiftSynchronization",
+                "swift_StringProcessing", "swift_RegexParser", "swiftDispatch", "dispatch", "BlocksRuntime", "stdc++",
+            ].flatMap { ["-Xlinker", "-l\($0)"] }, .when(configuration: .release))]
         ),
         /// Checks of external PostgreSQL and search clusters (`config/external.toml`), as services see them.
         .target(name: "ExternalServers", dependencies: ["DataTools", "ESSidecar", "S3Client"], swiftSettings: swiftSettings),

@@ -25,7 +25,7 @@
 import AutomateRPC
 import CAutomateShims
 import Foundation
-import SidecarProto
+import PGSidecarProto
 #if canImport(Glibc)
 import Glibc
 #endif
