@@ -192,3 +192,17 @@ printf '%-52s %10s s\n' "by hand (tar from zstd, zstd restore_command)" "$hand_t
 printf '%-52s %10s s   %sx by hand\n' "automate restore --to-time: the cluster's recovery" "$automate_cluster" "$(ratio "$automate_cluster" "$hand_total")"
 printf '%-52s %10s s   (the whole stack relaunched, every check included)\n' "automate restore --to-time: all of it" "$automate_total"
 echo "(both reached pgbench_history = $rows, as at the point)"
+
+# What one start of automate-wal costs (PostgreSQL starts it for every segment, both ways) against one of
+# zstd (the hand-made restore_command's): the mean of many starts that do nothing but answer a wrong
+# command line.
+starts=200; [[ $bench_smoke -eq 1 ]] && starts=10
+start_ms() {
+  local t0 t1
+  t0=$(now)
+  for _ in $(seq "$starts"); do "$@" >/dev/null 2>&1 || true; done
+  t1=$(now)
+  python3 -c "import sys; print(f'{(float(sys.argv[2]) - float(sys.argv[1])) * 1000 / int(sys.argv[3]):.1f}')" "$t0" "$t1" "$starts"
+}
+wal_ms=$(start_ms "$bin/automate-wal" --usage); zstd_ms=$(start_ms zstd --bogus-option)
+printf '%-52s %10s ms   (zstd: %s ms; mean of %s starts)\n' "one start of automate-wal" "$wal_ms" "$zstd_ms" "$starts"

@@ -99,51 +99,64 @@ func writeWhole(_ bytes: Data, to path: String) throws {
     }
 }
 
-/// Copies the file to archive into the pg-sidecar's hand-off folder (copy_file_range) as
-/// `.archive-<name>-<pid>`, readable by the folder's group; nil (and a message) when that fails, and the
-/// bytes then go through the socket.
+/// Copies `size` bytes of the open file `input` into a new file `destination` (mode `mode`, whatever the
+/// umask), in the kernel (copy_file_range). Returns why it failed, or nil; a failed copy leaves no file.
+func copyFile(_ input: Int32, size: Int, to destination: String, mode: mode_t, describe source: String) -> String? {
+    let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard output >= 0 else { return "cannot create \(destination): \(String(cString: strerror(errno)))" }
+    var failure: String?
+    if automate_copy_fd(input, output, size) != 0 {
+        failure = errno == ENODATA ? "\(source) holds fewer than \(size) bytes" : "copying \(source) to \(destination): \(String(cString: strerror(errno)))"
+    }
+    if fchmod(output, mode) != 0 && failure == nil { failure = "chmod \(destination): \(String(cString: strerror(errno)))" }
+    if close(output) != 0 && failure == nil { failure = "writing \(destination): \(String(cString: strerror(errno)))" }
+    if failure != nil { unlink(destination) }
+    return failure
+}
+
+/// Copies the file to archive into the pg-sidecar's hand-off folder as `.archive-<name>-<pid>`, readable
+/// by the folder's group; nil (and a message) when that fails, and the bytes then go through the socket.
 func placeCopy(of path: String, name: String, in folder: String) -> String? {
     let copy = folder + "/.archive-\(name)-\(getpid())"
     let input = open(path, O_RDONLY | O_CLOEXEC)
     guard input >= 0 else { return nil }  // reading it through the socket path reports why
     defer { close(input) }
     var info = stat()
-    let output = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
-    guard output >= 0 else {
-        say("cannot hand \(name) over through \(folder) (\(String(cString: strerror(errno)))): sending it through the socket")
-        return nil
-    }
-    var failure: String?
-    if fstat(input, &info) != 0 || automate_copy_fd(input, output, Int(info.st_size)) != 0 { failure = String(cString: strerror(errno)) }
-    if fchmod(output, 0o640) != 0 || close(output) != 0, failure == nil { failure = String(cString: strerror(errno)) }
+    let failure = fstat(input, &info) != 0
+        ? "cannot stat \(path): \(String(cString: strerror(errno)))"
+        : copyFile(input, size: Int(info.st_size), to: copy, mode: 0o640, describe: path)
     if let failure {
-        unlink(copy)
         say("cannot hand \(name) over through \(folder) (\(failure)): sending it through the socket")
         return nil
     }
     return copy
 }
 
-/// Takes a file the pg-sidecar put in its hand-off folder: copies it (in the kernel: copy_file_range) into
-/// a temporary file beside `path`, renamed over it once whole, and removes it from the folder.
+/// Takes a file the pg-sidecar put in its hand-off folder: copies it into a temporary file beside `path`,
+/// renamed over it once whole, and removes it from the folder.
 func takeHandoff(_ source: String, size: Int64, to path: String) throws {
     defer { unlink(source) }
     let input = open(source, O_RDONLY | O_CLOEXEC)
     guard input >= 0 else { throw RPCError(.internal, "cannot open \(source) (the pg-sidecar's hand-off file): \(String(cString: strerror(errno)))") }
     defer { close(input) }
     let temp = path + ".automate-wal-\(getpid())"
-    let output = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard output >= 0 else { throw RPCError(.internal, "cannot create \(temp): \(String(cString: strerror(errno)))") }
-    var failure: String?
-    if automate_copy_fd(input, output, Int(size)) != 0 {
-        failure = errno == ENODATA ? "\(source) holds fewer than \(size) bytes" : "copying \(source) to \(temp): \(String(cString: strerror(errno)))"
-    }
-    if close(output) != 0 && failure == nil { failure = "writing \(temp): \(String(cString: strerror(errno)))" }
-    if failure == nil && rename(temp, path) != 0 { failure = "cannot rename \(temp) to \(path): \(String(cString: strerror(errno)))" }
-    if let failure {
+    unlink(temp)  // left by an earlier attempt of this pid
+    var failure = copyFile(input, size: Int(size), to: temp, mode: 0o600, describe: source)
+    if failure == nil && rename(temp, path) != 0 {
+        failure = "cannot rename \(temp) to \(path): \(String(cString: strerror(errno)))"
         unlink(temp)
-        throw RPCError(.internal, failure)
     }
+    if let failure { throw RPCError(.internal, failure) }
+}
+
+/// The whole file to archive, for the socket; exits 1 (PostgreSQL keeps the file and retries) when it
+/// cannot be read.
+func contentToArchive(_ path: String, name: String) -> Data {
+    guard let content = FileManager.default.contents(atPath: path) else {
+        say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
+        exit(1)
+    }
+    return content
 }
 
 // Archiving is background work for the server: under load its reading and sending of 16 MiB yields the CPU
@@ -173,11 +186,7 @@ do {
         if let copy {
             request.handoffName = String(copy.split(separator: "/").last!)
         } else {
-            guard let content = FileManager.default.contents(atPath: path) else {
-                say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
-                exit(1)
-            }
-            request.content = content
+            request.content = contentToArchive(path, name: name)
         }
         // The sidecar removes the copy once read; this covers a call that never reached it.
         defer { if let copy { unlink(copy) } }
@@ -192,12 +201,8 @@ do {
         } catch let e as RPCError where copy != nil && [.failedPrecondition, .permissionDenied, .invalidArgument].contains(e.code) {
             // The sidecar could not take the copy (no hand-off folder of its own, ...): the bytes, then.
             say("the pg-sidecar did not take \(name) from the hand-off folder (\(e.message)): sending it through the socket")
-            guard let content = FileManager.default.contents(atPath: path) else {
-                say("cannot read \(path) (to archive \(name)): \(String(cString: strerror(errno)))")
-                exit(1)
-            }
             request.handoffName = ""
-            request.content = content
+            request.content = contentToArchive(path, name: name)
             response = try client.call(PGSidecarService.archiveWAL, request, timeout: .seconds(600))
         }
         if response.alreadyArchived { say("\(name) was archived before with the same bytes") }
