@@ -96,6 +96,22 @@ extension TestStack {
         return copy
     }
 
+    /// The last lines of the logs of the services a failed command names as not coming up ("X did not
+    /// come up"), for the failure's message: the home goes with the test.
+    func logsOfServicesThatFailed(_ result: CommandResult, lines: Int = 30) -> String {
+        let text = result.output + result.error
+        var report = ""
+        for match in text.matches(of: /([A-Za-z0-9-]+) did not come up/) {
+            let path = home.logPath(service: String(match.1))
+            guard let log = try? String(contentsOfFile: path, encoding: .utf8) else {
+                report += "\n(no log at \(path))"
+                continue
+            }
+            report += "\n--- the last \(lines) lines of \(path):\n" + log.split(separator: "\n").suffix(lines).joined(separator: "\n")
+        }
+        return report
+    }
+
     /// Stops the stack and deletes its whole home, then writes the operator's overlays back (the
     /// configuration of a new machine, which a backup does not hold).
     func loseHome(_ ports: Ports) async throws {

@@ -102,7 +102,7 @@ struct RestoreTests {
         try await stack.loseHome(ports)
 
         let restore = try await stack.automate(["restore", stack.root + "/phase-one"])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(restore.output)\(restore.error)\(stack.logsOfServicesThatFailed(restore))")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
         #expect(after.tables["notifications_service.outbox"] == before.tables["notifications_service.outbox"])
         #expect(after.files.filter { $0.key.hasPrefix("notifications-service/") } == before.files.filter { $0.key.hasPrefix("notifications-service/") })
