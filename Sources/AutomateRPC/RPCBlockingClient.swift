@@ -1,4 +1,4 @@
-import Foundation
+import NIOCore
 import SwiftProtobuf
 #if canImport(Glibc)
 import Glibc
@@ -56,33 +56,28 @@ public final class RPCBlockingClient {
         let callID = nextCallID
         nextCallID += 1
         let deadline = ContinuousClock.now + timeout
-        var envelope = Automate_Rpc_Envelope()
-        envelope.callID = callID
-        envelope.method = method.name
-        let (seconds, attoseconds) = timeout.components
-        envelope.timeoutMicros = UInt64(max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        let payload: [UInt8]
         do {
-            envelope.payload = try request.serializedData()
+            payload = try request.serializedBytes()
         } catch {
             throw RPCError(.invalidArgument, "cannot encode the \(Request.protoMessageName) request for \(method.name): \(error)")
         }
-        let body: [UInt8] = try envelope.serializedBytes()
-        guard body.count <= maxFrameSize else {
-            throw RPCError(.resourceExhausted, "the \(method.name) request is \(body.count) bytes, above the maximum frame size of \(maxFrameSize) bytes")
+        var buffer = ByteBuffer()
+        RPCEnvelope.writeFrame(
+            into: &buffer, callID: callID, method: method.name, payloadBytes: payload, timeoutMicros: RPCClient.wireMicros(timeout))
+        guard buffer.readableBytes - 4 <= maxFrameSize else {
+            throw RPCError(.resourceExhausted, "the \(method.name) request is \(buffer.readableBytes - 4) bytes, above the maximum frame size of \(maxFrameSize) bytes")
         }
-        var frame = [UInt8]()
-        frame.reserveCapacity(4 + body.count)
-        withUnsafeBytes(of: UInt32(body.count).bigEndian) { frame.append(contentsOf: $0) }
-        frame.append(contentsOf: body)
+        let frame = buffer.readBytes(length: buffer.readableBytes)!
         try send(frame, method: method.name, deadline: deadline, timeout: timeout)
         while true {
-            let answer = try Automate_Rpc_Envelope(serializedBytes: try readFrame(method: method.name, deadline: deadline, timeout: timeout))
+            let answer = try RPCEnvelope(decoding: ByteBuffer(bytes: try readFrame(method: method.name, deadline: deadline, timeout: timeout)))
             guard answer.callID == callID, answer.endOfStream else { continue }
             guard answer.statusCode == 0 else {
                 throw RPCError(RPCStatusCode(rawValue: answer.statusCode) ?? .unknown, answer.statusMessage)
             }
             do {
-                return try Response(serializedBytes: answer.payload)
+                return try Response(serializedBytes: Array(buffer: answer.payload))
             } catch {
                 throw RPCError(.internal, "the \(Response.protoMessageName) response of \(method.name) does not decode: \(error)")
             }
@@ -109,7 +104,7 @@ public final class RPCBlockingClient {
         try fill(4, method: method, deadline: deadline, timeout: timeout)
         let length = Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
         guard length <= maxFrameSize else {
-            throw RPCError(.resourceExhausted, "frame of \(length) bytes exceeds the maximum frame size of \(maxFrameSize) bytes; raise maxFrameSize on both ends if such messages are expected")
+            throw RPCError(.resourceExhausted, RPCFrameTooLargeError(length: length, maxFrameSize: maxFrameSize).description)
         }
         try fill(4 + length, method: method, deadline: deadline, timeout: timeout)
         let frame = Array(pending[4..<(4 + length)])

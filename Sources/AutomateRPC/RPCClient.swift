@@ -171,6 +171,13 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// A timeout as the envelope's `timeout_micros`: rounded up to whole microseconds, at least 1 (0 would
+    /// mean "no deadline").
+    static func wireMicros(_ timeout: Duration) -> UInt64 {
+        let nanoseconds = TimeAmount(timeout).nanoseconds
+        return UInt64(max(1, nanoseconds / 1000 + (nanoseconds % 1000 > 0 ? 1 : 0)))
+    }
+
     private func requestFrame<Request: SwiftProtobuf.Message>(
         callID: UInt64, method: String, request: Request, timeout: Duration?
     ) throws -> ByteBuffer {
@@ -180,13 +187,7 @@ public final class RPCClient: Sendable {
         } catch {
             throw RPCError(.invalidArgument, "cannot encode the \(Request.protoMessageName) request for \(method): \(error)")
         }
-        var timeoutMicros: UInt64 = 0
-        if let timeout {
-            // Rounded up to whole microseconds, at least 1 (0 would mean "no deadline").
-            let nanoseconds = TimeAmount(timeout).nanoseconds
-            let micros = nanoseconds / 1000 + (nanoseconds % 1000 > 0 ? 1 : 0)
-            timeoutMicros = UInt64(max(1, micros))
-        }
+        let timeoutMicros = timeout.map(Self.wireMicros) ?? 0
         var frame = ByteBuffer()
         frame.reserveCapacity(bytes.count + method.utf8.count + 32)
         RPCEnvelope.writeFrame(
