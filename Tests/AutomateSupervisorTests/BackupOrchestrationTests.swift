@@ -14,7 +14,7 @@ struct BackupOrchestrationTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack(archiving: true)  // the cluster's base backup too
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
 
         let create = try await stack.automate(["backup", "create"])
@@ -94,7 +94,7 @@ struct BackupOrchestrationTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await stack.loadBulkData(fileMiB: 512)
 
@@ -138,7 +138,7 @@ struct BackupOrchestrationTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await stack.loadBulkData()
 

@@ -16,7 +16,7 @@ struct BackupReconcileTests {
     static func backupCaughtMidWay(_ stack: TestStack, victim: (TestStack) async throws -> pid_t) async throws -> (id: String, pid: pid_t) {
         try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await stack.loadBulkData(fileMiB: 512)
         let pid = try await victim(stack)
@@ -35,13 +35,11 @@ struct BackupReconcileTests {
     /// `<repository>/<id>/.status`, read every 50 ms until it is not `in_progress` or `deadline` passes.
     static func statusAfterReconcile(_ stack: TestStack, _ id: String, deadline: ContinuousClock.Instant) async throws -> String {
         let path = stack.home.backupsDirectory + "/\(id)/.status"
-        var text = ""
-        while ContinuousClock.now < deadline {
-            text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            if text != "in_progress\n" { return text }
+        while true {  // one look after the deadline too: this task may have waited for a thread
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if text != "in_progress\n" || ContinuousClock.now >= deadline { return text }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return text
     }
 
     /// Within 10 s of `restarted`: `.status` failed, backup-result.json with the reason, `backup list`
@@ -109,7 +107,7 @@ struct BackupReconcileTests {
         #expect(try String(contentsOfFile: stack.home.backupsDirectory + "/\(id)/.status", encoding: .utf8) == "in_progress\n")
 
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await Self.expectReconciled(stack, id, restarted: ContinuousClock.now)
     }
 }

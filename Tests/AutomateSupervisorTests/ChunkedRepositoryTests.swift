@@ -37,7 +37,7 @@ struct ChunkedRepositoryTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack(repositoryFormat: "chunked")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await RestoreTests.addFileVariety(stack)
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
@@ -82,7 +82,7 @@ struct ChunkedRepositoryTests {
         #expect(!FileManager.default.fileExists(atPath: stack.home.dataDirectory + "/teams-service"))
 
         let restore = try await stack.automate(["restore", copy, "--passphrase-file", new])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
@@ -98,7 +98,7 @@ struct ChunkedRepositoryTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack(repositoryFormat: "chunked")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         func packs(_ repository: String) throws -> Set<String> {
             Set(try FileManager.default.subpathsOfDirectory(atPath: repository + "/chunks/data").filter { $0.count > 60 })
@@ -143,7 +143,7 @@ struct ChunkedRepositoryTests {
         let ports = try stack.useFullStack(repositoryFormat: "chunked", archiving: true)
         let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-b/")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
         let id = try await stack.createBackup()
@@ -160,7 +160,7 @@ struct ChunkedRepositoryTests {
 
         let s3 = ["--s3-endpoint", endpoint, "--s3-credentials", credentials]
         let restore = try await stack.automate(["restore", "s3://automate-backups/site-b", id, "--passphrase-file", passphrase] + s3)
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         let final = try await RestoreTests.waitForLongTerm(stack, try #require(RestoreTests.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
@@ -214,7 +214,7 @@ struct ChunkedIncrementalTests {
         // What the services' backups store: no WAL archive, no base backup (WALArchivingTests has those).
         let ports = try stack.useFullStack(repositoryFormat: "chunked")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await Self.loadData(stack)
         // Chunks scaled to the data: 128 KiB on average for ~120 MB here, as 1 MiB for gigabytes (the
@@ -315,7 +315,7 @@ struct ChunkedIncrementalTests {
         let copy = try await stack.copyRepositoryAndLoseHome(ports)
         for id in [ids[4], running] {
             let restore = try await stack.automate(["restore", copy, id, "--passphrase-file", passphrase, "--force"])
-            try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+            try #require(restore.succeeded, "\(stack.failure(restore))")
             #expect(try await Self.fingerprint(stack) == fingerprints[id], "backup \(id)")
         }
     }

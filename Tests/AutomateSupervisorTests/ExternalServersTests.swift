@@ -70,7 +70,7 @@ struct ExternalServersTests {
             tls_key = "\(gatewayTLS.key)"
             """)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         let overTLS = try await stack.shell("curl -fsS --cacert '\(ca.certificate)' https://localhost:\(tlsPort)/healthz")
         #expect(overTLS.succeeded, "\(overTLS.output)\(overTLS.error)")
 
@@ -108,7 +108,7 @@ struct ExternalServersTests {
         #expect(try await secondServer.psql("teams_service", "SELECT count(*) FROM leftover") == "0")
 
         let restore = try await stack.automate(["restore", repository, id, "--force"])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         let restoreID = try #require(RestoreTests.restoreID(in: restore.output))
         let final = try await RestoreTests.waitForLongTerm(stack, restoreID)
         #expect(final.longTermState == .completed, "\(final)")
@@ -195,7 +195,7 @@ struct ExternalServersTests {
             ca_file = "\(ca.certificate)"
             """.write(toFile: stack.home.externalSettingsPath, atomically: true, encoding: .utf8)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         let pg = try #require(try await stack.status().first { $0.name == "automate-postgresql" })
         #expect(pg.healthMessage.contains("verified (verify-full)"), "\(pg.healthMessage)")
         // Each service's copy of the key is its own, 0400 (libpq refuses a key others may read).

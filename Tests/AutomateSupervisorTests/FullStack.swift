@@ -97,12 +97,17 @@ extension TestStack {
     }
 
     /// The last lines of the logs of the services a failed command names as not coming up ("X did not
-    /// come up"), for the failure's message: the home goes with the test.
+    /// come up", "X failed: ...", "see `automate logs X`"), for the failure's message: the home goes with
+    /// the test.
     func logsOfServicesThatFailed(_ result: CommandResult, lines: Int = 30) -> String {
         let text = result.output + result.error
+        var names: [String] = []
+        for pattern in [/([A-Za-z0-9-]+) did not come up/, /automate logs ([A-Za-z0-9-]+)/] {
+            for match in text.matches(of: pattern) where !names.contains(String(match.1)) { names.append(String(match.1)) }
+        }
         var report = ""
-        for match in text.matches(of: /([A-Za-z0-9-]+) did not come up/) {
-            let path = home.logPath(service: String(match.1))
+        for name in names {
+            let path = home.logPath(service: name)
             guard let log = try? String(contentsOfFile: path, encoding: .utf8) else {
                 report += "\n(no log at \(path))"
                 continue
@@ -110,6 +115,11 @@ extension TestStack {
             report += "\n--- the last \(lines) lines of \(path):\n" + log.split(separator: "\n").suffix(lines).joined(separator: "\n")
         }
         return report
+    }
+
+    /// What a failed command printed, then the end of the log of each service it names as failed.
+    func failure(_ result: CommandResult) -> String {
+        result.output + result.error + logsOfServicesThatFailed(result)
     }
 
     /// Stops the stack and deletes its whole home, then writes the operator's overlays back (the

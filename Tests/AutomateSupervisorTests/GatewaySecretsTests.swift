@@ -39,7 +39,7 @@ struct GatewaySecretsTests {
                 """)
         }
         let start = try await stack.automate(["start", "--timeout", "60"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
 
         let file = stack.home.secretsDirectory + "/gateway.credentials"
         let asRoot = geteuid() == 0

@@ -56,7 +56,7 @@ struct LeastPrivilegeTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
 
         // Each service's process runs as its own user.
         let statuses = try await stack.status()
@@ -187,7 +187,7 @@ struct LeastPrivilegeTests {
                 TestStack.binDirectory + "/automate"] + arguments)
         }
         let start = try await automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         defer { Task { _ = try? await automate(["stop"]) } }
         let statuses = try await stack.status()
         #expect(statuses.count == TestStack.fullStackServices.count)
@@ -215,7 +215,7 @@ struct LeastPrivilegeTests {
         let ports = try stack.useFullStack()
         stack.boundingSet = try await Self.unitBoundingSet(stack)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         // The supervisor really runs with the unit's bounding set.
         let supervisor = try #require(SupervisorLock.holder(path: stack.home.lockFilePath))
         let status = try String(contentsOfFile: "/proc/\(supervisor)/status", encoding: .utf8)
@@ -255,7 +255,7 @@ struct LeastPrivilegeTests {
         let foreign = try await stack.shell("chown -R root:root '\(repository)' && chmod 700 '\(repository)'")
         try #require(foreign.succeeded, "\(foreign.error)")
         let restore = try await stack.automate(["restore", repository, id])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(restore.output.contains("Gave \(repository) ("), "\(restore.output)")
         let restoreID = try #require(RestoreTests.restoreID(in: restore.output))
         let final = try await RestoreTests.waitForLongTerm(stack, restoreID)

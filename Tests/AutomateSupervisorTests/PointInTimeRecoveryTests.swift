@@ -37,7 +37,7 @@ struct PointInTimeRecoveryTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack(archiving: true)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
 
@@ -83,7 +83,7 @@ struct PointInTimeRecoveryTests {
         try FileManager.default.moveItem(atPath: aside, toPath: record)
 
         let restore = try await stack.automate(["restore", repository, "--to-time", target])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(restore.output.contains("Point-in-time recovery to the time"), "\(restore.output)")
         #expect(restore.output.contains("automate-postgresql recovered from backup \(id)'s base backup"), "\(restore.output)")
         #expect(restore.output.contains("reached WAL position") && restore.output.contains("timeline 2"), "\(restore.output)")
@@ -110,7 +110,7 @@ struct PointInTimeRecoveryTests {
         defer { Task { await stack.tearDown() } }
         _ = try stack.useFullStack(archiving: true)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let first = try await stack.createBackup()
         let between = try await Self.insertAndSwitch(stack, 1)
@@ -149,7 +149,7 @@ struct PointInTimeRecoveryTests {
         let ports = try stack.useFullStack(repositoryFormat: "chunked", archiving: true)
         let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-c/")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
         _ = try await Self.insertAndSwitch(stack, 1)
@@ -166,7 +166,7 @@ struct PointInTimeRecoveryTests {
 
         let s3 = ["--s3-endpoint", moto.endpoint, "--s3-credentials", credentials, "--passphrase-file", passphrase]
         let restore = try await stack.automate(["restore", "s3://automate-backups/site-c", "--to-time", target] + s3)
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(restore.output.contains("recovered from backup \(id)'s base backup"), "\(restore.output)")
         #expect(try await WALArchivingTests.query(stack, "SELECT string_agg(n::text, ',' ORDER BY n) FROM pitr_probe") == "1,2")
     }

@@ -13,7 +13,7 @@ struct RepositorySettingTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
         let copy = try await stack.copyRepositoryAndLoseHome(ports)
@@ -21,7 +21,7 @@ struct RepositorySettingTests {
         let own = try String(contentsOfFile: overlay, encoding: .utf8)
 
         let restore = try await stack.automate(["restore", copy])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(restore.output.contains("The stack's repository stays \(stack.home.backupsDirectory); \(copy) was read for this restore only."),
                 "\(restore.output)")
         #expect(try String(contentsOfFile: overlay, encoding: .utf8) == own)

@@ -48,7 +48,7 @@ struct RestoreTests {
         // WAL archiving on, as shipped: the restored stack's new cluster archives beside the old one's.
         let ports = try stack.useFullStack(archiving: true)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await Self.addFileVariety(stack)
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
@@ -60,7 +60,7 @@ struct RestoreTests {
         let list = try await stack.automate(["restore", "list", repository])
         #expect(list.output.contains("\(id)  completed"), "\(list.output)")
         let restore = try await stack.automate(["restore", repository])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(restore.output.contains("Restored backup \(id) into \(stack.home.path)"))
         let restoreID = try #require(Self.restoreID(in: restore.output))
         let final = try await Self.waitForLongTerm(stack, restoreID)
@@ -88,7 +88,7 @@ struct RestoreTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let folder = stack.root + "/phase-one/20250102030405/notifications-service"
         let data = stack.home.dataDirectory + "/notifications-service"
@@ -102,7 +102,7 @@ struct RestoreTests {
         try await stack.loseHome(ports)
 
         let restore = try await stack.automate(["restore", stack.root + "/phase-one"])
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)\(stack.logsOfServicesThatFailed(restore))")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
         #expect(after.tables["notifications_service.outbox"] == before.tables["notifications_service.outbox"])
         #expect(after.files.filter { $0.key.hasPrefix("notifications-service/") } == before.files.filter { $0.key.hasPrefix("notifications-service/") })
@@ -115,7 +115,7 @@ struct RestoreTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
         try #require(try await stack.automate(["stop"]).succeeded)
@@ -153,7 +153,7 @@ struct RestoreTests {
         defer { Task { await stack.tearDown() } }
         let ports = try stack.useFullStack()
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await stack.loadBulkData()
         unlink(stack.home.dataDirectory + "/compliance-service/profiles/bulk.bin")
@@ -198,7 +198,7 @@ struct RestoreTests {
         let original = try String(contentsOfFile: manifestPath, encoding: .utf8)
         try (original + "\n[environment]\nRELAUNCH_MARK = \"at-backup\"\n").write(toFile: manifestPath, atomically: true, encoding: .utf8)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         let id = try await stack.createBackup()
         let repository = try await stack.copyRepositoryAndLoseHome(ports)
@@ -226,7 +226,7 @@ struct RestoreTests {
         }
         let restore = try await stack.automate(["restore", repository, id])
         let polled = await { poller.cancel(); return await poller.value }()
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         #expect(!polled.answered.isEmpty, "the teams API never answered during the restore")
         #expect(polled.answered.allSatisfy { $0 == ["core", "infra"] }, "answers before the data was back: \(Set(polled.answered))")
         #expect(polled.refused.allSatisfy { $0.contains("held down for restore") || $0.contains("is restoring backup") }, "\(polled.refused.prefix(3))")
@@ -285,7 +285,7 @@ struct RestoreTests {
         let ports = try stack.useFullStack()
         let credentials = try await moto.useAsUpstream(of: stack, ports: ports, prefix: "site-a/")
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         try await stack.loadSampleData()
         try await Self.addFileVariety(stack)
         let before = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")
@@ -299,7 +299,7 @@ struct RestoreTests {
         let list = try await stack.automate(["restore", "list", "s3://automate-backups/site-a"] + s3)
         #expect(list.output.contains("\(id)  completed"), "\(list.output)\(list.error)")
         let restore = try await stack.automate(["restore", "s3://automate-backups/site-a", id] + s3)
-        try #require(restore.succeeded, "\(restore.output)\(restore.error)")
+        try #require(restore.succeeded, "\(stack.failure(restore))")
         let final = try await Self.waitForLongTerm(stack, try #require(Self.restoreID(in: restore.output)))
         #expect(final.longTermState == .completed, "\(final)")
         let after = try await StackSnapshot.take(stack, searchPort: "\(ports.search)")

@@ -64,7 +64,7 @@ struct StackLifecycleTests {
         let stack = try makeRealStack("kill")
         defer { Task { await stack.tearDown() } }
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         let before = try #require(try await stack.status().first { $0.name == "automate-postgresql" })
         let killedAt = ContinuousClock.now
         kill(before.pid, SIGKILL)
@@ -93,7 +93,7 @@ struct StackLifecycleTests {
         try stack.writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
         try stack.writeOverlay("backup-gateway", "[config]\nport = \(TestStack.freePort())\n")
         let start = try await stack.automate(["start", "--timeout", "120"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
 
         let environment = ProcessInfo.processInfo.environment
         let url = "http://127.0.0.1:\(search)/reports/_doc/r1"

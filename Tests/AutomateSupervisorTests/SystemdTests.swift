@@ -57,7 +57,16 @@ struct SystemdTests {
             let slowLog = (try? String(contentsOfFile: stack.home.logPath(service: "slow"), encoding: .utf8)) ?? "(no log)"
             let out = (try? String(contentsOfFile: stack.root + "/supervisor.out", encoding: .utf8)) ?? "(no output)"
             let marked = FileManager.default.fileExists(atPath: marker)
-            throw TestFailure("\(error)\nmarker exists: \(marked)\nslow's log:\n\(slowLog.suffix(3000))\nsupervisor:\n\(out.suffix(3000))")
+            let status = (try? await stack.status().first { $0.name == "slow" }).map { "\($0)" } ?? "(no status)"
+            throw TestFailure("""
+                \(error)
+                marker exists: \(marked)
+                slow's status: \(status)
+                slow's log:
+                \(slowLog.suffix(3000))
+                supervisor:
+                \(out.suffix(3000))
+                """)
         }
         #expect(ready.contains("STATUS=2/2 services healthy"))
         #expect(ready.contains("MAINPID=\(supervisor.pid)"))
@@ -96,7 +105,7 @@ struct SystemdTests {
             crash_loop_limit = 10
             """)
         let start = try await stack.automate(["start", "--timeout", "30"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         let first = try #require(try await stack.status().first)
         let restarted = try await stack.waitFor("pinger", within: .seconds(20)) { $0.restarts >= 1 && $0.state == "running" && $0.pid != first.pid }
         #expect(restarted.pid > 0)
@@ -112,7 +121,7 @@ struct SystemdTests {
             try stack.writeManifest(name, "[service]\nname = \"\(name)\"\ncommand = [\"/bin/sleep\", \"1000\"]\n")
         }
         let start = try await stack.automate(["start", "--timeout", "30"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         let before = Dictionary(uniqueKeysWithValues: try await stack.status().map { ($0.name, $0.pid) })
 
         try stack.writeManifest("alpha", "[service]\nname = \"alpha\"\ncommand = [\"/bin/sleep\", \"1001\"]\n")

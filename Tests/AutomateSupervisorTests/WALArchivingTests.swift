@@ -51,7 +51,7 @@ struct WALArchivingTests {
         defer { Task { await stack.tearDown() } }
         try stack.useFullStack(repositoryFormat: "chunked", archiving: true)
         let start = try await stack.automate(["start"])
-        try #require(start.succeeded, "\(start.output)\(start.error)")
+        try #require(start.succeeded, "\(stack.failure(start))")
         // The first backup records the repository's format (chunked) and takes a base backup of the cluster.
         let id = try await stack.createBackup()
         let basePath = stack.home.backupsDirectory + "/\(id)/automate-postgresql/pg_base/metadata.json"

@@ -2,22 +2,10 @@ import Foundation
 import Logging
 import XCTest
 @testable import S3Gateway
+import SidecarTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
-
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
 
 /// moto_server on a free loopback port, stopped at the end.
 final class MotoServer: @unchecked Sendable {
@@ -27,7 +15,7 @@ final class MotoServer: @unchecked Sendable {
 
     static func start() async throws -> MotoServer {
         let exe = try tool("moto_server")
-        let port = freePort()
+        let port = Fixture.freePort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["-H", "127.0.0.1", "-p", String(port)]

@@ -29,17 +29,34 @@ public enum Fixture {
         return p
     }
 
+    /// Ports handed out by this process, never handed out twice.
+    private static let handedOut = Locked(Set<Int>())
+
+    /// A TCP port on 127.0.0.1 that nothing listens on or is bound to now, for a server a test starts.
+    ///
+    /// It is drawn from 20000-32767, below the kernel's ephemeral range (32768-60999 by default): a port
+    /// the kernel picked with `bind(port 0)` and that was then closed is also a port it may give any
+    /// outgoing connection as its source port, and a client connection of another test that holds it
+    /// makes the server's `bind` fail with EADDRINUSE (PostgreSQL exits 1, and every restart fails again).
     public static func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20000...32767)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if bindable(port) { return port }
+        }
+    }
+
+    /// True when a listening socket could bind 127.0.0.1:`port` now (no SO_REUSEADDR: nothing may hold it).
+    private static func bindable(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
     }
 
     public static func makeTempDir(_ prefix: String) throws -> String {
