@@ -38,12 +38,17 @@ public final class RPCBlockingClient {
         }
         guard connected == 0 else {
             let text = Self.errorText()
+            // Closed here and marked so: a class whose init throws once every property is set still runs
+            // its deinit, and a second close would close whatever descriptor took the number meanwhile.
             Glibc.close(fd)
+            fd = -1
             throw RPCError(.unavailable, "cannot connect to \(socketPath): \(text)")
         }
     }
 
-    deinit { Glibc.close(fd) }
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
 
     /// Calls a unary method and waits for its answer, at most `timeout` (the server is told the same
     /// deadline). Throws the call's `RPCError`: the server's status, `.deadlineExceeded`, or `.unavailable`
