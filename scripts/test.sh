@@ -26,21 +26,8 @@ if [ $# -gt 0 ]; then exec swift test --skip-build "$@"; fi
 # the few cooperative threads a 2-core machine has, and a reply could wait longer than its timeout.
 echo "==> RPC layer (its own process)"
 status=0
-swift test --skip-build --disable-xctest --filter 'AutomateRPCTests\.' || status=$?
-# Then the XCTest cases (which run one after another, mostly waiting on servers they start) beside the
-# Swift Testing ones (which run in parallel): the XCTest runner is started directly, since a second
-# `swift test` would wait for the first one's lock on .build. Its output follows the other's.
-echo "==> everything else (XCTest beside Swift Testing; XCTest's output comes after)"
-xctest_bin=$(ls -d "$repo"/.build/debug/*PackageTests.xctest)
-xctest_log=$(mktemp)
-"$xctest_bin" > "$xctest_log" 2>&1 &
-xctest_pid=$!
-trap 'kill "$xctest_pid" 2>/dev/null || true' EXIT  # an interrupted run leaves no tests running
-swift test --skip-build --disable-xctest --skip 'AutomateRPCTests\.' || status=$?
-xctest_status=0
-wait "$xctest_pid" || xctest_status=$?
-echo "==> XCTest (exit $xctest_status)"
-cat "$xctest_log"
-rm -f "$xctest_log"
-[ "$xctest_status" -eq 0 ] || status=$xctest_status
+swift test --skip-build --filter 'AutomateRPCTests\.' || status=$?
+echo "==> everything else"
+swift test --skip-build --skip 'AutomateRPCTests\.' || status=$?
 exit "$status"
+

@@ -51,7 +51,11 @@ final class ESSidecarTests: XCTestCase {
             var config = ESSidecarConfig(socketPath: socket, searchURL: osmem.url, mode: .export, s3: s3, bucket: Self.bucket)
             config.partSize = 5 << 20
             let sidecar = ESSidecar(config: config, logger: Logger(label: "test.es-sidecar"))
-            let server = RPCServer(configuration: .init(socketPath: socket), logger: Logger(label: "test.rpc"))
+            // The tests connect, then fill indices for a while before their first call: on a loaded 2-core
+            // machine that can pass the default 30-s idle timeout, and the server would hang up first.
+            var rpc = RPCServer.Configuration(socketPath: socket)
+            rpc.idleTimeout = .seconds(600)
+            let server = RPCServer(configuration: rpc, logger: Logger(label: "test.rpc"))
             sidecar.register(on: server)
             try await server.start()
             Self.server = server
