@@ -18,7 +18,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cd "$repo"
 echo "==> building"
-swift build --build-tests
+# Line tables only: a crash's backtrace still names file and line, and the build of the whole package
+# and its tests takes about a sixth less time (580 s against 680-730 s on a 2-core machine).
+swift build --build-tests -Xswiftc -gline-tables-only
 echo "==> testing"
 if [ $# -gt 0 ]; then exec swift test --skip-build "$@"; fi
 # The RPC layer's tests time connections to the second (idle timeouts, deadlines). They run in a
