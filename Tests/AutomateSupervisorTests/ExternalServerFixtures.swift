@@ -8,7 +8,7 @@ import SidecarTestSupport
 final class ExternalPostgres: @unchecked Sendable {
     static let bindir = "/usr/lib/postgresql/15/bin"
     let folder: String
-    let port = TestStack.freePort()
+    let port = Fixture.freePort()
     let user = "automate"
     /// The role's password on the server.
     private(set) var password: String
@@ -135,7 +135,7 @@ final class ExternalPostgres: @unchecked Sendable {
 
 /// An osmem-server the test runs itself, as an operator's external search cluster.
 final class ExternalSearch: @unchecked Sendable {
-    let port = TestStack.freePort()
+    let port = Fixture.freePort()
     private let process = Process()
     var url: String { "http://127.0.0.1:\(port)" }
 

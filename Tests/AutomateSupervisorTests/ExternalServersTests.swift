@@ -61,7 +61,7 @@ struct ExternalServersTests {
         // user, which the first start makes: world-readable in this throw-away folder).
         let gatewayTLS = try ca.issueServerCertificate(folder: stack.root + "/ca", prefix: "gateway")
         chmod(gatewayTLS.key, 0o644)
-        let tlsPort = TestStack.freePort()
+        let tlsPort = Fixture.freePort()
         try stack.writeOverlay("backup-gateway", """
             [config]
             port = \(ports.gateway)

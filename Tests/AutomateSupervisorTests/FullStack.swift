@@ -2,6 +2,7 @@ import AutomateRPC
 import AutomateSupervisor
 import BackupContract
 import Foundation
+import SidecarTestSupport
 
 /// The whole repository stack in a TestStack: PostgreSQL, search, gateway, sidecars, deployment-service
 /// and the three reference services, each on free loopback ports.
@@ -13,9 +14,9 @@ extension TestStack {
 
     /// The loopback ports of a full stack.
     struct Ports: Sendable {
-        var postgres = TestStack.freePort()
-        var search = TestStack.freePort()
-        var gateway = TestStack.freePort()
+        var postgres = Fixture.freePort()
+        var search = Fixture.freePort()
+        var gateway = Fixture.freePort()
         /// The format a new repository gets (`[config] repository_format` of the deployment-service):
         /// plain for the tests that read its files with plain tools, chunked for the chunked format's.
         var repositoryFormat = "plain"
@@ -99,7 +100,7 @@ extension TestStack {
     /// The last lines of the logs of the services a failed command names as not coming up ("X did not
     /// come up", "X failed: ...", "see `automate logs X`"), for the failure's message: the home goes with
     /// the test.
-    func logsOfServicesThatFailed(_ result: CommandResult, lines: Int = 30) -> String {
+    private func logsOfServicesThatFailed(_ result: CommandResult, lines: Int = 30) -> String {
         let text = result.output + result.error
         var names: [String] = []
         for pattern in [/([A-Za-z0-9-]+) did not come up/, /automate logs ([A-Za-z0-9-]+)/] {

@@ -1,5 +1,6 @@
 import AutomateSupervisor
 import Foundation
+import SidecarTestSupport
 import Testing
 
 /// The secrets helper and the gateway as a supervised service, with the real aws CLI.
@@ -27,7 +28,7 @@ struct GatewaySecretsTests {
         let stack = try TestStack(name: "secrets")
         defer { Task { await stack.tearDown() } }
         try stack.useRepositoryService("backup-gateway")
-        try stack.writeOverlay("backup-gateway", "[config]\nport = \(TestStack.freePort())\n")
+        try stack.writeOverlay("backup-gateway", "[config]\nport = \(Fixture.freePort())\n")
         let envDump = stack.root + "/env-"
         for (name, allowed) in [("user-with-access", true), ("user-without-access", false)] {
             try stack.writeManifest(name, """

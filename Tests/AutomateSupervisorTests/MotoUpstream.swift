@@ -1,5 +1,6 @@
 import Foundation
 import S3Client
+import SidecarTestSupport
 import Testing
 
 /// A moto_server (PyPI) on a free loopback port with the bucket `automate-backups`: the real S3 upstream
@@ -17,7 +18,7 @@ final class MotoUpstream {
             ?? (geteuid() == 0 ? "/opt/automate" : NSHomeDirectory() + "/.local/opt/automate")
         let motoPath = prefix + "/venv/bin/moto_server"
         try #require(FileManager.default.isExecutableFile(atPath: motoPath), "\(motoPath) missing: run scripts/install.sh --deps")
-        let port = TestStack.freePort()
+        let port = Fixture.freePort()
         var environment = ProcessInfo.processInfo.environment
         environment["AWS_ACCESS_KEY_ID"] = "test"
         environment["AWS_SECRET_ACCESS_KEY"] = "test"

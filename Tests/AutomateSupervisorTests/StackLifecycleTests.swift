@@ -1,5 +1,6 @@
 import AutomateSupervisor
 import Foundation
+import SidecarTestSupport
 import Testing
 
 /// The real stack: PostgreSQL and the search engine under the real supervisor, driven by the CLI.
@@ -9,8 +10,8 @@ struct StackLifecycleTests {
         let stack = try TestStack(name: name)
         try stack.useRepositoryService("automate-postgresql")
         try stack.useRepositoryService("automate-search")
-        try stack.writeOverlay("automate-postgresql", "[config]\nport = \(TestStack.freePort())\n")
-        try stack.writeOverlay("automate-search", "[config]\nport = \(TestStack.freePort())\n")
+        try stack.writeOverlay("automate-postgresql", "[config]\nport = \(Fixture.freePort())\n")
+        try stack.writeOverlay("automate-search", "[config]\nport = \(Fixture.freePort())\n")
         return stack
     }
 
@@ -86,12 +87,12 @@ struct StackLifecycleTests {
         for service in ["automate-postgresql", "automate-search", "backup-gateway", "pg-sidecar-service", "es-sidecar-service"] {
             try stack.useRepositoryService(service)
         }
-        let pg = TestStack.freePort(), search = TestStack.freePort()
+        let pg = Fixture.freePort(), search = Fixture.freePort()
         try stack.writeOverlay("automate-postgresql", "[config]\nport = \(pg)\n")
         try stack.writeOverlay("pg-sidecar-service", "[config]\npg_port = \(pg)\n")
         try stack.writeOverlay("automate-search", "[config]\nport = \(search)\n")
         try stack.writeOverlay("es-sidecar-service", "[config]\nsearch_url = \"http://127.0.0.1:\(search)\"\n")
-        try stack.writeOverlay("backup-gateway", "[config]\nport = \(TestStack.freePort())\n")
+        try stack.writeOverlay("backup-gateway", "[config]\nport = \(Fixture.freePort())\n")
         let start = try await stack.automate(["start", "--timeout", "120"])
         try #require(start.succeeded, "\(stack.failure(start))")
 

@@ -170,9 +170,6 @@ final class TestStack: @unchecked Sendable {
         if ProcessInfo.processInfo.environment["AUTOMATE_TEST_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) }
         _ = Self.live.withLock { $0.remove(root) }
     }
-
-    /// A free TCP port on 127.0.0.1, outside the kernel's ephemeral range (``Fixture/freePort()``).
-    static func freePort() -> Int { Fixture.freePort() }
 }
 
 struct TestFailure: Error, CustomStringConvertible {
