@@ -18,7 +18,10 @@ if [ "${1:-}" = "--smoke" ]; then shift; fi
 size_mib=${1:-1024}
 conc_n=100; conc_mib=4
 runs=${BENCH_RUNS:-3}
-if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; runs=2; fi
+# GETs of the file per run and server: a GET from the page cache takes a fraction of a second and varies by
+# ±30% from one to the next on a 2-core machine, so each run takes several (medians over all of them).
+gets=${BENCH_GETS:-5}
+if [ "$smoke" = 1 ]; then size_mib=${1:-8}; conc_n=10; conc_mib=1; runs=2; gets=2; fi
 for t in curl nginx aws moto_server python3; do
   command -v "$t" >/dev/null || { echo "bench-gateway: $t not found: run scripts/install.sh --deps" >&2; exit 1; }
 done
@@ -42,7 +45,8 @@ reset_peak() { echo 5 > "/proc/$gpid/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$gpid/status"; }
 # CPU time (user + system) the gateway has used so far, in clock ticks (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$gpid/stat"; }
-cpu_secs() { python3 -c "import os, sys; print('%.2f' % ((int(sys.argv[2]) - int(sys.argv[1])) / os.sysconf('SC_CLK_TCK')))" "$1" "$2"; }
+# cpu_secs T0 T1 [N]: the CPU seconds between two cpu_ticks readings, divided by N (default 1).
+cpu_secs() { python3 -c "import os, sys; print('%.2f' % ((int(sys.argv[2]) - int(sys.argv[1])) / os.sysconf('SC_CLK_TCK') / int(sys.argv[3])))" "$1" "$2" "${3:-1}"; }
 mbps() { python3 -c "import sys; print('%.0f' % ($size_mib / max(float(sys.argv[1]), 1e-3)))" "$1"; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null || { echo "bench-gateway: failed: $*" >&2; return 1; }; e=$(date +%s.%N); python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$s" "$e"; }
 
@@ -88,7 +92,7 @@ wait_http "http://127.0.0.1:$nport/"
 
 sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
 reset_peak
-echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk), $runs runs, medians"
+echo "==> curl: gateway vs nginx (${size_mib} MiB, loopback, same disk), $runs runs of a PUT and $gets GETs, medians"
 # Each run measures both servers and the disk; the order alternates between runs, and every upload starts
 # with nothing left to write back (`sync`, not timed), so no measure pays for the one before it.
 g_ups=(); g_downs=(); n_ups=(); n_downs=(); d_ups=(); cpu_ups=(); cpu_downs=()
@@ -96,13 +100,13 @@ gateway_up() {
   sync; local c0; c0=$(cpu_ticks)
   g_ups+=("$(secs curl -sS -f "${sig[@]}" -T "$work/src" "http://127.0.0.1:$gport/bench/big")")
   local c1; c1=$(cpu_ticks)
-  g_downs+=("$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")")
-  cpu_ups+=("$(cpu_secs "$c0" "$c1")"); cpu_downs+=("$(cpu_secs "$c1" "$(cpu_ticks)")")
+  for _ in $(seq 1 "$gets"); do g_downs+=("$(secs curl -sS -f "${sig[@]}" -o /dev/null "http://127.0.0.1:$gport/bench/big")"); done
+  cpu_ups+=("$(cpu_secs "$c0" "$c1")"); cpu_downs+=("$(cpu_secs "$c1" "$(cpu_ticks)" "$gets")")
 }
 nginx_up() {
   sync
   n_ups+=("$(secs curl -sS -f -T "$work/src" "http://127.0.0.1:$nport/big")")
-  n_downs+=("$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")")
+  for _ in $(seq 1 "$gets"); do n_downs+=("$(secs curl -sS -f -o /dev/null "http://127.0.0.1:$nport/big")"); done
 }
 disk_up() {
   sync
@@ -112,8 +116,9 @@ disk_up() {
 for r in $(seq 1 "$runs"); do
   if (( r % 2 )); then gateway_up; nginx_up; else nginx_up; gateway_up; fi
   disk_up
-  printf '  run %d: gateway %s / %s MB/s, nginx %s / %s MB/s (up / down), disk durable %s MB/s\n' "$r" \
-    "$(mbps "${g_ups[-1]}")" "$(mbps "${g_downs[-1]}")" "$(mbps "${n_ups[-1]}")" "$(mbps "${n_downs[-1]}")" "$(mbps "${d_ups[-1]}")"
+  printf '  run %d: gateway %s / %s MB/s, nginx %s / %s MB/s (up / median down), disk durable %s MB/s\n' "$r" \
+    "$(mbps "${g_ups[-1]}")" "$(mbps "$(median "${g_downs[@]: -$gets}")")" "$(mbps "${n_ups[-1]}")" \
+    "$(mbps "$(median "${n_downs[@]: -$gets}")")" "$(mbps "${d_ups[-1]}")"
 done
 g_up=$(median "${g_ups[@]}"); g_down=$(median "${g_downs[@]}"); n_up=$(median "${n_ups[@]}"); n_down=$(median "${n_downs[@]}")
 d_up=$(median "${d_ups[@]}")
@@ -123,7 +128,7 @@ printf '  %-28s %8s MB/s up  %8s MB/s down\n' "nginx (curl, WebDAV PUT)" "$(mbps
 printf '  %-28s %8s MB/s up\n' "disk, durable (dd fdatasync)" "$(mbps "$d_up")"
 printf '  %-28s %8sx up     %8sx down   (targets >= 0.8 up, >= 1.0 down)\n' "gateway / nginx" "$(ratio "$n_up" "$g_up")" "$(ratio "$n_down" "$g_down")"
 printf '  %-28s %8sx up     (both wait for the disk)\n' "gateway / durable disk" "$(ratio "$d_up" "$g_up")"
-printf '  %-28s %8s s up     %8s s down\n' "gateway CPU (utime+stime)" "$(median "${cpu_ups[@]}")" "$(median "${cpu_downs[@]}")"
+printf '  %-28s %8s s up     %8s s down\n' "gateway CPU per PUT / GET" "$(median "${cpu_ups[@]}")" "$(median "${cpu_downs[@]}")"
 rm -f "$work/nginx/root/big"
 rss_curl=$(peak_mib)
 

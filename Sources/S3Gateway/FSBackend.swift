@@ -24,18 +24,23 @@ struct FSBackend: S3Backend {
         }
         // `key` passed FSStore.validateKey in the responder.
         let store = self.store
+        let q = req.query
+        if req.method == "HEAD" || (req.method == "GET" && q["uploadId"] == nil) {
+            // One trip to the file pool: the bucket, then the object (a GET's time to first byte).
+            return try await FilePool.run {
+                let path = KeyLayout.file(bucket: try store.bucketPath(bucket), key: key)
+                try self.rejectSubresources(q, allowed: ["versionId", "partNumber"])
+                return try self.getObject(req, path: path, head: req.method == "HEAD", log: log)
+            }
+        }
         let (bpath, path) = try await FilePool.run {
             let bpath = try store.bucketPath(bucket)
             return (bpath, KeyLayout.file(bucket: bpath, key: key))
         }
-        let q = req.query
         switch req.method {
-        case "GET", "HEAD":
-            if let id = q["uploadId"], req.method == "GET" {
-                return try await FilePool.run { try self.listParts(bpath, key: key, uploadId: id, query: q) }
-            }
-            try rejectSubresources(q, allowed: ["versionId", "partNumber"])
-            return try await FilePool.run { try self.getObject(req, path: path, head: req.method == "HEAD", log: log) }
+        case "GET":
+            // With an uploadId (the other GETs and HEAD were answered above).
+            return try await FilePool.run { try self.listParts(bpath, key: key, uploadId: q["uploadId"] ?? "", query: q) }
         case "PUT":
             if let id = q["uploadId"], let pn = q["partNumber"] {
                 if let src = req.headers["x-amz-copy-source"] {
@@ -284,7 +289,21 @@ struct FSBackend: S3Backend {
         _ = posix_fadvise(file.fd, off_t(start), off_t(length), Int32(POSIX_FADV_SEQUENTIAL))
         log.deferred = true
         let (rStart, rLength, rStatus) = (start, length, status)
+        let fileRegions = req.fileRegions
         let body = ResponseBody(contentLength: rLength) { writer in
+            // On the plain listener the connection sends the range from the file itself (sendfile); the
+            // request waits until it is sent, so its log line says whether the client got it.
+            if let sent = await fileRegions?.send(fd: file.fd, offset: rStart, length: rLength) {
+                do {
+                    try await writer.finish(nil)
+                    try await sent.get()
+                    log.finish(status: rStatus, bytes: rLength)
+                } catch {
+                    log.finish(status: rStatus, bytes: 0, error: S3Error("ClientAbort", 499, "\(error)"))
+                    throw error
+                }
+                return
+            }
             // `readAhead` reads of a chunk run on the file pool while the socket takes the chunk before them
             // (`writer.write` waits while the socket is full), so the disk and the socket work at once. A chunk
             // (`readChunkSize(reads:)`: large for a lone GET, smaller when many share the read budget) is read

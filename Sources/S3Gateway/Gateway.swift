@@ -19,6 +19,8 @@ struct S3Request: Sendable {
     var headers: [String: String]
     var payload: PayloadMode = .unsigned
     var requestId: String
+    /// Sends a GET's body from its file (nil: not on this connection, or a test's request).
+    var fileRegions: FileRegionSender? = nil
 }
 
 /// Builds HTTP responses.
@@ -88,7 +90,7 @@ final class RequestLog: @unchecked Sendable {
 
 /// The HTTP responder: health check, routing, SigV4 verification, S3 error bodies, request logging.
 public struct GatewayResponder: HTTPResponder {
-    public typealias Context = BasicRequestContext
+    public typealias Context = GatewayRequestContext
     let verifier: SigV4Verifier
     let backend: any S3Backend
     let logger: Logger
@@ -120,7 +122,8 @@ public struct GatewayResponder: HTTPResponder {
         if let a = request.head.authority { headers["host"] = a }
 
         let log = RequestLog(logger: logger, method: method, target: rawPath)
-        var req = S3Request(method: method, rawPath: rawPath, query: QueryItems(rawQuery), headers: headers, requestId: requestId)
+        var req = S3Request(method: method, rawPath: rawPath, query: QueryItems(rawQuery), headers: headers, requestId: requestId,
+                            fileRegions: FileRegionSender(channel: context.channel))
         do {
             // Path-style addressing: /bucket/key
             guard let path = URIEncoding.decode(Substring(rawPath)) else {

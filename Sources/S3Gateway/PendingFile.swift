@@ -10,8 +10,9 @@ import Glibc
 /// `abort` removes it. A crash leaves at most a hidden `.automate-tmp-*` file that listing skips.
 ///
 /// The received buffers are not copied: they are gathered into batches of about 1 MiB, and each batch is
-/// hashed (MD5, in order) and written (`pwrite` at its offset) by one job on the file pool, chained after the
-/// previous batch's job, while the next batch fills. What a file holds (its filling batch and the batches in
+/// hashed (MD5, in order, chained after the previous batch's hash) and written (`pwrite` at its offset, chained
+/// after the previous batch's write) by jobs on the file pool, while the next batch fills: the hash of one
+/// batch and the write of another run at once. What a file holds (its filling batch and the batches in
 /// flight) is counted against the gateway-wide budget (`FilePool.writeBuffers`, in units of
 /// `FilePool.bufferSize`): a file takes its first unit waiting for it, further ones only if the budget has them
 /// right now (at most `unitsPerFile`), and otherwise waits for its oldest job rather than for more memory, so
@@ -41,7 +42,9 @@ final class PendingFile {
     private var heldBytes = 0
     private var permits = 0
     private var inFlight: [(bytes: Int, job: Task<Void, any Error>)] = []
-    private var lastJob: Task<Void, any Error>?
+    /// The last batch's MD5 job and write job (each chain runs in order).
+    private var lastHash: Task<Void, any Error>?
+    private var lastWrite: Task<Void, any Error>?
     private let md5 = RunningMD5()
     private var offset = 0
     private let end: Int
@@ -164,16 +167,26 @@ final class PendingFile {
         batchBytes = 0
         coalescing = false
         offset += bytes
-        let (prev, md5, file) = (lastJob, self.md5, self.file)
-        let job = Task {
-            // A failed job fails the file (drain reports it); the next ones still run so that none is left behind.
-            _ = try? await prev?.value
-            try await FilePool.run {
-                md5.update(bufs)
-                try PendingFile.pwriteAll(file.fd, bufs, at: off)
-            }
+        let (previousHash, previousWrite, md5, file) = (lastHash, lastWrite, self.md5, self.file)
+        // Two chains: the MD5 must see the batches in order, and one write at a time per file keeps the
+        // threads from queueing on the file's lock in the kernel; hashing one batch and writing another run at
+        // once. A failed job fails the file (drain reports it); the next ones still run so that none is left
+        // behind.
+        let hash = Task {
+            _ = try? await previousHash?.value
+            try await FilePool.run { md5.update(bufs) }
         }
-        lastJob = job
+        let write = Task {
+            _ = try? await previousWrite?.value
+            try await FilePool.run { try PendingFile.pwriteAll(file.fd, bufs, at: off) }
+        }
+        let job = Task {
+            let (hashed, written) = (await hash.result, await write.result)
+            try hashed.get()
+            try written.get()
+        }
+        lastHash = hash
+        lastWrite = write
         inFlight.append((bytes, job))
     }
 
@@ -207,7 +220,8 @@ final class PendingFile {
         while !inFlight.isEmpty {
             do { try await retireOldest() } catch { firstError = firstError ?? error }
         }
-        lastJob = nil
+        lastHash = nil
+        lastWrite = nil
         for _ in 0..<permits { FilePool.writeBuffers.release() }
         permits = 0
         if let firstError { throw firstError }

@@ -152,13 +152,16 @@ public func makeGatewayApplication(_ config: GatewayConfig, logger: Logger, onRu
 }
 
 /// One listener's application over `responder`: HTTP/1.1 with `Expect: 100-continue` answered and bounded
-/// receive buffers, inside TLS when `tls` is given (its certificate and key are read now).
+/// receive buffers, inside TLS when `tls` is given (its certificate and key are read now), else with GET bodies
+/// sent by `sendfile` (``FileRegionWriter``).
 func makeGatewayApplication(responder: GatewayResponder, host: String, port: Int, tls: TLSListener?, logger: Logger,
                             onRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-    let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300)))
+    let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler(), ReceiveBufferLimit()], idleTimeout: .seconds(300))
     return Application(
         responder: responder,
-        server: try tls.map { try .tls(http1, tlsConfiguration: $0.configuration()) } ?? http1,
+        // GETs send their bodies with sendfile on the plain listener; TLS needs the bytes in user space.
+        server: try tls.map { try .tls(.http1(configuration: configuration), tlsConfiguration: $0.configuration()) }
+            ?? .http1WithFileRegions(configuration: configuration),
         configuration: .init(address: .hostname(host, port: port), serverName: "automate-backup-gateway"),
         onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
         logger: logger

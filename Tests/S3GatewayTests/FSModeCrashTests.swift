@@ -10,8 +10,23 @@ import Glibc
 final class GatewayProcess: @unchecked Sendable {
     let process: Process
     let port: Int
+    private let logLock = NSLock()
+    private var logText = ""
 
     init(process: Process, port: Int) { self.process = process; self.port = port }
+
+    /// What the gateway wrote to stderr so far (its log).
+    var log: String {
+        logLock.lock()
+        defer { logLock.unlock() }
+        return logText
+    }
+
+    fileprivate func append(_ text: String) {
+        logLock.lock()
+        logText += text
+        logLock.unlock()
+    }
 
     /// The folder holding this build's executables (next to the test bundle).
     static let binary: String = {
@@ -21,38 +36,49 @@ final class GatewayProcess: @unchecked Sendable {
         return dir + "/backup-gateway"
     }()
 
-    /// Starts it on a free port and waits for its "listening on" log line (or its exit).
-    static func start(root: String, credentialsFile: String, extra: [String] = []) async throws -> GatewayProcess {
+    /// Starts it on a free port and waits for its "listening on" log line (or its exit); its stderr is read
+    /// on until it exits, into ``log``.
+    static func start(root: String, credentialsFile: String, extra: [String] = [], logLevel: String = "notice") async throws -> GatewayProcess {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             XCTFail("backup-gateway not built next to the tests (swift build --build-tests)")
             throw XCTSkip("no backup-gateway")
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["--listen", "127.0.0.1:0", "--root", root, "--credentials-file", credentialsFile, "--log-level", "notice"] + extra
+        p.arguments = ["--listen", "127.0.0.1:0", "--root", root, "--credentials-file", credentialsFile, "--log-level", logLevel] + extra
         let pipe = Pipe()
         p.standardError = pipe
         p.standardOutput = FileHandle.nullDevice
         try p.run()
         let handle = pipe.fileHandleForReading
         // Reads stderr lines until the port is announced; EOF (the process died) ends it with nil.
-        let port: Int? = try await blocking {
+        let (port, text): (Int?, String) = try await blocking {
             var text = ""
             while true {
                 let d = handle.availableData
-                if d.isEmpty { return nil }
+                if d.isEmpty { return (nil, text) }
                 text += String(decoding: d, as: UTF8.self)
                 if let r = text.range(of: "listening on 127.0.0.1:") {
                     let digits = text[r.upperBound...].prefix(while: \.isNumber)
-                    if text[r.upperBound...].dropFirst(digits.count).first != nil, let port = Int(digits) { return port }
+                    if text[r.upperBound...].dropFirst(digits.count).first != nil, let port = Int(digits) { return (port, text) }
                 }
             }
         }
         guard let port else {
-            XCTFail("backup-gateway exited before listening")
+            XCTFail("backup-gateway exited before listening:\n\(text)")
             throw XCTSkip("backup-gateway did not start")
         }
-        return GatewayProcess(process: p, port: port)
+        let gateway = GatewayProcess(process: p, port: port)
+        gateway.append(text)
+        // Keeps reading, so that a talkative gateway never blocks on a full pipe.
+        Thread.detachNewThread {
+            while true {
+                let d = handle.availableData
+                if d.isEmpty { return }
+                gateway.append(String(decoding: d, as: UTF8.self))
+            }
+        }
+        return gateway
     }
 
     func kill9() {
