@@ -12,7 +12,7 @@
 #            2% of the files rewritten, 2% rows appended, second backup: time vs restic's (target: faster),
 #            bytes added (target <= 2% of the first), restic's beside it
 #            the repository after seven such backups (and restic's)
-#            restore from the chunked repository vs by hand (target <= 1.15x)
+#            restore from the chunked repository vs by hand (target <= 1.15x), as many runs as above
 #
 # Data: a PostgreSQL database of BENCH_DB_MB (default 1024) in teams-service and BENCH_FILES_MB
 # (default 1024) of mixed files (half random, half text; a few large files and many small ones) in
@@ -280,24 +280,31 @@ mkdir -p "$work/hand"
 pg_dump -Fc -Z0 $dump_args | zstd -1 -q > "$work/hand/db.fc.zst"
 tar cf - -C "$parent" profiles | zstd -1 -q > "$work/hand/files.tar.zst"
 rows_now=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+# `runs` times, as the plain restores above: each into a fresh home from a fresh copy of the repository
+# (a restore adopts the copy), then the same work by hand on the restored stack's PostgreSQL.
 copy="$work/chunked-copy"
-cp -a "$chunked" "$copy"
-"$automate" stop >/dev/null
-rm -rf "$AUTOMATE_HOME"
-write_overlays
-t0=$(now)
-"$automate" restore "$copy" "$last" --passphrase-file "$passphrase" --no-progress --adopt-repository > "$work/restore-chunked.out"
-t1=$(now)
-chunked_restore=$(elapsed "$t0" "$t1")
-rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
-[[ "$rows_after" == "$rows_now" ]] || { echo "bench-backup: chunked restore gave $rows_after rows, expected $rows_now" >&2; exit 1; }
-psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
-mkdir -p "$work/hand/x"
-chunked_hand=$(by_hand "zstd -dc $work/hand/db.fc.zst | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $work/hand/files.tar.zst | tar xf - -C $work/hand/x")
-psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+chunked_restores=(); chunked_hands=()
+for r in $(seq 1 "$runs"); do
+  rm -rf "$copy" "$work/hand/x"
+  cp -a "$chunked" "$copy"
+  "$automate" stop >/dev/null
+  rm -rf "$AUTOMATE_HOME"
+  write_overlays
+  t0=$(now)
+  "$automate" restore "$copy" "$last" --passphrase-file "$passphrase" --no-progress --adopt-repository > "$work/restore-chunked.out"
+  t1=$(now)
+  chunked_restores+=("$(elapsed "$t0" "$t1")")
+  rows_after=$(psql_ -d teams_service -Atc "SELECT count(*) FROM bench")
+  [[ "$rows_after" == "$rows_now" ]] || { echo "bench-backup: chunked restore gave $rows_after rows, expected $rows_now" >&2; exit 1; }
+  psql_ -d postgres -c "CREATE DATABASE bench_by_hand" >/dev/null
+  mkdir -p "$work/hand/x"
+  chunked_hands+=("$(by_hand "zstd -dc $work/hand/db.fc.zst | pg_restore -h $run -p $pg -U automate -d bench_by_hand --no-owner" "zstd -dc $work/hand/files.tar.zst | tar xf - -C $work/hand/x")")
+  psql_ -d postgres -c "DROP DATABASE bench_by_hand" >/dev/null
+done
+chunked_restore=$(median "${chunked_restores[@]}"); chunked_hand=$(median "${chunked_hands[@]}")
 
 echo
-echo "== chunked repository vs restic (same data; one run each)"
+echo "== chunked repository vs restic (same data; one run of each backup, $runs of the restore)"
 printf '%-52s %8ss   chunked / plain (median above) = %sx (target <= 1.3x)\n' "first backup, chunked" "$c1" "$(ratio "$c1" "$ours")"
 printf '%-52s %8ss   (%s MB stored; restic %s MB)\n' "first backup, restic" "$r1" "$(( c1_bytes >> 20 ))" "$(( r1_bytes >> 20 ))"
 printf '%-52s %8ss   %s\n' "second backup (2% changed), chunked" "$c2" "$(cat "$work/chunked-second.txt")"
@@ -307,5 +314,7 @@ printf '%-52s %8s MB   %s%% of the first (target <= 2%%); restic added %s MB\n' 
   "$(python3 -c "print(f'{$r2_added / 1048576:.1f}')")"
 printf '%-52s %8s MB   %sx one backup; restic %s MB\n' "repository after seven backups" "$(( seven_bytes >> 20 ))" \
   "$(ratio "$seven_bytes" "$c1_bytes")" "$(( restic_seven >> 20 ))"
-printf '%-52s %8ss   chunked / by hand = %sx (target <= 1.15x)\n' "restore from chunked: command to all ready" "$chunked_restore" "$(ratio "$chunked_restore" "$chunked_hand")"
+printf '%-52s runs: %s\n' "restore from chunked: command to all ready" "$(list "${chunked_restores[@]}")"
+printf '%-52s runs: %s\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$(list "${chunked_hands[@]}")"
+printf '%-52s %8ss   chunked / by hand = %sx (target <= 1.15x; medians)\n' "restore from chunked: command to all ready" "$chunked_restore" "$(ratio "$chunked_restore" "$chunked_hand")"
 printf '%-52s %8ss\n' "zstd -dc | pg_restore ∥ zstd -dc | tar xf (by hand)" "$chunked_hand"
