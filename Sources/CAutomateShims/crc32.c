@@ -69,9 +69,13 @@ uint32_t automate_crc32_fold(uint32_t state, const uint8_t *p, size_t n) {
 }
 
 int automate_crc32_fold_available(void) {
-    static int available = -1;
-    if (available < 0) available = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-    return available;
+    static int available = -1;  /* every thread that finds it unset stores the same answer */
+    int known = __atomic_load_n(&available, __ATOMIC_RELAXED);
+    if (known < 0) {
+        known = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+        __atomic_store_n(&available, known, __ATOMIC_RELAXED);
+    }
+    return known;
 }
 #else
 uint32_t automate_crc32_fold(uint32_t state, const uint8_t *p, size_t n) { (void)p; (void)n; return state; }

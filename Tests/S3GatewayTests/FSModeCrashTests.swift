@@ -94,12 +94,8 @@ final class FSModeCrashTests: XCTestCase {
     /// new one with the new metadata, never a mix, in both metadata storages.
     func testKillDuringPutWithMetadata() async throws {
         for storage in ["auto", "side-folder"] {
-            let root = makeTempDir("crash")
+            let (root, creds) = try makeGatewayRoot("crash")
             defer { try? FileManager.default.removeItem(atPath: root) }
-            try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
-            let creds = root + "/creds"
-            _ = FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
-                                           attributes: [.posixPermissions: 0o600])
             let args = ["--metadata-storage", storage]
             var started: [GatewayProcess] = []
             // Every process started here is killed at the end, also when an assertion throws midway.

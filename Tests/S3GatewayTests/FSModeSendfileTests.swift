@@ -101,12 +101,8 @@ final class FSModeSendfileTests: XCTestCase {
     /// hang up after the first MiB are logged as aborted, and the gateway's open descriptors come back to what
     /// they were.
     func testAbortedGetsLeaveNoDescriptorOpen() async throws {
-        let root = makeTempDir("sendfile-proc")
+        let (root, creds) = try makeGatewayRoot("sendfile-proc")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
-        let creds = root + "/creds"
-        _ = FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
-                                           attributes: [.posixPermissions: 0o600])
         let gw = try await GatewayProcess.start(root: root, credentialsFile: creds, logLevel: "info")
         defer { gw.kill9() }
         let data = randomBytes(48 << 20)
@@ -155,15 +151,8 @@ final class FSModeSendfileTests: XCTestCase {
     private func getThenHangUp(port: Int, path: String, after: Int) async throws -> Int {
         let headers = signedHeaders(port: port, method: "GET", path: path)
         return try await blocking {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw POSIXError(.EIO) }
+            let fd = try connectLoopback(port: port)
             defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            guard c == 0 else { throw POSIXError(.ECONNREFUSED) }
             var head = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
             for (k, v) in headers { head += "\(k): \(v)\r\n" }
             head += "\r\n"

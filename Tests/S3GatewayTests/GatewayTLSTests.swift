@@ -7,12 +7,8 @@ import XCTest
 /// as the plain one, a certificate from a CA made here, awscli checking it.
 final class GatewayTLSTests: XCTestCase {
     func testTLSListenerServesTheSameBucketsCheckedByItsCA() async throws {
-        let root = makeTempDir("tls")
+        let (root, creds) = try makeGatewayRoot("tls")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
-        let creds = root + "/creds"
-        _ = FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
-                                           attributes: [.posixPermissions: 0o600])
         let authority = try TestCertificateAuthority(folder: root, name: "gateway-ca")
         let tls = try authority.issueServerCertificate(folder: root, prefix: "gateway")
         let other = try TestCertificateAuthority(folder: root, name: "other-ca")

@@ -153,19 +153,39 @@ struct RawResponse: Sendable {
     var errorCode: String? { XML.first("Code", in: Substring(text)) }
 }
 
+/// A blocking TCP socket connected to 127.0.0.1:`port` (the caller closes it).
+func connectLoopback(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard c == 0 else {
+        close(fd)
+        throw POSIXError(.ECONNREFUSED)
+    }
+    return fd
+}
+
+/// A temp root folder with an empty bucket folder `repo` and a credentials file (0600) holding the test key
+/// pair, for a gateway process (`--root root --credentials-file creds`).
+func makeGatewayRoot(_ tag: String) throws -> (root: String, creds: String) {
+    let root = makeTempDir(tag)
+    try FileManager.default.createDirectory(atPath: root + "/repo", withIntermediateDirectories: true)
+    let creds = root + "/creds"
+    _ = FileManager.default.createFile(atPath: creds, contents: Data("\(testCreds.accessKeyId)\n\(testCreds.secretAccessKey)\n".utf8),
+                                       attributes: [.posixPermissions: 0o600])
+    return (root, creds)
+}
+
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`); the path is sent exactly as given.
 func rawRequest(port: Int, method: String, path: String, headers: [(String, String)], body: [UInt8] = [],
                 contentLength: Int? = nil) async throws -> RawResponse {
     try await blocking {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
+        let fd = try connectLoopback(port: port)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard c == 0 else { throw POSIXError(.ECONNREFUSED) }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(contentLength ?? body.count)\r\n\r\n"
@@ -268,17 +288,7 @@ final class StagedRequest: @unchecked Sendable {
 
     /// Connects and sends the head (with `Content-Length: contentLength`) and `first` bytes of the body.
     init(port: Int, method: String, target: String, headers: [(String, String)], contentLength: Int, first: [UInt8]) async throws {
-        fd = try await blocking {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw POSIXError(.EIO) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            guard c == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
-            return fd
-        }
+        fd = try await blocking { try connectLoopback(port: port) }
         var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(contentLength)\r\n\r\n"
