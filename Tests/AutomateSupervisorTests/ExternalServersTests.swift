@@ -174,6 +174,50 @@ struct ExternalServersTests {
         #expect(try await server.psql("teams_service", "SELECT count(*) FROM teams") == "1")
     }
 
+    @Test("notifications-service started while its database is down waits for it (no exit, no crash loop), then delivers")
+    func serviceWaitsForItsDatabase() async throws {
+        let root = try Fixture.makeTempDir("notifications-waits")
+        let ca = try TestCertificateAuthority(folder: root + "/ca", name: "automate-test-ca")
+        let server = try await ExternalPostgres(folder: root + "/pg", authority: ca, password: "secret")
+        server.stop()
+        defer { server.stop(); try? FileManager.default.removeItem(atPath: root) }
+        for folder in ["data", "run"] { try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true) }
+        let out = root + "/stdout", err = root + "/stderr"
+        let outFD = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o644), errFD = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        defer { close(outFD); close(errFD) }
+        var options = ChildProcess.Options(
+            executable: "/usr/bin/python3", arguments: [TestStack.repository + "/hooks/notifications-service/notifications_service.py"],
+            environment: ProcessInfo.processInfo.environment.merging([
+                "AUTOMATE_SERVICE_DATA": root + "/data", "AUTOMATE_RUN_DIR": root + "/run",
+                "AUTOMATE_CFG_PG_HOST": "localhost", "AUTOMATE_CFG_PG_PORT": "\(server.port)", "AUTOMATE_CFG_PG_USER": server.user,
+                "AUTOMATE_CFG_POLL_SECONDS": "0.2", "PGPASSWORD": "secret", "PGSSLMODE": "verify-full", "PGSSLROOTCERT": ca.certificate,
+            ]) { $1 })
+        options.standardOutput = outFD
+        options.standardError = errFD
+        // The supervisor's own spawn: a clean signal mask (Foundation's Process passes on the test's).
+        let service = try ChildProcess.spawn(options)
+        defer { service.signalGroup(SIGKILL); service.forget() }
+        func running() async -> Bool { await service.waitForExit(timeout: .zero) == nil }
+        func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+        // Three refused attempts, and still running.
+        try Fixture.waitFor("three retries in \(err)", timeout: 30) {
+            read(err).components(separatedBy: "not ready, retrying in 0.2s").count > 3
+        }
+        try #require(await running(), "it exited: \(read(err))")
+        #expect(read(err).contains("Connection refused"), "\(read(err))")
+
+        try await server.start()
+        try Fixture.waitFor("delivering in \(out)", timeout: 30) { read(out).contains("notifications-service: delivering from") }
+        try await server.psql("notifications_service", "INSERT INTO outbox (message) VALUES ('after the wait')")
+        try Fixture.waitFor("the delivery", timeout: 30) { read(root + "/data/deliveries.log").contains("after the wait") }
+        service.signalGroup(SIGTERM)
+        let exit = await service.waitForExit(timeout: .seconds(10))
+        #expect(exit == .exited(0) && read(out).hasSuffix("notifications-service: stopped\n"), "\(String(describing: exit)) \(read(out))")
+        // One line per message delivered, nothing else.
+        #expect(read(root + "/data/deliveries.log") == "[notify] 1 after the wait\n", "\(read(root + "/data/deliveries.log"))")
+    }
+
     @Test("a client certificate instead of a password: the services, the watcher and automate psql all connect with it")
     func clientCertificate() async throws {
         let stack = try TestStack(name: "external-cert")

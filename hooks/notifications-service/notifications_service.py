@@ -30,7 +30,7 @@ stopping = False
 
 def psql(db, sql):
     out = subprocess.run(
-        ["psql", "-h", host, "-p", port, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-AtX", "-c", sql],
+        ["psql", "-h", host, "-p", port, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"psql ({db}): {out.stderr.strip()}")
@@ -62,8 +62,18 @@ def main():
         stopping = True
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    rules_path = prepare()
-    print(f"notifications-service: delivering from {database}.outbox every {poll}s", flush=True)
+    # The database may not take connections yet (a server restarting, a certificate being replaced):
+    # wait for it here rather than exit, so the supervisor sees no crash loop.
+    rules_path = None
+    while rules_path is None:
+        try:
+            rules_path = prepare()
+        except Exception as e:
+            print(f"notifications-service: not ready, retrying in {poll}s: {e}", file=sys.stderr, flush=True)
+            if pause():
+                break
+    if rules_path is not None:
+        print(f"notifications-service: delivering from {database}.outbox every {poll}s", flush=True)
     while not stopping:
         try:
             with open(rules_path) as f:
@@ -77,11 +87,17 @@ def main():
                 print(f"notifications-service: delivered {len(rows)}", flush=True)
         except Exception as e:  # keep running: PostgreSQL may be restarting
             print(f"notifications-service: {e}", file=sys.stderr, flush=True)
-        for _ in range(int(poll * 10)):
-            if stopping:
-                break
-            time.sleep(0.1)
+        pause()
     print("notifications-service: stopped", flush=True)
+
+
+def pause():
+    """Waits one poll interval, or less if a stop arrives; returns whether one did."""
+    for _ in range(int(poll * 10)):
+        if stopping:
+            break
+        time.sleep(0.1)
+    return stopping
 
 
 if __name__ == "__main__":
