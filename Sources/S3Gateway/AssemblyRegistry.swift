@@ -22,6 +22,8 @@ final class AssemblyRegistry: @unchecked Sendable {
         var stride: Int?
         var writing: Set<Int> = []
         var completing = false
+        /// The writes into the assembly, one at a time.
+        var writes = JobChain()
     }
 
     static let minimumStride = 5 << 20
@@ -64,6 +66,16 @@ final class AssemblyRegistry: @unchecked Sendable {
             u.writing.insert(n)
             uploads[dir] = u
             return (n - 1) * s
+        }
+    }
+
+    /// The chain the in-place writes into the upload's assembly queue on.
+    func writes(dir: String) -> JobChain {
+        lock.withLock {
+            if let chain = uploads[dir]?.writes { return chain }
+            let u = Upload()
+            uploads[dir] = u
+            return u.writes
         }
     }
 

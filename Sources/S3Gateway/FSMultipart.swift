@@ -46,7 +46,8 @@ extension FSBackend {
         }
         guard let slot, let declared else { return try await stagePart(req, dir: dir, number: n, body: body, log: log) }
         defer { assemblies.release(dir: dir, number: n) }
-        let file = try await PendingFile.inPlace(path: dir + "/" + PartRecord.assemblyName, offset: slot, limit: declared)
+        let file = try await PendingFile.inPlace(path: dir + "/" + PartRecord.assemblyName, offset: slot, limit: declared,
+                                                 writes: assemblies.writes(dir: dir))
         do {
             let decoder = try await Self.receive(req, body: body, into: file)
             let etag = Hex.encode(decoder.md5Digest)

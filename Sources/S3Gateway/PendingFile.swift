@@ -20,7 +20,8 @@ import Glibc
 /// into a coalescing buffer so that a trickling client cannot pin many mostly empty receive buffers.
 ///
 /// `inPlace` instead writes into a slot of an existing file (a multipart upload's assembly): bytes go at the
-/// slot's offset, never past its end, and `sync` replaces `commit`; nothing is removed on abort.
+/// slot's offset, never past its end, and `sync` replaces `commit`; nothing is removed on abort. Its writes
+/// queue on the assembly's ``JobChain`` with those of the upload's other parts.
 /// Used by one request task at a time.
 final class PendingFile {
     let dir: String
@@ -42,28 +43,30 @@ final class PendingFile {
     private var heldBytes = 0
     private var permits = 0
     private var inFlight: [(bytes: Int, job: Task<Void, any Error>)] = []
-    /// The last batch's MD5 job and write job (each chain runs in order).
-    private var lastHash: Task<Void, any Error>?
-    private var lastWrite: Task<Void, any Error>?
+    /// The batches' MD5 jobs, in order.
+    private let hashes = JobChain()
+    /// The file's writes, one at a time (shared by the part uploads writing into one assembly).
+    private let writes: JobChain
     private let md5 = RunningMD5()
     private var offset = 0
     private let end: Int
     private var done = false
 
-    private init(dir: String, tmpPath: String?, file: OpenFile, offset: Int = 0, limit: Int = Int.max) {
-        self.dir = dir; self.tmpPath = tmpPath; self.file = file
+    private init(dir: String, tmpPath: String?, file: OpenFile, offset: Int = 0, limit: Int = Int.max, writes: JobChain = JobChain()) {
+        self.dir = dir; self.tmpPath = tmpPath; self.file = file; self.writes = writes
         self.offset = offset
         end = limit == Int.max ? Int.max : offset + limit
     }
 
-    /// Writes at most `limit` bytes into `path` (created if missing, sparse until filled) from `offset` on.
-    static func inPlace(path: String, offset: Int, limit: Int) async throws -> PendingFile {
+    /// Writes at most `limit` bytes into `path` (created if missing, sparse until filled) from `offset` on, its
+    /// writes queued on `writes` with those of the other files writing into `path`.
+    static func inPlace(path: String, offset: Int, limit: Int, writes: JobChain) async throws -> PendingFile {
         let fd = try await FilePool.run { () throws -> Int32 in
             let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw S3Error("InternalError", 500, "cannot open \(path) for writing: \(errnoText())") }
             return fd
         }
-        return PendingFile(dir: parentPath(path), tmpPath: nil, file: OpenFile(fd), offset: offset, limit: limit)
+        return PendingFile(dir: parentPath(path), tmpPath: nil, file: OpenFile(fd), offset: offset, limit: limit, writes: writes)
     }
 
     /// Creates the temp file in `dir` (remaking the folder if a concurrent delete pruned it).
@@ -167,26 +170,18 @@ final class PendingFile {
         batchBytes = 0
         coalescing = false
         offset += bytes
-        let (previousHash, previousWrite, md5, file) = (lastHash, lastWrite, self.md5, self.file)
+        let (md5, file) = (self.md5, self.file)
         // Two chains: the MD5 must see the batches in order, and one write at a time per file keeps the
         // threads from queueing on the file's lock in the kernel; hashing one batch and writing another run at
         // once. A failed job fails the file (drain reports it); the next ones still run so that none is left
         // behind.
-        let hash = Task {
-            _ = try? await previousHash?.value
-            try await FilePool.run { md5.update(bufs) }
-        }
-        let write = Task {
-            _ = try? await previousWrite?.value
-            try await FilePool.run { try PendingFile.pwriteAll(file.fd, bufs, at: off) }
-        }
+        let hash = hashes.append { md5.update(bufs) }
+        let write = writes.append { try PendingFile.pwriteAll(file.fd, bufs, at: off) }
         let job = Task {
             let (hashed, written) = (await hash.result, await write.result)
             try hashed.get()
             try written.get()
         }
-        lastHash = hash
-        lastWrite = write
         inFlight.append((bytes, job))
     }
 
@@ -220,8 +215,6 @@ final class PendingFile {
         while !inFlight.isEmpty {
             do { try await retireOldest() } catch { firstError = firstError ?? error }
         }
-        lastHash = nil
-        lastWrite = nil
         for _ in 0..<permits { FilePool.writeBuffers.release() }
         permits = 0
         if let firstError { throw firstError }
@@ -272,6 +265,12 @@ final class PendingFile {
 
     /// fsync `fd` (open on `tmpPath`), store its ETag and metadata, check `condition` and move it to `finalPath`.
     /// Leaves `tmpPath` in place when it throws.
+    ///
+    /// A large object it replaces is removed afterwards, on the file pool: renaming over a file frees its
+    /// blocks inside `rename`, which took 0.6 s for 1 GiB on ext4 here, under the key's commit lock and before
+    /// the client hears back. The old file gets a hidden second name first (`.automate-tmp-replaced-*`), so the
+    /// rename only drops a link; that name is unlinked once the new object is in place (a crash in between
+    /// leaves it behind, as it leaves an upload's temp file: listing skips both).
     static func finish(_ fd: Int32, tmpPath: String, to finalPath: String, etag: String, meta: ObjectMetadata,
                                store: MetadataStore?, condition: WriteCondition) throws {
         var st = stat()
@@ -294,14 +293,31 @@ final class PendingFile {
                     throw S3Error("InternalError", 500, "link failed: \(String(cString: strerror(e)))")
                 }
                 unlink(tmpPath)
-            } else if rename(tmpPath, finalPath) != 0 {
-                let e = errno
-                if e == EISDIR || e == ENOTEMPTY || e == EEXIST {
-                    throw S3Error("InvalidRequest", 409, "A folder exists with this key's name.")
+            } else {
+                let replaced = displace(finalPath)
+                guard rename(tmpPath, finalPath) == 0 else {
+                    let e = errno
+                    if let replaced { unlink(replaced) }
+                    if e == EISDIR || e == ENOTEMPTY || e == EEXIST {
+                        throw S3Error("InvalidRequest", 409, "A folder exists with this key's name.")
+                    }
+                    throw S3Error("InternalError", 500, "rename failed: \(String(cString: strerror(e)))")
                 }
-                throw S3Error("InternalError", 500, "rename failed: \(String(cString: strerror(e)))")
+                if let replaced { FilePool.pool.submit { _ in unlink(replaced) } }
             }
         }
+    }
+
+    /// Objects from this size on are removed after they are replaced rather than by the rename (``finish``).
+    static let displaceFrom: off_t = 16 << 20
+
+    /// Gives the regular file at `path`, when it is one of at least ``displaceFrom`` bytes with no other name, a
+    /// hidden second name beside it; returns that name (nil: nothing to do, or the link failed).
+    private static func displace(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1, st.st_size >= displaceFrom else { return nil }
+        let name = parentPath(path) + "/" + reservedPrefix + "tmp-replaced-" + UUID().uuidString.lowercased()
+        return link(path, name) == 0 ? name : nil
     }
 
     /// Waits for running jobs, then removes the temp file.

@@ -50,7 +50,7 @@ final class FSModeStreamingTests: XCTestCase {
         let path = dir + "/assembly"
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(repeating: 0xAB, count: 3 << 20)))
         let part = randomBytes((1 << 20) + 4_321)
-        let file = try await PendingFile.inPlace(path: path, offset: 1 << 20, limit: part.count)
+        let file = try await PendingFile.inPlace(path: path, offset: 1 << 20, limit: part.count, writes: JobChain())
         try await file.write(ByteBuffer(bytes: part[..<700_000]))
         try await file.write(ByteBuffer(bytes: part[700_000...]))
         do {
@@ -66,6 +66,53 @@ final class FSModeStreamingTests: XCTestCase {
         XCTAssertEqual(Array(got[(1 << 20)..<((1 << 20) + part.count)]), part)
         XCTAssertEqual(Set(got[..<(1 << 20)]), [0xAB])
         XCTAssertEqual(Set(got[((1 << 20) + part.count)...]), [0xAB])
+    }
+
+    /// Two parts writing into one assembly through one chain, their batches interleaved: each slot holds its
+    /// part and each MD5 is its part's.
+    func testInPlaceWritesShareTheAssemblysChain() async throws {
+        let dir = makeTempDir("inplace-chain")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/assembly", slot = 3 << 20
+        let parts = [randomBytes(slot), randomBytes(slot)]
+        let chain = JobChain()
+        var files: [PendingFile] = []
+        for n in 0..<2 { files.append(try await PendingFile.inPlace(path: path, offset: n * slot, limit: slot, writes: chain)) }
+        for piece in stride(from: 0, to: slot, by: 300_000) {
+            for n in 0..<2 { try await files[n].write(ByteBuffer(bytes: parts[n][piece..<min(piece + 300_000, slot)])) }
+        }
+        for n in 0..<2 {
+            let md5 = try await files[n].drain()
+            XCTAssertEqual(Hex.encode(md5), Digests.md5Hex(parts[n]))
+            try await files[n].sync()
+        }
+        XCTAssertTrue([UInt8](FileManager.default.contents(atPath: path)!) == parts[0] + parts[1], "the assembly differs")
+    }
+
+    /// A PUT over a large object: the new bytes are in place, a GET that began before reads the old ones to the
+    /// end, and the old file's second name (removed after the rename) does not stay behind.
+    func testReplacingALargeObject() async throws {
+        let fx = try await FSFixture.start()
+        defer { Task { await fx.stop() } }
+        let old = randomBytes(Int(PendingFile.displaceFrom) + 1_000), new = randomBytes(Int(PendingFile.displaceFrom) + 2_000)
+        let first = try await signedRequest(port: fx.port, method: "PUT", path: "/repo/big", body: old, payloadHash: "UNSIGNED-PAYLOAD")
+        XCTAssertEqual(first.status, 200, first.text)
+        let reader = open(fx.root + "/repo/big", O_RDONLY)
+        XCTAssertGreaterThanOrEqual(reader, 0)
+        defer { close(reader) }
+        let second = try await signedRequest(port: fx.port, method: "PUT", path: "/repo/big", body: new, payloadHash: "UNSIGNED-PAYLOAD")
+        XCTAssertEqual(second.status, 200, second.text)
+        let got = try await signedRequest(port: fx.port, method: "GET", path: "/repo/big")
+        XCTAssertTrue(got.body == new, "GET after the replacement is not the new object")
+        var held = [UInt8](repeating: 0, count: old.count)
+        XCTAssertEqual(pread(reader, &held, old.count, 0), old.count)
+        XCTAssertTrue(held == old, "the old file changed under a reader")
+        // The old file's second name goes on the file pool, after the response.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while walk(fx.root).contains(where: { $0.contains(".automate-tmp") }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        fx.assertNoLeftovers()
     }
 
     /// Objects larger than several read chunks come back whole, and ranges that start, end or cross at chunk
