@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
@@ -86,21 +85,6 @@ final class OpenFile: Sendable {
 /// buffer still held so is replaced by a new one when the next job clears it).
 final class BufferSlot: Sendable {
     let buffers = Mutex([ByteBuffer]())
-}
-
-/// The MD5 of a file's bytes, fed in order from pool threads. Each update is issued after the previous one
-/// finished (a chain of tasks); the lock makes the hand-over between threads safe.
-final class RunningMD5: @unchecked Sendable {
-    private let lock = NSLock()
-    private var md5 = Insecure.MD5()
-
-    func update(_ bufs: [ByteBuffer]) {
-        lock.withLock {
-            for buf in bufs { buf.withUnsafeReadableBytes { md5.update(bufferPointer: $0) } }
-        }
-    }
-
-    func finalize() -> [UInt8] { lock.withLock { Array(md5.finalize()) } }
 }
 
 /// Reads `length` bytes at `offset` (fewer only at the end of the file; none is an error: the file shrank).

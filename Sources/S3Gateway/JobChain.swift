@@ -1,7 +1,7 @@
 import Foundation
 
-/// Runs jobs one after another, in the order they are appended, on the file pool, without holding a pool
-/// thread while one waits for the previous.
+/// Runs jobs one after another, in the order they are appended, without holding a thread while one waits for
+/// the previous.
 ///
 /// An upload's MD5 must see its bytes in order, so its hashing jobs form a chain. Its writes form another: a
 /// file written by several threads at once makes them queue on the file's lock in the kernel, where they spin
@@ -13,14 +13,14 @@ final class JobChain: @unchecked Sendable {
     private let lock = NSLock()
     private var last: Task<Void, any Error>?
 
-    /// Runs `body` on the file pool once every job appended before it has ended (whether or not it failed);
-    /// the task ends with `body`'s result.
-    func append(_ body: @escaping @Sendable () throws -> Void) -> Task<Void, any Error> {
+    /// Runs `body` once every job appended before it has ended (whether or not it failed); the task ends with
+    /// `body`'s result.
+    func append(_ body: @escaping @Sendable () async throws -> Void) -> Task<Void, any Error> {
         lock.withLock {
             let previous = last
             let job = Task {
                 _ = await previous?.result
-                try await FilePool.run(body)
+                try await body()
             }
             last = job
             return job

@@ -47,7 +47,7 @@ final class PendingFile {
     private let hashes = JobChain()
     /// The file's writes, one at a time (shared by the part uploads writing into one assembly).
     private let writes: JobChain
-    private let md5 = RunningMD5()
+    private let md5 = LaneMD5()
     private var offset = 0
     private let end: Int
     private var done = false
@@ -175,8 +175,8 @@ final class PendingFile {
         // threads from queueing on the file's lock in the kernel; hashing one batch and writing another run at
         // once. A failed job fails the file (drain reports it); the next ones still run so that none is left
         // behind.
-        let hash = hashes.append { md5.update(bufs) }
-        let write = writes.append { try PendingFile.pwriteAll(file.fd, bufs, at: off) }
+        let hash = hashes.append { try await md5.update(bufs) }
+        let write = writes.append { try await FilePool.run { try PendingFile.pwriteAll(file.fd, bufs, at: off) } }
         let job = Task {
             let (hashed, written) = (await hash.result, await write.result)
             try hashed.get()

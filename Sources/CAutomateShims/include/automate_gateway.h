@@ -31,6 +31,14 @@ static inline uint32_t automate_crc_sliced(uint32_t table[8][256], uint32_t crc,
  * least 64 and a multiple of 16; only where automate_crc32_fold_available() says the CPU has PCLMULQDQ. */
 uint32_t automate_crc32_fold(uint32_t state, const uint8_t *p, size_t n);
 int automate_crc32_fold_available(void);
+/* MD5 (md5.c). `state` starts as 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476; blocks are 64 bytes.
+ * automate_md5_x8: eight streams, state[word * 8 + lane], `blocks` blocks from each of the eight pointers
+ * (fast only where automate_md5_x8_available() says the CPU has AVX2). automate_md5_final pads the
+ * `tail_length` (< 64) bytes after the last whole block of a `total`-byte message and writes the digest. */
+void automate_md5_blocks(uint32_t state[4], const uint8_t *p, size_t blocks);
+void automate_md5_x8(uint32_t state[32], const uint8_t *const data[8], size_t blocks);
+int automate_md5_x8_available(void);
+void automate_md5_final(uint32_t state[4], const uint8_t *tail, size_t tail_length, uint64_t total, uint8_t digest[16]);
 /* Slicing-by-8 only (what automate_crc32 falls back to; tests compare the two). */
 static inline uint32_t automate_crc32_sliced(uint32_t crc, const void *data, size_t n) {
     static uint32_t table[8][256];
