@@ -135,8 +135,12 @@ final class FSModeSendfileTests: XCTestCase {
         }
         now = openDescriptors(pid)
         XCTAssertLessThanOrEqual(now, before, "the gateway holds \(now - before) more descriptors after 5 aborted GETs")
+        // Each request's log line is written once it ended, and read from the gateway's stderr by the test:
+        // wait for the five, with the same deadline.
+        func aborted() -> Int { gw.log.components(separatedBy: "GET /repo/big 200 0B").count - 1 }
+        while aborted() < 5 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let log = gw.log
-        XCTAssertEqual(log.components(separatedBy: "GET /repo/big 200 0B").count - 1, 5, "aborted GETs not logged as such:\n\(log.suffix(3000))")
+        XCTAssertEqual(aborted(), 5, "aborted GETs not logged as such:\n\(log.suffix(3000))")
         XCTAssertTrue(log.contains("ClientAbort"), log)
         // And the object still reads back whole on a new connection.
         let again = try await signedRequest(port: gw.port, method: "GET", path: "/repo/big")
