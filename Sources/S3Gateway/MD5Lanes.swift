@@ -10,11 +10,11 @@ import Synchronization
 /// a stream (about 480 MB/s on one core here), and it was a third of the gateway's CPU in a multipart upload.
 ///
 /// One round costs about what 2.3 blocks of one stream cost (`automate_md5_blocks`), so lanes pay from three
-/// streams on: while at most two updates are in flight, each is hashed on a pool thread of its own, one block
-/// after another, as before; from the third, updates go to the driver's queue. The driver hashes one or two
-/// lanes left alone 64 KiB at a time, one block after another, so that updates arriving meanwhile join in. Without AVX2 every update is hashed on
-/// its own. Each stream's updates are issued one after another (``PendingFile``'s hash chain);
-/// updates of different streams may share a round.
+/// streams on. An update that finds no other in flight is hashed at once on a pool thread of its own; others
+/// go to the driver's queue, which starts the driver once ``enoughLanes`` wait or after ``gathering``. The
+/// driver hashes one or two lanes left alone 64 KiB at a time, so that updates arriving meanwhile join in.
+/// Without AVX2 every update is hashed on its own. Each stream's updates are issued one after another
+/// (``PendingFile``'s hash chain); updates of different streams may share a round.
 final class MD5Lanes: @unchecked Sendable {  // the counters, `queue` and `driving` are only touched with `lock` held
     static let shared = MD5Lanes()
 
@@ -70,7 +70,7 @@ final class MD5Lanes: @unchecked Sendable {  // the counters, `queue` and `drivi
                 armed = true
                 return (false, true)
             }
-            if start { FilePool.pool.submit { _ in self.drive() } }
+            if start { startDriver() }
             if arm {
                 Task {
                     try? await Task.sleep(for: Self.gathering)
@@ -80,14 +80,21 @@ final class MD5Lanes: @unchecked Sendable {  // the counters, `queue` and `drivi
                         self.driving = true
                         return true
                     }
-                    if start { FilePool.pool.submit { _ in self.drive() } }
+                    if start { self.startDriver() }
                 }
             }
         }
     }
 
+    /// Queued updates that start the driver at once.
     static let enoughLanes = 4
+    /// How long a queued update waits for others before the driver starts anyway.
     static let gathering: Duration = .milliseconds(10)
+
+    /// Runs the driver on the file pool (the caller set `driving`).
+    private func startDriver() {
+        FilePool.pool.submit { _ in self.drive() }
+    }
 
     /// Runs until nothing is queued or in a lane.
     private func drive() {
