@@ -88,6 +88,14 @@ extension PGSidecar {
         context.report { $0.details["server_version"] = version }
         var done: [PGBackupMetadata.Database] = []
         let reader = self.artifacts.reader()
+        // The databases the restored ones replaced are dropped off the restore's path (each DROP waits
+        // for a checkpoint), also when a later one fails; any an earlier restore did not get to go too.
+        defer {
+            let server = config.server, logger = self.logger
+            Task.detached {
+                try? await runBlocking("pg.drop-replaced", observingCancellation: false) { _ in DatabaseSwap.dropReplaced(server: server, logger: logger) }
+            }
+        }
         for a in artifacts {
             try job.checkCancellation()
             do {
@@ -107,8 +115,8 @@ extension PGSidecar {
     }
 
     /// Restores into a fresh temporary database, verifies the object's sha256 (streamed) and the row
-    /// counts, and only then replaces the existing database (DROP … WITH (FORCE), then RENAME). Any failure
-    /// drops the temporary database and leaves the existing one untouched.
+    /// counts, and only then replaces the existing database (renamed aside, then dropped after the restore:
+    /// ``DatabaseSwap``). Any failure drops the temporary database and leaves the existing one untouched.
     func restoreDatabase(_ context: OperationContext, _ job: BlockingJob, _ a: Automate_Sidecar_Pg_PGArtifact, chunks: ChunkRecord?,
                          reader: ArtifactReader, admin: PGConnection) throws {
         let id = context.id
@@ -198,10 +206,8 @@ extension PGSidecar {
         }
         try job.checkCancellation()
         context.report(item: a.database) { $0.phase = .finishing; $0.step = "renaming" }
-        if try admin.databaseExists(a.database) {
-            try admin.query("DROP DATABASE \(quoteIdent(a.database)) WITH (FORCE)")
-        }
-        try admin.query("ALTER DATABASE \(quoteIdent(temp)) RENAME TO \(quoteIdent(a.database))")
+        // The database it replaces is renamed aside and dropped after the restore (see DatabaseSwap).
+        try DatabaseSwap(admin: admin).swap(temp, into: a.database, aside: DatabaseSwap.asideName(a.database, restore: id))
         committed = true
         context.report(item: a.database) { $0.phase = .done; $0.step = "done"; $0.details["size"] = String(f) }
     }

@@ -151,6 +151,41 @@ final class PGSidecarTests: XCTestCase {
         await client.close()
     }
 
+    /// The database a restore replaces has a session open on it: the session is ended, the restored data
+    /// takes the name, and the old database (put aside, no longer accepting sessions) is dropped after the
+    /// restore, off its path; one left aside earlier (a sidecar that died before dropping it) goes too.
+    func testRestoreReplacesALiveDatabaseAndDropsTheOldOneAfter() async throws {
+        let (pg, _, client) = try await fixtures()
+        try makeShop(pg, "swapped", rows: 5000, largeObject: false)
+        let before = try fingerprint(pg, "swapped")
+        let s = try await wait(client, try await backup(client, "20260301104500", ["swapped"]))
+        XCTAssertEqual(s.phase, .completed, s.error)
+        try pg.psql("swapped", "DELETE FROM orders WHERE id % 3 = 0")
+        try pg.psql("postgres", "DROP DATABASE IF EXISTS \"stale__replaced_0123456789ab\"")
+        try pg.psql("postgres", "CREATE DATABASE \"stale__replaced_0123456789ab\"")
+        let server = PGServer(host: pg.socketDir, port: pg.port, user: pg.user)
+        let held = try PGConnection(server, database: "swapped")
+        XCTAssertEqual(try held.query("SELECT count(*) FROM customers").first?.first ?? nil, "5")
+
+        let r = try await restore(client, "20260301104500")
+        XCTAssertEqual(r.phase, .completed, r.error)
+        XCTAssertEqual(try fingerprint(pg, "swapped"), before)
+        XCTAssertThrowsError(try held.query("SELECT 1"), "the session on the replaced database was ended")
+        XCTAssertEqual(try pg.psql("postgres", "SELECT datallowconn FROM pg_database WHERE datname = 'swapped'"), "t")
+        // Dropped on a job of its own after the restore: wait for it (the sidecar's one signal is the
+        // catalog itself), then nothing put aside is left.
+        let deadline = ContinuousClock.now + .seconds(60)
+        var left = ""
+        repeat {
+            left = try pg.psql("postgres", "SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '%\\_\\_replaced\\_%'")
+            if left.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < deadline
+        XCTAssertEqual(left, "", "databases put aside and not dropped")
+        XCTAssertEqual(try pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%__restore_%'"), "0")
+        await client.close()
+    }
+
     func testDumpDropRestoreEqual() async throws {
         let (pg, s3, client) = try await fixtures()
         try makeShop(pg, "shop")
