@@ -47,6 +47,10 @@ public final class ProcessReaper: Sendable {
             do throws(E) {
                 let pid = try spawn()
                 s.known.insert(pid)
+                // The kernel hands out pids again once they wrap (32768 by default): an exit recorded for
+                // an earlier child of this number that was never forgotten is not this child's, and a
+                // waiter must not get it (it would see a process still running as long gone).
+                s.exited.removeValue(forKey: pid)
                 s.forgotten.removeAll { $0.pid == pid }
                 return .success(pid)
             } catch {

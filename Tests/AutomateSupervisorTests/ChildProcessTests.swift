@@ -1,4 +1,4 @@
-import AutomateSupervisor
+@testable import AutomateSupervisor
 import Foundation
 import Testing
 
@@ -24,6 +24,21 @@ struct ChildProcessTests {
         } catch {
             #expect("\(error)".contains("not found in PATH"))
         }
+    }
+
+    /// A CI run once saw `automate backup create` "killed by SIGKILL" at once, with no output: the test
+    /// runner's pid counter had wrapped (pid_max 32768), the CLI got the pid of a child killed earlier whose
+    /// exit was never forgotten, and the reaper handed the new child that old exit.
+    @Test("a pid the kernel hands out again does not inherit the exit recorded for its earlier holder")
+    func reusedPid() async throws {
+        let env = ["PATH": "/usr/bin:/bin"]
+        let earlier = try ChildProcess.spawn(.init(executable: "/bin/sh", arguments: ["-c", "kill -9 $$"], environment: env))
+        #expect(await earlier.waitForExit() == .signaled(SIGKILL))
+        // Not forgotten (as a caller may leave it). The same number registered again, as a spawn that
+        // got it from the kernel would: the new holder has not exited.
+        let again = ProcessReaper.shared.registering { () -> pid_t in earlier.pid }
+        #expect(again == earlier.pid)
+        #expect(await ProcessReaper.shared.waitForExit(pid: again, timeout: .milliseconds(100)) == nil)
     }
 
     @Test("the child leads its own process group; signalling the group reaches grandchildren")
