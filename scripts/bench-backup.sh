@@ -10,6 +10,8 @@
 #   chunked  (after the plain runs, the same data into a chunked repository, restic beside it)
 #            first backup: chunked vs plain (target <= 1.3x), restic's time beside it
 #            2% of the files rewritten, 2% rows appended, second backup: time vs restic's (target: faster),
+#            and the same for the five incremental rounds after it (medians of the six); each backup starts
+#            after a sync, and where each chunked backup's time went is printed per service
 #            bytes added (target <= 2% of the first), restic's beside it
 #            the repository after seven such backups (and restic's)
 #            restore from the chunked repository vs by hand (target <= 1.15x), as many runs as above
@@ -230,17 +232,23 @@ printf 'repository = "%s"\n' "$chunked" >> "$AUTOMATE_HOME/config/backup-gateway
 "$automate" start --quiet
 export RESTIC_REPOSITORY="$work/restic" RESTIC_PASSWORD="bench-backup restic"
 restic init -q >/dev/null
+# Each backup below starts from a quiet disk (sync first): what an earlier step left for writeback
+# would otherwise land on whichever backup runs next.
 restic_backup() {  # files as a folder, the dump through --stdin, at once (as the stack does)
+  sync
   by_hand "restic -q backup $profiles >/dev/null" \
           "pg_dump -Fc -Z0 $dump_args | restic -q backup --stdin --stdin-filename teams_service.dump >/dev/null"
 }
 chunked_backup() {  # prints seconds; the id goes to $work/chunked-id
   local t0 t1
+  sync
   t0=$(now)
   "$automate" backup create --no-progress > "$work/chunked.out"
   t1=$(now)
   awk '/^Created backup/ {print $3}' "$work/chunked.out" > "$work/chunked-id"
   [[ -s "$work/chunked-id" ]] || { echo "bench-backup: chunked backup failed:" >&2; cat "$work/chunked.out" >&2; exit 1; }
+  { echo "  chunked backup $(cat "$work/chunked-id"): where the time went"
+    backup_phases "$chunked/$(cat "$work/chunked-id")/backup-result.json"; } >> "$work/phases-chunked.txt"
   elapsed "$t0" "$t1"
 }
 size_of() { du -sb "$1" | cut -f1; }
@@ -265,10 +273,13 @@ change_two_percent 1
 c2=$(chunked_backup); c2_added=$(( $(size_of "$chunked/chunks") - c1_bytes ))
 r2=$(restic_backup); r2_added=$(( $(size_of "$work/restic") - r1_bytes ))
 grep -o '([^)]*)' "$work/chunked.out" | head -1 > "$work/chunked-second.txt"
+# Every later round is an incremental backup of the same kind: their times too, for medians beside the
+# single second backup (one run of a 6-9 s measure moves by a second with what the disk is still writing).
+incr_chunked=("$c2"); incr_restic=("$r2")
 for round in 2 3 4 5 6; do
   change_two_percent "$round"
-  chunked_backup >/dev/null
-  restic_backup >/dev/null
+  incr_chunked+=("$(chunked_backup)")
+  incr_restic+=("$(restic_backup)")
 done
 seven_bytes=$(size_of "$chunked/chunks"); restic_seven=$(size_of "$work/restic")
 last=$(cat "$work/chunked-id")
@@ -304,11 +315,18 @@ done
 chunked_restore=$(median "${chunked_restores[@]}"); chunked_hand=$(median "${chunked_hands[@]}")
 
 echo
+echo "== where the chunked backups' time went"
+cat "$work/phases-chunked.txt"
+echo
 echo "== chunked repository vs restic (same data; one run of each backup, $runs of the restore)"
 printf '%-52s %8ss   chunked / plain (median above) = %sx (target <= 1.3x)\n' "first backup, chunked" "$c1" "$(ratio "$c1" "$ours")"
 printf '%-52s %8ss   (%s MB stored; restic %s MB)\n' "first backup, restic" "$r1" "$(( c1_bytes >> 20 ))" "$(( r1_bytes >> 20 ))"
 printf '%-52s %8ss   %s\n' "second backup (2% changed), chunked" "$c2" "$(cat "$work/chunked-second.txt")"
 printf '%-52s %8ss   chunked / restic = %sx (target < 1)\n' "second backup (2% changed), restic" "$r2" "$(ratio "$c2" "$r2")"
+printf '%-52s runs: %s\n' "incremental backups (2% changed each), chunked" "$(list "${incr_chunked[@]}")"
+printf '%-52s runs: %s\n' "incremental backups (2% changed each), restic" "$(list "${incr_restic[@]}")"
+incr_c=$(median "${incr_chunked[@]}"); incr_r=$(median "${incr_restic[@]}")
+printf '%-52s %8ss   restic %ss: chunked / restic = %sx (target < 1; medians)\n' "incremental backups, medians" "$incr_c" "$incr_r" "$(ratio "$incr_c" "$incr_r")"
 printf '%-52s %8s MB   %s%% of the first (target <= 2%%); restic added %s MB\n' "second backup, bytes added" \
   "$(python3 -c "print(f'{$c2_added / 1048576:.1f}')")" "$(python3 -c "print(f'{$c2_added * 100 / $c1_bytes:.2f}')")" \
   "$(python3 -c "print(f'{$r2_added / 1048576:.1f}')")"
