@@ -1,6 +1,7 @@
 import DataTools
 import Foundation
 import Logging
+import Synchronization
 
 /// Puts a restored database in place of the one of the same name, without waiting for the old one to
 /// be dropped.
@@ -20,6 +21,10 @@ struct DatabaseSwap {
 
     let admin: PGConnection
 
+    /// Aside names of swaps under way in this process: ``dropReplaced(server:logger:)`` leaves them alone,
+    /// since a swap whose second rename fails renames its aside database back.
+    private static let inFlight = Mutex(Set<String>())
+
     /// The name `name` is put aside under: at most 63 bytes (PostgreSQL's limit), unique per restore.
     static func asideName(_ name: String, restore id: String) -> String {
         let suffix = marker + String(id.suffix(12))
@@ -37,6 +42,8 @@ struct DatabaseSwap {
             try admin.query("ALTER DATABASE \(quoteIdent(temp)) RENAME TO \(quoteIdent(name))")
             return false
         }
+        Self.inFlight.withLock { _ = $0.insert(aside) }
+        defer { Self.inFlight.withLock { _ = $0.remove(aside) } }
         try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(aside))")
         try admin.query("ALTER DATABASE \(quoteIdent(name)) WITH ALLOW_CONNECTIONS false")
         do {
@@ -86,7 +93,7 @@ struct DatabaseSwap {
             let admin = try PGConnection(server)
             let pattern = "%" + marker.replacingOccurrences(of: "_", with: "\\_") + "%"
             for row in try admin.query("SELECT datname FROM pg_database WHERE datname LIKE $1", [pattern]) {
-                guard let name = row.first ?? nil else { continue }
+                guard let name = row.first ?? nil, !inFlight.withLock({ $0.contains(name) }) else { continue }
                 let started = ContinuousClock.now
                 try admin.query("DROP DATABASE IF EXISTS \(quoteIdent(name)) WITH (FORCE)")
                 logger.info("dropped \(name), the database a restore replaced, in \(ContinuousClock.now - started)")
